@@ -1,0 +1,5 @@
+// timer.h — monotonic wall clock.
+#ifndef AVAT3R_TIMER_H
+#define AVAT3R_TIMER_H
+double time_now_s(void); // seconds from an arbitrary origin, CLOCK_MONOTONIC
+#endif

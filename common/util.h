@@ -1,0 +1,46 @@
+// util.h — checked wrappers for allocation and file I/O, in the spirit of llm.c's utils.h.
+// Every failure prints file:line of the caller, what failed, and a hint, then exits(1).
+// Nothing here returns an error code: callers never have to check.
+#ifndef AVAT3R_UTIL_H
+#define AVAT3R_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+void *malloc_check(size_t size, const char *file, int line);
+void *calloc_check(size_t n, size_t size, const char *file, int line);
+FILE *fopen_check(const char *path, const char *mode, const char *file, int line);
+void fread_check(void *ptr, size_t size, size_t n, FILE *f, const char *file, int line);
+void fwrite_check(const void *ptr, size_t size, size_t n, FILE *f, const char *file, int line);
+void fseek_check(FILE *f, long off, int whence, const char *file, int line);
+void fclose_check(FILE *f, const char *file, int line);
+
+#define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
+#define callocCheck(n, size) calloc_check(n, size, __FILE__, __LINE__)
+#define fopenCheck(path, mode) fopen_check(path, mode, __FILE__, __LINE__)
+#define freadCheck(ptr, size, n, f) fread_check(ptr, size, n, f, __FILE__, __LINE__)
+#define fwriteCheck(ptr, size, n, f) fwrite_check(ptr, size, n, f, __FILE__, __LINE__)
+#define fseekCheck(f, off, whence) fseek_check(f, off, whence, __FILE__, __LINE__)
+#define fcloseCheck(f) fclose_check(f, __FILE__, __LINE__)
+
+// Prints "FATAL file:line: <message>" to stderr and exits(1).
+void fatal_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
+#define FATAL(...) fatal_at(__FILE__, __LINE__, __VA_ARGS__)
+
+// Atomic file writing: open "path.tmp.<pid>" for writing; atomic_close fsyncs, closes and renames it
+// over path. A crash in between leaves the old file (if any) untouched.
+typedef struct {
+    FILE *f;
+    char path[4096];
+    char tmp[4200];
+} AtomicFile;
+void atomic_open(AtomicFile *af, const char *path, const char *file, int line);
+void atomic_close(AtomicFile *af, const char *file, int line);
+#define atomicOpen(af, path) atomic_open(af, path, __FILE__, __LINE__)
+#define atomicClose(af) atomic_close(af, __FILE__, __LINE__)
+
+// Size of an open file in bytes (restores the position).
+int64_t file_size(FILE *f);
+
+#endif

@@ -1,0 +1,428 @@
+// layers.c — the network's layers on the CPU: forward/backward pairs over `real` (real.h).
+// Compiled twice (float, and double with -DAVAT3R_F64). OpenMP over independent rows or columns;
+// every reduction runs in a fixed order, so results do not depend on the thread count.
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "layers.h"
+#include "real.h"
+
+// ----------------------------------------------------------------------------------------------
+// matmul (PyTorch Linear)
+
+void R_(matmul_forward)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC) {
+    // out[N,OC] = inp[N,C] · w[OC,C]ᵀ
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
+    if (bias) {
+#pragma omp parallel for
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
+    }
+}
+
+void R_(matmul_forward_naive)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double acc = bias ? bias[o] : 0;
+            for (int c = 0; c < C; c++) acc += (double)inp[(size_t)n * C + c] * w[(size_t)o * C + c];
+            out[(size_t)n * OC + o] = (real)acc;
+        }
+}
+
+void R_(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, const real *inp, const real *w, int N,
+                         int C, int OC) {
+    // dinp[N,C] += dout[N,OC] · w[OC,C]
+    if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+    // dw[OC,C] += doutᵀ · inp
+    if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+    if (dbias) {
+#pragma omp parallel for
+        for (int o = 0; o < OC; o++) {
+            real acc = 0;
+            for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o];
+            dbias[o] += acc;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// LayerNorm
+
+void R_(layernorm_forward)(real *out, real *mean, real *rstd, const real *inp, const real *w, const real *b, int N,
+                           int C, double eps) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const real *x = inp + (size_t)n * C;
+        real m = 0;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        real v = 0;
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= C; // biased variance, as torch
+        real s = 1 / sqrt(v + (real)eps);
+        real *o = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void R_(layernorm_backward)(real *dinp, real *dw, real *db, const real *dout, const real *inp, const real *w,
+                            const real *mean, const real *rstd, int N, int C) {
+    if (dinp) {
+#pragma omp parallel for
+        for (int n = 0; n < N; n++) {
+            const real *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            real m = mean[n], s = rstd[n];
+            // dx = s · (g − mean(g) − x̂·mean(g·x̂)), with g = dy·w
+            real gm = 0, gxm = 0;
+            for (int c = 0; c < C; c++) {
+                real g = dy[c] * w[c];
+                gm += g;
+                gxm += g * (x[c] - m) * s;
+            }
+            gm /= C;
+            gxm /= C;
+            real *dx = dinp + (size_t)n * C;
+            for (int c = 0; c < C; c++) {
+                real xh = (x[c] - m) * s;
+                dx[c] += s * (dy[c] * w[c] - gm - xh * gxm);
+            }
+        }
+    }
+    if (dw || db) {
+        // column sums in row order: deterministic
+#pragma omp parallel for
+        for (int c = 0; c < C; c++) {
+            real aw = 0, ab = 0;
+            for (int n = 0; n < N; n++) {
+                real dy = dout[(size_t)n * C + c];
+                aw += dy * (inp[(size_t)n * C + c] - mean[n]) * rstd[n];
+                ab += dy;
+            }
+            if (dw) dw[c] += aw;
+            if (db) db[c] += ab;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// elementwise
+
+#define GELU_K 0.7978845608028654 // sqrt(2/pi)
+
+void R_(gelu_forward)(real *out, const real *inp, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        real x = inp[i];
+        out[i] = (real)0.5 * x * (1 + tanh((real)GELU_K * (x + (real)0.044715 * x * x * x)));
+    }
+}
+
+void R_(gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        real x = inp[i];
+        real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
+        real t = tanh(u);
+        real du = (real)GELU_K * (1 + (real)(3 * 0.044715) * x * x);
+        real g = (real)0.5 * (1 + t) + (real)0.5 * x * (1 - t * t) * du;
+        dinp[i] += g * dout[i];
+    }
+}
+
+void R_(relu_forward)(real *out, const real *inp, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0;
+}
+
+void R_(relu_backward)(real *dinp, const real *inp, const real *dout, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++)
+        if (inp[i] > 0) dinp[i] += dout[i];
+}
+
+void R_(residual_forward)(real *out, const real *a, const real *b, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void R_(add_inplace)(real *dst, const real *src, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+// ----------------------------------------------------------------------------------------------
+// attention, chunked over queries (flash-attention's recomputation on the CPU)
+
+size_t R_(attention_scratch_size)(int Nk, int chunk, int nthreads) {
+    return (size_t)nthreads * 2 * (size_t)chunk * (size_t)Nk;
+}
+
+void R_(attention_forward)(real *out, int ldo, real *lse, const real *q, int ldq, const real *k, int ldk,
+                           const real *v, int ldv, int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk) {
+    real scale = 1 / sqrt((real)hd);
+    // one task per (sample, head): tasks write disjoint columns, so no races
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        real *S = scratch + (size_t)omp_get_thread_num() * 2 * chunk * Nk; // [chunk, Nk]
+        const real *qb = q + (size_t)b * Nq * ldq + h * hd;
+        const real *kb = k + (size_t)b * Nk * ldk + h * hd;
+        const real *vb = v + (size_t)b * Nk * ldv + h * hd;
+        real *ob = out + (size_t)b * Nq * ldo + h * hd;
+        real *lb = lse + (size_t)bh * Nq;
+        for (int i0 = 0; i0 < Nq; i0 += chunk) {
+            int qc = Nq - i0 < chunk ? Nq - i0 : chunk;
+            // S = scale · Q_c Kᵀ
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, scale, qb + (size_t)i0 * ldq, ldq, kb, ldk, 0, S,
+                 Nk);
+            for (int i = 0; i < qc; i++) {
+                real *s = S + (size_t)i * Nk;
+                real mx = s[0];
+                for (int j = 1; j < Nk; j++) mx = s[j] > mx ? s[j] : mx;
+                real sum = 0;
+                for (int j = 0; j < Nk; j++) {
+                    s[j] = exp(s[j] - mx);
+                    sum += s[j];
+                }
+                real inv = 1 / sum;
+                for (int j = 0; j < Nk; j++) s[j] *= inv;
+                lb[i0 + i] = mx + log(sum);
+            }
+            // O_c = P V
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, qc, hd, Nk, 1, S, Nk, vb, ldv, 0, ob + (size_t)i0 * ldo,
+                 ldo);
+        }
+    }
+}
+
+void R_(attention_backward)(real *dq, real *dk, real *dv, const real *dout, const real *out, int ldo,
+                            const real *lse, const real *q, int ldq, const real *k, int ldk, const real *v, int ldv,
+                            int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk) {
+    real scale = 1 / sqrt((real)hd);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        real *P = scratch + (size_t)omp_get_thread_num() * 2 * chunk * Nk; // [chunk, Nk]
+        real *dP = P + (size_t)chunk * Nk;                                   // [chunk, Nk]
+        size_t qoff = (size_t)b * Nq * ldq + h * hd, koff = (size_t)b * Nk * ldk + h * hd;
+        size_t voff = (size_t)b * Nk * ldv + h * hd, ooff = (size_t)b * Nq * ldo + h * hd;
+        const real *lb = lse + (size_t)bh * Nq;
+        for (int i0 = 0; i0 < Nq; i0 += chunk) {
+            int qc = Nq - i0 < chunk ? Nq - i0 : chunk;
+            const real *qc_ = q + qoff + (size_t)i0 * ldq;
+            const real *doc = dout + ooff + (size_t)i0 * ldo;
+            const real *oc = out + ooff + (size_t)i0 * ldo;
+            // recompute P = exp(scale · Q Kᵀ − lse)
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, scale, qc_, ldq, k + koff, ldk, 0, P, Nk);
+            // dP = dO Vᵀ
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, 1, doc, ldo, v + voff, ldv, 0, dP, Nk);
+            for (int i = 0; i < qc; i++) {
+                real *p = P + (size_t)i * Nk, *dp = dP + (size_t)i * Nk;
+                real l = lb[i0 + i];
+                // Δ_i = Σ_j P_ij dP_ij = dO_i · O_i
+                real delta = 0;
+                for (int c = 0; c < hd; c++) delta += doc[(size_t)i * ldo + c] * oc[(size_t)i * ldo + c];
+                for (int j = 0; j < Nk; j++) {
+                    p[j] = exp(p[j] - l);
+                    dp[j] = p[j] * (dp[j] - delta); // dS
+                }
+            }
+            // dQ += scale · dS K ; dK += scale · dSᵀ Q ; dV += Pᵀ dO
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, qc, hd, Nk, scale, dP, Nk, k + koff, ldk, 1,
+                 dq + qoff + (size_t)i0 * ldq, ldq);
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, Nk, hd, qc, scale, dP, Nk, qc_, ldq, 1, dk + koff, ldk);
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, Nk, hd, qc, 1, P, Nk, doc, ldo, 1, dv + voff, ldv);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// inputs: rays, patches, feature resampling
+
+void R_(plucker_forward)(real *out, real *cam_o, const real *w2c, const real *K, int BV, int H, int W) {
+#pragma omp parallel for
+    for (int i = 0; i < BV; i++) {
+        const real *M = w2c + (size_t)i * 12, *k = K + (size_t)i * 9;
+        double R[3][3], t[3], o[3];
+        for (int r = 0; r < 3; r++) {
+            for (int c = 0; c < 3; c++) R[r][c] = M[r * 4 + c];
+            t[r] = M[r * 4 + 3];
+        }
+        for (int c = 0; c < 3; c++) o[c] = -(R[0][c] * t[0] + R[1][c] * t[1] + R[2][c] * t[2]); // o = -Rᵀt
+        // K⁻¹ by the adjugate (K is a general 3×3 here; pinhole in practice)
+        double a = k[0], b = k[1], c = k[2], d = k[3], e = k[4], f = k[5], g = k[6], h = k[7], ii = k[8];
+        double det = a * (e * ii - f * h) - b * (d * ii - f * g) + c * (d * h - e * g);
+        double Ki[3][3] = {{(e * ii - f * h) / det, (c * h - b * ii) / det, (b * f - c * e) / det},
+                           {(f * g - d * ii) / det, (a * ii - c * g) / det, (c * d - a * f) / det},
+                           {(d * h - e * g) / det, (b * g - a * h) / det, (a * e - b * d) / det}};
+        for (int c3 = 0; c3 < 3; c3++) cam_o[(size_t)i * 3 + c3] = (real)o[c3];
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                double px[3] = {x + 0.5, y + 0.5, 1.0}, dc[3], dw[3];
+                for (int r = 0; r < 3; r++) dc[r] = Ki[r][0] * px[0] + Ki[r][1] * px[1] + Ki[r][2] * px[2];
+                for (int r = 0; r < 3; r++) dw[r] = R[0][r] * dc[0] + R[1][r] * dc[1] + R[2][r] * dc[2]; // Rᵀ dc
+                double n = sqrt(dw[0] * dw[0] + dw[1] * dw[1] + dw[2] * dw[2]);
+                for (int r = 0; r < 3; r++) dw[r] /= n;
+                real *p = out + (((size_t)i * H + y) * W + x) * 6;
+                p[0] = (real)(o[1] * dw[2] - o[2] * dw[1]);
+                p[1] = (real)(o[2] * dw[0] - o[0] * dw[2]);
+                p[2] = (real)(o[0] * dw[1] - o[1] * dw[0]);
+                p[3] = (real)dw[0];
+                p[4] = (real)dw[1];
+                p[5] = (real)dw[2];
+            }
+    }
+}
+
+void R_(unfold_forward)(real *out, const real *img, int BV, int H, int W, int Cin, int p) {
+    int Hp = H / p, Wp = W / p, row = p * p * Cin;
+#pragma omp parallel for
+    for (int i = 0; i < BV * Hp; i++) {
+        int bv = i / Hp, ty = i % Hp;
+        for (int tx = 0; tx < Wp; tx++) {
+            real *o = out + ((size_t)i * Wp + tx) * row;
+            for (int dy = 0; dy < p; dy++) {
+                const real *src = img + (((size_t)bv * H + ty * p + dy) * W + tx * p) * Cin;
+                memcpy(o + (size_t)dy * p * Cin, src, sizeof(real) * p * Cin); // (dx, c) contiguous
+            }
+        }
+    }
+}
+
+// torch's source index for align_corners=False: max(scale·(dst+0.5) − 0.5, 0)
+static void R_(bilinear_coord)(int dst, int nin, int nout, int *i0, int *i1, real *l) {
+    double s = (double)nin / nout * (dst + 0.5) - 0.5;
+    if (s < 0) s = 0;
+    int a = (int)s;
+    if (a > nin - 1) a = nin - 1;
+    *i0 = a;
+    *i1 = a < nin - 1 ? a + 1 : a;
+    *l = (real)(s - a);
+}
+
+void R_(resample_bilinear_forward)(real *out, const real *in, int BV, int hi, int wi, int ho, int wo, int C) {
+#pragma omp parallel for
+    for (int i = 0; i < BV * ho; i++) {
+        int bv = i / ho, y = i % ho, y0, y1;
+        real ly;
+        R_(bilinear_coord)(y, hi, ho, &y0, &y1, &ly);
+        for (int x = 0; x < wo; x++) {
+            int x0, x1;
+            real lx;
+            R_(bilinear_coord)(x, wi, wo, &x0, &x1, &lx);
+            const real *base = in + (size_t)bv * hi * wi * C;
+            const real *p00 = base + ((size_t)y0 * wi + x0) * C, *p01 = base + ((size_t)y0 * wi + x1) * C;
+            const real *p10 = base + ((size_t)y1 * wi + x0) * C, *p11 = base + ((size_t)y1 * wi + x1) * C;
+            real *o = out + ((size_t)i * wo + x) * C;
+            for (int c = 0; c < C; c++)
+                o[c] = (1 - ly) * ((1 - lx) * p00[c] + lx * p01[c]) + ly * ((1 - lx) * p10[c] + lx * p11[c]);
+        }
+    }
+}
+
+void R_(pixel_shuffle_forward)(real *out, const real *in, int BV, int h, int w, int C) {
+#pragma omp parallel for
+    for (int r = 0; r < BV * h; r++) {
+        int bv = r / h, y = r % h;
+        for (int x = 0; x < w; x++) {
+            const real *src = in + ((size_t)r * w + x) * 4 * C;
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) {
+                    real *dst = out + (((size_t)bv * 2 * h + 2 * y + i) * 2 * w + 2 * x + j) * C;
+                    for (int c = 0; c < C; c++) dst[c] = src[4 * c + 2 * i + j];
+                }
+        }
+    }
+}
+
+void R_(pixel_shuffle_backward)(real *din, const real *dout, int BV, int h, int w, int C) {
+#pragma omp parallel for
+    for (int r = 0; r < BV * h; r++) {
+        int bv = r / h, y = r % h;
+        for (int x = 0; x < w; x++) {
+            real *d = din + ((size_t)r * w + x) * 4 * C;
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) {
+                    const real *g = dout + (((size_t)bv * 2 * h + 2 * y + i) * 2 * w + 2 * x + j) * C;
+                    for (int c = 0; c < C; c++) d[4 * c + 2 * i + j] += g[c];
+                }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Gaussian activations
+
+static inline real R_(sigmoid)(real x) { return 1 / (1 + exp(-x)); }
+
+void R_(gaussians_forward)(real *gauss, const real *raw, const real *rgb, const real *pos, const real *conf,
+                           const real *rays, const real *cam_o, const R_(GaussAct) *ga, int BV, int HW) {
+#pragma omp parallel for
+    for (size_t n = 0; n < (size_t)BV * HW; n++) {
+        const real *r = raw + n * 14;
+        real *g = gauss + n * 14;
+        if (pos) {
+            for (int c = 0; c < 3; c++) g[c] = pos[n * 3 + c] + (real)ga->pos_offset_max * tanh(r[c]);
+        } else {
+            const real *o = cam_o + (n / HW) * 3, *d = rays + n * 6 + 3;
+            real depth = (real)ga->depth_near + (real)(ga->depth_far - ga->depth_near) * R_(sigmoid)(r[0]);
+            for (int c = 0; c < 3; c++) g[c] = o[c] + d[c] * depth;
+        }
+        for (int c = 0; c < 3; c++) g[3 + c] = rgb[n * 3 + c] + r[3 + c];
+        for (int c = 0; c < 3; c++) {
+            real x = r[6 + c] + (real)ga->scale_bias;
+            real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max;
+            g[6 + c] = exp(x < lo ? lo : (x > hi ? hi : x));
+        }
+        real q[4] = {r[9] + 1, r[10], r[11], r[12]};
+        real nq = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+        real den = nq > (real)1e-12 ? nq : (real)1e-12; // as torch.nn.functional.normalize
+        for (int c = 0; c < 4; c++) g[9 + c] = q[c] / den;
+        g[13] = R_(sigmoid)(r[13]) * (conf ? conf[n] : 1);
+    }
+}
+
+void R_(gaussians_backward)(real *draw, const real *dgauss, const real *raw, const real *pos, const real *conf,
+                            const real *rays, const R_(GaussAct) *ga, int BV, int HW) {
+#pragma omp parallel for
+    for (size_t n = 0; n < (size_t)BV * HW; n++) {
+        const real *r = raw + n * 14, *dg = dgauss + n * 14;
+        real *dr = draw + n * 14;
+        if (pos) {
+            for (int c = 0; c < 3; c++) {
+                real t = tanh(r[c]);
+                dr[c] += dg[c] * (real)ga->pos_offset_max * (1 - t * t);
+            }
+        } else {
+            const real *d = rays + n * 6 + 3;
+            real s = R_(sigmoid)(r[0]);
+            real dd = dg[0] * d[0] + dg[1] * d[1] + dg[2] * d[2];
+            dr[0] += dd * (real)(ga->depth_far - ga->depth_near) * s * (1 - s);
+        }
+        for (int c = 0; c < 3; c++) dr[3 + c] += dg[3 + c];
+        for (int c = 0; c < 3; c++) {
+            real x = r[6 + c] + (real)ga->scale_bias;
+            real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max;
+            if (x >= lo && x <= hi) dr[6 + c] += dg[6 + c] * exp(x);
+        }
+        real q[4] = {r[9] + 1, r[10], r[11], r[12]};
+        real nq = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+        if (nq > (real)1e-12) {
+            // d(q/|q|) = (dg − u (u·dg)) / |q| with u = q/|q|
+            real u[4], ud = 0;
+            for (int c = 0; c < 4; c++) {
+                u[c] = q[c] / nq;
+                ud += u[c] * dg[9 + c];
+            }
+            for (int c = 0; c < 4; c++) dr[9 + c] += (dg[9 + c] - u[c] * ud) / nq;
+        } else {
+            for (int c = 0; c < 4; c++) dr[9 + c] += dg[9 + c] / (real)1e-12;
+        }
+        real s = R_(sigmoid)(r[13]);
+        dr[13] += dg[13] * (conf ? conf[n] : 1) * s * (1 - s);
+    }
+}

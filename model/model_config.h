@@ -1,0 +1,47 @@
+// model_config.h — the model configuration: every number of the network is a key (docs/model.md).
+#ifndef AVAT3R_MODEL_CONFIG_H
+#define AVAT3R_MODEL_CONFIG_H
+
+#include <stddef.h>
+#include "../common/config.h"
+
+typedef struct {
+    int views_in, views_target; // V inputs, targets rendered per sample
+    int img_h, img_w;           // input image size
+    int patch;                  // p, power of two
+    int width, heads, layers;   // D, NH, L
+    int mlp_ratio;              // MLP hidden = mlp_ratio * D
+    int expr_dim, expr_tokens;  // E, S
+    int expr_hidden;            // Hx
+    int sapiens_ch, sapiens_h, sapiens_w; // CS, hs, ws
+    int use_sapiens, use_dust3r, random_timesteps;
+    double ln_eps, init_std;
+    double pos_offset_max;             // r (metres)
+    double depth_near, depth_far;      // without DUSt3R (metres)
+    double scale_bias, scale_min, scale_max;
+    double conf_threshold;
+} ModelConfig;
+
+// The model's key table, for cfg_* (common/config.h).
+CfgTable model_config_table(ModelConfig *c);
+// Defaults (the tiny config), then a config file. Checks cross-key constraints. 0 or -1 + err.
+int model_config_load(ModelConfig *c, const char *path, char *err, size_t errlen);
+// Parses canonical text (from a checkpoint); `name` is used in messages.
+int model_config_from_text(ModelConfig *c, const char *text, const char *name, char *err, size_t errlen);
+// Cross-key checks (divisibility, ranges that involve two keys). 0 or -1 + err.
+int model_config_validate(const ModelConfig *c, char *err, size_t errlen);
+
+// Derived sizes.
+static inline int mc_cin(const ModelConfig *c) { return c->use_dust3r ? 12 : 9; }
+static inline int mc_hp(const ModelConfig *c) { return c->img_h / c->patch; }
+static inline int mc_wp(const ModelConfig *c) { return c->img_w / c->patch; }
+static inline int mc_tokens(const ModelConfig *c) { return c->views_in * mc_hp(c) * mc_wp(c); }
+static inline int mc_up_stages(const ModelConfig *c) {
+    int u = 0;
+    while ((1 << u) < c->patch) u++;
+    return u;
+}
+static inline int mc_up_channels(const ModelConfig *c, int k) { return c->width >> k; } // C_k
+#define GAUSS_DIM 14 // pos 3, rgb 3, scale 3, rot 4, opacity 1
+
+#endif

@@ -1,0 +1,19 @@
+// params.h — the parameter table of docs/model.md: names, sizes, groups, init rule; FLOP counts.
+#ifndef AVAT3R_PARAMS_H
+#define AVAT3R_PARAMS_H
+#include <stddef.h>
+#include "model_config.h"
+
+#define NUM_PARAM_TENSORS 37
+extern const char *const param_names[NUM_PARAM_TENSORS];
+
+typedef enum { INIT_NORMAL, INIT_NORMAL_RESID, INIT_ZERO, INIT_ONE } ParamInit;
+ParamInit param_init_rule(int i);
+// Group of tensor i: "encoder", "expression", "blocks", "final_norm", "upsampler", "head".
+const char *param_group(int i);
+// Element counts of every tensor for a config; returns the total.
+size_t param_sizes(const ModelConfig *c, size_t sizes[NUM_PARAM_TENSORS]);
+// Multiply-add FLOPs (×2) of one forward pass for one sample, matmuls and attention included.
+double model_forward_flops(const ModelConfig *c);
+
+#endif

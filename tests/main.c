@@ -1,0 +1,100 @@
+// main.c — the test runner: runs every suite's tests, each in its own child process, and prints
+// "N passed, N failed". Usage: avat3r_tests [substring ...]  (run only tests whose name matches)
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test.h"
+
+extern const TestCase common_tests[];
+extern const TestCase layer_tests[];
+extern const TestCase model_tests[];
+extern const TestCase reference_tests[];
+
+static const TestCase *suites[] = {common_tests, layer_tests, model_tests, reference_tests};
+
+static char tmpdir[512];
+const char *test_tmpdir(void) { return tmpdir; }
+
+const char *test_source_root(void) {
+    const char *r = getenv("AVAT3R_SOURCE_ROOT");
+#ifdef AVAT3R_SOURCE_ROOT_DEFAULT
+    if (!r) r = AVAT3R_SOURCE_ROOT_DEFAULT;
+#endif
+    return r ? r : ".";
+}
+
+int test_system(const char *cmd) {
+    fflush(stdout);
+    fflush(stderr);
+    int st = system(cmd);
+    int rc = (st == -1) ? -1 : (WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    if (rc != 0) fprintf(stderr, "    command failed (exit %d): %s\n", rc, cmd);
+    return rc;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int matches(const char *name, int argc, char **argv) {
+    if (argc <= 1) return 1;
+    for (int i = 1; i < argc; i++)
+        if (strstr(name, argv[i])) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    snprintf(tmpdir, sizeof tmpdir, "%s/avat3r_tests.%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    if (mkdir(tmpdir, 0755) != 0) {
+        perror(tmpdir);
+        return 2;
+    }
+    int timeout_s = getenv("AVAT3R_TEST_TIMEOUT") ? atoi(getenv("AVAT3R_TEST_TIMEOUT")) : 900;
+    int passed = 0, failed = 0;
+    for (size_t s = 0; s < sizeof suites / sizeof suites[0]; s++) {
+        for (const TestCase *t = suites[s]; t->name; t++) {
+            if (!matches(t->name, argc, argv)) continue;
+            printf("RUN  %s\n", t->name);
+            fflush(stdout);
+            double t0 = now_s();
+            pid_t pid = fork();
+            if (pid == 0) {
+                alarm(timeout_s); // a hung test is killed and counted as failed
+                int rc = t->fn();
+                fflush(stdout);
+                fflush(stderr);
+                _exit(rc == 0 ? 0 : 1);
+            }
+            int st = 0;
+            waitpid(pid, &st, 0);
+            double dt = now_s() - t0;
+            if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+                printf("PASS %s (%.2f s)\n", t->name, dt);
+                passed++;
+            } else {
+                if (WIFSIGNALED(st))
+                    printf("FAIL %s (killed by signal %d: %s)\n", t->name, WTERMSIG(st), strsignal(WTERMSIG(st)));
+                else
+                    printf("FAIL %s (exit %d, %.2f s)\n", t->name, WEXITSTATUS(st), dt);
+                failed++;
+            }
+            fflush(stdout);
+        }
+    }
+    if (!getenv("AVAT3R_KEEP_TMP")) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 && passed > 0 ? 0 : 1;
+}

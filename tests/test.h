@@ -1,0 +1,32 @@
+// test.h — the project's minimal test harness. Each test is `int fn(void)` returning 0 on success;
+// each test file exports a table `const TestCase NAME_tests[]` ending with {NULL, NULL}, listed in
+// tests/main.c. The runner forks one child per test, so a crash or a FATAL exit fails that test only.
+#ifndef AVAT3R_TEST_H
+#define AVAT3R_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+
+typedef struct {
+    const char *name;
+    int (*fn)(void);
+} TestCase;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "    check failed at %s:%d: %s\n    ", __FILE__, __LINE__, #cond);      \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+// Directory for files a test writes (created by the runner, one per run).
+const char *test_tmpdir(void);
+// Source tree root (for configs/ and tools/), from AVAT3R_SOURCE_ROOT or the build-time default.
+const char *test_source_root(void);
+// Runs `cmd` through /bin/sh; returns its exit status (or -1). Prints the command when it fails.
+int test_system(const char *cmd);
+
+#endif

@@ -1,0 +1,360 @@
+// test_layers.c — every layer's backward against central finite differences in double, forward
+// oracles (naive matmul, naive attention, direct indexing), and float-vs-double agreement.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/rng.h"
+#include "layers.h"
+#include "test.h"
+
+#define FD_H 1e-5
+#define FD_TOL 1e-6 // double-precision central differences: error ~h² + eps/h ≈ 1e-10 relative
+
+static double *rnd(size_t n, uint64_t stream, double sd) {
+    double *x = (double *)malloc(sizeof(double) * (n ? n : 1));
+    Rng r = rng_make(1234, stream);
+    for (size_t i = 0; i < n; i++) x[i] = sd * rng_normal_at(&r, i);
+    return x;
+}
+static double *zeros(size_t n) { return (double *)calloc(n ? n : 1, sizeof(double)); }
+static float *to32(const double *x, size_t n) {
+    float *y = (float *)malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) y[i] = (float)x[i];
+    return y;
+}
+static double dot(const double *a, const double *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+// max |a-b| / max(|b|) over a tensor (a float result against its double twin)
+static double rel_err32(const float *a, const double *b, size_t n) {
+    double m = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        m = fmax(m, fabs(a[i] - b[i]));
+        s = fmax(s, fabs(b[i]));
+    }
+    return m / (s + 1e-30);
+}
+
+// A layer under test: forward() recomputes the output from the current inputs; loss = Σ w·out.
+typedef struct {
+    void (*forward)(void *ctx);
+    void *ctx;
+    const double *out, *w;
+    size_t nout;
+} Probe;
+
+// Compares grad (analytic) with central differences on x (all elements, or 48 spread ones).
+static double fd_worst(const char *name, Probe *p, double *x, size_t n, const double *grad) {
+    // Central differences carry an absolute error (h² terms, rounding of the loss / h): a gradient
+    // far below the tensor's largest one is compared against 1e-3 of that largest gradient instead of
+    // itself, so noise on saturated elements is not reported as relative error.
+    double worst = 0, gmax = 0;
+    for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
+    size_t step = n > 48 ? n / 48 : 1;
+    for (size_t i = 0; i < n; i += step) {
+        double keep = x[i];
+        x[i] = keep + FD_H;
+        p->forward(p->ctx);
+        double lp = dot(p->out, p->w, p->nout);
+        x[i] = keep - FD_H;
+        p->forward(p->ctx);
+        double lm = dot(p->out, p->w, p->nout);
+        x[i] = keep;
+        double fd = (lp - lm) / (2 * FD_H);
+        double e = fabs(fd - grad[i]) / fmax(fabs(fd) + fabs(grad[i]), 1e-3 * gmax + 1e-12);
+        worst = fmax(worst, e);
+    }
+    p->forward(p->ctx);
+    printf("    %-22s worst rel err %.2e over %zu elements\n", name, worst, (n + step - 1) / step);
+    return worst;
+}
+
+// ---- matmul ----
+typedef struct { double *out, *inp, *w, *b; int N, C, OC; } MM;
+static void mm_fwd(void *c) { MM *m = c; matmul_forward_f64(m->out, m->inp, m->w, m->b, m->N, m->C, m->OC); }
+
+static int test_matmul(void) {
+    MM m = {0, 0, 0, 0, 37, 19, 23};
+    size_t ni = (size_t)m.N * m.C, nw = (size_t)m.OC * m.C, no = (size_t)m.N * m.OC;
+    m.inp = rnd(ni, 1, 1), m.w = rnd(nw, 2, 1), m.b = rnd(m.OC, 3, 1), m.out = zeros(no);
+    double *w = rnd(no, 4, 1), *di = zeros(ni), *dw = zeros(nw), *db = zeros(m.OC), *ref = zeros(no);
+    mm_fwd(&m);
+    matmul_forward_naive_f64(ref, m.inp, m.w, m.b, m.N, m.C, m.OC);
+    double e = 0;
+    for (size_t i = 0; i < no; i++) e = fmax(e, fabs(ref[i] - m.out[i]));
+    CHECK(e < 1e-12, "blas vs naive matmul differ by %g", e);
+    matmul_backward_f64(di, dw, db, w, m.inp, m.w, m.N, m.C, m.OC);
+    Probe p = {mm_fwd, &m, m.out, w, no};
+    CHECK(fd_worst("matmul dinp", &p, m.inp, ni, di) < FD_TOL, "dinp");
+    CHECK(fd_worst("matmul dw", &p, m.w, nw, dw) < FD_TOL, "dw");
+    CHECK(fd_worst("matmul dbias", &p, m.b, m.OC, db) < FD_TOL, "dbias");
+    // accumulation: a second backward doubles the gradients (the += contract)
+    double g0 = dw[5];
+    matmul_backward_f64(NULL, dw, NULL, w, m.inp, m.w, m.N, m.C, m.OC);
+    CHECK(fabs(dw[5] - 2 * g0) < 1e-12 * (1 + fabs(g0)), "backward must accumulate");
+    // float path against double, and against its naive oracle
+    float *i32 = to32(m.inp, ni), *w32 = to32(m.w, nw), *b32 = to32(m.b, m.OC), *o32 = (float *)malloc(4 * no);
+    float *n32 = (float *)malloc(4 * no);
+    matmul_forward(o32, i32, w32, b32, m.N, m.C, m.OC);
+    matmul_forward_naive(n32, i32, w32, b32, m.N, m.C, m.OC);
+    mm_fwd(&m);
+    CHECK(rel_err32(o32, m.out, no) < 1e-5, "float matmul vs double: %g", rel_err32(o32, m.out, no));
+    CHECK(rel_err32(n32, m.out, no) < 1e-5, "float naive vs double");
+    return 0;
+}
+
+// ---- layernorm ----
+typedef struct { double *out, *mean, *rstd, *inp, *w, *b; int N, C; } LN;
+static void ln_fwd(void *c) { LN *l = c; layernorm_forward_f64(l->out, l->mean, l->rstd, l->inp, l->w, l->b, l->N, l->C, 1e-5); }
+
+static int test_layernorm(void) {
+    LN l = {0};
+    l.N = 13, l.C = 24;
+    size_t n = (size_t)l.N * l.C;
+    l.inp = rnd(n, 5, 2), l.w = rnd(l.C, 6, 1), l.b = rnd(l.C, 7, 1), l.out = zeros(n), l.mean = zeros(l.N),
+    l.rstd = zeros(l.N);
+    double *w = rnd(n, 8, 1), *di = zeros(n), *dw = zeros(l.C), *db = zeros(l.C);
+    ln_fwd(&l);
+    // forward oracle: each row of (out - b)/w has mean 0 and variance ~1
+    double m = 0, v = 0;
+    for (int c = 0; c < l.C; c++) m += (l.out[c] - l.b[c]) / l.w[c];
+    for (int c = 0; c < l.C; c++) v += pow((l.out[c] - l.b[c]) / l.w[c] - m / l.C, 2);
+    CHECK(fabs(m / l.C) < 1e-12 && fabs(v / l.C - 1) < 1e-3, "normalised row: mean %g var %g", m / l.C, v / l.C);
+    layernorm_backward_f64(di, dw, db, w, l.inp, l.w, l.mean, l.rstd, l.N, l.C);
+    Probe p = {ln_fwd, &l, l.out, w, n};
+    CHECK(fd_worst("layernorm dinp", &p, l.inp, n, di) < FD_TOL, "dinp");
+    CHECK(fd_worst("layernorm dw", &p, l.w, l.C, dw) < FD_TOL, "dw");
+    CHECK(fd_worst("layernorm db", &p, l.b, l.C, db) < FD_TOL, "db");
+    float *i32 = to32(l.inp, n), *w32 = to32(l.w, l.C), *b32 = to32(l.b, l.C), *o32 = (float *)malloc(4 * n);
+    float mu[13], rs[13];
+    layernorm_forward(o32, mu, rs, i32, w32, b32, l.N, l.C, 1e-5);
+    CHECK(rel_err32(o32, l.out, n) < 1e-5, "float vs double layernorm");
+    return 0;
+}
+
+// ---- elementwise ----
+typedef struct { double *out, *inp; size_t n; int relu; } EW;
+static void ew_fwd(void *c) {
+    EW *e = c;
+    if (e->relu) relu_forward_f64(e->out, e->inp, e->n);
+    else gelu_forward_f64(e->out, e->inp, e->n);
+}
+
+static int test_elementwise(void) {
+    for (int relu = 0; relu < 2; relu++) {
+        EW e = {0, 0, 200, relu};
+        e.inp = rnd(e.n, 9, 2), e.out = zeros(e.n);
+        for (size_t i = 0; i < e.n; i++)
+            if (fabs(e.inp[i]) < 1e-3) e.inp[i] = 0.5; // keep ReLU's kink out of the differences
+        double *w = rnd(e.n, 10, 1), *d = zeros(e.n);
+        ew_fwd(&e);
+        if (relu) relu_backward_f64(d, e.inp, w, e.n);
+        else gelu_backward_f64(d, e.inp, w, e.n);
+        Probe p = {ew_fwd, &e, e.out, w, e.n};
+        CHECK(fd_worst(relu ? "relu" : "gelu", &p, e.inp, e.n, d) < FD_TOL, "elementwise");
+        if (!relu) { // GELU(1) with the tanh approximation (torch approximate='tanh'): 0.8411919906
+            double x = 1, y;
+            gelu_forward_f64(&y, &x, 1);
+            CHECK(fabs(y - 0.8411919906082768) < 1e-12, "gelu(1) = %.12f", y);
+        }
+    }
+    return 0;
+}
+
+// ---- attention ----
+typedef struct {
+    double *out, *lse, *q, *k, *v, *scratch;
+    int B, Nq, Nk, NH, hd, ldq, ldk, ldv, chunk;
+} AT;
+static void at_fwd(void *c) {
+    AT *a = c;
+    attention_forward_f64(a->out, a->NH * a->hd, a->lse, a->q, a->ldq, a->k, a->ldk, a->v, a->ldv, a->B, a->Nq, a->Nk,
+                          a->NH, a->hd, a->scratch, a->chunk);
+}
+
+// q/k/v interleaved in one buffer like the model's qkv (self) or separate (cross)
+static int attention_case(int B, int Nq, int Nk, int NH, int hd, int chunk, int fused) {
+    AT a = {0};
+    int D = NH * hd;
+    a.B = B, a.Nq = Nq, a.Nk = Nk, a.NH = NH, a.hd = hd, a.chunk = chunk;
+    double *qkv = NULL, *dqkv = NULL, *dq, *dk, *dv;
+    size_t nq, nk;
+    if (fused) { // self-attention: [B, N, 3D]
+        qkv = rnd((size_t)B * Nq * 3 * D, 11, 1);
+        dqkv = zeros((size_t)B * Nq * 3 * D);
+        a.q = qkv, a.k = qkv + D, a.v = qkv + 2 * D, a.ldq = a.ldk = a.ldv = 3 * D;
+        dq = dqkv, dk = dqkv + D, dv = dqkv + 2 * D;
+        nq = nk = (size_t)B * Nq * 3 * D;
+    } else { // cross-attention: q [B,Nq,D], kv [B,Nk,2D]
+        a.q = rnd((size_t)B * Nq * D, 12, 1);
+        double *kv = rnd((size_t)B * Nk * 2 * D, 13, 1);
+        a.k = kv, a.v = kv + D, a.ldq = D, a.ldk = a.ldv = 2 * D;
+        dq = zeros((size_t)B * Nq * D);
+        double *dkv = zeros((size_t)B * Nk * 2 * D);
+        dk = dkv, dv = dkv + D;
+        nq = (size_t)B * Nq * D, nk = (size_t)B * Nk * 2 * D;
+    }
+    size_t no = (size_t)B * Nq * D;
+    a.out = zeros(no), a.lse = zeros((size_t)B * NH * Nq);
+    a.scratch = zeros(attention_scratch_size_f64(Nk, chunk, 64));
+    double *w = rnd(no, 14, 1);
+    at_fwd(&a);
+    // forward oracle: naive softmax attention
+    double worst = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < Nq; i++) {
+                double s[512], mx = -1e300, sum = 0;
+                for (int j = 0; j < Nk; j++) {
+                    double d = 0;
+                    for (int c = 0; c < hd; c++)
+                        d += a.q[((size_t)b * Nq + i) * a.ldq + h * hd + c] * a.k[((size_t)b * Nk + j) * a.ldk + h * hd + c];
+                    s[j] = d / sqrt((double)hd);
+                    mx = fmax(mx, s[j]);
+                }
+                for (int j = 0; j < Nk; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int c = 0; c < hd; c++) {
+                    double o = 0;
+                    for (int j = 0; j < Nk; j++) o += s[j] / sum * a.v[((size_t)b * Nk + j) * a.ldv + h * hd + c];
+                    worst = fmax(worst, fabs(o - a.out[((size_t)b * Nq + i) * D + h * hd + c]));
+                }
+            }
+    CHECK(worst < 1e-12, "attention vs naive: %g", worst);
+    attention_backward_f64(dq, dk, dv, w, a.out, D, a.lse, a.q, a.ldq, a.k, a.ldk, a.v, a.ldv, B, Nq, Nk, NH, hd,
+                           a.scratch, chunk);
+    Probe p = {at_fwd, &a, a.out, w, no};
+    if (fused) {
+        CHECK(fd_worst("self-attention dqkv", &p, qkv, nq, dqkv) < FD_TOL, "dqkv");
+    } else {
+        CHECK(fd_worst("cross-attention dq", &p, (double *)a.q, nq, dq) < FD_TOL, "dq");
+        CHECK(fd_worst("cross-attention dkv", &p, (double *)a.k, nk, dk) < FD_TOL, "dkv");
+    }
+    // the float path agrees with the double one
+    float *q32 = to32(fused ? qkv : a.q, fused ? nq : (size_t)B * Nq * D), *kv32 = fused ? NULL : to32(a.k, nk);
+    float *o32 = (float *)malloc(4 * no), *l32 = (float *)malloc(4 * (size_t)B * NH * Nq);
+    float *s32 = (float *)malloc(4 * attention_scratch_size(Nk, chunk, 64));
+    if (fused)
+        attention_forward(o32, D, l32, q32, 3 * D, q32 + D, 3 * D, q32 + 2 * D, 3 * D, B, Nq, Nk, NH, hd, s32, chunk);
+    else attention_forward(o32, D, l32, q32, D, kv32, 2 * D, kv32 + D, 2 * D, B, Nq, Nk, NH, hd, s32, chunk);
+    CHECK(rel_err32(o32, a.out, no) < 1e-5, "float vs double attention: %g", rel_err32(o32, a.out, no));
+    return 0;
+}
+
+static int test_attention(void) {
+    // chunk smaller than Nq and not dividing it, so the chunk edges are exercised
+    if (attention_case(2, 23, 23, 3, 4, 8, 1)) return 1;
+    if (attention_case(2, 19, 4, 2, 5, 7, 0)) return 1;
+    return 0;
+}
+
+// ---- pixel shuffle ----
+typedef struct { double *out, *inp; int BV, h, w, C; } PS;
+static void ps_fwd(void *c) { PS *p = c; pixel_shuffle_forward_f64(p->out, p->inp, p->BV, p->h, p->w, p->C); }
+
+static int test_pixel_shuffle(void) {
+    PS s = {0, 0, 2, 3, 4, 5};
+    size_t n = (size_t)s.BV * s.h * s.w * 4 * s.C;
+    s.inp = rnd(n, 15, 1), s.out = zeros(n);
+    ps_fwd(&s);
+    // torch.nn.PixelShuffle: out[c, 2y+i, 2x+j] = in[4c + 2i + j, y, x] (channel-last here)
+    int bv = 1, y = 2, x = 3, c = 4, i = 1, j = 0;
+    double want = s.inp[(((size_t)bv * s.h + y) * s.w + x) * 4 * s.C + 4 * c + 2 * i + j];
+    double got = s.out[(((size_t)bv * 2 * s.h + 2 * y + i) * 2 * s.w + 2 * x + j) * s.C + c];
+    CHECK(want == got, "pixel shuffle index mapping");
+    double *w = rnd(n, 16, 1), *d = zeros(n);
+    pixel_shuffle_backward_f64(d, w, s.BV, s.h, s.w, s.C);
+    Probe p = {ps_fwd, &s, s.out, w, n};
+    CHECK(fd_worst("pixel shuffle", &p, s.inp, n, d) < FD_TOL, "shuffle");
+    return 0;
+}
+
+// ---- unfold, resample, Plücker: forward-only (their inputs are data, not trained) ----
+static int test_inputs(void) {
+    int BV = 2, H = 8, W = 12, C = 3, p = 4;
+    size_t n = (size_t)BV * H * W * C;
+    double *img = rnd(n, 17, 1), *u = zeros(n);
+    unfold_forward_f64(u, img, BV, H, W, C, p);
+    // token (bv=1, ty=1, tx=2), element (dy=3, dx=1, c=2)
+    size_t tok = ((size_t)1 * (H / p) + 1) * (W / p) + 2;
+    CHECK(u[tok * p * p * C + (3 * p + 1) * C + 2] == img[(((size_t)1 * H + 1 * p + 3) * W + 2 * p + 1) * C + 2],
+          "unfold ordering (py, px, c)");
+    // bilinear: constant stays constant; a linear ramp is reproduced in the interior
+    int hi = 4, wi = 4, ho = 8, wo = 8;
+    double in[16], out[64];
+    for (int y = 0; y < hi; y++)
+        for (int x = 0; x < wi; x++) in[y * wi + x] = x;
+    resample_bilinear_forward_f64(out, in, 1, hi, wi, ho, wo, 1);
+    // output x=3 samples source 0.5·(3+0.5)−0.5 = 1.25; x=0 clamps to 0
+    CHECK(fabs(out[3] - 1.25) < 1e-12 && out[0] == 0 && fabs(out[7] - 3) < 1e-12, "bilinear %g %g %g", out[0], out[3],
+          out[7]);
+    // Plücker: a camera at c looking down +z; the centre pixel's ray is the optical axis
+    double w2c[12] = {1, 0, 0, -0.1, 0, 1, 0, 0.2, 0, 0, 1, 1.0}, K[9] = {50, 0, 8, 0, 50, 6, 0, 0, 1};
+    double pl[16 * 12 * 6], co[3];
+    plucker_forward_f64(pl, co, w2c, K, 1, 12, 16);
+    CHECK(fabs(co[0] - 0.1) < 1e-12 && fabs(co[1] + 0.2) < 1e-12 && fabs(co[2] + 1) < 1e-12, "camera centre");
+    // pixel (7,5) has centre (7.5, 5.5): direction ∝ (−0.5/50, −0.5/50, 1)
+    const double *r = pl + ((size_t)5 * 16 + 7) * 6;
+    double dn = sqrt(0.01 * 0.01 * 2 + 1);
+    CHECK(fabs(r[3] + 0.01 / dn) < 1e-12 && fabs(r[5] - 1 / dn) < 1e-12, "ray direction");
+    double m0 = co[1] * r[5] - co[2] * r[4];
+    CHECK(fabs(r[0] - m0) < 1e-12, "moment = o x d");
+    CHECK(fabs(r[0] * r[3] + r[1] * r[4] + r[2] * r[5]) < 1e-12, "moment orthogonal to direction");
+    return 0;
+}
+
+// ---- Gaussian activations ----
+typedef struct { double *gauss, *raw, *rgb, *pos, *conf, *rays, *cam_o; GaussAct_f64 ga; int BV, HW; } GS;
+static void gs_fwd(void *c) {
+    GS *g = c;
+    gaussians_forward_f64(g->gauss, g->raw, g->rgb, g->pos, g->conf, g->rays, g->cam_o, &g->ga, g->BV, g->HW);
+}
+
+static int test_gaussians(void) {
+    for (int use_d = 0; use_d < 2; use_d++) {
+        GS g = {0};
+        g.BV = 2, g.HW = 20;
+        size_t n = (size_t)g.BV * g.HW;
+        g.ga = (GaussAct_f64){0.05, 0.5, 1.5, -5, log(1e-4), log(0.05)};
+        g.raw = rnd(n * 14, 18, 1.5), g.rgb = rnd(n * 3, 19, 1), g.gauss = zeros(n * 14);
+        g.pos = use_d ? rnd(n * 3, 20, 0.1) : NULL;
+        g.conf = use_d ? rnd(n, 21, 0.3) : NULL;
+        g.rays = rnd(n * 6, 22, 1), g.cam_o = rnd(g.BV * 3, 23, 1);
+        // keep raw scales away from the clamp edges (ln 1e-4 + 5 = -4.21, ln 0.05 + 5 = 2.0)
+        // except two entries that sit clamped, where the gradient must be exactly zero
+        for (size_t i = 0; i < n; i++)
+            for (int c = 6; c < 9; c++) {
+                double *x = &g.raw[i * 14 + c];
+                if (fabs(*x + 4.21) < 0.05 || fabs(*x - 2.0) < 0.05) *x += 0.2;
+            }
+        g.raw[6] = 5.0;  // clamped at scale_max
+        g.raw[14 + 7] = -9; // clamped at scale_min
+        gs_fwd(&g);
+        CHECK(fabs(g.gauss[6] - 0.05) < 1e-15, "scale clamp");
+        for (size_t i = 0; i < n; i++) {
+            double q2 = 0;
+            for (int c = 9; c < 13; c++) q2 += g.gauss[i * 14 + c] * g.gauss[i * 14 + c];
+            CHECK(fabs(q2 - 1) < 1e-12, "unit quaternion");
+        }
+        double *w = rnd(n * 14, 24, 1), *d = zeros(n * 14);
+        gaussians_backward_f64(d, w, g.raw, g.pos, g.conf, g.rays, &g.ga, g.BV, g.HW);
+        CHECK(d[6] == 0 && d[14 + 7] == 0, "no gradient through an active clamp");
+        if (!use_d) CHECK(d[1] == 0 && d[2] == 0, "unused offsets get no gradient without DUSt3R");
+        Probe p = {gs_fwd, &g, g.gauss, w, n * 14};
+        CHECK(fd_worst(use_d ? "gaussians (DUSt3R)" : "gaussians (depth)", &p, g.raw, n * 14, d) < FD_TOL, "raw");
+    }
+    return 0;
+}
+
+const TestCase layer_tests[] = {
+    {"layers/matmul", test_matmul},
+    {"layers/layernorm", test_layernorm},
+    {"layers/gelu_relu", test_elementwise},
+    {"layers/attention", test_attention},
+    {"layers/pixel_shuffle", test_pixel_shuffle},
+    {"layers/inputs_unfold_resample_plucker", test_inputs},
+    {"layers/gaussian_activations", test_gaussians},
+    {NULL, NULL},
+};

@@ -1,0 +1,56 @@
+// avat3r.c — the avat3r command: one program, one verb per job.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+    const char *issue; // for verbs that later issues build
+} Verb;
+
+static const Verb verbs[] = {
+    {"init", cmd_init, "write a freshly initialised model checkpoint", NULL},
+    {"inspect", cmd_inspect, "print a JSON summary of a checkpoint or tensor bundle", NULL},
+    {"selfcheck", cmd_selfcheck, "build the model, run forward+backward on a random batch, check the gradients", NULL},
+    {"bench", cmd_bench, "time forward+backward against the PyTorch reference", NULL},
+    {"train", NULL, "train a model", "#5"},
+    {"synth", NULL, "write synthetic captures in the ava256 layout", "#4"},
+    {"pack", NULL, "pack captures into HDF5 shards", "#4"},
+    {"eval", NULL, "evaluate a checkpoint (PSNR, SSIM, LPIPS, AKD)", "#6"},
+    {"export", NULL, "export a checkpoint (safetensors)", "#6"},
+    {"render", NULL, "render a PLY to PNG", "#3"},
+    {"animate", NULL, "build an avatar and drive it with expression codes", "#6"},
+    {"launch", NULL, "start N local training processes", "#8"},
+};
+#define NVERBS ((int)(sizeof verbs / sizeof verbs[0]))
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: avat3r <verb> [options]   (avat3r <verb> --help for each)\n\nverbs:\n");
+    for (int i = 0; i < NVERBS; i++)
+        fprintf(f, "  %-10s %s%s%s\n", verbs[i].name, verbs[i].help, verbs[i].fn ? "" : "  [not yet: issue ",
+                verbs[i].fn ? "" : verbs[i].issue);
+    fprintf(f, "\nCommon options: --config FILE, --set key=value (repeatable), --device cpu|cuda.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (int i = 0; i < NVERBS; i++) {
+        if (strcmp(argv[1], verbs[i].name)) continue;
+        if (!verbs[i].fn) {
+            fprintf(stderr, "avat3r %s: not implemented yet (tracked in issue %s)\n", verbs[i].name, verbs[i].issue);
+            return 2;
+        }
+        return verbs[i].fn(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "avat3r: unknown verb '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,24 @@
+// batch_random.h — a random but well-formed input batch (cameras on a sphere looking at the head,
+// point maps near the origin), for self-checks, benchmarks and the reference tests.
+#ifndef AVAT3R_BATCH_RANDOM_H
+#define AVAT3R_BATCH_RANDOM_H
+#include <stdint.h>
+#include "avat3r.h"
+
+typedef struct {
+    ModelConfig cfg;
+    int B;
+    // float64 master copies and float32 copies of the same values; w = loss weights [B, V·H·W, 14]
+    double *rgb, *pos, *conf, *sap, *w2c, *K, *expr, *w;
+    float *rgb32, *pos32, *conf32, *sap32, *w2c32, *K32, *expr32, *w32;
+    size_t n_rgb, n_pos, n_conf, n_sap, n_w2c, n_K, n_expr, n_w;
+} RandomBatch;
+
+void random_batch_make(RandomBatch *rb, const ModelConfig *cfg, int B, uint64_t seed);
+void random_batch_free(RandomBatch *rb);
+Avat3rBatch random_batch_f32(const RandomBatch *rb);
+Avat3rBatch_f64 random_batch_f64(const RandomBatch *rb);
+// Writes the batch as a tensor bundle (docs/formats.md "Test batch"), float64.
+void random_batch_write(const RandomBatch *rb, const char *path);
+
+#endif

@@ -1,0 +1,16 @@
+// cli.h — shared helpers of the avat3r command's verbs.
+#ifndef AVAT3R_CLI_H
+#define AVAT3R_CLI_H
+#include "model_config.h"
+
+// Loads --config (default: configs/tiny.cfg under the source root) and applies --set overrides.
+// Exits with a message naming the file, line and key on any error.
+void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, int nsets);
+const char *cli_source_root(void);
+const char *cli_python(void); // AVAT3R_PYTHON or /usr/bin/python3
+
+int cmd_init(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_selfcheck(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+#endif

@@ -1,0 +1,135 @@
+// cmd_bench.c — `avat3r bench model`: forward+backward time of the C path against the PyTorch
+// reference of the same config, batch and thread count, run side by side from this process.
+#include <cjson/cJSON.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/timer.h"
+#include "../common/util.h"
+#include "avat3r.h"
+#include "batch_random.h"
+#include "checkpoint.h"
+#include "cli.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Runs the reference's bench verb and returns its fwd_bwd_ms, or -1.
+static double reference_ms(const char *dir, int iters, int threads) {
+    char cmd[8192], out[4096] = {0};
+    snprintf(cmd, sizeof cmd,
+             "'%s' '%s/tools/reference/avat3r_ref.py' bench --ckpt '%s/bench.ckpt' --batch '%s/bench.atb' "
+             "--iters %d --warmup 1 --threads %d --dtype float32",
+             cli_python(), cli_source_root(), dir, dir, iters, threads);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    if (pclose(p) != 0) {
+        fprintf(stderr, "reference benchmark failed: %s\n%s\n", cmd, out);
+        return -1;
+    }
+    const char *brace = strrchr(out, '{');
+    cJSON *j = brace ? cJSON_Parse(brace) : NULL;
+    cJSON *ms = j ? cJSON_GetObjectItem(j, "fwd_bwd_ms") : NULL;
+    double v = cJSON_IsNumber(ms) ? ms->valuedouble : -1;
+    cJSON_Delete(j);
+    return v;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "model")) {
+        fprintf(stderr, "usage: avat3r bench model --config FILE [--batch B] [--iters N] [--threads T] [--no-ref] "
+                        "[--flops-only]\n");
+        return 2;
+    }
+    // reuse the shared option parser through selfcheck's conventions
+    const char *config = NULL, *sets[64];
+    int nsets = 0, B = 1, iters = 5, threads = 0, no_ref = 0, flops_only = 0;
+    for (int i = 2; i < argc; i++) {
+        int has = i + 1 < argc;
+        if (!strcmp(argv[i], "--config") && has) config = argv[++i];
+        else if (!strcmp(argv[i], "--batch") && has) B = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--iters") && has) iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && has) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--set") && has && nsets < 64) sets[nsets++] = argv[++i];
+        else if (!strcmp(argv[i], "--no-ref")) no_ref = 1;
+        else if (!strcmp(argv[i], "--flops-only")) flops_only = 1;
+        else if (!strcmp(argv[i], "--device") && has && !strcmp(argv[i + 1], "cpu")) i++;
+        else {
+            fprintf(stderr, "avat3r bench: unknown or incomplete option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (B < 1 || iters < 1) {
+        fprintf(stderr, "avat3r bench: --batch and --iters must be >= 1\n");
+        return 2;
+    }
+    if (threads > 0) omp_set_num_threads(threads);
+    threads = omp_get_max_threads();
+    ModelConfig c;
+    cli_load_model_config(&c, config, sets, nsets);
+    size_t sizes[NUM_PARAM_TENSORS], np = param_sizes(&c, sizes);
+    double fl = model_forward_flops(&c);
+    printf("config %s: %zu parameters (%.2f M), %d tokens/sample, forward %.3f GFLOP/sample, "
+           "training step ~%.3f GFLOP/sample (3x forward)\n",
+           config ? config : "configs/tiny.cfg", np, np / 1e6, mc_tokens(&c), fl / 1e9, 3 * fl / 1e9);
+    if (flops_only) return 0;
+
+    Avat3r m;
+    avat3r_build(&m, &c, B);
+    avat3r_init_params(&m, 1);
+    RandomBatch rb;
+    random_batch_make(&rb, &c, B, 2);
+    Avat3rBatch in = random_batch_f32(&rb);
+    double *tf = (double *)mallocCheck(sizeof(double) * iters), *tfb = (double *)mallocCheck(sizeof(double) * iters);
+    for (int it = -1; it < iters; it++) { // one warm-up
+        double t0 = time_now_s();
+        avat3r_forward(&m, &in);
+        double t1 = time_now_s();
+        avat3r_zero_grad(&m);
+        avat3r_backward(&m, &in, rb.w32);
+        double t2 = time_now_s();
+        if (it >= 0) {
+            tf[it] = 1e3 * (t1 - t0);
+            tfb[it] = 1e3 * (t2 - t0);
+        }
+    }
+    double ms_f = median(tf, iters), ms_fb = median(tfb, iters);
+    printf("C (float32, %d threads, batch %d): forward %.2f ms, forward+backward %.2f ms (median of %d), %.2f GFLOP/s\n",
+           threads, B, ms_f, ms_fb, iters, 3 * fl * B / (ms_fb * 1e-3) / 1e9);
+    int rc = 0;
+    if (!no_ref) {
+        char dir[] = "/tmp/avat3r_bench.XXXXXX";
+        if (!mkdtemp(dir)) FATAL("cannot create a temporary directory");
+        char path[512];
+        snprintf(path, sizeof path, "%s/bench.ckpt", dir);
+        checkpoint_save(path, &c, m.params, m.n_params);
+        snprintf(path, sizeof path, "%s/bench.atb", dir);
+        random_batch_write(&rb, path);
+        double ref = reference_ms(dir, iters, threads);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+        if (ref > 0)
+            printf("PyTorch reference (float32, %d threads, batch %d): forward+backward %.2f ms\n"
+                   "ratio: C is %.2fx %s than PyTorch\n",
+                   threads, B, ref, ref >= ms_fb ? ref / ms_fb : ms_fb / ref, ref >= ms_fb ? "faster" : "slower");
+        else rc = 1;
+    }
+    free(tf);
+    free(tfb);
+    random_batch_free(&rb);
+    avat3r_free(&m);
+    return rc;
+}
