@@ -54,7 +54,7 @@ size_t param_sizes(const ModelConfig *c, size_t s[NUM_PARAM_TENSORS]) {
 
 double model_forward_flops(const ModelConfig *c) {
     double D = c->width, L = c->layers, M = (double)c->mlp_ratio * D, N = mc_tokens(c), S = c->expr_tokens;
-    double pp = (double)c->patch * c->patch, hd = D / c->heads;
+    double pp = (double)c->patch * c->patch;
     double f = 2 * N * pp * mc_cin(c) * D;                           // patch embedding
     if (c->use_sapiens) f += 2 * N * (D + c->sapiens_ch) * D;       // Sapiens projection
     f += 2 * ((double)c->expr_dim * c->expr_hidden + (double)c->expr_hidden * c->expr_hidden +
@@ -64,7 +64,6 @@ double model_forward_flops(const ModelConfig *c) {
                  + 2 * N * D * D + 2 * S * D * 2 * D + 4 * N * S * D // cross-attention
                  + 2 * N * D * D                                      // cross out proj
                  + 4 * N * D * M;                                     // MLP
-    (void)hd;
     f += L * blk;
     double tokens = N; // upsampler: stage k runs on N·4^k positions
     for (int k = 0; k < mc_up_stages(c); k++) {

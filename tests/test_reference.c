@@ -67,7 +67,7 @@ static int reference_case(const char *cfg_file) {
 
     int S = c.expr_tokens, D = c.width, N = mc_tokens(&c);
     size_t G = (size_t)B * c.views_in * c.img_h * c.img_w;
-    size_t BN = (size_t)B * N, L = c.layers;
+    size_t BN = (size_t)B * N;
     struct { const char *name; const float *a32; const double *a64; size_t n; } acts[] = {
         {"plucker", m.a.plucker, md.a.plucker, G * 6},
         {"x0", m.a.x0, md.a.x0, BN * D},
@@ -76,11 +76,11 @@ static int reference_case(const char *cfg_file) {
         {"raw", m.a.raw, md.a.raw, G * 14},
         {"gauss", m.a.gauss, md.a.gauss, G * 14},
     };
-    (void)L;
     int bad = 0;
-    // tolerances: double vs double is limited by summation order (~1e-12); float32 by its epsilon
-    // accumulated through 4 layers and the upsampler (measured ~1e-6..1e-5; gradients ~1e-5..1e-4)
-    const double tol64 = 1e-9, tol32_act = 1e-4, tol32_grad = 2e-3;
+    // Tolerances, as max|C − ref| / max|ref| per tensor. Double vs double differs only in summation
+    // order: measured ≤ 1e-14, limit 1e-11. Float32 against the float64 reference: measured ≤ 7e-7 for
+    // activations and ≤ 4e-6 for gradients (tiny configs, this machine), limits 10× above that.
+    const double tol64 = 1e-11, tol32_act = 1e-5, tol32_grad = 5e-5;
     for (size_t k = 0; k < sizeof acts / sizeof acts[0]; k++) {
         double *r = (double *)malloc(sizeof(double) * acts[k].n);
         if (atb_get_f64(&ref, acts[k].name, r, acts[k].n, err, sizeof err)) {
@@ -96,7 +96,7 @@ static int reference_case(const char *cfg_file) {
     for (size_t i = 0; i < G * 14; i++) loss64 += rb.w[i] * md.a.gauss[i];
     CHECK(!atb_get_f64(&ref, "loss", &lossr, 1, err, sizeof err), "%s", err);
     printf("    loss: C f64 %.12f  PyTorch f64 %.12f\n", loss64, lossr);
-    bad += !(fabs(loss64 - lossr) <= 1e-9 * (1 + fabs(lossr)));
+    bad += !(fabs(loss64 - lossr) <= 1e-11 * (1 + fabs(lossr)));
     size_t off = 0;
     for (int j = 0; j < NUM_PARAM_TENSORS; j++) {
         size_t n = m.param_sizes[j];

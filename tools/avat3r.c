@@ -32,8 +32,8 @@ static const Verb verbs[] = {
 static void usage(FILE *f) {
     fprintf(f, "usage: avat3r <verb> [options]   (avat3r <verb> --help for each)\n\nverbs:\n");
     for (int i = 0; i < NVERBS; i++)
-        fprintf(f, "  %-10s %s%s%s\n", verbs[i].name, verbs[i].help, verbs[i].fn ? "" : "  [not yet: issue ",
-                verbs[i].fn ? "" : verbs[i].issue);
+        fprintf(f, "  %-10s %s%s%s%s\n", verbs[i].name, verbs[i].help, verbs[i].fn ? "" : "  [not yet: issue ",
+                verbs[i].fn ? "" : verbs[i].issue, verbs[i].fn ? "" : "]");
     fprintf(f, "\nCommon options: --config FILE, --set key=value (repeatable), --device cpu|cuda.\n");
 }
 

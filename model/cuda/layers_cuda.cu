@@ -1,0 +1,119 @@
+// layers_cuda.cu — LayerNorm, GELU and residual kernels (fp32). Same math as model/layers.c; the
+// reductions use a fixed order per row/column so results do not depend on scheduling.
+#include "cuda_check.h"
+#include "layers_cuda.h"
+
+#define GELU_K 0.7978845608028654f
+
+extern "C" int cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+    return n;
+}
+
+// one warp per row: mean and variance by warp shuffles
+__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                         const float *b, int N, int C, float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *x = inp + (size_t)row * C;
+    float s = 0;
+    for (int c = lane; c < C; c += 32) s += x[c];
+    for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffff, s, o);
+    float m = s / C, v = 0;
+    for (int c = lane; c < C; c += 32) v += (x[c] - m) * (x[c] - m);
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffff, v, o);
+    float r = rsqrtf(v / C + eps);
+    for (int c = lane; c < C; c += 32) out[(size_t)row * C + c] = (x[c] - m) * r * w[c] + b[c];
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+
+__global__ void layernorm_backward_dinp_kernel(float *dinp, const float *dout, const float *inp, const float *w,
+                                               const float *mean, const float *rstd, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+    float m = mean[row], s = rstd[row], gm = 0, gxm = 0;
+    for (int c = lane; c < C; c += 32) {
+        float g = dy[c] * w[c];
+        gm += g;
+        gxm += g * (x[c] - m) * s;
+    }
+    for (int o = 16; o > 0; o /= 2) {
+        gm += __shfl_xor_sync(0xffffffff, gm, o);
+        gxm += __shfl_xor_sync(0xffffffff, gxm, o);
+    }
+    gm /= C;
+    gxm /= C;
+    for (int c = lane; c < C; c += 32)
+        dinp[(size_t)row * C + c] += s * (dy[c] * w[c] - gm - (x[c] - m) * s * gxm);
+}
+
+// one thread per column, rows in order: deterministic
+__global__ void layernorm_backward_dwdb_kernel(float *dw, float *db, const float *dout, const float *inp,
+                                               const float *mean, const float *rstd, int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float aw = 0, ab = 0;
+    for (int n = 0; n < N; n++) {
+        float dy = dout[(size_t)n * C + c];
+        aw += dy * (inp[(size_t)n * C + c] - mean[n]) * rstd[n];
+        ab += dy;
+    }
+    dw[c] += aw;
+    db[c] += ab;
+}
+
+__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = inp[i];
+    out[i] = 0.5f * x * (1.f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+}
+
+__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = inp[i], t = tanhf(GELU_K * (x + 0.044715f * x * x * x));
+    float g = 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * GELU_K * (1.f + 3.f * 0.044715f * x * x);
+    dinp[i] += g * dout[i];
+}
+
+__global__ void residual_forward_kernel(float *out, const float *a, const float *b, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = a[i] + b[i];
+}
+
+static unsigned blocks_for(size_t n, int bs) { return (unsigned)((n + bs - 1) / bs); }
+
+extern "C" void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                       const float *b, int N, int C, float eps) {
+    layernorm_forward_kernel<<<blocks_for(N, 8), 256>>>(out, mean, rstd, inp, w, b, N, C, eps);
+    cudaCheck(cudaGetLastError());
+}
+
+extern "C" void layernorm_backward_cuda(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                        const float *w, const float *mean, const float *rstd, int N, int C) {
+    layernorm_backward_dinp_kernel<<<blocks_for(N, 8), 256>>>(dinp, dout, inp, w, mean, rstd, N, C);
+    cudaCheck(cudaGetLastError());
+    layernorm_backward_dwdb_kernel<<<blocks_for(C, 128), 128>>>(dw, db, dout, inp, mean, rstd, N, C);
+    cudaCheck(cudaGetLastError());
+}
+
+extern "C" void gelu_forward_cuda(float *out, const float *inp, size_t n) {
+    gelu_forward_kernel<<<blocks_for(n, 256), 256>>>(out, inp, n);
+    cudaCheck(cudaGetLastError());
+}
+
+extern "C" void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n) {
+    gelu_backward_kernel<<<blocks_for(n, 256), 256>>>(dinp, inp, dout, n);
+    cudaCheck(cudaGetLastError());
+}
+
+extern "C" void residual_forward_cuda(float *out, const float *a, const float *b, size_t n) {
+    residual_forward_kernel<<<blocks_for(n, 256), 256>>>(out, a, b, n);
+    cudaCheck(cudaGetLastError());
+}

@@ -1,0 +1,20 @@
+// layers_cuda.h — first CUDA kernels of the network (issue #7 builds the rest), each with the CPU
+// function in model/layers.c as its oracle. Pointers are device pointers; shapes as on the CPU.
+#ifndef AVAT3R_LAYERS_CUDA_H
+#define AVAT3R_LAYERS_CUDA_H
+#include <stddef.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+int cuda_device_count(void); // 0 when no usable device (never fails)
+void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                            int N, int C, float eps);
+void layernorm_backward_cuda(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                             const float *mean, const float *rstd, int N, int C);
+void gelu_forward_cuda(float *out, const float *inp, size_t n);
+void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n);
+void residual_forward_cuda(float *out, const float *a, const float *b, size_t n);
+#ifdef __cplusplus
+}
+#endif
+#endif

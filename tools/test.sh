@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# test.sh — the README's test command: install dependencies, build with AddressSanitizer and UBSan,
+# compile the CUDA targets when nvcc exists, and run every test. Ends with "N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install_deps.sh
+[ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
+BUILD=${AVAT3R_TEST_BUILD:-build-asan}
+if [ ! -f "$BUILD/build.ninja" ]; then
+  meson setup "$BUILD" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized -Dcuda=auto
+fi
+ninja -C "$BUILD"
+# ASan: leaks are errors; UBSan: stop at the first report. OpenMP's runtime keeps thread pools
+# alive at exit, which LeakSanitizer does not count as leaks.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export AVAT3R_SOURCE_ROOT="$PWD"
+status=0
+if [ -x "$BUILD/model/cuda/avat3r_cuda_tests" ]; then
+  echo "== CUDA kernel tests (skip without a GPU)"
+  "$BUILD/model/cuda/avat3r_cuda_tests" || status=1
+fi
+echo "== test suite"
+"$BUILD/avat3r_tests" "$@" || status=1
+exit $status
