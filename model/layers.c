@@ -113,23 +113,26 @@ void R_(layernorm_backward)(real *dinp, real *dw, real *db, const real *dout, co
 
 #define GELU_K 0.7978845608028654 // sqrt(2/pi)
 
+// GELU_tanh(x) = 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³): one exp instead of a tanh
+// (glibc's tanhf was a quarter of the step), and the loop vectorises with libmvec's exp.
 void R_(gelu_forward)(real *out, const real *inp, size_t n) {
-#pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        real x = inp[i];
-        out[i] = (real)0.5 * x * (1 + tanh((real)GELU_K * (x + (real)0.044715 * x * x * x)));
-    }
-}
-
-void R_(gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for simd
     for (size_t i = 0; i < n; i++) {
         real x = inp[i];
         real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
-        real t = tanh(u);
+        out[i] = x / (1 + exp(-2 * u));
+    }
+}
+
+// d/dx x·σ(2u) = s + 2·x·s·(1−s)·u', s = σ(2u)
+void R_(gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n) {
+#pragma omp parallel for simd
+    for (size_t i = 0; i < n; i++) {
+        real x = inp[i];
+        real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
+        real s = 1 / (1 + exp(-2 * u));
         real du = (real)GELU_K * (1 + (real)(3 * 0.044715) * x * x);
-        real g = (real)0.5 * (1 + t) + (real)0.5 * x * (1 - t * t) * du;
-        dinp[i] += g * dout[i];
+        dinp[i] += (s + 2 * x * s * (1 - s) * du) * dout[i];
     }
 }
 
