@@ -184,7 +184,7 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
                               p->ln1_b + l * D, BN, D, c->ln_eps);
         R_(matmul_forward)(qkv, ln1, p->qkv_w + (size_t)l * 3 * D * D, p->qkv_b + l * 3 * D, BN, D, 3 * D);
         R_(attention_forward)(att, D, a->att_lse + (size_t)l * B * NH * N, qkv, 3 * D, qkv + D, 3 * D, qkv + 2 * D,
-                              3 * D, B, N, N, NH, hd, m->att_scratch, m->att_chunk);
+                              3 * D, B, N, N, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
         R_(matmul_forward)(a->proj_tmp, att, p->attproj_w + (size_t)l * D * D, p->attproj_b + l * D, BN, D, D);
         R_(residual_forward)(x1, x, a->proj_tmp, bnd);
         // cross-attention to the expression tokens
@@ -193,7 +193,7 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
         R_(matmul_forward)(cq, ln2, p->cq_w + (size_t)l * D * D, p->cq_b + l * D, BN, D, D);
         R_(matmul_forward)(ckv, a->etok, p->ckv_w + (size_t)l * 2 * D * D, p->ckv_b + l * 2 * D, B * S, D, 2 * D);
         R_(attention_forward)(catt, D, a->catt_lse + (size_t)l * B * NH * N, cq, D, ckv, 2 * D, ckv + D, 2 * D, B,
-                              N, S, NH, hd, m->att_scratch, m->att_chunk);
+                              N, S, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
         R_(matmul_forward)(a->proj_tmp, catt, p->cproj_w + (size_t)l * D * D, p->cproj_b + l * D, BN, D, D);
         R_(residual_forward)(x2, x1, a->proj_tmp, bnd);
         // MLP
@@ -282,7 +282,7 @@ void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *d
                             p->cproj_w + (size_t)l * D * D, BN, D, D);
         R_(attention_backward)(da->cq + o, da->ckv + okv, da->ckv + okv + D, da->catt + o, a->catt + o, D,
                                a->catt_lse + olse, a->cq + o, D, a->ckv + okv, 2 * D, a->ckv + okv + D, 2 * D, B, N, S,
-                               NH, hd, m->att_scratch, m->att_chunk);
+                               NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
         R_(matmul_backward)(da->etok, g->ckv_w + (size_t)l * 2 * D * D, g->ckv_b + l * 2 * D, da->ckv + okv, a->etok,
                             p->ckv_w + (size_t)l * 2 * D * D, B * S, D, 2 * D);
         R_(matmul_backward)(da->ln2 + o, g->cq_w + (size_t)l * D * D, g->cq_b + l * D, da->cq + o, a->ln2 + o,
@@ -296,7 +296,7 @@ void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *d
         real *dqkv = da->qkv + 3 * o;
         const real *qkv = a->qkv + 3 * o;
         R_(attention_backward)(dqkv, dqkv + D, dqkv + 2 * D, da->att + o, a->att + o, D, a->att_lse + olse, qkv, 3 * D,
-                               qkv + D, 3 * D, qkv + 2 * D, 3 * D, B, N, N, NH, hd, m->att_scratch, m->att_chunk);
+                               qkv + D, 3 * D, qkv + 2 * D, 3 * D, B, N, N, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
         R_(matmul_backward)(da->ln1 + o, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + l * 3 * D, dqkv, a->ln1 + o,
                             p->qkv_w + (size_t)l * 3 * D * D, BN, D, 3 * D);
         R_(layernorm_backward)(dx, g->ln1_w + l * D, g->ln1_b + l * D, da->ln1 + o, x, p->ln1_w + l * D,

@@ -38,11 +38,16 @@ void R_(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, co
     // dw[OC,C] += doutᵀ · inp
     if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
     if (dbias) {
+        // blocks of 64 columns, rows in order inside: contiguous reads, deterministic sums
 #pragma omp parallel for
-        for (int o = 0; o < OC; o++) {
-            real acc = 0;
-            for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o];
-            dbias[o] += acc;
+        for (int o0 = 0; o0 < OC; o0 += 64) {
+            int oc = OC - o0 < 64 ? OC - o0 : 64;
+            real acc[64] = {0};
+            for (int n = 0; n < N; n++) {
+                const real *d = dout + (size_t)n * OC + o0;
+                for (int o = 0; o < oc; o++) acc[o] += d[o];
+            }
+            for (int o = 0; o < oc; o++) dbias[o0 + o] += acc[o];
         }
     }
 }
@@ -165,10 +170,11 @@ size_t R_(attention_scratch_size)(int Nk, int chunk, int nthreads) {
 }
 
 void R_(attention_forward)(real *out, int ldo, real *lse, const real *q, int ldq, const real *k, int ldk,
-                           const real *v, int ldv, int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk) {
+                           const real *v, int ldv, int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk,
+                           int nthreads) {
     real scale = 1 / sqrt((real)hd);
     // one task per (sample, head): tasks write disjoint columns, so no races
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
         real *S = scratch + (size_t)omp_get_thread_num() * 2 * chunk * Nk; // [chunk, Nk]
@@ -204,9 +210,9 @@ void R_(attention_forward)(real *out, int ldo, real *lse, const real *q, int ldq
 
 void R_(attention_backward)(real *dq, real *dk, real *dv, const real *dout, const real *out, int ldo,
                             const real *lse, const real *q, int ldq, const real *k, int ldk, const real *v, int ldv,
-                            int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk) {
+                            int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk, int nthreads) {
     real scale = 1 / sqrt((real)hd);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
         real *P = scratch + (size_t)omp_get_thread_num() * 2 * chunk * Nk; // [chunk, Nk]

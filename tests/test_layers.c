@@ -172,7 +172,7 @@ typedef struct {
 static void at_fwd(void *c) {
     AT *a = c;
     attention_forward_f64(a->out, a->NH * a->hd, a->lse, a->q, a->ldq, a->k, a->ldk, a->v, a->ldv, a->B, a->Nq, a->Nk,
-                          a->NH, a->hd, a->scratch, a->chunk);
+                          a->NH, a->hd, a->scratch, a->chunk, 4);
 }
 
 // q/k/v interleaved in one buffer like the model's qkv (self) or separate (cross)
@@ -199,7 +199,7 @@ static int attention_case(int B, int Nq, int Nk, int NH, int hd, int chunk, int 
     }
     size_t no = (size_t)B * Nq * D;
     a.out = zeros(no), a.lse = zeros((size_t)B * NH * Nq);
-    a.scratch = zeros(attention_scratch_size_f64(Nk, chunk, 64));
+    a.scratch = zeros(attention_scratch_size_f64(Nk, chunk, 4));
     double *w = rnd(no, 14, 1);
     at_fwd(&a);
     // forward oracle: naive softmax attention
@@ -224,7 +224,7 @@ static int attention_case(int B, int Nq, int Nk, int NH, int hd, int chunk, int 
             }
     CHECK(worst < 1e-12, "attention vs naive: %g", worst);
     attention_backward_f64(dq, dk, dv, w, a.out, D, a.lse, a.q, a.ldq, a.k, a.ldk, a.v, a.ldv, B, Nq, Nk, NH, hd,
-                           a.scratch, chunk);
+                           a.scratch, chunk, 4);
     Probe p = {at_fwd, &a, a.out, w, no};
     if (fused) {
         CHECK(fd_worst("self-attention dqkv", &p, qkv, nq, dqkv) < FD_TOL, "dqkv");
@@ -235,10 +235,10 @@ static int attention_case(int B, int Nq, int Nk, int NH, int hd, int chunk, int 
     // the float path agrees with the double one
     float *q32 = to32(fused ? qkv : a.q, fused ? nq : (size_t)B * Nq * D), *kv32 = fused ? NULL : to32(a.k, nk);
     float *o32 = (float *)malloc(4 * no), *l32 = (float *)malloc(4 * (size_t)B * NH * Nq);
-    float *s32 = (float *)malloc(4 * attention_scratch_size(Nk, chunk, 64));
+    float *s32 = (float *)malloc(4 * attention_scratch_size(Nk, chunk, 4));
     if (fused)
-        attention_forward(o32, D, l32, q32, 3 * D, q32 + D, 3 * D, q32 + 2 * D, 3 * D, B, Nq, Nk, NH, hd, s32, chunk);
-    else attention_forward(o32, D, l32, q32, D, kv32, 2 * D, kv32 + D, 2 * D, B, Nq, Nk, NH, hd, s32, chunk);
+        attention_forward(o32, D, l32, q32, 3 * D, q32 + D, 3 * D, q32 + 2 * D, 3 * D, B, Nq, Nk, NH, hd, s32, chunk, 4);
+    else attention_forward(o32, D, l32, q32, D, kv32, 2 * D, kv32 + D, 2 * D, B, Nq, Nk, NH, hd, s32, chunk, 4);
     CHECK(rel_err32(o32, a.out, no) < 1e-5, "float vs double attention: %g", rel_err32(o32, a.out, no));
     return 0;
 }
