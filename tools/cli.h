@@ -9,6 +9,15 @@ void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, 
 const char *cli_source_root(void);
 const char *cli_python(void); // AVAT3R_PYTHON or /usr/bin/python3
 
+// Options the model verbs share; cli_parse_opts prints usage/errors and returns non-zero on a bad one.
+typedef struct {
+    const char *config, *out, *device;
+    const char *sets[64];
+    int nsets, batch, iters, threads, no_ref, flops_only;
+    unsigned long long seed;
+} CliOpts;
+int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const char *usage);
+
 int cmd_init(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);

@@ -53,38 +53,22 @@ int cmd_bench(int argc, char **argv) {
                         "[--flops-only]\n");
         return 2;
     }
-    // reuse the shared option parser through selfcheck's conventions
-    const char *config = NULL, *sets[64];
-    int nsets = 0, B = 1, iters = 5, threads = 0, no_ref = 0, flops_only = 0;
-    for (int i = 2; i < argc; i++) {
-        int has = i + 1 < argc;
-        if (!strcmp(argv[i], "--config") && has) config = argv[++i];
-        else if (!strcmp(argv[i], "--batch") && has) B = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--iters") && has) iters = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && has) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--set") && has && nsets < 64) sets[nsets++] = argv[++i];
-        else if (!strcmp(argv[i], "--no-ref")) no_ref = 1;
-        else if (!strcmp(argv[i], "--flops-only")) flops_only = 1;
-        else if (!strcmp(argv[i], "--device") && has && !strcmp(argv[i + 1], "cpu")) i++;
-        else {
-            fprintf(stderr, "avat3r bench: unknown or incomplete option '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (B < 1 || iters < 1) {
-        fprintf(stderr, "avat3r bench: --batch and --iters must be >= 1\n");
+    CliOpts o;
+    if (cli_parse_opts(argc - 1, argv + 1, &o, "bench model",
+                       "--config FILE [--batch B] [--iters N] [--threads T] [--no-ref] [--flops-only] [--set k=v]"))
         return 2;
-    }
+    const char *config = o.config;
+    int B = o.batch, iters = o.iters, threads = o.threads;
     if (threads > 0) omp_set_num_threads(threads);
     threads = omp_get_max_threads();
     ModelConfig c;
-    cli_load_model_config(&c, config, sets, nsets);
+    cli_load_model_config(&c, config, o.sets, o.nsets);
     size_t sizes[NUM_PARAM_TENSORS], np = param_sizes(&c, sizes);
     double fl = model_forward_flops(&c);
     printf("config %s: %zu parameters (%.2f M), %d tokens/sample, forward %.3f GFLOP/sample, "
            "training step ~%.3f GFLOP/sample (3x forward)\n",
            config ? config : "configs/tiny.cfg", np, np / 1e6, mc_tokens(&c), fl / 1e9, 3 * fl / 1e9);
-    if (flops_only) return 0;
+    if (o.flops_only) return 0;
 
     Avat3r m;
     avat3r_build(&m, &c, B);
@@ -109,7 +93,7 @@ int cmd_bench(int argc, char **argv) {
     printf("C (float32, %d threads, batch %d): forward %.2f ms, forward+backward %.2f ms (median of %d), %.2f GFLOP/s\n",
            threads, B, ms_f, ms_fb, iters, 3 * fl * B / (ms_fb * 1e-3) / 1e9);
     int rc = 0;
-    if (!no_ref) {
+    if (!o.no_ref) {
         char dir[] = "/tmp/avat3r_bench.XXXXXX";
         if (!mkdtemp(dir)) FATAL("cannot create a temporary directory");
         char path[512];

@@ -45,15 +45,7 @@ void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, 
     }
 }
 
-// Parses the options every model verb shares. Returns 0, or 1 after printing an error for an unknown one.
-typedef struct {
-    const char *config, *out, *device;
-    const char *sets[64];
-    int nsets, batch, iters, threads, no_ref, flops_only;
-    unsigned long long seed;
-} Opts;
-
-static int parse_opts(int argc, char **argv, Opts *o, const char *verb, const char *usage) {
+int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const char *usage) {
     memset(o, 0, sizeof *o);
     o->batch = 1;
     o->iters = 5;
@@ -91,8 +83,8 @@ static int parse_opts(int argc, char **argv, Opts *o, const char *verb, const ch
 }
 
 int cmd_init(int argc, char **argv) {
-    Opts o;
-    if (parse_opts(argc, argv, &o, "init", "--config FILE --seed N --out FILE.ckpt [--set key=value ...]")) return 2;
+    CliOpts o;
+    if (cli_parse_opts(argc, argv, &o, "init", "--config FILE --seed N --out FILE.ckpt [--set key=value ...]")) return 2;
     if (!o.out) {
         fprintf(stderr, "avat3r init: --out FILE.ckpt is required\n");
         return 2;
@@ -201,8 +193,8 @@ int cmd_inspect(int argc, char **argv) {
 
 // The README's demo for now: the model end to end on a random batch, with its gradients checked.
 int cmd_selfcheck(int argc, char **argv) {
-    Opts o;
-    if (parse_opts(argc, argv, &o, "selfcheck", "[--config FILE] [--batch B] [--seed N] [--set key=value ...]"))
+    CliOpts o;
+    if (cli_parse_opts(argc, argv, &o, "selfcheck", "[--config FILE] [--batch B] [--seed N] [--set key=value ...]"))
         return 2;
     ModelConfig c;
     cli_load_model_config(&c, o.config, o.sets, o.nsets);
