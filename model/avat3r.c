@@ -8,7 +8,7 @@
 #include "../common/util.h"
 #include "avat3r.h"
 #include "layers.h"
-#include "real.h"
+#include "../common/real.h"
 
 #define NUM_ACT_TENSORS ((int)(sizeof(R_(ActTensors)) / sizeof(real *)))
 

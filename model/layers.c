@@ -5,8 +5,16 @@
 #include <omp.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "layers.h"
-#include "real.h"
+#include "../common/real.h"
+
+#ifdef AVAT3R_F64
+#define GEMM cblas_dgemm
+#else
+#define GEMM cblas_sgemm
+#endif
 
 // glibc's libmvec has vector exp/expf, but math.h declares them only under -ffast-math. Declaring the
 // SIMD variants here lets `#pragma omp simd` loops call them (4 floats per call on SSE) while the

@@ -23,7 +23,7 @@ static float *to_f32(const double *x, size_t n) {
 }
 
 // A camera at distance ~1 m looking at the origin (OpenCV axes), pinhole focal 1.2·W.
-static void make_camera(double *w2c, double *K, const ModelConfig *c, Rng *r) {
+void random_camera(double *w2c, double *K, int W, int H, Rng *r) {
     double az = (rng_next_uniform(r) - 0.5) * 2.4, el = (rng_next_uniform(r) - 0.5) * 0.8;
     double dist = 0.9 + 0.2 * rng_next_uniform(r);
     double ctr[3] = {dist * cos(el) * sin(az), dist * sin(el), -dist * cos(el) * cos(az)};
@@ -41,8 +41,8 @@ static void make_camera(double *w2c, double *K, const ModelConfig *c, Rng *r) {
         for (int j = 0; j < 3; j++) w2c[i * 4 + j] = R[i][j];
         w2c[i * 4 + 3] = -(R[i][0] * ctr[0] + R[i][1] * ctr[1] + R[i][2] * ctr[2]);
     }
-    double f = 1.2 * c->img_w;
-    double k[9] = {f, 0, c->img_w / 2.0, 0, f, c->img_h / 2.0, 0, 0, 1};
+    double f = 1.2 * W;
+    double k[9] = {f, 0, W / 2.0, 0, f, H / 2.0, 0, 0, 1};
     memcpy(K, k, sizeof k);
 }
 
@@ -68,7 +68,7 @@ void random_batch_make(RandomBatch *rb, const ModelConfig *c, int B, uint64_t se
     rb->w2c = (double *)mallocCheck(sizeof(double) * rb->n_w2c);
     rb->K = (double *)mallocCheck(sizeof(double) * rb->n_K);
     Rng r = rng_make(seed, 7);
-    for (size_t i = 0; i < BV; i++) make_camera(rb->w2c + 12 * i, rb->K + 9 * i, c, &r);
+    for (size_t i = 0; i < BV; i++) random_camera(rb->w2c + 12 * i, rb->K + 9 * i, c->img_w, c->img_h, &r);
     rb->rgb32 = to_f32(rb->rgb, rb->n_rgb);
     rb->pos32 = to_f32(rb->pos, rb->n_pos);
     rb->conf32 = to_f32(rb->conf, rb->n_conf);

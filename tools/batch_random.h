@@ -3,6 +3,7 @@
 #ifndef AVAT3R_BATCH_RANDOM_H
 #define AVAT3R_BATCH_RANDOM_H
 #include <stdint.h>
+#include "../common/rng.h"
 #include "avat3r.h"
 
 typedef struct {
@@ -13,6 +14,9 @@ typedef struct {
     float *rgb32, *pos32, *conf32, *sap32, *w2c32, *K32, *expr32, *w32;
     size_t n_rgb, n_pos, n_conf, n_sap, n_w2c, n_K, n_expr, n_w;
 } RandomBatch;
+
+// A camera ~1 m from the origin looking at it (OpenCV), focal 1.2·W, principal point at the centre.
+void random_camera(double *w2c, double *K, int W, int H, Rng *r);
 
 void random_batch_make(RandomBatch *rb, const ModelConfig *cfg, int B, uint64_t seed);
 void random_batch_free(RandomBatch *rb);

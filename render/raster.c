@@ -1,0 +1,439 @@
+// raster.c — the differentiable Gaussian rasterizer on the CPU (docs/render.md): EWA projection,
+// 16×16 tile binning with a per-tile depth sort, front-to-back compositing, and the exact backward
+// walked back to front per pixel. Compiled twice (float, and double with -DAVAT3R_F64).
+// Threads: OpenMP over images (binning) and tiles (sort, compositing, backward). Gradients are first
+// written per (tile, Gaussian) intersection and then summed per Gaussian in intersection order, so the
+// result does not depend on the thread count.
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+#include "raster.h"
+#include "../common/real.h"
+
+#define GSTRIDE(K) (7 + (K)) // per-intersection gradient: du dv dA dB dC dopacity dz dcolor[K]
+
+// ----------------------------------------------------------------------------------------------
+// projection of one Gaussian into one camera, with every intermediate the backward needs
+
+typedef struct {
+    real p[3];           // camera-space mean
+    real qn[4], qlen;    // normalised quaternion and the input's length
+    real Rq[3][3];       // rotation of the Gaussian
+    real M[3][3];        // Rq · diag(scale)
+    real Sig[3][3];      // 3D covariance
+    real J[2][3];        // EWA Jacobian
+    real T[2][3];        // J · R_view
+    int clamp_x, clamp_y; // frustum clamp active (-1/+1) or 0
+    real a, b, c, det;   // 2D covariance (blurred) and its determinant
+    real u, v;           // projected mean (pixels)
+    real A, B, C;        // conic
+    int x0, x1, y0, y1;  // tile rectangle
+} R_(Proj);
+
+// Returns 1 if drawn, 0 if culled (behind the near plane, degenerate, or off every tile).
+static int R_(project)(R_(Proj) *P, const real *mean, const real *quat, const real *scale, const real *w2c,
+                       const real *K, int W, int H, int tiles_x, int tiles_y) {
+    for (int i = 0; i < 3; i++)
+        P->p[i] = w2c[i * 4 + 0] * mean[0] + w2c[i * 4 + 1] * mean[1] + w2c[i * 4 + 2] * mean[2] + w2c[i * 4 + 3];
+    real z = P->p[2];
+    if (!(z >= (real)RASTER_NEAR)) return 0;
+    real qw = quat[0], qx = quat[1], qy = quat[2], qz = quat[3];
+    P->qlen = sqrt(qw * qw + qx * qx + qy * qy + qz * qz);
+    qw /= P->qlen, qx /= P->qlen, qy /= P->qlen, qz /= P->qlen;
+    P->qn[0] = qw, P->qn[1] = qx, P->qn[2] = qy, P->qn[3] = qz;
+    real R[3][3] = {{1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)},
+                    {2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)},
+                    {2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)}};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            P->Rq[i][j] = R[i][j];
+            P->M[i][j] = R[i][j] * scale[j];
+        }
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            P->Sig[i][j] = P->M[i][0] * P->M[j][0] + P->M[i][1] * P->M[j][1] + P->M[i][2] * P->M[j][2];
+    real fx = K[0], fy = K[4], cx = K[2], cy = K[5];
+    real limx = (real)RASTER_CLAMP_FOV * (real)0.5 * W / fx, limy = (real)RASTER_CLAMP_FOV * (real)0.5 * H / fy;
+    real xz = P->p[0] / z, yz = P->p[1] / z;
+    P->clamp_x = xz < -limx ? -1 : xz > limx ? 1 : 0;
+    P->clamp_y = yz < -limy ? -1 : yz > limy ? 1 : 0;
+    real tx = z * (P->clamp_x ? P->clamp_x * limx : xz), ty = z * (P->clamp_y ? P->clamp_y * limy : yz);
+    P->J[0][0] = fx / z, P->J[0][1] = 0, P->J[0][2] = -fx * tx / (z * z);
+    P->J[1][0] = 0, P->J[1][1] = fy / z, P->J[1][2] = -fy * ty / (z * z);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            P->T[i][j] = P->J[i][0] * w2c[0 * 4 + j] + P->J[i][1] * w2c[1 * 4 + j] + P->J[i][2] * w2c[2 * 4 + j];
+    real TS[2][3]; // T · Σ
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) TS[i][j] = P->T[i][0] * P->Sig[0][j] + P->T[i][1] * P->Sig[1][j] + P->T[i][2] * P->Sig[2][j];
+    P->a = TS[0][0] * P->T[0][0] + TS[0][1] * P->T[0][1] + TS[0][2] * P->T[0][2] + (real)RASTER_BLUR;
+    P->b = TS[0][0] * P->T[1][0] + TS[0][1] * P->T[1][1] + TS[0][2] * P->T[1][2];
+    P->c = TS[1][0] * P->T[1][0] + TS[1][1] * P->T[1][1] + TS[1][2] * P->T[1][2] + (real)RASTER_BLUR;
+    P->det = P->a * P->c - P->b * P->b;
+    if (!(P->det > 0)) return 0;
+    P->A = P->c / P->det, P->B = -P->b / P->det, P->C = P->a / P->det;
+    P->u = fx * xz + cx, P->v = fy * yz + cy;
+    real mid = (real)0.5 * (P->a + P->c), disc = mid * mid - P->det;
+    real lmax = mid + sqrt(disc > (real)0.1 ? disc : (real)0.1);
+    real rad = ceil(3 * sqrt(lmax));
+    const real TL = RASTER_TILE;
+    real fx0 = floor((P->u - rad) / TL), fx1 = floor((P->u + rad + TL - 1) / TL);
+    real fy0 = floor((P->v - rad) / TL), fy1 = floor((P->v + rad + TL - 1) / TL);
+    // clamp in floating point first: a far off-screen Gaussian must not overflow an int
+    P->x0 = (int)fmin(fmax(fx0, 0), tiles_x), P->x1 = (int)fmin(fmax(fx1, 0), tiles_x);
+    P->y0 = (int)fmin(fmax(fy0, 0), tiles_y), P->y1 = (int)fmin(fmax(fy1, 0), tiles_y);
+    return P->x1 > P->x0 && P->y1 > P->y0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// build / free
+
+void R_(raster_build)(R_(Raster) *r, RasterDims d, double isect_per_gaussian) {
+    memset(r, 0, sizeof *r);
+    if (d.B < 1 || d.G < 0 || d.Cm < 1 || d.W < 0 || d.H < 0 || d.K < 1 || d.K > RASTER_MAX_K)
+        FATAL("raster_build: bad dimensions B=%d G=%d Cm=%d W=%d H=%d K=%d", d.B, d.G, d.Cm, d.W, d.H, d.K);
+    r->d = d;
+    r->tiles_x = (d.W + RASTER_TILE - 1) / RASTER_TILE;
+    r->tiles_y = (d.H + RASTER_TILE - 1) / RASTER_TILE;
+    r->n_img = d.B * d.Cm;
+    size_t ni = r->n_img, G = d.G, px = (size_t)ni * d.W * d.H, nt = (size_t)ni * r->tiles_x * r->tiles_y;
+    r->image = (real *)callocCheck(px * d.K + 1, sizeof(real));
+    r->alpha = (real *)callocCheck(px + 1, sizeof(real));
+    r->depth = (real *)callocCheck(px + 1, sizeof(real));
+    r->T_final = (real *)callocCheck(px + 1, sizeof(real));
+    r->n_contrib = (int32_t *)callocCheck(px + 1, sizeof(int32_t));
+    r->mean2d = (real *)callocCheck(ni * G * 2 + 1, sizeof(real));
+    r->conic = (real *)callocCheck(ni * G * 3 + 1, sizeof(real));
+    r->zcam = (real *)callocCheck(ni * G + 1, sizeof(real));
+    r->rect = (int32_t *)callocCheck(ni * G * 4 + 1, sizeof(int32_t));
+    r->valid = (uint8_t *)callocCheck((size_t)d.B * G + 1, 1);
+    r->tile_off = (int64_t *)callocCheck(nt + 1, sizeof(int64_t));
+    r->tile_cur = (int64_t *)callocCheck(nt + 1, sizeof(int64_t));
+    r->bg_tile = (real *)callocCheck(nt * d.K + 1, sizeof(real));
+    r->g_acc = (real *)callocCheck(G * GSTRIDE(d.K) + 1, sizeof(real));
+    r->isect_cap = (size_t)(ni * G * (isect_per_gaussian > 0 ? isect_per_gaussian : 1)) + 1;
+    r->isect = (int32_t *)mallocCheck(r->isect_cap * sizeof(int32_t));
+    r->isect_grad = (real *)mallocCheck(r->isect_cap * GSTRIDE(d.K) * sizeof(real));
+}
+
+void R_(raster_free)(R_(Raster) *r) {
+    void *p[] = {r->image, r->alpha, r->depth, r->T_final, r->n_contrib, r->mean2d, r->conic, r->zcam, r->rect,
+                 r->valid, r->tile_off, r->tile_cur, r->bg_tile, r->g_acc, r->isect, r->isect_grad};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
+    memset(r, 0, sizeof *r);
+}
+
+// ----------------------------------------------------------------------------------------------
+// forward
+
+static int R_(finite_all)(const real *x, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+static int R_(cmp_depth)(const void *pa, const void *pb, void *ctx) {
+    const real *z = (const real *)ctx;
+    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    if (z[a] < z[b]) return -1;
+    if (z[a] > z[b]) return 1;
+    return (a > b) - (a < b); // ties by Gaussian index: a total order, so qsort is deterministic
+}
+
+static inline real R_(clamp01)(real o) { return o < 0 ? 0 : (o > 1 ? 1 : o); }
+
+void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
+    RasterDims d = r->d;
+    int G = d.G, K = d.K, W = d.W, H = d.H, txs = r->tiles_x, tys = r->tiles_y, nt = txs * tys, ni = r->n_img;
+    // 1. validity per Gaussian
+    long n_invalid = 0;
+#pragma omp parallel for reduction(+ : n_invalid)
+    for (long bg = 0; bg < (long)d.B * G; bg++) {
+        const real *q = in->quats + bg * 4, *s = in->scales + bg * 3;
+        int ok = R_(finite_all)(in->means + bg * 3, 3) && R_(finite_all)(q, 4) && R_(finite_all)(s, 3) &&
+                 R_(finite_all)(in->opacities + bg, 1) && R_(finite_all)(in->colors + bg * K, K);
+        ok = ok && s[0] > 0 && s[1] > 0 && s[2] > 0 && sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]) >= 1e-12;
+        r->valid[bg] = (uint8_t)ok;
+        n_invalid += !ok;
+    }
+    // 2. projection per (image, Gaussian)
+    long n_culled = 0;
+#pragma omp parallel for reduction(+ : n_culled)
+    for (long ig = 0; ig < (long)ni * G; ig++) {
+        int img = (int)(ig / G), g = (int)(ig % G), b = img / d.Cm;
+        int32_t *rc = r->rect + ig * 4;
+        rc[0] = rc[1] = rc[2] = rc[3] = 0;
+        if (!r->valid[(size_t)b * G + g]) continue;
+        R_(Proj) P;
+        size_t bg = (size_t)b * G + g;
+        if (!R_(project)(&P, in->means + bg * 3, in->quats + bg * 4, in->scales + bg * 3, in->w2c + (size_t)img * 12,
+                         in->K + (size_t)img * 9, W, H, txs, tys)) {
+            n_culled++;
+            continue;
+        }
+        r->mean2d[ig * 2] = P.u, r->mean2d[ig * 2 + 1] = P.v;
+        r->conic[ig * 3] = P.A, r->conic[ig * 3 + 1] = P.B, r->conic[ig * 3 + 2] = P.C;
+        r->zcam[ig] = P.p[2];
+        rc[0] = P.x0, rc[1] = P.x1, rc[2] = P.y0, rc[3] = P.y1;
+    }
+    r->n_invalid = n_invalid;
+    r->n_culled = n_culled;
+    // 3. bin: count per (image, tile), prefix sum, fill in Gaussian order
+    memset(r->tile_off, 0, sizeof(int64_t) * ((size_t)ni * nt + 1));
+#pragma omp parallel for
+    for (int img = 0; img < ni; img++)
+        for (int g = 0; g < G; g++) {
+            const int32_t *rc = r->rect + ((size_t)img * G + g) * 4;
+            for (int ty = rc[2]; ty < rc[3]; ty++)
+                for (int tx = rc[0]; tx < rc[1]; tx++) r->tile_off[(size_t)img * nt + ty * txs + tx + 1]++;
+        }
+    for (size_t t = 0; t < (size_t)ni * nt; t++) r->tile_off[t + 1] += r->tile_off[t];
+    r->n_isect = (size_t)r->tile_off[(size_t)ni * nt];
+    if (r->n_isect > r->isect_cap) { // the pool was sized for typical scenes; grow once, loudly
+        LOG_W("raster: %zu tile intersections exceed the pool (%zu); growing it", r->n_isect, r->isect_cap);
+        free(r->isect);
+        free(r->isect_grad);
+        r->isect_cap = r->n_isect + r->n_isect / 4;
+        r->isect = (int32_t *)mallocCheck(r->isect_cap * sizeof(int32_t));
+        r->isect_grad = (real *)mallocCheck(r->isect_cap * GSTRIDE(K) * sizeof(real));
+    }
+    memcpy(r->tile_cur, r->tile_off, sizeof(int64_t) * (size_t)ni * nt);
+#pragma omp parallel for
+    for (int img = 0; img < ni; img++)
+        for (int g = 0; g < G; g++) {
+            const int32_t *rc = r->rect + ((size_t)img * G + g) * 4;
+            for (int ty = rc[2]; ty < rc[3]; ty++)
+                for (int tx = rc[0]; tx < rc[1]; tx++) r->isect[r->tile_cur[(size_t)img * nt + ty * txs + tx]++] = g;
+        }
+    // 4. sort each tile's list by (depth, index)
+#pragma omp parallel for schedule(dynamic, 16)
+    for (long t = 0; t < (long)ni * nt; t++) {
+        int64_t a = r->tile_off[t], n = r->tile_off[t + 1] - a;
+        if (n > 1) qsort_r(r->isect + a, (size_t)n, sizeof(int32_t), R_(cmp_depth), r->zcam + (size_t)(t / nt) * G);
+    }
+    // 5. composite front to back, one tile per task
+#pragma omp parallel for schedule(dynamic, 4)
+    for (long t = 0; t < (long)ni * nt; t++) {
+        int img = (int)(t / nt), tile = (int)(t % nt), tx = tile % txs, ty = tile / txs, b = img / d.Cm;
+        const int32_t *list = r->isect + r->tile_off[t];
+        int n = (int)(r->tile_off[t + 1] - r->tile_off[t]);
+        const real *m2 = r->mean2d + (size_t)img * G * 2, *cn = r->conic + (size_t)img * G * 3;
+        const real *zc = r->zcam + (size_t)img * G;
+        for (int py = ty * RASTER_TILE; py < (ty + 1) * RASTER_TILE && py < H; py++)
+            for (int px = tx * RASTER_TILE; px < (tx + 1) * RASTER_TILE && px < W; px++) {
+                size_t pix = ((size_t)img * H + py) * W + px;
+                real T = 1, D = 0, acc[RASTER_MAX_K] = {0};
+                int last = 0;
+                for (int j = 0; j < n; j++) {
+                    int g = list[j];
+                    real dx = (real)(px + 0.5) - m2[g * 2], dy = (real)(py + 0.5) - m2[g * 2 + 1];
+                    real sig = (real)0.5 * (cn[g * 3] * dx * dx + cn[g * 3 + 2] * dy * dy) + cn[g * 3 + 1] * dx * dy;
+                    if (sig < 0) continue;
+                    real o = R_(clamp01)(in->opacities[(size_t)b * G + g]);
+                    real al = o * exp(-sig);
+                    if (al > (real)RASTER_ALPHA_MAX) al = (real)RASTER_ALPHA_MAX;
+                    if (al < (real)RASTER_ALPHA_MIN) continue;
+                    real Tn = T * (1 - al);
+                    if (Tn <= (real)RASTER_T_MIN) break;
+                    const real *c = in->colors + ((size_t)b * G + g) * K;
+                    for (int k = 0; k < K; k++) acc[k] += c[k] * al * T;
+                    D += zc[g] * al * T;
+                    T = Tn;
+                    last = j + 1;
+                }
+                for (int k = 0; k < K; k++) r->image[pix * K + k] = acc[k] + T * in->background[k];
+                r->alpha[pix] = 1 - T;
+                r->depth[pix] = D;
+                r->T_final[pix] = T;
+                r->n_contrib[pix] = last;
+            }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// backward
+
+// Projection backward for one Gaussian in one image: from dL/d(u, v, A, B, C, z) to the mean, quaternion
+// and scale, accumulated into dmean[3], dquat[4], dscale[3].
+static void R_(project_backward)(const R_(Proj) *P, const real *w2c, const real *K, const real *scale,
+                                 const real *gr, real *dmean, real *dquat, real *dscale) {
+    real du = gr[0], dv = gr[1], dA = gr[2], dB = gr[3], dC = gr[4], dzd = gr[6];
+    real a = P->a, b = P->b, c = P->c, det2 = P->det * P->det;
+    // conic (A, B, C) = (c, −b, a)/det  ->  2D covariance entries a, b (off-diagonal, once), c
+    real da = dA * (-c * c / det2) + dB * (b * c / det2) + dC * (-b * b / det2);
+    real db = dA * (2 * b * c / det2) + dB * (-1 / P->det - 2 * b * b / det2) + dC * (2 * a * b / det2);
+    real dc = dA * (-b * b / det2) + dB * (a * b / det2) + dC * (-a * a / det2);
+    // Σ2 = T Σ Tᵀ: with G2 = [[da, db/2], [db/2, dc]], dΣ = Tᵀ G2 T and dT = 2 G2 T Σ
+    real G2[2][2] = {{da, db / 2}, {db / 2, dc}};
+    real dSig[3][3], dT[2][3], G2T[2][3];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) G2T[i][j] = G2[i][0] * P->T[0][j] + G2[i][1] * P->T[1][j];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) dSig[i][j] = P->T[0][i] * G2T[0][j] + P->T[1][i] * G2T[1][j];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            dT[i][j] = 2 * (G2T[i][0] * P->Sig[0][j] + G2T[i][1] * P->Sig[1][j] + G2T[i][2] * P->Sig[2][j]);
+    // T = J · R_view  ->  dJ = dT · R_viewᵀ
+    real dJ[2][3];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) dJ[i][j] = dT[i][0] * w2c[j * 4 + 0] + dT[i][1] * w2c[j * 4 + 1] + dT[i][2] * w2c[j * 4 + 2];
+    // J and the projection -> camera-space mean
+    real fx = K[0], fy = K[4], x = P->p[0], y = P->p[1], z = P->p[2], z2 = z * z, z3 = z2 * z;
+    real dp[3] = {0, 0, dzd};
+    dp[0] += du * fx / z;
+    dp[1] += dv * fy / z;
+    dp[2] += -du * fx * x / z2 - dv * fy * y / z2;
+    dp[2] += -dJ[0][0] * fx / z2 - dJ[1][1] * fy / z2;
+    if (!P->clamp_x) { // J02 = −fx·x/z²
+        dp[0] += dJ[0][2] * (-fx / z2);
+        dp[2] += dJ[0][2] * (2 * fx * x / z3);
+    } else { // J02 = −fx·(±limx)/z
+        real tx_z = -P->J[0][2] * z / fx; // = ±limx
+        dp[2] += dJ[0][2] * (fx * tx_z / z2);
+    }
+    if (!P->clamp_y) {
+        dp[1] += dJ[1][2] * (-fy / z2);
+        dp[2] += dJ[1][2] * (2 * fy * y / z3);
+    } else {
+        real ty_z = -P->J[1][2] * z / fy;
+        dp[2] += dJ[1][2] * (fy * ty_z / z2);
+    }
+    // p = R μ + t  ->  dμ = Rᵀ dp
+    for (int j = 0; j < 3; j++) dmean[j] += w2c[0 * 4 + j] * dp[0] + w2c[1 * 4 + j] * dp[1] + w2c[2 * 4 + j] * dp[2];
+    // Σ = M Mᵀ -> dM = (dΣ + dΣᵀ) M ; M = Rq diag(s) -> ds_j = Σ_i Rq_ij dM_ij, dRq_ij = dM_ij s_j
+    real dM[3][3], dR[3][3];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            real acc = 0;
+            for (int k = 0; k < 3; k++) acc += (dSig[i][k] + dSig[k][i]) * P->M[k][j];
+            dM[i][j] = acc;
+        }
+    for (int j = 0; j < 3; j++) {
+        real acc = 0;
+        for (int i = 0; i < 3; i++) {
+            acc += P->Rq[i][j] * dM[i][j];
+            dR[i][j] = dM[i][j] * scale[j];
+        }
+        dscale[j] += acc;
+    }
+    // rotation matrix of the normalised quaternion -> its (w, x, y, z), then through the normalisation
+    real w = P->qn[0], qx = P->qn[1], qy = P->qn[2], qz = P->qn[3];
+    real dq[4];
+    dq[0] = 2 * (-qz * dR[0][1] + qy * dR[0][2] + qz * dR[1][0] - qx * dR[1][2] - qy * dR[2][0] + qx * dR[2][1]);
+    dq[1] = 2 * (qy * dR[0][1] + qz * dR[0][2] + qy * dR[1][0] - w * dR[1][2] + qz * dR[2][0] + w * dR[2][1]) -
+            4 * qx * (dR[1][1] + dR[2][2]);
+    dq[2] = 2 * (qx * dR[0][1] + w * dR[0][2] + qx * dR[1][0] + qz * dR[1][2] - w * dR[2][0] + qz * dR[2][1]) -
+            4 * qy * (dR[0][0] + dR[2][2]);
+    dq[3] = 2 * (-w * dR[0][1] + qx * dR[0][2] + w * dR[1][0] + qy * dR[1][2] + qx * dR[2][0] + qy * dR[2][1]) -
+            4 * qz * (dR[0][0] + dR[1][1]);
+    real dot = w * dq[0] + qx * dq[1] + qy * dq[2] + qz * dq[3];
+    for (int k = 0; k < 4; k++) dquat[k] += (dq[k] - P->qn[k] * dot) / P->qlen;
+}
+
+void R_(raster_backward)(R_(Raster) *r, const R_(RasterIn) *in, const real *dimage, const real *dalpha,
+                         const real *ddepth, R_(RasterGrad) *gout) {
+    RasterDims d = r->d;
+    int G = d.G, K = d.K, W = d.W, H = d.H, txs = r->tiles_x, nt = txs * r->tiles_y, ni = r->n_img, S = GSTRIDE(K);
+    // 1. per pixel, back to front: gradients per (tile, Gaussian) intersection
+    memset(r->bg_tile, 0, sizeof(real) * (size_t)ni * nt * K);
+#pragma omp parallel for schedule(dynamic, 4)
+    for (long t = 0; t < (long)ni * nt; t++) {
+        int img = (int)(t / nt), tile = (int)(t % nt), tx = tile % txs, ty = tile / txs, b = img / d.Cm;
+        int64_t off = r->tile_off[t];
+        const int32_t *list = r->isect + off;
+        int n = (int)(r->tile_off[t + 1] - off);
+        real *gi = r->isect_grad + (size_t)off * S;
+        memset(gi, 0, sizeof(real) * (size_t)n * S);
+        const real *m2 = r->mean2d + (size_t)img * G * 2, *cn = r->conic + (size_t)img * G * 3;
+        const real *zc = r->zcam + (size_t)img * G;
+        real *bgt = r->bg_tile + (size_t)t * K;
+        for (int py = ty * RASTER_TILE; py < (ty + 1) * RASTER_TILE && py < H; py++)
+            for (int px = tx * RASTER_TILE; px < (tx + 1) * RASTER_TILE && px < W; px++) {
+                size_t pix = ((size_t)img * H + py) * W + px;
+                const real *dI = dimage ? dimage + pix * K : NULL;
+                real dAl = dalpha ? dalpha[pix] : 0, dD = ddepth ? ddepth[pix] : 0;
+                real Tf = r->T_final[pix], T = Tf, Sd = 0;
+                real Sk[RASTER_MAX_K]; // colours behind the current Gaussian, background included
+                for (int k = 0; k < K; k++) {
+                    Sk[k] = Tf * in->background[k];
+                    if (dI) bgt[k] += Tf * dI[k];
+                }
+                for (int j = r->n_contrib[pix] - 1; j >= 0; j--) {
+                    int g = list[j];
+                    real dx = (real)(px + 0.5) - m2[g * 2], dy = (real)(py + 0.5) - m2[g * 2 + 1];
+                    real A = cn[g * 3], B = cn[g * 3 + 1], C = cn[g * 3 + 2];
+                    real sig = (real)0.5 * (A * dx * dx + C * dy * dy) + B * dx * dy;
+                    if (sig < 0) continue;
+                    real o_in = in->opacities[(size_t)b * G + g], o = R_(clamp01)(o_in);
+                    real Gv = exp(-sig), al = o * Gv;
+                    int capped = al > (real)RASTER_ALPHA_MAX;
+                    if (capped) al = (real)RASTER_ALPHA_MAX;
+                    if (al < (real)RASTER_ALPHA_MIN) continue;
+                    real oma = 1 - al;
+                    if (oma < (real)RASTER_ONE_MINUS_ALPHA_MIN) oma = (real)RASTER_ONE_MINUS_ALPHA_MIN;
+                    real ra = 1 / oma;
+                    T *= ra; // transmittance in front of this Gaussian
+                    const real *col = in->colors + ((size_t)b * G + g) * K;
+                    real *gg = gi + (size_t)j * S;
+                    real dal = dAl * Tf * ra + dD * (zc[g] * T - Sd * ra);
+                    for (int k = 0; k < K; k++) {
+                        if (dI) {
+                            dal += dI[k] * (col[k] * T - Sk[k] * ra);
+                            gg[7 + k] += al * T * dI[k];
+                        }
+                        Sk[k] += col[k] * al * T;
+                    }
+                    gg[6] += al * T * dD;
+                    Sd += zc[g] * al * T;
+                    if (!capped) {
+                        real dsig = -dal * o * Gv;
+                        if (o_in >= 0 && o_in <= 1) gg[5] += dal * Gv;
+                        gg[2] += (real)0.5 * dx * dx * dsig;
+                        gg[3] += dx * dy * dsig;
+                        gg[4] += (real)0.5 * dy * dy * dsig;
+                        gg[0] += -(A * dx + B * dy) * dsig; // dx = px − u
+                        gg[1] += -(C * dy + B * dx) * dsig;
+                    }
+                }
+            }
+    }
+    if (gout->background)
+        for (size_t t = 0; t < (size_t)ni * nt; t++)
+            for (int k = 0; k < K; k++) gout->background[k] += r->bg_tile[t * K + k];
+    // 2. per image: sum intersections per Gaussian in list order, then project back
+    for (int img = 0; img < ni; img++) {
+        int b = img / d.Cm;
+        memset(r->g_acc, 0, sizeof(real) * (size_t)G * S);
+        for (int64_t i = r->tile_off[(size_t)img * nt]; i < r->tile_off[(size_t)(img + 1) * nt]; i++) {
+            real *acc = r->g_acc + (size_t)r->isect[i] * S;
+            const real *src = r->isect_grad + (size_t)i * S;
+            for (int k = 0; k < S; k++) acc[k] += src[k];
+        }
+#pragma omp parallel for
+        for (int g = 0; g < G; g++) {
+            const int32_t *rc = r->rect + ((size_t)img * G + g) * 4;
+            if (rc[1] <= rc[0] || rc[3] <= rc[2]) continue; // culled or invalid: no gradient
+            size_t bg = (size_t)b * G + g;
+            const real *acc = r->g_acc + (size_t)g * S;
+            if (gout->colors)
+                for (int k = 0; k < K; k++) gout->colors[bg * K + k] += acc[7 + k];
+            if (gout->opacities) gout->opacities[bg] += acc[5];
+            R_(Proj) P;
+            R_(project)(&P, in->means + bg * 3, in->quats + bg * 4, in->scales + bg * 3, in->w2c + (size_t)img * 12,
+                        in->K + (size_t)img * 9, W, H, txs, r->tiles_y);
+            real dm[3] = {0}, dq[4] = {0}, ds[3] = {0};
+            R_(project_backward)(&P, in->w2c + (size_t)img * 12, in->K + (size_t)img * 9, in->scales + bg * 3, acc, dm,
+                                 dq, ds);
+            for (int k = 0; k < 3; k++) {
+                if (gout->means) gout->means[bg * 3 + k] += dm[k];
+                if (gout->scales) gout->scales[bg * 3 + k] += ds[k];
+            }
+            if (gout->quats)
+                for (int k = 0; k < 4; k++) gout->quats[bg * 4 + k] += dq[k];
+        }
+    }
+}
