@@ -15,7 +15,7 @@ typedef struct {
 
 static const Verb verbs[] = {
     {"init", cmd_init, "write a freshly initialised model checkpoint", NULL},
-    {"inspect", cmd_inspect, "print a JSON summary of a checkpoint or tensor bundle", NULL},
+    {"inspect", cmd_inspect, "print a JSON summary of a checkpoint, tensor bundle or PLY", NULL},
     {"selfcheck", cmd_selfcheck, "build the model, run forward+backward on a random batch, check the gradients", NULL},
     {"bench", cmd_bench, "time forward+backward against the PyTorch reference", NULL},
     {"train", NULL, "train a model", "#5"},
@@ -23,7 +23,7 @@ static const Verb verbs[] = {
     {"pack", NULL, "pack captures into HDF5 shards", "#4"},
     {"eval", NULL, "evaluate a checkpoint (PSNR, SSIM, LPIPS, AKD)", "#6"},
     {"export", NULL, "export a checkpoint (safetensors)", "#6"},
-    {"render", NULL, "render a PLY to PNG", "#3"},
+    {"render", cmd_render, "render a 3DGS PLY to PNG with the project's rasterizer", NULL},
     {"animate", NULL, "build an avatar and drive it with expression codes", "#6"},
     {"launch", NULL, "start N local training processes", "#8"},
 };

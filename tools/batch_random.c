@@ -22,12 +22,11 @@ static float *to_f32(const double *x, size_t n) {
     return y;
 }
 
-// A camera at distance ~1 m looking at the origin (OpenCV axes), pinhole focal 1.2·W.
-void random_camera(double *w2c, double *K, int W, int H, Rng *r) {
-    double az = (rng_next_uniform(r) - 0.5) * 2.4, el = (rng_next_uniform(r) - 0.5) * 0.8;
-    double dist = 0.9 + 0.2 * rng_next_uniform(r);
-    double ctr[3] = {dist * cos(el) * sin(az), dist * sin(el), -dist * cos(el) * cos(az)};
-    double z[3] = {-ctr[0] / dist, -ctr[1] / dist, -ctr[2] / dist}, a[3] = {0, 1, 0}, x[3], y[3];
+void camera_look_at(double *w2c, const double eye[3], const double target[3]) {
+    double z[3] = {target[0] - eye[0], target[1] - eye[1], target[2] - eye[2]}, a[3] = {0, 1, 0}, x[3], y[3];
+    double nz = sqrt(z[0] * z[0] + z[1] * z[1] + z[2] * z[2]);
+    for (int i = 0; i < 3; i++) z[i] /= nz;
+    if (fabs(z[1]) > 0.999) a[1] = 0, a[2] = 1; // looking straight along y: pick another hint
     x[0] = a[1] * z[2] - a[2] * z[1];
     x[1] = a[2] * z[0] - a[0] * z[2];
     x[2] = a[0] * z[1] - a[1] * z[0];
@@ -39,8 +38,15 @@ void random_camera(double *w2c, double *K, int W, int H, Rng *r) {
     const double *R[3] = {x, y, z};
     for (int i = 0; i < 3; i++) {
         for (int j = 0; j < 3; j++) w2c[i * 4 + j] = R[i][j];
-        w2c[i * 4 + 3] = -(R[i][0] * ctr[0] + R[i][1] * ctr[1] + R[i][2] * ctr[2]);
+        w2c[i * 4 + 3] = -(R[i][0] * eye[0] + R[i][1] * eye[1] + R[i][2] * eye[2]);
     }
+}
+
+void random_camera(double *w2c, double *K, int W, int H, Rng *r) {
+    double az = (rng_next_uniform(r) - 0.5) * 2.4, el = (rng_next_uniform(r) - 0.5) * 0.8;
+    double dist = 0.9 + 0.2 * rng_next_uniform(r);
+    double eye[3] = {dist * cos(el) * sin(az), dist * sin(el), -dist * cos(el) * cos(az)}, origin[3] = {0, 0, 0};
+    camera_look_at(w2c, eye, origin);
     double f = 1.2 * W;
     double k[9] = {f, 0, W / 2.0, 0, f, H / 2.0, 0, 0, 1};
     memcpy(K, k, sizeof k);

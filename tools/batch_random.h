@@ -15,6 +15,8 @@ typedef struct {
     size_t n_rgb, n_pos, n_conf, n_sap, n_w2c, n_K, n_expr, n_w;
 } RandomBatch;
 
+// World-to-camera [R|t] (OpenCV axes) of a camera at eye looking at target, image y along world −y.
+void camera_look_at(double *w2c, const double eye[3], const double target[3]);
 // A camera ~1 m from the origin looking at it (OpenCV), focal 1.2·W, principal point at the centre.
 void random_camera(double *w2c, double *K, int W, int H, Rng *r);
 

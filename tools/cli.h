@@ -22,4 +22,5 @@ int cmd_init(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_render(int argc, char **argv);
 #endif

@@ -12,6 +12,7 @@
 #include "batch_random.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "ply.h"
 
 const char *cli_source_root(void) {
     const char *r = getenv("AVAT3R_SOURCE_ROOT");
@@ -124,7 +125,7 @@ static int print_json(cJSON *j) {
 
 int cmd_inspect(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: avat3r inspect FILE   (a .ckpt checkpoint or an .atb tensor bundle)\n");
+        printf("usage: avat3r inspect FILE   (a .ckpt checkpoint, an .atb tensor bundle or a 3DGS .ply)\n");
         return argc == 2 ? 0 : 2;
     }
     const char *path = argv[1];
@@ -186,8 +187,40 @@ int cmd_inspect(int argc, char **argv) {
         atb_free(&b);
         return print_json(j);
     }
+    if (got >= 4 && !memcmp(magic, "ply\n", 4)) {
+        PlyGaussians p;
+        if (ply_read(path, &p, err, sizeof err)) {
+            cJSON_Delete(j);
+            fprintf(stderr, "error: %s\n", err);
+            return 1;
+        }
+        double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+        size_t nonfinite = 0;
+        for (size_t i = 0; i < p.n; i++) {
+            int ok = 1;
+            for (int k = 0; k < 3; k++) ok &= isfinite(p.xyz[i * 3 + k]);
+            if (!ok) {
+                nonfinite++;
+                continue;
+            }
+            for (int k = 0; k < 3; k++) lo[k] = fmin(lo[k], p.xyz[i * 3 + k]), hi[k] = fmax(hi[k], p.xyz[i * 3 + k]);
+        }
+        cJSON_AddStringToObject(j, "kind", "gaussian_ply");
+        cJSON_AddStringToObject(j, "file", path);
+        cJSON_AddNumberToObject(j, "count", (double)p.n);
+        cJSON_AddNumberToObject(j, "nonfinite_positions", (double)nonfinite);
+        if (p.n > nonfinite) {
+            cJSON *bmin = cJSON_CreateDoubleArray(lo, 3), *bmax = cJSON_CreateDoubleArray(hi, 3);
+            cJSON *bounds = cJSON_CreateObject();
+            cJSON_AddItemToObject(bounds, "min", bmin);
+            cJSON_AddItemToObject(bounds, "max", bmax);
+            cJSON_AddItemToObject(j, "bounds", bounds);
+        }
+        ply_free(&p);
+        return print_json(j);
+    }
     cJSON_Delete(j);
-    fprintf(stderr, "error: %s: not a file avat3r knows (expected an avat3r checkpoint or tensor bundle)\n", path);
+    fprintf(stderr, "error: %s: not a file avat3r knows (expected an avat3r checkpoint, tensor bundle or 3DGS PLY)\n", path);
     return 1;
 }
 
