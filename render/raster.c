@@ -146,6 +146,29 @@ static int R_(cmp_depth)(const void *pa, const void *pb, void *ctx) {
 
 static inline real R_(clamp01)(real o) { return o < 0 ? 0 : (o > 1 ? 1 : o); }
 
+// The pixels of a tile where o·exp(−σ) ≥ ALPHA_MIN can hold: σ ≤ s = ln(o/ALPHA_MIN), an ellipse whose
+// bounding box has half-widths sqrt(2s·Σxx), sqrt(2s·Σyy) (Σ2 = conic⁻¹), widened by one pixel so
+// rounding can never drop a pixel the per-pixel rule would keep. Every pixel outside it would be
+// skipped by that rule, so visiting only the box changes nothing but the amount of work.
+// Returns 0 when the box misses the tile; else the half-open pixel ranges.
+static int R_(support_box)(const real *m2, const real *cn, real o, int px0, int py0, int tw, int th, int *x0, int *x1,
+                           int *y0, int *y1) {
+    if (!(o >= (real)RASTER_ALPHA_MIN)) return 0;
+    real s = log(o / (real)RASTER_ALPHA_MIN);
+    real det = cn[0] * cn[2] - cn[1] * cn[1];
+    if (!(det > 0)) { // degenerate conic: visit the whole tile, the per-pixel rule decides
+        *x0 = px0, *x1 = px0 + tw, *y0 = py0, *y1 = py0 + th;
+        return 1;
+    }
+    real hx = sqrt(2 * s * cn[2] / det) + 1, hy = sqrt(2 * s * cn[0] / det) + 1;
+    // pixel i has its centre at i + 0.5: keep i with |i + 0.5 − u| ≤ hx
+    real fx0 = ceil(m2[0] - hx - (real)0.5), fx1 = floor(m2[0] + hx - (real)0.5) + 1;
+    real fy0 = ceil(m2[1] - hy - (real)0.5), fy1 = floor(m2[1] + hy - (real)0.5) + 1;
+    *x0 = (int)fmax(fx0, px0), *x1 = (int)fmin(fx1, px0 + tw);
+    *y0 = (int)fmax(fy0, py0), *y1 = (int)fmin(fy1, py0 + th);
+    return *x1 > *x0 && *y1 > *y0;
+}
+
 void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
     RasterDims d = r->d;
     int G = d.G, K = d.K, W = d.W, H = d.H, txs = r->tiles_x, tys = r->tiles_y, nt = txs * tys, ni = r->n_img;
@@ -215,7 +238,9 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
         int64_t a = r->tile_off[t], n = r->tile_off[t + 1] - a;
         if (n > 1) qsort_r(r->isect + a, (size_t)n, sizeof(int32_t), R_(cmp_depth), r->zcam + (size_t)(t / nt) * G);
     }
-    // 5. composite front to back, one tile per task
+    // 5. composite front to back, one tile per task. Gaussian-major inside the tile: each Gaussian
+    //    visits only the pixels where its alpha can reach ALPHA_MIN (support_box), so the per-pixel
+    //    sequence of operations is exactly the per-pixel loop of docs/render.md, for far less work.
 #pragma omp parallel for schedule(dynamic, 4)
     for (long t = 0; t < (long)ni * nt; t++) {
         int img = (int)(t / nt), tile = (int)(t % nt), tx = tile % txs, ty = tile / txs, b = img / d.Cm;
@@ -223,34 +248,48 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
         int n = (int)(r->tile_off[t + 1] - r->tile_off[t]);
         const real *m2 = r->mean2d + (size_t)img * G * 2, *cn = r->conic + (size_t)img * G * 3;
         const real *zc = r->zcam + (size_t)img * G;
-        for (int py = ty * RASTER_TILE; py < (ty + 1) * RASTER_TILE && py < H; py++)
-            for (int px = tx * RASTER_TILE; px < (tx + 1) * RASTER_TILE && px < W; px++) {
-                size_t pix = ((size_t)img * H + py) * W + px;
-                real T = 1, D = 0, acc[RASTER_MAX_K] = {0};
-                int last = 0;
-                for (int j = 0; j < n; j++) {
-                    int g = list[j];
-                    real dx = (real)(px + 0.5) - m2[g * 2], dy = (real)(py + 0.5) - m2[g * 2 + 1];
+        int px0 = tx * RASTER_TILE, py0 = ty * RASTER_TILE;
+        int tw = W - px0 < RASTER_TILE ? W - px0 : RASTER_TILE, th = H - py0 < RASTER_TILE ? H - py0 : RASTER_TILE;
+        real T[RASTER_TILE * RASTER_TILE], D[RASTER_TILE * RASTER_TILE], acc[RASTER_TILE * RASTER_TILE * RASTER_MAX_K];
+        int32_t last[RASTER_TILE * RASTER_TILE];
+        uint8_t done[RASTER_TILE * RASTER_TILE];
+        int npix = tw * th, ndone = 0;
+        for (int p = 0; p < npix; p++) T[p] = 1, D[p] = 0, last[p] = 0, done[p] = 0;
+        memset(acc, 0, sizeof(real) * npix * K);
+        for (int j = 0; j < n && ndone < npix; j++) {
+            int g = list[j], x0, x1, y0, y1;
+            real o = R_(clamp01)(in->opacities[(size_t)b * G + g]);
+            if (!R_(support_box)(m2 + g * 2, cn + g * 3, o, px0, py0, tw, th, &x0, &x1, &y0, &y1)) continue;
+            const real *c = in->colors + ((size_t)b * G + g) * K;
+            for (int yy = y0; yy < y1; yy++)
+                for (int xx = x0; xx < x1; xx++) {
+                    int p = (yy - py0) * tw + (xx - px0);
+                    if (done[p]) continue;
+                    real dx = (real)(xx + 0.5) - m2[g * 2], dy = (real)(yy + 0.5) - m2[g * 2 + 1];
                     real sig = (real)0.5 * (cn[g * 3] * dx * dx + cn[g * 3 + 2] * dy * dy) + cn[g * 3 + 1] * dx * dy;
                     if (sig < 0) continue;
-                    real o = R_(clamp01)(in->opacities[(size_t)b * G + g]);
                     real al = o * exp(-sig);
                     if (al > (real)RASTER_ALPHA_MAX) al = (real)RASTER_ALPHA_MAX;
                     if (al < (real)RASTER_ALPHA_MIN) continue;
-                    real Tn = T * (1 - al);
-                    if (Tn <= (real)RASTER_T_MIN) break;
-                    const real *c = in->colors + ((size_t)b * G + g) * K;
-                    for (int k = 0; k < K; k++) acc[k] += c[k] * al * T;
-                    D += zc[g] * al * T;
-                    T = Tn;
-                    last = j + 1;
+                    real Tn = T[p] * (1 - al);
+                    if (Tn <= (real)RASTER_T_MIN) {
+                        done[p] = 1, ndone++;
+                        continue;
+                    }
+                    for (int k = 0; k < K; k++) acc[p * K + k] += c[k] * al * T[p];
+                    D[p] += zc[g] * al * T[p];
+                    T[p] = Tn;
+                    last[p] = j + 1;
                 }
-                for (int k = 0; k < K; k++) r->image[pix * K + k] = acc[k] + T * in->background[k];
-                r->alpha[pix] = 1 - T;
-                r->depth[pix] = D;
-                r->T_final[pix] = T;
-                r->n_contrib[pix] = last;
-            }
+        }
+        for (int p = 0; p < npix; p++) {
+            size_t pix = ((size_t)img * H + py0 + p / tw) * W + px0 + p % tw;
+            for (int k = 0; k < K; k++) r->image[pix * K + k] = acc[p * K + k] + T[p] * in->background[k];
+            r->alpha[pix] = 1 - T[p];
+            r->depth[pix] = D[p];
+            r->T_final[pix] = T[p];
+            r->n_contrib[pix] = last[p];
+        }
     }
 }
 
@@ -338,7 +377,8 @@ void R_(raster_backward)(R_(Raster) *r, const R_(RasterIn) *in, const real *dima
                          const real *ddepth, R_(RasterGrad) *gout) {
     RasterDims d = r->d;
     int G = d.G, K = d.K, W = d.W, H = d.H, txs = r->tiles_x, nt = txs * r->tiles_y, ni = r->n_img, S = GSTRIDE(K);
-    // 1. per pixel, back to front: gradients per (tile, Gaussian) intersection
+    // 1. back to front per tile, Gaussian-major over the same support boxes as the forward: every
+    //    pixel sees its contributors in exact reverse order; gradients go to (tile, Gaussian) slots
     memset(r->bg_tile, 0, sizeof(real) * (size_t)ni * nt * K);
 #pragma omp parallel for schedule(dynamic, 4)
     for (long t = 0; t < (long)ni * nt; t++) {
@@ -351,24 +391,35 @@ void R_(raster_backward)(R_(Raster) *r, const R_(RasterIn) *in, const real *dima
         const real *m2 = r->mean2d + (size_t)img * G * 2, *cn = r->conic + (size_t)img * G * 3;
         const real *zc = r->zcam + (size_t)img * G;
         real *bgt = r->bg_tile + (size_t)t * K;
-        for (int py = ty * RASTER_TILE; py < (ty + 1) * RASTER_TILE && py < H; py++)
-            for (int px = tx * RASTER_TILE; px < (tx + 1) * RASTER_TILE && px < W; px++) {
-                size_t pix = ((size_t)img * H + py) * W + px;
-                const real *dI = dimage ? dimage + pix * K : NULL;
-                real dAl = dalpha ? dalpha[pix] : 0, dD = ddepth ? ddepth[pix] : 0;
-                real Tf = r->T_final[pix], T = Tf, Sd = 0;
-                real Sk[RASTER_MAX_K]; // colours behind the current Gaussian, background included
-                for (int k = 0; k < K; k++) {
-                    Sk[k] = Tf * in->background[k];
-                    if (dI) bgt[k] += Tf * dI[k];
-                }
-                for (int j = r->n_contrib[pix] - 1; j >= 0; j--) {
-                    int g = list[j];
-                    real dx = (real)(px + 0.5) - m2[g * 2], dy = (real)(py + 0.5) - m2[g * 2 + 1];
-                    real A = cn[g * 3], B = cn[g * 3 + 1], C = cn[g * 3 + 2];
+        int px0 = tx * RASTER_TILE, py0 = ty * RASTER_TILE;
+        int tw = W - px0 < RASTER_TILE ? W - px0 : RASTER_TILE, th = H - py0 < RASTER_TILE ? H - py0 : RASTER_TILE;
+        int npix = tw * th;
+        // per pixel: transmittance in front of the current Gaussian, colour/depth behind it
+        real T[RASTER_TILE * RASTER_TILE], Sd[RASTER_TILE * RASTER_TILE], Sk[RASTER_TILE * RASTER_TILE * RASTER_MAX_K];
+        for (int p = 0; p < npix; p++) {
+            size_t pix = ((size_t)img * H + py0 + p / tw) * W + px0 + p % tw;
+            real Tf = r->T_final[pix];
+            T[p] = Tf, Sd[p] = 0;
+            for (int k = 0; k < K; k++) {
+                Sk[p * K + k] = Tf * in->background[k];
+                if (dimage) bgt[k] += Tf * dimage[pix * K + k];
+            }
+        }
+        for (int j = n - 1; j >= 0; j--) {
+            int g = list[j], x0, x1, y0, y1;
+            real o_in = in->opacities[(size_t)b * G + g], o = R_(clamp01)(o_in);
+            if (!R_(support_box)(m2 + g * 2, cn + g * 3, o, px0, py0, tw, th, &x0, &x1, &y0, &y1)) continue;
+            real A = cn[g * 3], B = cn[g * 3 + 1], C = cn[g * 3 + 2];
+            const real *col = in->colors + ((size_t)b * G + g) * K;
+            real *gg = gi + (size_t)j * S;
+            for (int yy = y0; yy < y1; yy++)
+                for (int xx = x0; xx < x1; xx++) {
+                    int p = (yy - py0) * tw + (xx - px0);
+                    size_t pix = ((size_t)img * H + yy) * W + xx;
+                    if (j >= r->n_contrib[pix]) continue; // behind where this pixel stopped
+                    real dx = (real)(xx + 0.5) - m2[g * 2], dy = (real)(yy + 0.5) - m2[g * 2 + 1];
                     real sig = (real)0.5 * (A * dx * dx + C * dy * dy) + B * dx * dy;
                     if (sig < 0) continue;
-                    real o_in = in->opacities[(size_t)b * G + g], o = R_(clamp01)(o_in);
                     real Gv = exp(-sig), al = o * Gv;
                     int capped = al > (real)RASTER_ALPHA_MAX;
                     if (capped) al = (real)RASTER_ALPHA_MAX;
@@ -376,19 +427,20 @@ void R_(raster_backward)(R_(Raster) *r, const R_(RasterIn) *in, const real *dima
                     real oma = 1 - al;
                     if (oma < (real)RASTER_ONE_MINUS_ALPHA_MIN) oma = (real)RASTER_ONE_MINUS_ALPHA_MIN;
                     real ra = 1 / oma;
-                    T *= ra; // transmittance in front of this Gaussian
-                    const real *col = in->colors + ((size_t)b * G + g) * K;
-                    real *gg = gi + (size_t)j * S;
-                    real dal = dAl * Tf * ra + dD * (zc[g] * T - Sd * ra);
+                    T[p] *= ra; // transmittance in front of this Gaussian
+                    real Tp = T[p], Tf = r->T_final[pix];
+                    real dAl = dalpha ? dalpha[pix] : 0, dD = ddepth ? ddepth[pix] : 0;
+                    real dal = dAl * Tf * ra + dD * (zc[g] * Tp - Sd[p] * ra);
                     for (int k = 0; k < K; k++) {
-                        if (dI) {
-                            dal += dI[k] * (col[k] * T - Sk[k] * ra);
-                            gg[7 + k] += al * T * dI[k];
+                        if (dimage) {
+                            real dI = dimage[pix * K + k];
+                            dal += dI * (col[k] * Tp - Sk[p * K + k] * ra);
+                            gg[7 + k] += al * Tp * dI;
                         }
-                        Sk[k] += col[k] * al * T;
+                        Sk[p * K + k] += col[k] * al * Tp;
                     }
-                    gg[6] += al * T * dD;
-                    Sd += zc[g] * al * T;
+                    gg[6] += al * Tp * dD;
+                    Sd[p] += zc[g] * al * Tp;
                     if (!capped) {
                         real dsig = -dal * o * Gv;
                         if (o_in >= 0 && o_in <= 1) gg[5] += dal * Gv;
@@ -399,7 +451,7 @@ void R_(raster_backward)(R_(Raster) *r, const R_(RasterIn) *in, const real *dima
                         gg[1] += -(C * dy + B * dx) * dsig;
                     }
                 }
-            }
+        }
     }
     if (gout->background)
         for (size_t t = 0; t < (size_t)ni * nt; t++)

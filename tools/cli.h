@@ -23,4 +23,5 @@ int cmd_inspect(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_render(int argc, char **argv);
+int cmd_bench_render(int argc, char **argv);
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/atb.h"
 #include "../common/rng.h"
 #include "../common/util.h"
 #include "batch_random.h"
@@ -106,4 +107,30 @@ RasterIn scene_in32(const Scene *s) {
 RasterIn_f64 scene_in64(const Scene *s) {
     RasterIn_f64 in = {s->means, s->quats, s->scales, s->opac, s->colors, s->w2c, s->K, s->bg};
     return in;
+}
+
+void scene_write(const Scene *s, const char *path, const double *wI, const double *wA, const double *wD) {
+    RasterDims d = s->d;
+    uint64_t B = d.B, G = d.G, C = d.Cm, H = d.H, W = d.W, K = d.K;
+    size_t px = (size_t)B * C * H * W;
+    double *z = (double *)callocCheck(px * K + 1, 8);
+    uint64_t dm[] = {B, G, 3}, dq[] = {B, G, 4}, dop[] = {B, G}, dc[] = {B, G, K}, dw[] = {B, C, 3, 4};
+    uint64_t dk[] = {B, C, 3, 3}, dbg[] = {K}, dsz[] = {2}, dI[] = {B, C, H, W, K}, dA[] = {B, C, H, W};
+    int32_t size[2] = {d.W, d.H};
+    AtbWriter w;
+    atb_write_begin(&w, path, 12);
+    atb_write_tensor(&w, "means", ATB_F64, 3, dm, s->means);
+    atb_write_tensor(&w, "quats", ATB_F64, 3, dq, s->quats);
+    atb_write_tensor(&w, "scales", ATB_F64, 3, dm, s->scales);
+    atb_write_tensor(&w, "opacities", ATB_F64, 2, dop, s->opac);
+    atb_write_tensor(&w, "colors", ATB_F64, 3, dc, s->colors);
+    atb_write_tensor(&w, "w2c", ATB_F64, 4, dw, s->w2c);
+    atb_write_tensor(&w, "K", ATB_F64, 4, dk, s->K);
+    atb_write_tensor(&w, "background", ATB_F64, 1, dbg, s->bg);
+    atb_write_tensor(&w, "size", ATB_I32, 1, dsz, size);
+    atb_write_tensor(&w, "wI", ATB_F64, 5, dI, wI ? wI : z);
+    atb_write_tensor(&w, "wA", ATB_F64, 4, dA, wA ? wA : z);
+    atb_write_tensor(&w, "wD", ATB_F64, 4, dA, wD ? wD : z);
+    atb_write_end(&w);
+    free(z);
 }

@@ -21,5 +21,8 @@ void scene_sync32(Scene *s);
 void scene_free(Scene *s);
 RasterIn scene_in32(const Scene *s);
 RasterIn_f64 scene_in64(const Scene *s);
+// Writes the scene and loss weights (wI [B,Cm,H,W,K], wA and wD [B,Cm,H,W]; NULL = zeros) as the
+// tensor bundle tools/reference/raster_ref.py reads (docs/render.md), float64.
+void scene_write(const Scene *s, const char *path, const double *wI, const double *wA, const double *wD);
 
 #endif
