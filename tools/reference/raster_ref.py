@@ -337,29 +337,36 @@ def run_scene(sc, dtype=torch.float64, mode="tile", backward=True):
     return out, stats
 
 
-def margins(sc, margin=None):
+def margins(sc, margin=None, zmargin=None):
     """Distances of a scene from the knife edges of the forward (evaluated in float64), where a tiny
     rounding difference (float32 vs float64, C vs PyTorch operation order) changes the output by a
     finite step or the gradient by a finite step. Returns (dict of the smallest margins, set of the
     (b, g) Gaussians closer than `margin` to one, when margin is given):
       alpha_min  |alpha/ALPHA_MIN - 1| over reached pairs (not behind the stop, sigma >= 0)
       alpha_max  |o*exp(-sigma)/ALPHA_MAX - 1| over reached pairs (gradient step of the clamp)
-      t_min      |T_after/T_MIN - 1| over reached candidates (the stop rule); all the candidates of
-                 such a pixel are flagged (e.g. two saturated Gaussians give T = 0.01^2 = T_MIN)
-      z_order    |z_next/z - 1| between consecutive reached candidates of a pixel (sort order)
+      t_min      |T_after/T_MIN - 1| over reached candidates whose stop would move the output by
+                 alpha*T_before >= 10*T_MIN (e.g. two saturated Gaussians: T = 0.01^2 = T_MIN); all
+                 the candidates of such a pixel are flagged. t_min_any: the same over every
+                 candidate (not flagged: those steps are < 1e-3, typically ~1e-4*alpha)
+      z_order    |z_next/z - 1| between consecutive reached candidates of a pixel (sort order;
+                 checked against zmargin, default margin/100: z is only rounded, never thresholded)
       radius     |3*sqrt(lambda_max) - nearest integer| (px; the ceil)
       rect       |(u-r)/16 or (u+r+15)/16 - nearest integer in [1, tiles]| (tiles; the floor)
       fov        | |x/z| / lim - 1 | (gradient step of the frustum clamp)"""
     W, H = scene_size(sc)
+    if margin is not None and zmargin is None:
+        zmargin = margin / 100
     t = scene_tensors(sc, torch.float64, False)
     diag = []
     with torch.no_grad():
         render(t["means"], t["quats"], t["scales"], t["opacities"], t["colors"], t["w2c"], t["K"],
                t["background"], W, H, "tile", diag)
     tiles = {"fx": -(-W // TILE), "fy": -(-H // TILE)}
-    best = dict(alpha_min=math.inf, alpha_max=math.inf, t_min=math.inf, z_order=math.inf,
+    best = dict(alpha_min=math.inf, alpha_max=math.inf, t_min=math.inf, t_min_any=math.inf,
+                z_order=math.inf,
                 radius=math.inf, rect=math.inf, fov=math.inf)
     bad = set()
+    why = {}          # knife-edge kind -> number of flagged (pair or Gaussian) cases
 
     def note(key, vals, gids, b):
         if vals.numel() == 0:
@@ -368,6 +375,7 @@ def margins(sc, margin=None):
         if margin is not None:
             for gi in gids[vals < margin].tolist():
                 bad.add((b, int(gi)))
+                why[key] = why.get(key, 0) + 1
 
     for d in diag:
         b, g = d["b"], d["g"]
@@ -395,11 +403,18 @@ def margins(sc, margin=None):
             if not bool(cr.any()):
                 continue
             tm = torch.where(cr, (pd["T"] / T_MIN - 1).abs(), torch.full_like(pd["T"], math.inf))
+            best["t_min_any"] = min(best["t_min_any"], float(tm.min()))
+            # a stop decision only moves the output by this Gaussian's alpha*T_before (then T is
+            # already ~T_MIN): flag the large steps (>= 10*T_MIN, i.e. alpha > ~0.9, e.g. two
+            # saturated Gaussians: T = 0.01^2 = T_MIN); small ones are left (report: t_min_any)
+            step = pd["alpha"] * pd["T"] / (1 - pd["alpha"])
+            tm = torch.where(step >= 10 * T_MIN, tm, torch.full_like(tm, math.inf))
             best["t_min"] = min(best["t_min"], float(tm.min()))
             if margin is not None:
                 rows = (tm < margin).any(1)
                 for gi in gsel[torch.nonzero(cr & rows[:, None])[:, 1]].tolist():
                     bad.add((b, int(gi)))
+                    why["t_min"] = why.get("t_min", 0) + 1
             rc = torch.nonzero(cr)                            # (pixel, column), row-major
             same = rc[1:, 0] == rc[:-1, 0]
             if bool(same.any()):
@@ -408,10 +423,12 @@ def margins(sc, margin=None):
                 gap = (z1 / z0 - 1).abs()
                 best["z_order"] = min(best["z_order"], float(gap.min()))
                 if margin is not None:
-                    close = gap < margin
+                    close = gap < zmargin
                     for gi in torch.cat([gsel[rc[:-1, 1][same][close]],
                                          gsel[rc[1:, 1][same][close]]]).tolist():
                         bad.add((b, int(gi)))
+                        why["z_order"] = why.get("z_order", 0) + 1
+    margins.why = why
     return best, bad
 
 
@@ -541,7 +558,7 @@ def make_scene(kind, seed, B=1, G=200, Cm=2, W=40, H=32, K=3, V=4, in_w=16, in_h
             elif 0 < o <= ALPHA_MAX:
                 sc["opacities"][b, gi] = o * rng.uniform(0.99, 1.0)
         if verbose:
-            print("makescene: round %d nudged %d Gaussians" % (rnd, len(bad)))
+            print("makescene: round %d nudged %d Gaussians %s" % (rnd, len(bad), margins.why))
     else:
         raise ValueError("could not clear the knife-edge margins in %d rounds" % max_rounds)
     sc = {k: (np.asarray(v, dtype=np.float64) if k != "size" else v) for k, v in sc.items()}
