@@ -97,7 +97,7 @@ int cmd_bench_render(int argc, char **argv) {
            f, f / Cm, b, b / Cm, (f + b) / Cm, iters, peak_rss_mb());
     int rc = 0;
     if (!no_ref) {
-        if (G * px > 64ull * 1024 * 1024) {
+        if (G * px > 512ull * 1024 * 1024) {
             printf("PyTorch reference: skipped at this size (naive O(pixels x Gaussians)); use --scale small\n");
         } else {
             char dir[] = "/tmp/avat3r_bench.XXXXXX", path[600], cmd[700];
