@@ -152,7 +152,17 @@ static int test_ref_invalid(void) {
     return rc;
 }
 
+// The reference's own self-tests (gradcheck, tile rule, stop/skip arithmetic, invariants).
+static int test_ref_selftest(void) {
+    char cmd[4096];
+    const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/reference/raster_selftest.py'", py, test_source_root());
+    CHECK(test_system(cmd) == 0, "tools/reference/raster_selftest.py failed");
+    return 0;
+}
+
 const TestCase render_reference_tests[] = {
+    {"render_reference/selftest", test_ref_selftest},
     {"render_reference/random_scenes", test_ref_random},
     {"render_reference/pixel_aligned", test_ref_aligned},
     {"render_reference/invalid_inputs_4_channels", test_ref_invalid},

@@ -115,7 +115,6 @@ def project(means, Sigma, opac, colors, gidx, w2c, K, W, H):
     boolean indexing, so they get zero gradient). Returns a dict of the kept Gaussians in compositing
     order (z ascending, ties by Gaussian index: a stable sort over index order), with the integer tile
     rectangle [x0,x1) x [y0,y1) (no gradient) and some diagnostics."""
-    dt = means.dtype
     R, t = w2c[:, :3], w2c[:, 3]
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     p = means @ R.T + t                                   # camera space
@@ -337,6 +336,9 @@ def run_scene(sc, dtype=torch.float64, mode="tile", backward=True):
     return out, stats
 
 
+STEP_FLAG = 1.0   # margins(): stop decisions that move the output by >= STEP_FLAG*T_MIN are flagged
+
+
 def margins(sc, margin=None, zmargin=None):
     """Distances of a scene from the knife edges of the forward (evaluated in float64), where a tiny
     rounding difference (float32 vs float64, C vs PyTorch operation order) changes the output by a
@@ -345,9 +347,10 @@ def margins(sc, margin=None, zmargin=None):
       alpha_min  |alpha/ALPHA_MIN - 1| over reached pairs (not behind the stop, sigma >= 0)
       alpha_max  |o*exp(-sigma)/ALPHA_MAX - 1| over reached pairs (gradient step of the clamp)
       t_min      |T_after/T_MIN - 1| over reached candidates whose stop would move the output by
-                 alpha*T_before >= 10*T_MIN (e.g. two saturated Gaussians: T = 0.01^2 = T_MIN); all
-                 the candidates of such a pixel are flagged. t_min_any: the same over every
-                 candidate (not flagged: those steps are < 1e-3, typically ~1e-4*alpha)
+                 alpha*T_before >= STEP_FLAG*T_MIN, i.e. alpha >= 0.5 (e.g. two saturated Gaussians:
+                 T = 0.01^2 = T_MIN exactly); all the candidates of such a pixel are flagged.
+                 t_min_any: the same over every candidate (not flagged: a wrong stop decision there
+                 moves the output by < T_MIN*|colour - ...|)
       z_order    |z_next/z - 1| between consecutive reached candidates of a pixel (sort order;
                  checked against zmargin, default margin/100: z is only rounded, never thresholded)
       radius     |3*sqrt(lambda_max) - nearest integer| (px; the ceil)
@@ -404,11 +407,11 @@ def margins(sc, margin=None, zmargin=None):
                 continue
             tm = torch.where(cr, (pd["T"] / T_MIN - 1).abs(), torch.full_like(pd["T"], math.inf))
             best["t_min_any"] = min(best["t_min_any"], float(tm.min()))
-            # a stop decision only moves the output by this Gaussian's alpha*T_before (then T is
-            # already ~T_MIN): flag the large steps (>= 10*T_MIN, i.e. alpha > ~0.9, e.g. two
-            # saturated Gaussians: T = 0.01^2 = T_MIN); small ones are left (report: t_min_any)
+            # a stop decision only moves the output by this Gaussian's alpha*T_before (after it T
+            # is ~T_MIN anyway): flag the steps >= STEP_FLAG*T_MIN (alpha >= 0.5); the smaller
+            # ones are left alone (they are reported as t_min_any)
             step = pd["alpha"] * pd["T"] / (1 - pd["alpha"])
-            tm = torch.where(step >= 10 * T_MIN, tm, torch.full_like(tm, math.inf))
+            tm = torch.where(step >= STEP_FLAG * T_MIN, tm, torch.full_like(tm, math.inf))
             best["t_min"] = min(best["t_min"], float(tm.min()))
             if margin is not None:
                 rows = (tm < margin).any(1)
@@ -653,7 +656,8 @@ def main(argv=None):
     s.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     s = sub.add_parser("makescene")
     s.add_argument("--out", required=True)
-    s.add_argument("--kind", choices=("random", "aligned", "invalid"), default="random")
+    s.add_argument("--kind", choices=("random", "aligned", "invalid"), default="random",
+                   help="aligned: G = V*in_h*in_w (--G is ignored)")
     s.add_argument("--seed", type=int, default=0)
     for k, d in (("B", 1), ("G", 200), ("Cm", 2), ("W", 40), ("H", 32), ("K", 3), ("V", 4)):
         s.add_argument("--" + k, type=int, default=d)
