@@ -12,7 +12,8 @@ PKGS=(
   meson ninja-build gcc g++ pkg-config           # build
   libopenblas-openmp-dev                          # CPU matmuls (OpenMP variant: nests inside our parallel loops)
   zlib1g-dev libcjson-dev                         # checkpoint CRCs, JSON output
-  libzstd-dev libturbojpeg0-dev libhdf5-dev libavif-dev libpng-dev   # data pipeline (issues #3, #4)
+  libzstd-dev libturbojpeg0-dev libhdf5-dev libavif-dev libpng-dev libzip-dev   # data pipeline
+  libavif-bin                                     # avifenc: the Python ava256 fixture writer
   libopenmpi-dev openmpi-bin                      # CPU data-parallel tests (issue #8)
   python3 python3-torch python3-numpy             # the independent PyTorch reference (tools/reference)
 )
