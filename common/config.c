@@ -360,7 +360,8 @@ static int load_path(Parser *p, const char *path, const char *loc, const char *r
     char dir[CFG_PATH_MAX];
     const char *slash = strrchr(path, '/');
     int nd = slash ? (int)(slash - path + 1) : 0;
-    snprintf(dir, sizeof dir, "%.*s", nd, path);
+    dir[0] = 0;
+    if (nd) snprintf(dir, sizeof dir, "%.*s", nd, path);
 
     p->chain_name[p->depth] = strdup(path);
     p->chain_real[p->depth] = real;

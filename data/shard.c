@@ -1,0 +1,470 @@
+// shard.c — HDF5 shard writer/reader (see shard.h and docs/formats.md "Shard").
+#include "shard.h"
+
+#include <hdf5.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <turbojpeg.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "../common/util.h"
+
+static const char *const BLOB_NAMES[SHARD_NBLOBS] = {"image_jpeg", "mask_zstd", "dust3r_zstd", "sapiens_zstd"};
+#define BLOB_CHUNK (1 << 20) // bytes per HDF5 chunk of the append-only blobs
+
+struct ShardWriter {
+    ShardMeta m;
+    char path[4096], tmp[4200];
+    hid_t file;
+    ShardBlob blob[SHARD_NBLOBS];
+    int quality;
+    tjhandle tj;
+};
+
+// Formats an error message into err and returns -1 (every failure path below ends with it).
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+#define ERR(...) fail(err, errlen, __VA_ARGS__)
+
+// ---- small HDF5 helpers (all return < 0 on failure) ----
+
+static int put_attr_str(hid_t obj, const char *name, const char *v) {
+    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, strlen(v) + 1);
+    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, t, v);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp), H5Tclose(t);
+    return r < 0 ? -1 : 0;
+}
+
+static int put_attr_int(hid_t obj, const char *name, int v) {
+    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(obj, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT, &v);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return r < 0 ? -1 : 0;
+}
+
+static int get_attr_int(hid_t obj, const char *name, int *v) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_INT, v);
+    if (a >= 0) H5Aclose(a);
+    return r < 0 ? -1 : 0;
+}
+
+static int get_attr_str(hid_t obj, const char *name, char *v, size_t cap) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
+    size_t n = H5Tget_size(t);
+    int r = -1;
+    if (n < cap && H5Tget_class(t) == H5T_STRING) {
+        H5Tset_size(mt, n);
+        r = H5Aread(a, mt, v) < 0 ? -1 : 0;
+        v[n] = 0;
+    }
+    H5Tclose(mt), H5Tclose(t), H5Aclose(a);
+    return r;
+}
+
+static int put_ds(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims, const void *data) {
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t d = H5Dcreate2(file, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = d < 0 ? -1 : H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(sp);
+    return r < 0 ? -1 : 0;
+}
+
+// Reads a whole dataset after checking its shape; returns 0 or -1 with a message naming the dataset.
+static int get_ds(hid_t file, const char *path, const char *name, hid_t mtype, int rank, const hsize_t *dims,
+                  void *data, char *err, size_t errlen) {
+    if (H5Lexists(file, name, H5P_DEFAULT) <= 0) return ERR("%s: dataset '%s' missing", path, name);
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT), sp = H5Dget_space(d);
+    hsize_t got[8] = {0};
+    int rk = H5Sget_simple_extent_ndims(sp), ok = rk == rank;
+    if (ok) H5Sget_simple_extent_dims(sp, got, NULL);
+    for (int i = 0; ok && i < rank; i++) ok = got[i] == dims[i];
+    herr_t r = ok ? H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : -1;
+    H5Sclose(sp), H5Dclose(d);
+    if (!ok) return ERR("%s: dataset '%s' has an unexpected shape", path, name);
+    if (r < 0) return ERR("%s: dataset '%s' could not be read (corrupt file?)", path, name);
+    return 0;
+}
+
+// ---- writer ----
+
+static void meta_copy(ShardMeta *dst, const ShardMeta *m) {
+    *dst = *m;
+    size_t C = m->n_cams, F = m->n_frames;
+    dst->cam_ids = (char(*)[16])mallocCheck(16 * C + 1);
+    memcpy(dst->cam_ids, m->cam_ids, 16 * C);
+    dst->w2c = (double *)mallocCheck(8 * 12 * C + 8);
+    memcpy(dst->w2c, m->w2c, 8 * 12 * C);
+    dst->K = (double *)mallocCheck(8 * 9 * F * C + 8);
+    memcpy(dst->K, m->K, 8 * 9 * F * C);
+    dst->frame_ids = (int32_t *)mallocCheck(4 * F + 4);
+    memcpy(dst->frame_ids, m->frame_ids, 4 * F);
+    dst->head_pose = (double *)mallocCheck(8 * 12 * F + 8);
+    memcpy(dst->head_pose, m->head_pose, 8 * 12 * F);
+    dst->expr = NULL;
+    if (m->expr_dim) {
+        dst->expr = (float *)mallocCheck(4 * (size_t)m->expr_dim * F);
+        memcpy(dst->expr, m->expr, 4 * (size_t)m->expr_dim * F);
+    }
+}
+
+static void meta_free(ShardMeta *m) {
+    free(m->cam_ids), free(m->w2c), free(m->K), free(m->frame_ids), free(m->head_pose), free(m->expr);
+    memset(m, 0, sizeof *m);
+}
+
+ShardWriter *shard_create(const char *path, const ShardMeta *m, int quality, char *err, size_t errlen) {
+    if (m->n_cams < 1 || m->n_cams > SHARD_MAX_CAMS || m->n_frames < 1 || m->W < 1 || m->H < 1 || quality < 1 ||
+        quality > 100) {
+        ERR("%s: bad shard metadata (cameras %d, frames %d, size %dx%d, quality %d)", path, m->n_cams, m->n_frames,
+            m->W, m->H, quality);
+        return NULL;
+    }
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); // we check every return value and report ourselves
+    ShardWriter *w = (ShardWriter *)callocCheck(1, sizeof *w);
+    meta_copy(&w->m, m);
+    w->quality = quality;
+    snprintf(w->path, sizeof w->path, "%s", path);
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    w->tj = tjInitCompress();
+    if (w->file < 0 || !w->tj) {
+        ERR("%s: cannot create (HDF5 or TurboJPEG init failed)", w->tmp);
+        shard_abort(w);
+        return NULL;
+    }
+    hid_t g = H5Gcreate2(w->file, "blobs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    for (int b = 0; b < SHARD_NBLOBS; b++) {
+        size_t n = (size_t)m->n_frames * m->n_cams;
+        w->blob[b].off = (int64_t *)callocCheck(n, 8);
+        w->blob[b].len = (int64_t *)callocCheck(n, 8);
+        hsize_t dim = 0, maxd = H5S_UNLIMITED, chunk = BLOB_CHUNK;
+        hid_t sp = H5Screate_simple(1, &dim, &maxd), pl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_chunk(pl, 1, &chunk);
+        w->blob[b].ds = H5Dcreate2(g, BLOB_NAMES[b], H5T_STD_U8LE, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+        H5Pclose(pl), H5Sclose(sp);
+        if (w->blob[b].ds < 0) {
+            H5Gclose(g);
+            ERR("%s: cannot create dataset blobs/%s", w->tmp, BLOB_NAMES[b]);
+            shard_abort(w);
+            return NULL;
+        }
+    }
+    H5Gclose(g);
+    return w;
+}
+
+static int blob_append(ShardWriter *w, int b, int f, int c, const void *bytes, size_t n, char *err, size_t errlen) {
+    if (f < 0 || f >= w->m.n_frames || c < 0 || c >= w->m.n_cams)
+        return ERR("%s: frame %d / camera %d out of range", w->tmp, f, c);
+    ShardBlob *bl = &w->blob[b];
+    size_t i = (size_t)f * w->m.n_cams + c;
+    if (bl->len[i]) return ERR("%s: %s for frame %d camera %d written twice", w->tmp, BLOB_NAMES[b], f, c);
+    hsize_t start = (hsize_t)bl->size, cnt = n, newsize = start + n;
+    hid_t ds = (hid_t)bl->ds;
+    if (H5Dset_extent(ds, &newsize) < 0) return ERR("%s: cannot grow blobs/%s (disk full?)", w->tmp, BLOB_NAMES[b]);
+    hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(1, &cnt, NULL);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL);
+    herr_t r = H5Dwrite(ds, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, bytes);
+    H5Sclose(ms), H5Sclose(fs);
+    if (r < 0) return ERR("%s: writing blobs/%s failed (disk full?)", w->tmp, BLOB_NAMES[b]);
+    bl->off[i] = (int64_t)start, bl->len[i] = (int64_t)n, bl->size = (int64_t)newsize;
+    return 0;
+}
+
+int shard_put_image(ShardWriter *w, int f, int c, const uint8_t *rgb, char *err, size_t errlen) {
+    unsigned char *jpg = NULL;
+    unsigned long n = 0;
+    if (tjCompress2(w->tj, rgb, w->m.W, 0, w->m.H, TJPF_RGB, &jpg, &n, TJSAMP_444, w->quality, TJFLAG_ACCURATEDCT))
+        return ERR("%s: JPEG encoding of frame %d camera %d failed: %s", w->tmp, f, c, tjGetErrorStr2(w->tj));
+    int r = blob_append(w, SHARD_IMAGE, f, c, jpg, n, err, errlen);
+    tjFree(jpg);
+    return r;
+}
+
+static int put_zstd(ShardWriter *w, int b, int f, int c, const void *src, size_t n, char *err, size_t errlen) {
+    size_t cap = ZSTD_compressBound(n);
+    void *dst = mallocCheck(cap);
+    size_t z = ZSTD_compress(dst, cap, src, n, 3);
+    int r = ZSTD_isError(z) ? ERR("%s: zstd failed: %s", w->tmp, ZSTD_getErrorName(z))
+                            : blob_append(w, b, f, c, dst, z, err, errlen);
+    free(dst);
+    return r;
+}
+
+int shard_put_mask(ShardWriter *w, int f, int c, const uint8_t *gray, char *err, size_t errlen) {
+    return put_zstd(w, SHARD_MASK, f, c, gray, (size_t)w->m.W * w->m.H, err, errlen);
+}
+
+static size_t aux_floats(const ShardMeta *m, int kind) {
+    return kind == SHARD_DUST3R ? (size_t)m->W * m->H * 4 : (size_t)m->sap_h * m->sap_w * m->sap_c;
+}
+
+int shard_put_aux(ShardWriter *w, int kind, int f, int c, const float *data, char *err, size_t errlen) {
+    if (kind != SHARD_DUST3R && kind != SHARD_SAPIENS) return ERR("%s: unknown aux kind %d", w->tmp, kind);
+    if (!aux_floats(&w->m, kind)) return ERR("%s: the shard was created without Sapiens map sizes", w->tmp);
+    return put_zstd(w, kind, f, c, data, 4 * aux_floats(&w->m, kind), err, errlen);
+}
+
+void shard_abort(ShardWriter *w) {
+    if (!w) return;
+    for (int b = 0; b < SHARD_NBLOBS; b++) {
+        if (w->blob[b].ds > 0) H5Dclose((hid_t)w->blob[b].ds);
+        free(w->blob[b].off), free(w->blob[b].len);
+    }
+    if (w->file >= 0 && w->file) H5Fclose(w->file);
+    if (w->tj) tjDestroy(w->tj);
+    unlink(w->tmp);
+    meta_free(&w->m);
+    free(w);
+}
+
+int shard_finish(ShardWriter *w, char *err, size_t errlen) {
+    const ShardMeta *m = &w->m;
+    hsize_t C = m->n_cams, F = m->n_frames;
+    hsize_t d_fc[2] = {F, C}, d_c34[3] = {C, 3, 4}, d_fc33[4] = {F, C, 3, 3}, d_f[1] = {F}, d_f34[3] = {F, 3, 4};
+    hsize_t d_c[1] = {C}, d_fe[2] = {F, (hsize_t)m->expr_dim};
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 16);
+    int bad = 0;
+    hid_t root = H5Gopen2(w->file, "/", H5P_DEFAULT);
+    bad |= put_attr_str(root, "format", "avat3r-shard");
+    bad |= put_attr_int(root, "version", SHARD_VERSION);
+    bad |= put_attr_str(root, "capture", m->capture);
+    bad |= put_attr_int(root, "width", m->W);
+    bad |= put_attr_int(root, "height", m->H);
+    bad |= put_attr_int(root, "jpeg_quality", w->quality);
+    bad |= put_attr_int(root, "sapiens_h", m->sap_h);
+    bad |= put_attr_int(root, "sapiens_w", m->sap_w);
+    bad |= put_attr_int(root, "sapiens_c", m->sap_c);
+    H5Gclose(root);
+    bad |= put_ds(w->file, "camera_ids", st, st, 1, d_c, m->cam_ids);
+    bad |= put_ds(w->file, "w2c", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, d_c34, m->w2c);
+    bad |= put_ds(w->file, "K", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, d_fc33, m->K);
+    bad |= put_ds(w->file, "frame_ids", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, d_f, m->frame_ids);
+    bad |= put_ds(w->file, "head_pose", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, d_f34, m->head_pose);
+    if (m->expr_dim) bad |= put_ds(w->file, "expr", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d_fe, m->expr);
+    H5Tclose(st);
+    for (int b = 0; b < SHARD_NBLOBS; b++) {
+        char name[64];
+        snprintf(name, sizeof name, "blobs/%s_offset", BLOB_NAMES[b]);
+        bad |= put_ds(w->file, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 2, d_fc, w->blob[b].off);
+        snprintf(name, sizeof name, "blobs/%s_length", BLOB_NAMES[b]);
+        bad |= put_ds(w->file, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 2, d_fc, w->blob[b].len);
+        H5Dclose((hid_t)w->blob[b].ds);
+        w->blob[b].ds = 0;
+    }
+    bad |= H5Fclose(w->file) < 0;
+    w->file = 0;
+    if (bad) {
+        ERR("%s: writing the shard index failed (disk full?)", w->tmp);
+        shard_abort(w);
+        return -1;
+    }
+    if (rename(w->tmp, w->path) != 0) {
+        ERR("%s: cannot rename to %s", w->tmp, w->path);
+        shard_abort(w);
+        return -1;
+    }
+    w->tmp[0] = 0; // nothing left to unlink
+    shard_abort(w);
+    return 0;
+}
+
+// ---- reader ----
+
+int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    snprintf(s->path, sizeof s->path, "%s", path);
+    if (access(path, R_OK) != 0) return ERR("%s: cannot read the file", path);
+    if (H5Fis_hdf5(path) <= 0) return ERR("%s: not an HDF5 file (or truncated)", path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return ERR("%s: cannot open as HDF5", path);
+    s->file = f;
+    char fmt[64] = "";
+    int ver = 0;
+    ShardMeta *m = &s->m;
+    if (get_attr_str(f, "format", fmt, sizeof fmt) || strcmp(fmt, "avat3r-shard")) {
+        H5Fclose(f);
+        return ERR("%s: not an avat3r shard (attribute 'format' missing or wrong)", path);
+    }
+    if (get_attr_int(f, "version", &ver) || ver != SHARD_VERSION) {
+        H5Fclose(f);
+        return ERR("%s: shard version %d, this build reads %d", path, ver, SHARD_VERSION);
+    }
+    get_attr_str(f, "capture", m->capture, sizeof m->capture);
+    if (get_attr_int(f, "width", &m->W) || get_attr_int(f, "height", &m->H) || m->W < 1 || m->H < 1) {
+        H5Fclose(f);
+        return ERR("%s: attributes 'width'/'height' missing or bad", path);
+    }
+    get_attr_int(f, "sapiens_h", &m->sap_h), get_attr_int(f, "sapiens_w", &m->sap_w), get_attr_int(f, "sapiens_c", &m->sap_c);
+    // sizes from the index datasets
+    hid_t d = H5Dopen2(f, "K", H5P_DEFAULT);
+    hsize_t dims[4] = {0};
+    if (d < 0 || H5Sget_simple_extent_ndims(H5Dget_space(d)) != 4) {
+        if (d >= 0) H5Dclose(d);
+        H5Fclose(f);
+        return ERR("%s: dataset 'K' missing or not [frames, cameras, 3, 3]", path);
+    }
+    hid_t sp = H5Dget_space(d);
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp), H5Dclose(d);
+    m->n_frames = (int)dims[0], m->n_cams = (int)dims[1];
+    if (m->n_cams < 1 || m->n_cams > SHARD_MAX_CAMS || m->n_frames < 1 || dims[2] != 3 || dims[3] != 3) {
+        H5Fclose(f);
+        return ERR("%s: dataset 'K' has shape [%d, %d, ...]", path, m->n_frames, m->n_cams);
+    }
+    size_t C = m->n_cams, F = m->n_frames;
+    m->cam_ids = (char(*)[16])callocCheck(C, 16);
+    m->w2c = (double *)mallocCheck(8 * 12 * C);
+    m->K = (double *)mallocCheck(8 * 9 * F * C);
+    m->frame_ids = (int32_t *)mallocCheck(4 * F);
+    m->head_pose = (double *)mallocCheck(8 * 12 * F);
+    hsize_t d_c[1] = {C}, d_c34[3] = {C, 3, 4}, d_fc33[4] = {F, C, 3, 3}, d_f[1] = {F}, d_f34[3] = {F, 3, 4};
+    hsize_t d_fc[2] = {F, C};
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 16);
+    int rc = get_ds(f, path, "camera_ids", st, 1, d_c, m->cam_ids, err, errlen);
+    H5Tclose(st);
+    if (!rc) rc = get_ds(f, path, "w2c", H5T_NATIVE_DOUBLE, 3, d_c34, m->w2c, err, errlen);
+    if (!rc) rc = get_ds(f, path, "K", H5T_NATIVE_DOUBLE, 4, d_fc33, m->K, err, errlen);
+    if (!rc) rc = get_ds(f, path, "frame_ids", H5T_NATIVE_INT32, 1, d_f, m->frame_ids, err, errlen);
+    if (!rc) rc = get_ds(f, path, "head_pose", H5T_NATIVE_DOUBLE, 3, d_f34, m->head_pose, err, errlen);
+    if (!rc && H5Lexists(f, "expr", H5P_DEFAULT) > 0) {
+        hid_t e = H5Dopen2(f, "expr", H5P_DEFAULT), es = H5Dget_space(e);
+        hsize_t ed[2] = {0};
+        if (H5Sget_simple_extent_ndims(es) == 2) H5Sget_simple_extent_dims(es, ed, NULL);
+        H5Sclose(es), H5Dclose(e);
+        if (ed[0] != F || ed[1] < 1 || ed[1] > 65536) rc = ERR("%s: dataset 'expr' is not [frames, dim]", path);
+        else {
+            m->expr_dim = (int)ed[1];
+            m->expr = (float *)mallocCheck(4 * F * ed[1]);
+            hsize_t dfe[2] = {F, ed[1]};
+            rc = get_ds(f, path, "expr", H5T_NATIVE_FLOAT, 2, dfe, m->expr, err, errlen);
+        }
+    }
+    for (int b = 0; !rc && b < SHARD_NBLOBS; b++) {
+        char name[64];
+        ShardBlob *bl = &s->blob[b];
+        bl->off = (int64_t *)mallocCheck(8 * F * C);
+        bl->len = (int64_t *)mallocCheck(8 * F * C);
+        snprintf(name, sizeof name, "blobs/%s", BLOB_NAMES[b]);
+        hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+        if (ds < 0) {
+            rc = ERR("%s: dataset '%s' missing", path, name);
+            break;
+        }
+        hid_t bs = H5Dget_space(ds);
+        hsize_t total = 0;
+        H5Sget_simple_extent_dims(bs, &total, NULL);
+        H5Sclose(bs);
+        bl->ds = ds, bl->size = (int64_t)total;
+        snprintf(name, sizeof name, "blobs/%s_offset", BLOB_NAMES[b]);
+        rc = get_ds(f, path, name, H5T_NATIVE_INT64, 2, d_fc, bl->off, err, errlen);
+        snprintf(name, sizeof name, "blobs/%s_length", BLOB_NAMES[b]);
+        if (!rc) rc = get_ds(f, path, name, H5T_NATIVE_INT64, 2, d_fc, bl->len, err, errlen);
+        for (size_t i = 0; !rc && i < F * C; i++) {
+            if (bl->len[i] < 0 || bl->off[i] < 0 || bl->off[i] + bl->len[i] > bl->size)
+                rc = ERR("%s: blobs/%s index entry %zu points outside the blob (corrupt file)", path, BLOB_NAMES[b], i);
+            s->has[b] |= bl->len[i] > 0;
+        }
+    }
+    if (rc) {
+        shard_close(s);
+        return -1;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    return 0;
+}
+
+void shard_close(Shard *s) {
+    for (int b = 0; b < SHARD_NBLOBS; b++) {
+        if (s->blob[b].ds > 0) H5Dclose((hid_t)s->blob[b].ds);
+        free(s->blob[b].off), free(s->blob[b].len);
+    }
+    if (s->file > 0) {
+        H5Fclose((hid_t)s->file);
+        pthread_mutex_destroy(&s->lock);
+    }
+    meta_free(&s->m);
+    memset(s, 0, sizeof *s);
+}
+
+// Payload bytes of (b, f, c) into a thread-local buffer. 1 = missing.
+static _Thread_local uint8_t *tl_buf;
+static _Thread_local size_t tl_cap;
+
+static int read_payload(Shard *s, int b, int f, int c, const uint8_t **out, size_t *n, char *err, size_t errlen) {
+    if (f < 0 || f >= s->m.n_frames || c < 0 || c >= s->m.n_cams)
+        return ERR("%s: frame %d / camera %d out of range", s->path, f, c);
+    size_t i = (size_t)f * s->m.n_cams + c;
+    int64_t len = s->blob[b].len[i];
+    if (len == 0) return 1;
+    if ((size_t)len > tl_cap) {
+        free(tl_buf);
+        tl_cap = (size_t)len + (size_t)len / 4;
+        tl_buf = (uint8_t *)mallocCheck(tl_cap);
+    }
+    hsize_t start = (hsize_t)s->blob[b].off[i], cnt = (hsize_t)len;
+    pthread_mutex_lock(&s->lock);
+    hid_t ds = (hid_t)s->blob[b].ds, fs = H5Dget_space(ds), ms = H5Screate_simple(1, &cnt, NULL);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL);
+    herr_t r = H5Dread(ds, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, tl_buf);
+    H5Sclose(ms), H5Sclose(fs);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0) return ERR("%s: reading blobs/%s for frame %d camera %d failed (corrupt file?)", s->path, BLOB_NAMES[b], f, c);
+    *out = tl_buf, *n = (size_t)len;
+    return 0;
+}
+
+int shard_get_image(Shard *s, int f, int c, uint8_t *rgb, char *err, size_t errlen) {
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    int r = read_payload(s, SHARD_IMAGE, f, c, &p, &n, err, errlen);
+    if (r) return r;
+    static _Thread_local tjhandle tj;
+    if (!tj) tj = tjInitDecompress();
+    int w = 0, h = 0, sub = 0, cs = 0;
+    if (tjDecompressHeader3(tj, p, n, &w, &h, &sub, &cs) || w != s->m.W || h != s->m.H)
+        return ERR("%s: image of frame %d camera %d is not a %dx%d JPEG (corrupt?)", s->path, f, c, s->m.W, s->m.H);
+    if (tjDecompress2(tj, p, n, rgb, w, 0, h, TJPF_RGB, TJFLAG_ACCURATEDCT))
+        return ERR("%s: JPEG of frame %d camera %d: %s", s->path, f, c, tjGetErrorStr2(tj));
+    return 0;
+}
+
+static int get_zstd(Shard *s, int b, int f, int c, void *dst, size_t want, char *err, size_t errlen) {
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    int r = read_payload(s, b, f, c, &p, &n, err, errlen);
+    if (r) return r;
+    size_t got = ZSTD_decompress(dst, want, p, n);
+    if (ZSTD_isError(got) || got != want)
+        return ERR("%s: blobs/%s of frame %d camera %d: %s", s->path, BLOB_NAMES[b], f, c,
+                   ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong decompressed size");
+    return 0;
+}
+
+int shard_get_mask(Shard *s, int f, int c, uint8_t *gray, char *err, size_t errlen) {
+    return get_zstd(s, SHARD_MASK, f, c, gray, (size_t)s->m.W * s->m.H, err, errlen);
+}
+
+int shard_get_aux(Shard *s, int kind, int f, int c, float *data, char *err, size_t errlen) {
+    if (kind != SHARD_DUST3R && kind != SHARD_SAPIENS) return ERR("%s: unknown aux kind %d", s->path, kind);
+    return get_zstd(s, kind, f, c, data, 4 * aux_floats(&s->m, kind), err, errlen);
+}

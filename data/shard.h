@@ -1,0 +1,66 @@
+// shard.h — one capture packed into one HDF5 file (docs/formats.md "Shard"): cameras, per-frame head
+// poses and expression codes, per-(frame, camera) intrinsics of the stored crop, and variable-length
+// payloads — JPEG images, zstd-compressed masks and aux maps — in append-only blob datasets indexed by
+// (frame, camera). Written to a temporary name and renamed when complete.
+#ifndef AVAT3R_SHARD_H
+#define AVAT3R_SHARD_H
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHARD_VERSION 1
+#define SHARD_MAX_CAMS 1024
+
+enum { SHARD_IMAGE = 0, SHARD_MASK = 1, SHARD_DUST3R = 2, SHARD_SAPIENS = 3, SHARD_NBLOBS = 4 };
+
+typedef struct {
+    char capture[256];          // e.g. 20240101--0900--TST001
+    int n_cams, n_frames, W, H; // W×H: the stored image size
+    int expr_dim;               // 0 when the capture has no expression codes
+    int sap_h, sap_w, sap_c;    // Sapiens-like map size (0 when absent)
+    char (*cam_ids)[16];        // [C]
+    double *w2c;                // [C, 3, 4] world-to-camera, metres
+    double *K;                  // [F, C, 3, 3] intrinsics of the stored crop, pixels
+    int32_t *frame_ids;         // [F]
+    double *head_pose;          // [F, 3, 4] head-to-world, metres
+    float *expr;                // [F, expr_dim] (NULL when expr_dim = 0)
+} ShardMeta;
+
+typedef struct {
+    int64_t *off, *len; // [F, C] byte ranges in the blob; len 0 = missing
+    int64_t size;       // bytes written so far
+    long ds;            // hid_t of the blob dataset (kept as long so this header needs no HDF5)
+} ShardBlob;
+
+typedef struct ShardWriter ShardWriter;
+
+// Creates PATH.tmp.<pid>; the metadata arrays are copied. Returns NULL with a message on failure.
+ShardWriter *shard_create(const char *path, const ShardMeta *meta, int jpeg_quality, char *err, size_t errlen);
+// Payloads for (frame f, camera c): RGB8 [H, W, 3] encoded to JPEG; gray8 masks [H, W] and float32 aux
+// maps (dust3r [H, W, 4] = xyz + confidence; sapiens [sap_h, sap_w, sap_c]) compressed with zstd.
+int shard_put_image(ShardWriter *w, int f, int c, const uint8_t *rgb, char *err, size_t errlen);
+int shard_put_mask(ShardWriter *w, int f, int c, const uint8_t *gray, char *err, size_t errlen);
+int shard_put_aux(ShardWriter *w, int kind, int f, int c, const float *data, char *err, size_t errlen);
+// Writes the indices and metadata, closes and renames over PATH. Frees w in every case.
+int shard_finish(ShardWriter *w, char *err, size_t errlen);
+void shard_abort(ShardWriter *w); // removes the temporary file
+
+typedef struct {
+    ShardMeta m;
+    char path[4096];
+    long file;                 // hid_t
+    ShardBlob blob[SHARD_NBLOBS];
+    int has[SHARD_NBLOBS];
+    pthread_mutex_t lock;      // HDF5 reads are serialised; decoding happens outside the lock
+} Shard;
+
+int shard_open(Shard *s, const char *path, char *err, size_t errlen);
+void shard_close(Shard *s);
+// Decoders into caller buffers: rgb [H, W, 3]; gray [H, W]; aux as above. Return 0, 1 when that
+// (frame, camera) has no such payload, or -1 with a message naming the file, frame and camera.
+// Safe to call from several threads on one Shard.
+int shard_get_image(Shard *s, int f, int c, uint8_t *rgb, char *err, size_t errlen);
+int shard_get_mask(Shard *s, int f, int c, uint8_t *gray, char *err, size_t errlen);
+int shard_get_aux(Shard *s, int kind, int f, int c, float *data, char *err, size_t errlen);
+
+#endif

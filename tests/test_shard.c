@@ -1,0 +1,170 @@
+// test_shard.c — HDF5 shards: metadata and payloads round-trip (JPEG within its quality, masks and aux
+// maps exactly), missing entries, atomic writing, concurrent readers, damaged files named in errors.
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shard.h"
+#include "test.h"
+
+enum { C = 3, F = 4, W = 48, H = 40, SH = 4, SW = 5, SC = 6 };
+
+static void image(int f, int c, uint8_t *rgb) { // smooth, so JPEG at quality 95 stays close
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int k = 0; k < 3; k++)
+                rgb[(y * W + x) * 3 + k] = (uint8_t)(128 + 100 * sin(0.05 * (x + 2 * y) + f + 2 * c + k));
+}
+
+static void meta(ShardMeta *m, char ids[C][16], double *w2c, double *K, int32_t *fid, double *hp, float *ex) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->capture, sizeof m->capture, "20240101--0900--TST001");
+    m->n_cams = C, m->n_frames = F, m->W = W, m->H = H, m->expr_dim = 7, m->sap_h = SH, m->sap_w = SW, m->sap_c = SC;
+    for (int c = 0; c < C; c++) snprintf(ids[c], 16, "4001%02d", c);
+    for (int i = 0; i < C * 12; i++) w2c[i] = 0.1 * i - 1;
+    for (int i = 0; i < F * C * 9; i++) K[i] = 1.5 * i;
+    for (int f = 0; f < F; f++) fid[f] = 20000 + 3 * f;
+    for (int i = 0; i < F * 12; i++) hp[i] = 0.01 * i;
+    for (int i = 0; i < F * 7; i++) ex[i] = (float)sin(i);
+    m->cam_ids = ids, m->w2c = w2c, m->K = K, m->frame_ids = fid, m->head_pose = hp, m->expr = ex;
+}
+
+static int write_shard(const char *path) {
+    char ids[C][16], err[512];
+    double w2c[C * 12], K[F * C * 9], hp[F * 12];
+    int32_t fid[F];
+    float ex[F * 7];
+    ShardMeta m;
+    meta(&m, ids, w2c, K, fid, hp, ex);
+    ShardWriter *w = shard_create(path, &m, 95, err, sizeof err);
+    CHECK(w, "%s", err);
+    uint8_t rgb[W * H * 3], mask[W * H];
+    float d3[W * H * 4], sp[SH * SW * SC];
+    for (int f = 0; f < F; f++)
+        for (int c = 0; c < C; c++) {
+            if (f == 2 && c == 1) continue; // a missing image
+            image(f, c, rgb);
+            for (int i = 0; i < W * H; i++) mask[i] = (uint8_t)((i * 7 + f + c) & 0xff);
+            for (int i = 0; i < W * H * 4; i++) d3[i] = (float)(i * 0.001 + f - c);
+            for (int i = 0; i < SH * SW * SC; i++) sp[i] = (float)(i + 10 * f + c);
+            CHECK(!shard_put_image(w, f, c, rgb, err, sizeof err), "%s", err);
+            CHECK(!shard_put_mask(w, f, c, mask, err, sizeof err), "%s", err);
+            CHECK(!shard_put_aux(w, SHARD_DUST3R, f, c, d3, err, sizeof err), "%s", err);
+            CHECK(!shard_put_aux(w, SHARD_SAPIENS, f, c, sp, err, sizeof err), "%s", err);
+        }
+    CHECK(shard_put_image(w, 0, 0, rgb, err, sizeof err) != 0 && strstr(err, "twice"), "double write accepted");
+    CHECK(!shard_finish(w, err, sizeof err), "%s", err);
+    return 0;
+}
+
+static int test_roundtrip(void) {
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/cap.h5", test_tmpdir());
+    if (write_shard(path)) return 1;
+    char tmpname[1100];
+    snprintf(tmpname, sizeof tmpname, "%s.tmp.%d", path, (int)getpid());
+    CHECK(access(tmpname, F_OK) != 0, "temporary file left behind");
+    Shard s;
+    CHECK(!shard_open(&s, path, err, sizeof err), "%s", err);
+    char ids[C][16];
+    double w2c[C * 12], K[F * C * 9], hp[F * 12];
+    int32_t fid[F];
+    float ex[F * 7];
+    ShardMeta m;
+    meta(&m, ids, w2c, K, fid, hp, ex);
+    CHECK(s.m.n_cams == C && s.m.n_frames == F && s.m.W == W && s.m.H == H && s.m.expr_dim == 7, "sizes");
+    CHECK(!strcmp(s.m.capture, m.capture) && !memcmp(s.m.cam_ids, ids, sizeof ids), "capture / camera ids");
+    CHECK(!memcmp(s.m.w2c, w2c, sizeof w2c) && !memcmp(s.m.K, K, sizeof K) && !memcmp(s.m.head_pose, hp, sizeof hp),
+          "cameras / poses not exact");
+    CHECK(!memcmp(s.m.frame_ids, fid, sizeof fid) && !memcmp(s.m.expr, ex, sizeof ex), "frames / codes not exact");
+    uint8_t rgb[W * H * 3], want[W * H * 3], mask[W * H];
+    float d3[W * H * 4], sp[SH * SW * SC];
+    double worst = 1e9;
+    for (int f = 0; f < F; f++)
+        for (int c = 0; c < C; c++) {
+            int r = shard_get_image(&s, f, c, rgb, err, sizeof err);
+            if (f == 2 && c == 1) {
+                CHECK(r == 1 && shard_get_mask(&s, f, c, mask, err, sizeof err) == 1, "missing image not reported");
+                continue;
+            }
+            CHECK(r == 0, "%s", err);
+            image(f, c, want);
+            double mse = 0;
+            for (int i = 0; i < W * H * 3; i++) mse += (rgb[i] - want[i]) * (double)(rgb[i] - want[i]);
+            double psnr = 10 * log10(255.0 * 255.0 / (mse / (W * H * 3) + 1e-12));
+            worst = fmin(worst, psnr);
+            CHECK(!shard_get_mask(&s, f, c, mask, err, sizeof err), "%s", err);
+            for (int i = 0; i < W * H; i++) CHECK(mask[i] == (uint8_t)((i * 7 + f + c) & 0xff), "mask not exact");
+            CHECK(!shard_get_aux(&s, SHARD_DUST3R, f, c, d3, err, sizeof err), "%s", err);
+            CHECK(!shard_get_aux(&s, SHARD_SAPIENS, f, c, sp, err, sizeof err), "%s", err);
+            for (int i = 0; i < W * H * 4; i++) CHECK(d3[i] == (float)(i * 0.001 + f - c), "dust3r map not exact");
+            for (int i = 0; i < SH * SW * SC; i++) CHECK(sp[i] == (float)(i + 10 * f + c), "sapiens map not exact");
+        }
+    printf("    JPEG quality 95: worst PSNR %.1f dB\n", worst);
+    CHECK(worst > 38, "JPEG round trip too lossy: %.1f dB", worst);
+    CHECK(shard_get_image(&s, F, 0, rgb, err, sizeof err) < 0 && strstr(err, path), "out of range: '%s'", err);
+    shard_close(&s);
+    return 0;
+}
+
+typedef struct { Shard *s; uint8_t *out; int bad; } Job;
+static void *reader(void *p) {
+    Job *j = p;
+    char err[256];
+    for (int f = 0; f < F; f++)
+        for (int c = 0; c < C; c++) j->bad |= shard_get_image(j->s, f, c, j->out + (size_t)(f * C + c) * W * H * 3, err, sizeof err) < 0;
+    return NULL;
+}
+
+static int test_concurrent_and_damaged(void) {
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/cap2.h5", test_tmpdir());
+    if (write_shard(path)) return 1;
+    Shard s;
+    CHECK(!shard_open(&s, path, err, sizeof err), "%s", err);
+    size_t n = (size_t)F * C * W * H * 3;
+    uint8_t *a = calloc(n, 1), *b = calloc(n, 1), *ref = calloc(n, 1);
+    Job ja = {&s, a, 0}, jb = {&s, b, 0}, jr = {&s, ref, 0};
+    reader(&jr);
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, reader, &ja);
+    pthread_create(&t2, NULL, reader, &jb);
+    pthread_join(t1, NULL), pthread_join(t2, NULL);
+    CHECK(!ja.bad && !jb.bad && !memcmp(a, ref, n) && !memcmp(b, ref, n), "concurrent readers disagree");
+    shard_close(&s);
+    free(a), free(b), free(ref);
+    // a truncated copy, a non-HDF5 file and an HDF5 file that is not a shard are refused, naming the file
+    char bad[1100], cmd[4096];
+    snprintf(bad, sizeof bad, "%s/trunc.h5", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "head -c 3000 '%s' > '%s'", path, bad);
+    CHECK(test_system(cmd) == 0, "truncate");
+    CHECK(shard_open(&s, bad, err, sizeof err) != 0 && strstr(err, bad), "truncated shard: '%s'", err);
+    printf("    truncated: %s\n", err);
+    snprintf(bad, sizeof bad, "%s/junk.h5", test_tmpdir());
+    FILE *f = fopen(bad, "wb");
+    fprintf(f, "definitely not hdf5");
+    fclose(f);
+    CHECK(shard_open(&s, bad, err, sizeof err) != 0 && strstr(err, "not an HDF5 file"), "junk: '%s'", err);
+    // an aborted writer leaves nothing behind
+    char ids[C][16];
+    double w2c[C * 12], K[F * C * 9], hp[F * 12];
+    int32_t fid[F];
+    float ex[F * 7];
+    ShardMeta m;
+    meta(&m, ids, w2c, K, fid, hp, ex);
+    snprintf(bad, sizeof bad, "%s/aborted.h5", test_tmpdir());
+    ShardWriter *w = shard_create(bad, &m, 90, err, sizeof err);
+    CHECK(w, "%s", err);
+    shard_abort(w);
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q aborted", test_tmpdir());
+    CHECK(system(cmd) != 0, "an aborted shard left a file");
+    return 0;
+}
+
+const TestCase shard_tests[] = {
+    {"data/shard_roundtrip", test_roundtrip},
+    {"data/shard_concurrent_damaged_atomic", test_concurrent_and_damaged},
+    {NULL, NULL},
+};
