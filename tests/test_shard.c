@@ -106,6 +106,10 @@ static int test_roundtrip(void) {
     CHECK(worst > 38, "JPEG round trip too lossy: %.1f dB", worst);
     CHECK(shard_get_image(&s, F, 0, rgb, err, sizeof err) < 0 && strstr(err, path), "out of range: '%s'", err);
     shard_close(&s);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s' | tr -d ' \\t\\n' | grep -q '\"frames\":4,\"cameras\":3.*\"missing_images\":1'",
+             AVAT3R_BINARY, path);
+    CHECK(test_system(cmd) == 0, "avat3r inspect on a shard");
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "ply.h"
+#include "shard.h"
 
 const char *cli_source_root(void) {
     const char *r = getenv("AVAT3R_SOURCE_ROOT");
@@ -125,7 +126,7 @@ static int print_json(cJSON *j) {
 
 int cmd_inspect(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: avat3r inspect FILE   (a .ckpt checkpoint, an .atb tensor bundle or a 3DGS .ply)\n");
+        printf("usage: avat3r inspect FILE   (a .ckpt checkpoint, an .atb tensor bundle, a 3DGS .ply or an .h5 shard)\n");
         return argc == 2 ? 0 : 2;
     }
     const char *path = argv[1];
@@ -187,6 +188,43 @@ int cmd_inspect(int argc, char **argv) {
         atb_free(&b);
         return print_json(j);
     }
+    if (got == 8 && !memcmp(magic, "\x89HDF\r\n\x1a\n", 8)) {
+        Shard sh;
+        if (shard_open(&sh, path, err, sizeof err)) {
+            cJSON_Delete(j);
+            fprintf(stderr, "error: %s\n", err);
+            return 1;
+        }
+        static const char *names[SHARD_NBLOBS] = {"images", "masks", "dust3r", "sapiens"};
+        size_t n = (size_t)sh.m.n_frames * sh.m.n_cams;
+        cJSON_AddStringToObject(j, "kind", "shard");
+        cJSON_AddStringToObject(j, "file", path);
+        cJSON_AddStringToObject(j, "capture", sh.m.capture);
+        cJSON_AddNumberToObject(j, "frames", sh.m.n_frames);
+        cJSON_AddNumberToObject(j, "cameras", sh.m.n_cams);
+        cJSON_AddNumberToObject(j, "width", sh.m.W);
+        cJSON_AddNumberToObject(j, "height", sh.m.H);
+        cJSON_AddNumberToObject(j, "expr_dim", sh.m.expr_dim);
+        cJSON *present = cJSON_CreateObject(), *bytes = cJSON_CreateObject();
+        size_t have_img = 0;
+        for (int b = 0; b < SHARD_NBLOBS; b++) {
+            size_t have = 0;
+            for (size_t i = 0; i < n; i++) have += sh.blob[b].len[i] > 0;
+            if (b == SHARD_IMAGE) have_img = have;
+            cJSON_AddNumberToObject(present, names[b], (double)have);
+            cJSON_AddNumberToObject(bytes, names[b], (double)sh.blob[b].size);
+        }
+        cJSON_AddItemToObject(j, "present", present);
+        cJSON_AddNumberToObject(j, "missing_images", (double)(n - have_img));
+        cJSON_AddItemToObject(j, "bytes", bytes);
+        FILE *fs = fopen(path, "rb");
+        if (fs) {
+            cJSON_AddNumberToObject(j, "file_bytes", (double)file_size(fs));
+            fclose(fs);
+        }
+        shard_close(&sh);
+        return print_json(j);
+    }
     if (got >= 4 && !memcmp(magic, "ply\n", 4)) {
         PlyGaussians p;
         if (ply_read(path, &p, err, sizeof err)) {
@@ -220,7 +258,7 @@ int cmd_inspect(int argc, char **argv) {
         return print_json(j);
     }
     cJSON_Delete(j);
-    fprintf(stderr, "error: %s: not a file avat3r knows (expected an avat3r checkpoint, tensor bundle or 3DGS PLY)\n", path);
+    fprintf(stderr, "error: %s: not a file avat3r knows (expected an avat3r checkpoint, tensor bundle, 3DGS PLY or shard)\n", path);
     return 1;
 }
 
