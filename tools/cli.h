@@ -24,4 +24,5 @@ int cmd_selfcheck(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_bench_render(int argc, char **argv);
+int cmd_bench_data(int argc, char **argv);
 #endif

@@ -1,0 +1,97 @@
+// cmd_bench_data.c — `avat3r bench data`: decoding throughput from a packed shard (JPEG images at the
+// training size), one thread and all threads, in decoded images per second per core.
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/rng.h"
+#include "../common/timer.h"
+#include "../common/util.h"
+#include "cli.h"
+#include "shard.h"
+
+// A photo-like test image: smooth shading plus fine noise, so JPEG sizes resemble real captures.
+static void make_image(uint8_t *rgb, int W, int H, int seed) {
+    Rng r = rng_make((uint64_t)seed, 9);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int k = 0; k < 3; k++) {
+                double v = 120 + 80 * sin(0.013 * x + 0.007 * y * (k + 1) + seed) + 12 * rng_next_normal(&r);
+                rgb[((size_t)y * W + x) * 3 + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+}
+
+int cmd_bench_data(int argc, char **argv) {
+    int size = 512, n_img = 64, quality = 92, threads = 0, rounds = 3;
+    for (int i = 1; i < argc; i++) {
+        int has = i + 1 < argc;
+        if (!strcmp(argv[i], "--size") && has) size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--images") && has) n_img = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quality") && has) quality = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && has) threads = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: avat3r bench data [--size 512] [--images 64] [--quality 92] [--threads T]\n");
+            return 2;
+        }
+    }
+    if (size < 16 || size > 4096 || n_img < 1 || n_img > 4096) {
+        fprintf(stderr, "avat3r bench data: --size 16..4096, --images 1..4096\n");
+        return 2;
+    }
+    if (threads > 0) omp_set_num_threads(threads);
+    threads = omp_get_max_threads();
+    char dir[] = "/tmp/avat3r_bench.XXXXXX", path[600], err[1024];
+    if (!mkdtemp(dir)) FATAL("cannot create a temporary directory");
+    snprintf(path, sizeof path, "%s/bench.h5", dir);
+    // one capture: n_img frames × 1 camera
+    ShardMeta m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.capture, sizeof m.capture, "bench");
+    m.n_cams = 1, m.n_frames = n_img, m.W = size, m.H = size;
+    char ids[1][16] = {"400000"};
+    double w2c[12] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1};
+    double *K = (double *)callocCheck((size_t)n_img * 9, 8), *hp = (double *)callocCheck((size_t)n_img * 12, 8);
+    int32_t *fid = (int32_t *)mallocCheck(4 * (size_t)n_img);
+    for (int f = 0; f < n_img; f++) fid[f] = f, K[f * 9 + 8] = 1, hp[f * 12] = hp[f * 12 + 5] = hp[f * 12 + 10] = 1;
+    m.cam_ids = ids, m.w2c = w2c, m.K = K, m.frame_ids = fid, m.head_pose = hp;
+    ShardWriter *w = shard_create(path, &m, quality, err, sizeof err);
+    if (!w) FATAL("%s", err);
+    uint8_t *rgb = (uint8_t *)mallocCheck((size_t)size * size * 3);
+    for (int f = 0; f < n_img; f++) {
+        make_image(rgb, size, size, f);
+        if (shard_put_image(w, f, 0, rgb, err, sizeof err)) FATAL("%s", err);
+    }
+    if (shard_finish(w, err, sizeof err)) FATAL("%s", err);
+    Shard s;
+    if (shard_open(&s, path, err, sizeof err)) FATAL("%s", err);
+    printf("shard: %d JPEG images of %dx%d (quality %d), %.1f KB each on average\n", n_img, size, size, quality,
+           s.blob[SHARD_IMAGE].size / 1024.0 / n_img);
+    double best1 = 1e30, bestN = 1e30;
+    uint8_t *out = (uint8_t *)mallocCheck((size_t)threads * size * size * 3);
+    for (int r = 0; r < rounds; r++) {
+        double t0 = time_now_s();
+        for (int f = 0; f < n_img; f++)
+            if (shard_get_image(&s, f, 0, out, err, sizeof err)) FATAL("%s", err);
+        double t1 = time_now_s();
+        int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : bad)
+        for (int f = 0; f < n_img; f++) {
+            char e2[256];
+            bad |= shard_get_image(&s, f, 0, out + (size_t)omp_get_thread_num() * size * size * 3, e2, sizeof e2) != 0;
+        }
+        double t2 = time_now_s();
+        if (bad) FATAL("decoding failed in a worker thread");
+        best1 = fmin(best1, t1 - t0), bestN = fmin(bestN, t2 - t1);
+    }
+    printf("1 thread: %.0f decoded %dx%d images/s (%.2f ms each)\n", n_img / best1, size, size, 1e3 * best1 / n_img);
+    printf("%d threads: %.0f images/s, %.0f images/s per core\n", threads, n_img / bestN, n_img / bestN / threads);
+    shard_close(&s);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    free(K), free(hp), free(fid), free(rgb), free(out);
+    return 0;
+}
