@@ -106,8 +106,8 @@ static int get_ds(hid_t file, const char *path, const char *name, hid_t mtype, i
 static void meta_copy(ShardMeta *dst, const ShardMeta *m) {
     *dst = *m;
     size_t C = m->n_cams, F = m->n_frames;
-    dst->cam_ids = (char(*)[16])mallocCheck(16 * C + 1);
-    memcpy(dst->cam_ids, m->cam_ids, 16 * C);
+    dst->cam_ids = (char(*)[SHARD_ID_LEN])mallocCheck(SHARD_ID_LEN * C + 1);
+    memcpy(dst->cam_ids, m->cam_ids, SHARD_ID_LEN * C);
     dst->w2c = (double *)mallocCheck(8 * 12 * C + 8);
     memcpy(dst->w2c, m->w2c, 8 * 12 * C);
     dst->K = (double *)mallocCheck(8 * 9 * F * C + 8);
@@ -197,6 +197,28 @@ int shard_put_image(ShardWriter *w, int f, int c, const uint8_t *rgb, char *err,
     return r;
 }
 
+int shard_put_jpeg(ShardWriter *w, int f, int c, const uint8_t *jpeg, size_t n, char *err, size_t errlen) {
+    return blob_append(w, SHARD_IMAGE, f, c, jpeg, n, err, errlen);
+}
+
+int shard_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, uint8_t **out, size_t *cap, size_t *n) {
+    static _Thread_local tjhandle tj;
+    if (!tj) tj = tjInitCompress();
+    unsigned long size = tjBufSize(w, h, TJSAMP_444);
+    if (*cap < size) {
+        free(*out);
+        *out = (uint8_t *)mallocCheck(size);
+        *cap = size;
+    }
+    unsigned char *buf = *out;
+    unsigned long got = size;
+    // TJFLAG_NOREALLOC: encode into our buffer, sized by tjBufSize for the worst case
+    if (tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &buf, &got, TJSAMP_444, quality, TJFLAG_ACCURATEDCT | TJFLAG_NOREALLOC))
+        return -1;
+    *n = got;
+    return 0;
+}
+
 static int put_zstd(ShardWriter *w, int b, int f, int c, const void *src, size_t n, char *err, size_t errlen) {
     size_t cap = ZSTD_compressBound(n);
     void *dst = mallocCheck(cap);
@@ -221,6 +243,8 @@ int shard_put_aux(ShardWriter *w, int kind, int f, int c, const float *data, cha
     return put_zstd(w, kind, f, c, data, 4 * aux_floats(&w->m, kind), err, errlen);
 }
 
+void shard_set_K(ShardWriter *w, const double *K) { memcpy(w->m.K, K, 8 * 9 * (size_t)w->m.n_frames * w->m.n_cams); }
+
 void shard_abort(ShardWriter *w) {
     if (!w) return;
     for (int b = 0; b < SHARD_NBLOBS; b++) {
@@ -240,7 +264,7 @@ int shard_finish(ShardWriter *w, char *err, size_t errlen) {
     hsize_t d_fc[2] = {F, C}, d_c34[3] = {C, 3, 4}, d_fc33[4] = {F, C, 3, 3}, d_f[1] = {F}, d_f34[3] = {F, 3, 4};
     hsize_t d_c[1] = {C}, d_fe[2] = {F, (hsize_t)m->expr_dim};
     hid_t st = H5Tcopy(H5T_C_S1);
-    H5Tset_size(st, 16);
+    H5Tset_size(st, SHARD_ID_LEN);
     int bad = 0;
     hid_t root = H5Gopen2(w->file, "/", H5P_DEFAULT);
     bad |= put_attr_str(root, "format", "avat3r-shard");
@@ -331,7 +355,7 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
         return ERR("%s: dataset 'K' has shape [%d, %d, ...]", path, m->n_frames, m->n_cams);
     }
     size_t C = m->n_cams, F = m->n_frames;
-    m->cam_ids = (char(*)[16])callocCheck(C, 16);
+    m->cam_ids = (char(*)[SHARD_ID_LEN])callocCheck(C, SHARD_ID_LEN);
     m->w2c = (double *)mallocCheck(8 * 12 * C);
     m->K = (double *)mallocCheck(8 * 9 * F * C);
     m->frame_ids = (int32_t *)mallocCheck(4 * F);
@@ -339,7 +363,7 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
     hsize_t d_c[1] = {C}, d_c34[3] = {C, 3, 4}, d_fc33[4] = {F, C, 3, 3}, d_f[1] = {F}, d_f34[3] = {F, 3, 4};
     hsize_t d_fc[2] = {F, C};
     hid_t st = H5Tcopy(H5T_C_S1);
-    H5Tset_size(st, 16);
+    H5Tset_size(st, SHARD_ID_LEN);
     int rc = get_ds(f, path, "camera_ids", st, 1, d_c, m->cam_ids, err, errlen);
     H5Tclose(st);
     if (!rc) rc = get_ds(f, path, "w2c", H5T_NATIVE_DOUBLE, 3, d_c34, m->w2c, err, errlen);

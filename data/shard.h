@@ -10,6 +10,7 @@
 
 #define SHARD_VERSION 1
 #define SHARD_MAX_CAMS 1024
+#define SHARD_ID_LEN 32 // bytes per camera id, NUL included
 
 enum { SHARD_IMAGE = 0, SHARD_MASK = 1, SHARD_DUST3R = 2, SHARD_SAPIENS = 3, SHARD_NBLOBS = 4 };
 
@@ -18,7 +19,7 @@ typedef struct {
     int n_cams, n_frames, W, H; // W×H: the stored image size
     int expr_dim;               // 0 when the capture has no expression codes
     int sap_h, sap_w, sap_c;    // Sapiens-like map size (0 when absent)
-    char (*cam_ids)[16];        // [C]
+    char (*cam_ids)[SHARD_ID_LEN]; // [C]
     double *w2c;                // [C, 3, 4] world-to-camera, metres
     double *K;                  // [F, C, 3, 3] intrinsics of the stored crop, pixels
     int32_t *frame_ids;         // [F]
@@ -39,8 +40,15 @@ ShardWriter *shard_create(const char *path, const ShardMeta *meta, int jpeg_qual
 // Payloads for (frame f, camera c): RGB8 [H, W, 3] encoded to JPEG; gray8 masks [H, W] and float32 aux
 // maps (dust3r [H, W, 4] = xyz + confidence; sapiens [sap_h, sap_w, sap_c]) compressed with zstd.
 int shard_put_image(ShardWriter *w, int f, int c, const uint8_t *rgb, char *err, size_t errlen);
+// The same with the JPEG encoded by the caller (shard_encode_jpeg is thread-safe: encode in workers,
+// then hand the bytes to the single writer).
+int shard_put_jpeg(ShardWriter *w, int f, int c, const uint8_t *jpeg, size_t n, char *err, size_t errlen);
+// RGB8 [h, w, 3] -> JPEG (4:4:4, accurate DCT) in *out (grown as needed, free with free()).
+int shard_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, uint8_t **out, size_t *cap, size_t *n);
 int shard_put_mask(ShardWriter *w, int f, int c, const uint8_t *gray, char *err, size_t errlen);
 int shard_put_aux(ShardWriter *w, int kind, int f, int c, const float *data, char *err, size_t errlen);
+// Replaces the [F, C, 3, 3] intrinsics given at create (a packer learns them while it decodes).
+void shard_set_K(ShardWriter *w, const double *K);
 // Writes the indices and metadata, closes and renames over PATH. Frees w in every case.
 int shard_finish(ShardWriter *w, char *err, size_t errlen);
 void shard_abort(ShardWriter *w); // removes the temporary file

@@ -18,11 +18,11 @@ static void image(int f, int c, uint8_t *rgb) { // smooth, so JPEG at quality 95
                 rgb[(y * W + x) * 3 + k] = (uint8_t)(128 + 100 * sin(0.05 * (x + 2 * y) + f + 2 * c + k));
 }
 
-static void meta(ShardMeta *m, char ids[C][16], double *w2c, double *K, int32_t *fid, double *hp, float *ex) {
+static void meta(ShardMeta *m, char ids[C][SHARD_ID_LEN], double *w2c, double *K, int32_t *fid, double *hp, float *ex) {
     memset(m, 0, sizeof *m);
     snprintf(m->capture, sizeof m->capture, "20240101--0900--TST001");
     m->n_cams = C, m->n_frames = F, m->W = W, m->H = H, m->expr_dim = 7, m->sap_h = SH, m->sap_w = SW, m->sap_c = SC;
-    for (int c = 0; c < C; c++) snprintf(ids[c], 16, "4001%02d", c);
+    for (int c = 0; c < C; c++) snprintf(ids[c], SHARD_ID_LEN, "4001%02d", c);
     for (int i = 0; i < C * 12; i++) w2c[i] = 0.1 * i - 1;
     for (int i = 0; i < F * C * 9; i++) K[i] = 1.5 * i;
     for (int f = 0; f < F; f++) fid[f] = 20000 + 3 * f;
@@ -32,7 +32,7 @@ static void meta(ShardMeta *m, char ids[C][16], double *w2c, double *K, int32_t 
 }
 
 static int write_shard(const char *path) {
-    char ids[C][16], err[512];
+    char ids[C][SHARD_ID_LEN], err[512];
     double w2c[C * 12], K[F * C * 9], hp[F * 12];
     int32_t fid[F];
     float ex[F * 7];
@@ -68,7 +68,7 @@ static int test_roundtrip(void) {
     CHECK(access(tmpname, F_OK) != 0, "temporary file left behind");
     Shard s;
     CHECK(!shard_open(&s, path, err, sizeof err), "%s", err);
-    char ids[C][16];
+    char ids[C][SHARD_ID_LEN];
     double w2c[C * 12], K[F * C * 9], hp[F * 12];
     int32_t fid[F];
     float ex[F * 7];
@@ -152,7 +152,7 @@ static int test_concurrent_and_damaged(void) {
     fclose(f);
     CHECK(shard_open(&s, bad, err, sizeof err) != 0 && strstr(err, "not an HDF5 file"), "junk: '%s'", err);
     // an aborted writer leaves nothing behind
-    char ids[C][16];
+    char ids[C][SHARD_ID_LEN];
     double w2c[C * 12], K[F * C * 9], hp[F * 12];
     int32_t fid[F];
     float ex[F * 7];

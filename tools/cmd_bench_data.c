@@ -51,7 +51,7 @@ int cmd_bench_data(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     snprintf(m.capture, sizeof m.capture, "bench");
     m.n_cams = 1, m.n_frames = n_img, m.W = size, m.H = size;
-    char ids[1][16] = {"400000"};
+    char ids[1][SHARD_ID_LEN] = {"400000"};
     double w2c[12] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1};
     double *K = (double *)callocCheck((size_t)n_img * 9, 8), *hp = (double *)callocCheck((size_t)n_img * 12, 8);
     int32_t *fid = (int32_t *)mallocCheck(4 * (size_t)n_img);
