@@ -19,9 +19,12 @@ extern const TestCase render_tests[];
 extern const TestCase render_reference_tests[];
 extern const TestCase sampler_tests[];
 extern const TestCase shard_tests[];
+extern const TestCase data_reader_tests[];
+extern const TestCase pack_tests[];
 
 static const TestCase *suites[] = {common_tests, layer_tests, model_tests, reference_tests, render_tests,
-                                    render_reference_tests, sampler_tests, shard_tests};
+                                    render_reference_tests, sampler_tests, shard_tests,
+                                    data_reader_tests, pack_tests};
 
 static char tmpdir[512];
 const char *test_tmpdir(void) { return tmpdir; }

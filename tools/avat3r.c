@@ -20,7 +20,7 @@ static const Verb verbs[] = {
     {"bench", cmd_bench, "time forward+backward against the PyTorch reference", NULL},
     {"train", NULL, "train a model", "#5"},
     {"synth", NULL, "write synthetic captures in the ava256 layout", "#4"},
-    {"pack", NULL, "pack captures into HDF5 shards", "#4"},
+    {"pack", cmd_pack, "pack ava256 captures into HDF5 shards (crop, resize, JPEG)", NULL},
     {"eval", NULL, "evaluate a checkpoint (PSNR, SSIM, LPIPS, AKD)", "#6"},
     {"export", NULL, "export a checkpoint (safetensors)", "#6"},
     {"render", cmd_render, "render a 3DGS PLY to PNG with the project's rasterizer", NULL},

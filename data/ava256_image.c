@@ -1,0 +1,141 @@
+// ava256_image.c — one zip member -> AVIF decode (libavif) -> RGB8 or gray8, plus K scaling.
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <avif/avif.h>
+
+#include "ava256_internal.h"
+#include "util.h"
+
+#define AVA_IMAGE_MAX_SIDE 16384
+
+void ava256_image_free(Ava256Image *im) {
+    free(im->px);
+    memset(im, 0, sizeof *im);
+}
+
+int ava256_decode_avif(const uint8_t *data, size_t size, int c, Ava256Image *out, const char *what, char *err,
+                       size_t errlen) {
+    if (c != 1 && c != 3) FATAL("ava256_decode_avif: c must be 1 or 3, got %d", c);
+    avifDecoder *d = avifDecoderCreate();
+    if (!d) FATAL("avifDecoderCreate failed (out of memory)");
+    d->maxThreads = 1; // callers parallelise over images, not inside one
+    d->ignoreExif = AVIF_TRUE;
+    d->ignoreXMP = AVIF_TRUE;
+    avifResult r = avifDecoderSetIOMemory(d, data, size);
+    if (r == AVIF_RESULT_OK) r = avifDecoderParse(d);
+    if (r != AVIF_RESULT_OK) {
+        avifDecoderDestroy(d);
+        return ava_fail(err, errlen, "%s: not a readable AVIF image (%s); expected an AVIF still image", what,
+                        avifResultToString(r));
+    }
+    r = avifDecoderNextImage(d);
+    if (r != AVIF_RESULT_OK) {
+        avifDecoderDestroy(d);
+        return ava_fail(err, errlen, "%s: AVIF decode failed (%s)", what, avifResultToString(r));
+    }
+    const avifImage *img = d->image;
+    int w = (int)img->width, h = (int)img->height;
+    if (w <= 0 || h <= 0 || w > AVA_IMAGE_MAX_SIDE || h > AVA_IMAGE_MAX_SIDE) {
+        avifDecoderDestroy(d);
+        return ava_fail(err, errlen, "%s: image size %dx%d is outside 1..%d", what, w, h, AVA_IMAGE_MAX_SIDE);
+    }
+    size_t need = (size_t)w * h * 3; // gray is converted to RGB first, then compacted in place
+    if (out->cap < need) {
+        free(out->px);
+        out->px = mallocCheck(need);
+        out->cap = need;
+    }
+    // libavif applies the file's matrix coefficients (CICP), range, bit depth and chroma upsampling.
+    // Bilinear upsampling is pinned so decodes do not depend on whether libyuv is present.
+    avifRGBImage rgb;
+    avifRGBImageSetDefaults(&rgb, img);
+    rgb.format = AVIF_RGB_FORMAT_RGB;
+    rgb.depth = 8;
+    rgb.chromaUpsampling = AVIF_CHROMA_UPSAMPLING_BEST_QUALITY;
+    rgb.pixels = out->px;
+    rgb.rowBytes = (uint32_t)w * 3;
+    r = avifImageYUVToRGB(img, &rgb);
+    avifDecoderDestroy(d);
+    if (r != AVIF_RESULT_OK)
+        return ava_fail(err, errlen, "%s: YUV to RGB conversion failed (%s)", what, avifResultToString(r));
+    if (c == 1)
+        for (size_t i = 0; i < (size_t)w * h; i++) out->px[i] = out->px[3 * i]; // channel 0 (grey: R = G = B)
+    out->w = w;
+    out->h = h;
+    out->c = c;
+    return AVA256_OK;
+}
+
+// Reads member idx of z and decodes it; names "zpath: member 'name'" in messages.
+static int decode_member(Ava256Capture *cap, struct zip *z, const char *zpath, int64_t idx, int c, Ava256Image *out,
+                         char *err, size_t errlen) {
+    size_t len;
+    int r = ava_zip_read(z, zpath, idx, &cap->buf, &cap->buf_cap, &len, err, errlen);
+    if (r != AVA256_OK) return r;
+    char what[4400];
+    snprintf(what, sizeof what, "%s: member '%s'", zpath, ava_zip_name(z, idx));
+    return ava256_decode_avif(cap->buf, len, c, out, what, err, errlen);
+}
+
+static void check_index(const Ava256Capture *cap, int cam, int frame, const char *fn) {
+    if (cam < 0 || cam >= cap->n_cams) FATAL("%s: camera index %d outside 0..%d", fn, cam, cap->n_cams - 1);
+    if (frame < 0 || frame >= cap->n_frames) FATAL("%s: frame index %d outside 0..%d", fn, frame, cap->n_frames - 1);
+}
+
+int ava256_read_image(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen) {
+    check_index(cap, cam, frame, "ava256_read_image");
+    const Ava256Camera *c = &cap->cams[cam];
+    if (c->img_member[frame] < 0) {
+        cap->n_skipped_images++;
+        return AVA256_MISSING;
+    }
+    char zpath[4200];
+    snprintf(zpath, sizeof zpath, "%s/image/cam%s.zip", cap->dir, c->calib.id);
+    int r = decode_member(cap, c->img, zpath, c->img_member[frame], 3, out, err, errlen);
+    if (r != AVA256_OK) return r;
+    if (cap->img_w == 0) {
+        cap->img_w = out->w;
+        cap->img_h = out->h;
+    } else if (out->w != cap->img_w || out->h != cap->img_h) {
+        return ava_fail(err, errlen, "%s: member '%s': image is %dx%d, earlier images of this capture are %dx%d", zpath,
+                        ava_zip_name(c->img, c->img_member[frame]), out->w, out->h, cap->img_w, cap->img_h);
+    }
+    return AVA256_OK;
+}
+
+int ava256_read_mask(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen) {
+    check_index(cap, cam, frame, "ava256_read_mask");
+    const Ava256Camera *c = &cap->cams[cam];
+    if (!c->mask || c->mask_member[frame] < 0) {
+        cap->n_skipped_masks++;
+        return AVA256_MISSING;
+    }
+    char zpath[4200];
+    snprintf(zpath, sizeof zpath, "%s/foreground_masks/cam%s.zip", cap->dir, c->calib.id);
+    return decode_member(cap, c->mask, zpath, c->mask_member[frame], 1, out, err, errlen);
+}
+
+int ava256_read_background(Ava256Capture *cap, int cam, Ava256Image *out, char *err, size_t errlen) {
+    check_index(cap, cam, 0, "ava256_read_background");
+    const Ava256Camera *c = &cap->cams[cam];
+    if (!cap->bg || c->bg_member < 0) return AVA256_MISSING;
+    char zpath[4200];
+    snprintf(zpath, sizeof zpath, "%s/background_image/background_image.zip", cap->dir);
+    return decode_member(cap, cap->bg, zpath, c->bg_member, 3, out, err, errlen);
+}
+
+void ava256_scale_K(const double K_native[9], int w, int h, double K_out[9]) {
+    double sx = (double)w / AVA256_NATIVE_W, sy = (double)h / AVA256_NATIVE_H;
+    for (int j = 0; j < 3; j++) {
+        K_out[j] = K_native[j] * sx;
+        K_out[3 + j] = K_native[3 + j] * sy;
+        K_out[6 + j] = K_native[6 + j];
+    }
+}
+
+void ava256_camera_centre(const double w2c[12], double c[3]) {
+    for (int i = 0; i < 3; i++) c[i] = -(w2c[i] * w2c[3] + w2c[4 + i] * w2c[7] + w2c[8 + i] * w2c[11]);
+}

@@ -1,0 +1,35 @@
+// pack.h — ava256 capture -> one HDF5 shard (docs/data.md "Packing"): square crop around the projected
+// head, resize to the training size, background composited from the foreground mask, K adjusted to the
+// crop, JPEG images, zstd masks, per-frame head poses and expression codes.
+#ifndef AVAT3R_PACK_H
+#define AVAT3R_PACK_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int size;               // output images are size × size
+    int quality;            // JPEG quality
+    double background[3];   // composited behind the mask, in [0,1]
+    const char *const *cameras; // only these camera ids (NULL = all)
+    int n_cameras;
+    int threads;            // decode/resize threads per capture (0 = OpenMP default)
+    int quiet;              // no progress bar
+} PackOptions;
+
+typedef struct {
+    int64_t images, missing_images, masks, frames, cameras;
+} PackStats;
+
+// Packs one capture folder into out_path (atomic). Returns 0, or -1 with a message naming the file.
+int pack_capture(const char *capture_dir, const char *out_path, const PackOptions *o, PackStats *st, char *err,
+                 size_t errlen);
+
+// The square crop of a w×h image around pixel (cx, cy): side = min(w, h), clamped inside the image.
+// Returns the crop's top-left corner.
+void pack_crop_origin(int w, int h, double cx, double cy, int *x0, int *y0);
+// K of the crop resized to size×size, from K of the full image (row-major 3x3).
+void pack_crop_K(const double K_img[9], int x0, int y0, int side, int size, double K_out[9]);
+// Area-weighted resize of a square 8-bit crop (side×side, c channels, row stride `stride` bytes).
+void pack_resize(const uint8_t *src, int stride, int side, int c, uint8_t *dst, int size);
+
+#endif

@@ -1,0 +1,152 @@
+// cmd_pack.c — `avat3r pack`: ava256 captures -> one HDF5 shard each (data/pack.c). Resumable: a shard
+// that already opens is kept, a stale temporary file is redone; each shard appears atomically.
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/timer.h"
+#include "../common/util.h"
+#include "ava256.h"
+#include "cli.h"
+#include "pack.h"
+#include "shard.h"
+
+static const char *USAGE =
+    "--ava256 DIR --out SHARDS [--size 512] [--quality 92] [--cameras ID,ID,...] [--subjects SID,...]\n"
+    "       [--threads N] [--background r,g,b] [--quiet]\n"
+    "  DIR: a release root holding 256_ids.csv, or one capture folder. One SHARDS/<capture>.h5 per capture.";
+
+// Converts the expression-code pickle when its sidecar is missing; says how to do it by hand otherwise.
+static int ensure_sidecar(const char *capdir) {
+    char side[4200], pkl[4200], dec[4096];
+    snprintf(dec, sizeof dec, "%s", capdir);
+    struct stat st;
+    snprintf(side, sizeof side, "%s/decoder", capdir);
+    if (stat(side, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(dec, sizeof dec, "%s/decoder", capdir);
+    snprintf(side, sizeof side, "%s/%s", dec, AVA256_EXPR_SIDECAR);
+    snprintf(pkl, sizeof pkl, "%s/%s", dec, AVA256_EXPR_PKL);
+    if (stat(side, &st) == 0 || stat(pkl, &st) != 0) return 0; // done already, or nothing to convert
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/ava256_expr_codes.py' '%s'", cli_python(), cli_source_root(), dec);
+    fprintf(stderr, "converting expression codes: %s\n", cmd);
+    if (system(cmd) != 0) {
+        fprintf(stderr,
+                "error: %s: could not convert the expression codes. Run by hand (needs python3 and numpy; torch if "
+                "the pickle holds torch tensors):\n  python3 tools/ava256_expr_codes.py '%s'\n",
+                pkl, dec);
+        return -1;
+    }
+    return 0;
+}
+
+static int split_list(char *s, const char **out, int max) {
+    int n = 0;
+    for (char *t = strtok(s, ","); t && n < max; t = strtok(NULL, ",")) out[n++] = t;
+    return n;
+}
+
+int cmd_pack(int argc, char **argv) {
+    const char *root = NULL, *out = NULL;
+    char *cams_arg = NULL, *subj_arg = NULL;
+    PackOptions o = {512, 92, {1, 1, 1}, NULL, 0, 0, 0};
+    for (int i = 1; i < argc; i++) {
+        int has = i + 1 < argc;
+        if (!strcmp(argv[i], "--help")) {
+            printf("usage: avat3r pack %s\n", USAGE);
+            return 0;
+        } else if (!strcmp(argv[i], "--ava256") && has) root = argv[++i];
+        else if (!strcmp(argv[i], "--out") && has) out = argv[++i];
+        else if (!strcmp(argv[i], "--size") && has) o.size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quality") && has) o.quality = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && has) o.threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cameras") && has) cams_arg = argv[++i];
+        else if (!strcmp(argv[i], "--subjects") && has) subj_arg = argv[++i];
+        else if (!strcmp(argv[i], "--quiet")) o.quiet = 1;
+        else if (!strcmp(argv[i], "--background") && has &&
+                 sscanf(argv[i + 1], "%lf,%lf,%lf", &o.background[0], &o.background[1], &o.background[2]) == 3)
+            i++;
+        else {
+            fprintf(stderr, "avat3r pack: unknown or incomplete option '%s'\nusage: avat3r pack %s\n", argv[i], USAGE);
+            return 2;
+        }
+    }
+    if (!root || !out || o.size < 8 || o.size > 4096 || o.quality < 1 || o.quality > 100) {
+        fprintf(stderr, "avat3r pack: need --ava256 and --out; --size 8..4096, --quality 1..100\nusage: avat3r pack %s\n",
+                USAGE);
+        return 2;
+    }
+    const char *cams[1024], *subjects[1024];
+    int n_subj = 0;
+    if (cams_arg) o.n_cameras = split_list(cams_arg, cams, 1024), o.cameras = cams;
+    if (subj_arg) n_subj = split_list(subj_arg, subjects, 1024);
+    if (mkdir(out, 0755) != 0 && access(out, W_OK) != 0) {
+        fprintf(stderr, "error: %s: cannot create or write the output folder\n", out);
+        return 1;
+    }
+    // the captures: a release root (256_ids.csv) or a single capture folder
+    char **dirs = NULL, err[2048], ids[4200];
+    int n = 0;
+    snprintf(ids, sizeof ids, "%s/256_ids.csv", root);
+    if (access(ids, R_OK) == 0) {
+        if (ava256_list_captures(root, &dirs, &n, err, sizeof err)) {
+            fprintf(stderr, "error: %s\n", err);
+            return 1;
+        }
+    } else {
+        dirs = (char **)mallocCheck(sizeof(char *));
+        dirs[0] = strdup(root);
+        n = 1;
+    }
+    int packed = 0, skipped = 0, failed = 0;
+    PackStats tot = {0};
+    double t0 = time_now_s();
+    for (int i = 0; i < n; i++) {
+        char name[1024], path[5200];
+        snprintf(name, sizeof name, "%s", dirs[i]);
+        size_t L = strlen(name);
+        while (L && name[L - 1] == '/') name[--L] = 0;
+        if (L >= 8 && !strcmp(name + L - 8, "/decoder")) name[L - 8] = 0;
+        const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+        int want = n_subj == 0;
+        for (int k = 0; k < n_subj; k++) want |= strstr(base, subjects[k]) != NULL;
+        if (!want) continue;
+        snprintf(path, sizeof path, "%s/%s.h5", out, base);
+        Shard sh;
+        if (access(path, R_OK) == 0 && shard_open(&sh, path, err, sizeof err) == 0) { // resumable: keep
+            shard_close(&sh);
+            skipped++;
+            continue;
+        }
+        // temporaries of a killed run (another pid) are never taken for a shard: remove them
+        char pat[5300];
+        snprintf(pat, sizeof pat, "%s.tmp.*", path);
+        glob_t g;
+        if (glob(pat, 0, NULL, &g) == 0) {
+            for (size_t k = 0; k < g.gl_pathc; k++) unlink(g.gl_pathv[k]);
+            globfree(&g);
+        }
+        if (ensure_sidecar(dirs[i])) {
+            failed++;
+            continue;
+        }
+        PackStats st;
+        fprintf(stderr, "[%d/%d] %s\n", i + 1, n, base);
+        if (pack_capture(dirs[i], path, &o, &st, err, sizeof err)) {
+            fprintf(stderr, "error: %s\n", err);
+            failed++;
+            continue;
+        }
+        packed++;
+        tot.images += st.images, tot.missing_images += st.missing_images, tot.masks += st.masks;
+        printf("%s: %lld frames x %lld cameras, %lld images (%lld missing, skipped), %lld masks\n", path,
+               (long long)st.frames, (long long)st.cameras, (long long)st.images, (long long)st.missing_images,
+               (long long)st.masks);
+    }
+    printf("pack: %d captures packed, %d already done, %d failed; %lld images (%lld missing) in %.1f s\n", packed,
+           skipped, failed, (long long)tot.images, (long long)tot.missing_images, time_now_s() - t0);
+    ava256_free_list(dirs, n);
+    return failed ? 1 : 0;
+}
