@@ -1,0 +1,247 @@
+// loader.c — prefetching batch loader (see loader.h). Each worker claims the next step, waits for its
+// ring slot to be free, fills the whole batch (sampler -> shard decodes -> floats), and marks it ready.
+#include "loader.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+
+static void batch_alloc(Batch *b, const Loader *L) {
+    size_t B = L->o.micro_batch, V = L->o.views_in, Vt = L->o.views_target, HW = (size_t)L->W * L->H;
+    b->rgb = (float *)callocCheck(B * V * HW * 3, 4);
+    b->pos = L->o.use_dust3r ? (float *)callocCheck(B * V * HW * 3, 4) : NULL;
+    b->conf = L->o.use_dust3r ? (float *)callocCheck(B * V * HW, 4) : NULL;
+    b->sap = L->o.use_sapiens ? (float *)callocCheck(B * V * (size_t)L->sh * L->sw * L->sc, 4) : NULL;
+    b->w2c = (float *)callocCheck(B * V * 12, 4);
+    b->K = (float *)callocCheck(B * V * 9, 4);
+    b->expr = (float *)callocCheck(B * (L->E ? L->E : 1), 4);
+    b->tgt_rgb = (float *)callocCheck(B * Vt * HW * 3, 4);
+    b->tgt_mask = (float *)callocCheck(B * Vt * HW, 4);
+    b->tgt_w2c = (float *)callocCheck(B * Vt * 12, 4);
+    b->tgt_K = (float *)callocCheck(B * Vt * 9, 4);
+}
+
+static void batch_free(Batch *b) {
+    free(b->rgb), free(b->pos), free(b->conf), free(b->sap), free(b->w2c), free(b->K), free(b->expr);
+    free(b->tgt_rgb), free(b->tgt_mask), free(b->tgt_w2c), free(b->tgt_K);
+}
+
+// camera c of shard s at frame f, in the head frame of that frame: [R|t] · [Rh|th] = [R·Rh | R·th + t]
+static void head_frame_camera(const Shard *s, int f, int c, float *out) {
+    const double *R = s->m.w2c + 12 * c, *H = s->m.head_pose + 12 * f;
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 3; j++)
+            out[i * 4 + j] = (float)(R[i * 4] * H[j] + R[i * 4 + 1] * H[4 + j] + R[i * 4 + 2] * H[8 + j]);
+        out[i * 4 + 3] = (float)(R[i * 4] * H[3] + R[i * 4 + 1] * H[7] + R[i * 4 + 2] * H[11] + R[i * 4 + 3]);
+    }
+}
+
+static int frame_usable(const Shard *s, int f) {
+    for (int k = 0; k < 12; k++)
+        if (!isfinite(s->m.head_pose[12 * f + k])) return 0;
+    for (int k = 0; k < s->m.expr_dim; k++)
+        if (!isfinite(s->m.expr[(size_t)f * s->m.expr_dim + k])) return 0;
+    return 1;
+}
+
+// Decodes one view: image (and mask or aux maps) into the batch. Returns 0 or -1 with err set.
+static int load_view(Loader *L, Batch *b, int bi, int is_target, int v, int si, int f, int c, uint8_t *u8,
+                     float *aux) {
+    Shard *s = &L->shards[si];
+    size_t HW = (size_t)L->W * L->H;
+    int nv = is_target ? L->o.views_target : L->o.views_in;
+    size_t slot = (size_t)bi * nv + v;
+    int r = shard_get_image(s, f, c, u8, b->err, sizeof b->err);
+    if (r) {
+        if (r == 1) snprintf(b->err, sizeof b->err, "%.900s: no image for frame %d camera %d (sampler bug)", s->path, f, c);
+        return -1;
+    }
+    float *dst = (is_target ? b->tgt_rgb : b->rgb) + slot * HW * 3;
+    for (size_t i = 0; i < HW * 3; i++) dst[i] = u8[i] * (1.0f / 255.0f);
+    const double *K = s->m.K + ((size_t)f * s->m.n_cams + c) * 9;
+    float *Kd = (is_target ? b->tgt_K : b->K) + slot * 9;
+    for (int k = 0; k < 9; k++) Kd[k] = (float)K[k];
+    head_frame_camera(s, f, c, (is_target ? b->tgt_w2c : b->w2c) + slot * 12);
+    if (is_target) {
+        float *m = b->tgt_mask + slot * HW;
+        r = shard_get_mask(s, f, c, u8, b->err, sizeof b->err);
+        if (r < 0) return -1;
+        for (size_t i = 0; i < HW; i++) m[i] = r == 1 ? 1.0f : u8[i] * (1.0f / 255.0f);
+    } else {
+        if (L->o.use_dust3r) {
+            if (shard_get_aux(s, SHARD_DUST3R, f, c, aux, b->err, sizeof b->err)) return -1;
+            for (size_t i = 0; i < HW; i++) {
+                for (int k = 0; k < 3; k++) b->pos[(slot * HW + i) * 3 + k] = aux[i * 4 + k];
+                b->conf[slot * HW + i] = aux[i * 4 + 3];
+            }
+        }
+        if (L->o.use_sapiens) {
+            size_t n = (size_t)L->sh * L->sw * L->sc;
+            if (shard_get_aux(s, SHARD_SAPIENS, f, c, b->sap + slot * n, b->err, sizeof b->err)) return -1;
+        }
+    }
+    __atomic_add_fetch(&L->n_decoded, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void fill_batch(Loader *L, Batch *b, uint64_t step, uint8_t *u8, float *aux) {
+    b->failed = 0, b->err[0] = 0, b->step = step;
+    for (int bi = 0; bi < L->o.micro_batch && !b->failed; bi++) {
+        Sample *sm = &b->sample[bi];
+        sampler_draw(&L->sampler, sampler_index(step, L->o.world, L->o.rank, L->o.micro_batch, bi), sm);
+        const Shard *s = &L->shards[sm->subject];
+        if (L->E) memcpy(b->expr + (size_t)bi * L->E, s->m.expr + (size_t)sm->target_frame * L->E, 4 * (size_t)L->E);
+        for (int v = 0; v < sm->n_input && !b->failed; v++)
+            b->failed = load_view(L, b, bi, 0, v, sm->subject, sm->input_frame[v], sm->input_cam[v], u8, aux) != 0;
+        for (int t = 0; t < sm->n_target && !b->failed; t++)
+            b->failed = load_view(L, b, bi, 1, t, sm->subject, sm->target_frame, sm->target_cam[t], u8, aux) != 0;
+    }
+}
+
+static void *worker(void *arg) {
+    Loader *L = (Loader *)arg;
+    uint8_t *u8 = (uint8_t *)mallocCheck((size_t)L->W * L->H * 3);
+    float *aux = (float *)mallocCheck(4 * (size_t)L->W * L->H * 4);
+    for (;;) {
+        pthread_mutex_lock(&L->mu);
+        // the slot of the next step is free once the consumer is past step − depth + 1: the batch it took
+        // last (next_take − 1) stays untouched until its next call. Re-read next_fill after every wait:
+        // another worker may have claimed it meanwhile.
+        while (!L->stop && L->next_fill + 1 >= L->next_take + (uint64_t)L->o.depth) pthread_cond_wait(&L->cv, &L->mu);
+        uint64_t step = L->next_fill;
+        if (L->stop) {
+            pthread_mutex_unlock(&L->mu);
+            break;
+        }
+        L->next_fill++;
+        Batch *b = &L->ring[step % L->o.depth];
+        b->ready = 0;
+        pthread_mutex_unlock(&L->mu);
+        fill_batch(L, b, step, u8, aux);
+        pthread_mutex_lock(&L->mu);
+        b->ready = 1;
+        pthread_cond_broadcast(&L->cv);
+        pthread_mutex_unlock(&L->mu);
+    }
+    free(u8), free(aux);
+    return NULL;
+}
+
+int loader_open(Loader *L, const char *const *paths, int n, const LoaderOptions *o, uint64_t first_step, char *err,
+                size_t errlen) {
+    memset(L, 0, sizeof *L);
+    L->o = *o;
+    if (n < 1 || o->micro_batch < 1 || o->micro_batch > 64 || o->threads < 1 || o->depth < o->threads + 1 ||
+        o->world < 1 || o->rank < 0 || o->rank >= o->world) {
+        snprintf(err, errlen, "loader: bad options (shards %d, micro_batch %d, threads %d, depth %d, rank %d/%d)", n,
+                 o->micro_batch, o->threads, o->depth, o->rank, o->world);
+        return -1;
+    }
+    L->n_shards = n;
+    L->shards = (Shard *)callocCheck(n, sizeof(Shard));
+    L->subj = (SamplerSubject *)callocCheck(n, sizeof(SamplerSubject));
+    int opened = 0;
+    for (int i = 0; i < n; i++, opened++) {
+        Shard *s = &L->shards[i];
+        if (shard_open(s, paths[i], err, errlen)) goto fail;
+        if (i == 0) L->W = s->m.W, L->H = s->m.H, L->E = s->m.expr_dim, L->sh = s->m.sap_h, L->sw = s->m.sap_w, L->sc = s->m.sap_c;
+        if (s->m.W != L->W || s->m.H != L->H || s->m.expr_dim != L->E || s->m.sap_h != L->sh || s->m.sap_w != L->sw ||
+            s->m.sap_c != L->sc) {
+            snprintf(err, errlen, "%s: image size, code size or Sapiens map size differs from %s", paths[i], paths[0]);
+            goto fail;
+        }
+        if (o->use_dust3r && !s->has[SHARD_DUST3R]) {
+            snprintf(err, errlen, "%s: the config uses DUSt3R maps but this shard has none (pack them, or set use_dust3r = false)", paths[i]);
+            goto fail;
+        }
+        if (o->use_sapiens && !s->has[SHARD_SAPIENS]) {
+            snprintf(err, errlen, "%s: the config uses Sapiens maps but this shard has none (pack them, or set use_sapiens = false)", paths[i]);
+            goto fail;
+        }
+    }
+    // sampler catalogue: camera directions from the mean head position; usable images
+    L->dirs = (double *)callocCheck((size_t)n * SHARD_MAX_CAMS * 3, 8);
+    L->present = NULL;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (size_t)L->shards[i].m.n_cams * L->shards[i].m.n_frames;
+    L->present = (uint8_t *)callocCheck(total + 1, 1);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        const Shard *s = &L->shards[i];
+        int C = s->m.n_cams, F = s->m.n_frames, nf = 0;
+        double hc[3] = {0, 0, 0};
+        for (int f = 0; f < F; f++)
+            if (frame_usable(s, f)) {
+                for (int k = 0; k < 3; k++) hc[k] += s->m.head_pose[12 * f + 4 * k + 3];
+                nf++;
+            }
+        for (int k = 0; k < 3; k++) hc[k] /= nf ? nf : 1;
+        double *d = L->dirs + (size_t)i * SHARD_MAX_CAMS * 3;
+        for (int c = 0; c < C; c++) {
+            const double *R = s->m.w2c + 12 * c;
+            double ctr[3], len = 0;
+            for (int k = 0; k < 3; k++) ctr[k] = -(R[k] * R[3] + R[4 + k] * R[7] + R[8 + k] * R[11]) - hc[k];
+            for (int k = 0; k < 3; k++) len += ctr[k] * ctr[k];
+            for (int k = 0; k < 3; k++) d[3 * c + k] = ctr[k] / (sqrt(len) + 1e-12);
+        }
+        uint8_t *p = L->present + off;
+        for (int c = 0; c < C; c++)
+            for (int f = 0; f < F; f++)
+                p[(size_t)c * F + f] = s->blob[SHARD_IMAGE].len[(size_t)f * C + c] > 0 && frame_usable(s, f) &&
+                                       (!o->use_dust3r || s->blob[SHARD_DUST3R].len[(size_t)f * C + c] > 0) &&
+                                       (!o->use_sapiens || s->blob[SHARD_SAPIENS].len[(size_t)f * C + c] > 0);
+        int held = 0;
+        for (int k = 0; o->held_out && o->held_out[k]; k++) held |= !strcmp(o->held_out[k], s->m.capture);
+        L->subj[i] = (SamplerSubject){C, F, d, p, held};
+        off += (size_t)C * F;
+    }
+    if (sampler_init(&L->sampler, L->subj, n, o->views_in, o->views_target, o->random_timesteps, o->seed, err, errlen))
+        goto fail;
+    L->ring = (Batch *)callocCheck(o->depth, sizeof(Batch));
+    for (int k = 0; k < o->depth; k++) batch_alloc(&L->ring[k], L);
+    pthread_mutex_init(&L->mu, NULL);
+    pthread_cond_init(&L->cv, NULL);
+    L->next_fill = L->next_take = first_step;
+    L->workers = (pthread_t *)callocCheck(o->threads, sizeof(pthread_t));
+    for (int t = 0; t < o->threads; t++) pthread_create(&L->workers[t], NULL, worker, L);
+    return 0;
+fail:
+    for (int i = 0; i < opened; i++) shard_close(&L->shards[i]);
+    free(L->shards), free(L->subj), free(L->dirs), free(L->present);
+    memset(L, 0, sizeof *L);
+    return -1;
+}
+
+const Batch *loader_next(Loader *L, char *err, size_t errlen) {
+    pthread_mutex_lock(&L->mu);
+    uint64_t step = L->next_take; // taking it releases the batch returned by the previous call
+    Batch *b = &L->ring[step % L->o.depth];
+    while (!(b->ready && b->step == step)) pthread_cond_wait(&L->cv, &L->mu);
+    L->next_take++;
+    pthread_cond_broadcast(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    if (b->failed) {
+        snprintf(err, errlen, "%s", b->err);
+        return NULL;
+    }
+    return b;
+}
+
+void loader_close(Loader *L) {
+    if (!L->shards) return;
+    pthread_mutex_lock(&L->mu);
+    L->stop = 1;
+    pthread_cond_broadcast(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    for (int t = 0; t < L->o.threads; t++) pthread_join(L->workers[t], NULL);
+    for (int k = 0; k < L->o.depth; k++) batch_free(&L->ring[k]);
+    for (int i = 0; i < L->n_shards; i++) shard_close(&L->shards[i]);
+    sampler_free(&L->sampler);
+    pthread_mutex_destroy(&L->mu);
+    pthread_cond_destroy(&L->cv);
+    free(L->ring), free(L->workers), free(L->shards), free(L->subj), free(L->dirs), free(L->present);
+    memset(L, 0, sizeof *L);
+}

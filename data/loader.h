@@ -1,0 +1,73 @@
+// loader.h — training batches from shards (docs/data.md "Loader"): the sampler picks the images, prefetch
+// threads decode them (JPEG, zstd) into a ring of batches ahead of the training step. A batch's content
+// depends only on (seed, world, rank, micro-batch, step), never on thread timing.
+//
+// Cameras come out in the head frame of their own frame (w2c · head pose), metres: the head sits at the
+// same place in every view, whatever it did between the input frames and the target frame.
+#ifndef AVAT3R_LOADER_H
+#define AVAT3R_LOADER_H
+#include <pthread.h>
+#include <stdint.h>
+
+#include "sampler.h"
+#include "shard.h"
+
+typedef struct {
+    int views_in, views_target, random_timesteps;
+    int use_dust3r, use_sapiens;     // load the aux maps (the shards must have them)
+    int micro_batch;                 // B
+    int world, rank;                 // data-parallel sharding of the sample sequence
+    uint64_t seed;
+    const char *const *held_out;     // capture names never drawn (NULL-terminated list or NULL)
+    int threads;                     // prefetch workers (≥ 1)
+    int depth;                       // batches in the ring (≥ threads + 1; one is the batch in use)
+} LoaderOptions;
+
+typedef struct {
+    uint64_t step;
+    Sample sample[64];  // [B]
+    // model inputs (docs/model.md): float, channel-last
+    float *rgb;         // [B, V, H, W, 3] in [0,1]
+    float *pos, *conf;  // [B, V, H, W, 3], [B, V, H, W] (use_dust3r)
+    float *sap;         // [B, V, sh, sw, CS] (use_sapiens)
+    float *w2c;         // [B, V, 3, 4]
+    float *K;           // [B, V, 3, 3]
+    float *expr;        // [B, E] target frame's code
+    // supervision
+    float *tgt_rgb;     // [B, Vt, H, W, 3]
+    float *tgt_mask;    // [B, Vt, H, W] (1 where the shard has no mask)
+    float *tgt_w2c;     // [B, Vt, 3, 4]
+    float *tgt_K;       // [B, Vt, 3, 3]
+    int ready;          // filled for `step`
+    int failed;
+    char err[1024];
+} Batch;
+
+typedef struct {
+    LoaderOptions o;
+    int n_shards, W, H, E, sh, sw, sc;
+    Shard *shards;
+    SamplerSubject *subj;
+    double *dirs;          // [n_shards, C_max, 3]
+    uint8_t *present;      // per shard [C, F]
+    Sampler sampler;
+    Batch *ring;           // [depth]
+    pthread_t *workers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t next_fill;    // next step a worker will claim
+    uint64_t next_take;    // next step the consumer will take
+    int stop;
+    int64_t n_decoded;     // images decoded (statistics)
+} Loader;
+
+// Opens the shards, builds the sampler, starts the workers at `first_step` (the step to resume from).
+// Returns 0, or -1 with a message naming the shard and what is wrong.
+int loader_open(Loader *L, const char *const *shard_paths, int n_shards, const LoaderOptions *o, uint64_t first_step,
+                char *err, size_t errlen);
+// The batch of the next step (first_step, first_step + 1, ...); blocks until it is decoded. Valid until
+// the next call. NULL with a message in err when a worker failed.
+const Batch *loader_next(Loader *L, char *err, size_t errlen);
+void loader_close(Loader *L);
+
+#endif
