@@ -123,7 +123,8 @@ void synth_identity(SynthIdentity *id, uint64_t seed, int subject) {
     int ks = (int)ts;
     mix3(id->skin, skin[ks], skin[ks + 1], ts - ks);
     for (int k = 0; k < 3; k++) id->skin[k] = (float)clampd(id->skin[k] + 0.04 * (U() - 0.5), 0, 1);
-    for (int k = 0; k < 3; k++) id->lip[k] = id->skin[k] * (k == 0 ? 0.86f : 0.60f) + (k == 0 ? 0.07f : 0.01f);
+    static const float rose[3] = {0.72f, 0.30f, 0.33f};
+    for (int k = 0; k < 3; k++) id->lip[k] = (float)(0.9 * lerp(id->skin[k], rose[k], 0.4));
     // hair: black, dark brown, brown, blond, red, grey
     static const float hair[6][3] = {{0.045f, 0.040f, 0.035f}, {0.14f, 0.09f, 0.055f}, {0.30f, 0.19f, 0.10f},
                                      {0.74f, 0.60f, 0.36f},    {0.56f, 0.23f, 0.09f},  {0.62f, 0.61f, 0.58f}};
@@ -309,7 +310,7 @@ static void side_at(const Face *F, double y, double z, double p[3]) {
 
 static double lipline(const Face *F, double x) {
     double u = x / F->mw;
-    return F->ym + F->smile * 0.006 * fmin(u * u, 1.5);
+    return F->ym + F->smile * 0.009 * fmin(u * u, 1.5);
 }
 
 // How much a (pre-jaw) point follows the jaw: all of the chin, nothing above the lip line, a hard cut
@@ -334,7 +335,7 @@ static void face_setup(Face *F, const SynthIdentity *id, const float *x) {
     for (int k = 0; k < 3; k++) F->R[k] = base[k] * id->shape[k];
     F->ex = id->eye_gap;
     F->ey = 0.008 * id->shape[1];
-    F->eye_r = 0.0115;
+    F->eye_r = 0.0122;
     F->sock_d = 0.008;
     F->ym = -0.050 * id->shape[1];
     F->smile = x[SX_SMILE];
@@ -343,15 +344,15 @@ static void face_setup(Face *F, const SynthIdentity *id, const float *x) {
     F->brow = x[SX_BROW_RAISE];
     F->jaw = fmin(1, fmax(x[SX_JAW_OPEN], 0.6 * x[SX_TONGUE_OUT]) + 0.12 * F->pucker * (1 - x[SX_JAW_OPEN]));
     F->alpha = 0.30 * F->jaw;
-    F->mw = 0.024 * id->mouth_width * (1 + 0.22 * F->smile - 0.38 * F->pucker);
+    F->mw = 0.024 * id->mouth_width * (1 + 0.28 * F->smile - 0.38 * F->pucker);
     F->piv[0] = 0, F->piv[1] = -0.015 * id->shape[1], F->piv[2] = 0.005;
     double p[3];
     face_at(F, 0, F->ym, 0, p);
     F->zm = p[2];
     face_at(F, F->ex, F->ey, 0, p);
-    F->ez = p[2] - F->sock_d + 0.005 - F->eye_r;
-    F->psi_l = 0.45 - 0.15 * F->smile;
-    F->psi_u = lerp(0.44 + 0.14 * F->brow - 0.10 * F->smile, -F->psi_l - 0.06, x[SX_BLINK]);
+    F->ez = p[2] - F->sock_d + 0.006 - F->eye_r;
+    F->psi_l = 0.46 - 0.15 * F->smile;
+    F->psi_u = lerp(0.52 + 0.14 * F->brow - 0.10 * F->smile, -F->psi_l - 0.06, x[SX_BLINK]);
     double gx = 0.35 * x[SX_GAZE_X], gy = 0.25 * x[SX_GAZE_Y];
     F->gaze[0] = sin(gx) * cos(gy), F->gaze[1] = sin(gy), F->gaze[2] = cos(gx) * cos(gy);
     double ey = F->ey - 0.010, ez = -0.008;
@@ -435,7 +436,7 @@ struct Surf {
     int part;
     double opac;
     double ref[3];
-    int ref_toward;          // normals point away from ref (0) or towards it (1)
+    int ref_mode;            // normals point away from ref (0), towards it (1), away from the vertical axis through it (2)
     double sp, thick, an_u, an_v; // spacing, normal std (m), anisotropy along u and v
     int jaw;                 // 0 static, 1 follows the jaw, −1 by jaw_weight
     uint32_t salt;           // texture noise key
@@ -495,8 +496,8 @@ static void surf_sample(SynthHead *h, const Surf *s, const Face *F, const Face *
             if (norm3(n) < 1e-14) { // degenerate cell: normal from the reference point
                 for (int k = 0; k < 3; k++) n[k] = p[k] - s->ref[k];
             }
-            double dr[3] = {p[0] - s->ref[0], p[1] - s->ref[1], p[2] - s->ref[2]};
-            if ((dot3(n, dr) < 0) != (s->ref_toward != 0)) n[0] = -n[0], n[1] = -n[1], n[2] = -n[2];
+            double dr[3] = {p[0] - s->ref[0], s->ref_mode == 2 ? 0 : p[1] - s->ref[1], p[2] - s->ref[2]};
+            if ((dot3(n, dr) < 0) != (s->ref_mode == 1)) n[0] = -n[0], n[1] = -n[1], n[2] = -n[2];
             normalize3(n);
             double la = norm3(a), t1[3];
             for (int k = 0; k < 3; k++) t1[k] = la > 1e-12 ? a[k] / la : 0;
@@ -577,10 +578,14 @@ static int paint_hair(const Surf *s, const Face *F, double u, double v, int i, i
 // long hair: a curtain hanging from the sides and back
 static void f_curtain(const Surf *s, const Face *F, double u, double v, double p[3]) {
     (void)s;
-    double hv = F->id->hair_volume, fl = 0.08 * fmax(0, -v);
-    p[0] = (F->R[0] * 1.02 + hv + fl) * sin(u);
+    // hugs the skull at the top (continuing the hair shell), then falls clear of the ears
+    double hv = F->id->hair_volume, fl = 0.08 * fmax(0, -v), sk = sqrt(fmax(0, 1 - sq(v / F->R[1])));
+    double b = smooth(F->ey + 0.045, F->ey + 0.016, v);
+    double rx = lerp(F->R[0] * sk + hv, fmax(F->R[0] * 1.02 + hv, F->ear_c[0] + 0.016 + 0.3 * hv), b);
+    double rz = lerp(F->R[2] * sk + hv, F->R[2] * 0.98 + hv, b);
+    p[0] = (rx + fl) * sin(u);
     p[1] = v;
-    p[2] = (F->R[2] * 0.98 + hv + fl) * cos(u) - 0.004;
+    p[2] = (rz + fl) * cos(u) - 0.004 * b;
 }
 static int paint_curtain(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3],
                          float rgb[3], double *op) {
@@ -591,18 +596,19 @@ static int paint_curtain(const Surf *s, const Face *F, double u, double v, int i
 }
 
 // --- neck and clothes
+static double neck_z(double y) { return -0.018 + (y < -0.06 ? 0.12 * (y + 0.06) : 0); } // the base sits further back
 static void f_neck(const Surf *s, const Face *F, double u, double v, double p[3]) {
     (void)s;
     double w = F->id->neck_width;
-    p[0] = 0.050 * w * sin(u);
+    p[0] = 0.055 * w * sin(u);
     p[1] = v;
-    p[2] = -0.018 + 0.054 * w * cos(u) + 0.12 * (v + 0.06) * (v < -0.06 ? -1 : 0); // leans forward a little
+    p[2] = neck_z(v) + 0.057 * w * cos(u);
 }
 static int paint_clothes(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3],
                          float rgb[3], double *op) {
     (void)u, (void)v, (void)op;
     double w = F->id->neck_width;
-    if (sq(p[0] / (0.060 * w)) + sq((p[2] + 0.018 + 0.12 * (p[1] + 0.06) * -1) / (0.066 * w)) < 1) return 0; // neck hole
+    if (sq(p[0] / (0.064 * w)) + sq((p[2] - neck_z(p[1])) / (0.068 * w)) < 1) return 0; // neck hole
     double m = noise_mul(s, i, j, 0.10);
     for (int k = 0; k < 3; k++) rgb[k] *= (float)m;
     return 1;
@@ -637,7 +643,7 @@ static void f_eyeball(const Surf *s, const Face *F, double u, double v, double p
 static int paint_iris(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3], float rgb[3],
                       double *op) {
     (void)F, (void)u, (void)p, (void)op;
-    double t = v / 0.50; // 0 centre .. 1 limbus
+    double t = v / 0.42; // 0 centre .. 1 limbus
     double m = t < 0.36 ? 0.05 : (0.55 + 0.55 * (1 - t) + 0.25 * (hashf(s->salt, (uint32_t)i, (uint32_t)j) - 0.5));
     if (t > 0.88) m *= 0.6; // dark limbal ring
     for (int k = 0; k < 3; k++) rgb[k] = (float)(t < 0.36 ? 0.03 : rgb[k] * m);
@@ -645,10 +651,8 @@ static int paint_iris(const Surf *s, const Face *F, double u, double v, int i, i
 }
 // lid shell: (u = latitude towards ±x, v in [0, 1] from the lid edge to the far end)
 static void f_lid(const Surf *s, const Face *F, double u, double v, double p[3]) {
-    double lam = s->ref_toward ? 0 : 0; // (unused)
-    (void)lam;
     double l0 = s->r[1] > 0 ? F->psi_u : -F->psi_l, l1 = s->r[1] > 0 ? 1.9 : -1.7;
-    double L = lerp(l0, l1, v), r = F->eye_r + 0.0012, c[3] = {s->side * F->ex, F->ey, F->ez};
+    double L = lerp(l0, l1, v), r = F->eye_r + 0.0015, c[3] = {s->side * F->ex, F->ey, F->ez};
     p[0] = c[0] + r * sin(u);
     p[1] = c[1] + r * cos(u) * sin(L);
     p[2] = c[2] + r * cos(u) * cos(L);
@@ -658,8 +662,8 @@ static void f_lid(const Surf *s, const Face *F, double u, double v, double p[3])
 static void f_lip(const Surf *s, const Face *F, double u, double v, double p[3]) {
     double lf = F->id->lip_full, prof = 0.35 + 0.65 * pow(fmax(0, 1 - u * u), 0.6);
     int up = s->side > 0;
-    double a = (up ? 0.0040 : 0.0050) * lf * prof * (1 + 0.3 * F->pucker);
-    double b = (up ? 0.0042 : 0.0048) * lf * prof * (1 + 0.5 * F->pucker);
+    double a = (up ? 0.0048 : 0.0060) * lf * prof * (1 + 0.3 * F->pucker);
+    double b = (up ? 0.0046 : 0.0052) * lf * prof * (1 + 0.5 * F->pucker);
     double x = F->mw * u, ll = lipline(F, x) + s->side * 0.0012 * F->pucker * (1 - u * u), yc = ll + s->side * a, q[3];
     face_at(F, x, yc, 0, q);
     double zc = q[2] - 0.0025 + 0.010 * F->pucker * (1 - u * u) - 0.004 * F->smile * u * u;
@@ -675,13 +679,22 @@ static int paint_lip(const Surf *s, const Face *F, double u, double v, int i, in
     return 1;
 }
 
-// --- mouth cavity (the back half of an ellipsoid, a bowl open to the front) and the tongue
-static void f_bowl(const Surf *s, const Face *F, double u, double v, double p[3]) {
+// --- mouth cavity: a dent behind the skin of the mouth region (u = angle, v = radius fraction), its
+// rim 5 mm under the skin so it never shows through; its lower half follows the jaw smoothly.
+static void f_cavity(const Surf *s, const Face *F, double u, double v, double p[3]) {
     (void)s;
-    double c[3] = {0, F->ym - 0.012, F->zm - 0.010}, r[3] = {F->mw * 1.02, 0.026, 0.034};
-    p[0] = c[0] + r[0] * sin(v) * cos(u);
-    p[1] = c[1] + r[1] * cos(v);
-    p[2] = c[2] + r[2] * sin(v) * sin(u);
+    double x = 1.05 * F->mw * v * cos(u), y = F->ym - 0.013 + 0.021 * v * sin(u), q[3];
+    face_at(F, x, y, 0, q);
+    p[0] = x, p[1] = y, p[2] = q[2] - 0.005 - 0.030 * sqrt(fmax(0, 1 - v * v));
+    double w = clampd((lipline(F, x) - y) / 0.025, 0, 1);
+    jaw_apply(F, w, p);
+}
+static int paint_cavity(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3],
+                        float rgb[3], double *op) {
+    (void)F, (void)u, (void)p, (void)op;
+    double m = noise_mul(s, i, j, 0.06) * (0.55 + 0.45 * v); // darker deep inside
+    for (int k = 0; k < 3; k++) rgb[k] *= (float)m;
+    return 1;
 }
 static void f_tongue(const Surf *s, const Face *F, double u, double v, double p[3]) {
     (void)s;
@@ -724,13 +737,13 @@ static void teeth(SynthHead *h, const Face *F, int lower) {
     double wf = F->id->mouth_width * (lower ? 0.9 : 1.0);
     for (int k = 0; k < nt; k++) {
         double ang = -0.95 + 1.9 * (k + 0.5) / nt;
-        double p[3] = {0.021 * wf * sin(ang), lower ? F->ym - 0.0032 : F->ym + 0.0008,
-                       F->zm - 0.0062 - (lower ? 0.0012 : 0) - 0.021 * (1 - cos(ang))};
+        double p[3] = {0.021 * wf * sin(ang), lower ? F->ym - 0.0036 : F->ym - 0.0004,
+                       F->zm - 0.0056 - (lower ? 0.0012 : 0) - 0.021 * (1 - cos(ang))};
         double t1[3] = {cos(ang), 0, -sin(ang)}, n[3] = {sin(ang), 0, cos(ang)};
         float c[3];
         double m = 0.93 + 0.07 * hashf(lower ? 71 : 72, (uint32_t)k, 0) - 0.10 * fabs(ang);
         for (int i = 0; i < 3; i++) c[i] = (float)(white[i] * m);
-        double sy = (lower ? 0.0027 : 0.0033) * (fabs(ang) > 0.6 ? 0.85 : 1);
+        double sy = (lower ? 0.0028 : 0.0036) * (fabs(ang) > 0.6 ? 0.85 : 1);
         // t2 = n × t1 is vertical: the tooth is long in y
         blob(h, F, lower, p, t1, n, 0.0018, sy, 0.0013, 0.98, c, lower ? SYNTH_PART_LOWER_TEETH : SYNTH_PART_UPPER_TEETH);
     }
@@ -806,14 +819,12 @@ static void build(SynthHead *h, const Face *F, const Face *F0) {
     for (int k = 0; k < 3; k++) c3[k] = skin[k] * 0.92f;
     Surf n = surf_new(f_neck, SYNTH_PART_NECK, c3, 0.0042);
     n.paint = paint_plain;
-    n.ref[2] = -0.018;
-    n.ref[1] = 0; // normals: away from the axis (ref y is reset per point below)
-    n.ref_toward = 0;
-    n.ref[1] = -10; // far below: the cross term keeps the sign right for a vertical cylinder
+    n.ref[2] = -0.03;
+    n.ref_mode = 2;
     surf_sample(h, &n, F, F0, -PI, PI, -0.235, -0.035);
     Surf cl = surf_new(f_ellipsoid, SYNTH_PART_CLOTHES, id->clothes, 0.0075);
     cl.paint = paint_clothes;
-    cl.c[0] = 0, cl.c[1] = -0.285, cl.c[2] = -0.03;
+    cl.c[0] = 0, cl.c[1] = -0.245, cl.c[2] = -0.03;
     cl.r[0] = 0.20, cl.r[1] = 0.085, cl.r[2] = 0.12;
     memcpy(cl.ref, cl.c, sizeof cl.ref);
     surf_sample(h, &cl, F, F0, 0, 2 * PI, 0.02, 1.75);
@@ -833,9 +844,9 @@ static void build(SynthHead *h, const Face *F, const Face *F0) {
             hc.an_u = 0.8, hc.an_v = 1.7;
             hc.opac = 0.96;
             hc.salt += 1;
-            hc.ref[1] = 0, hc.ref[2] = -0.004;
-            hc.ref[1] = 1e-3;
-            surf_sample(h, &hc, F, F0, 0.95, 2 * PI - 0.95, yend, F->ey + 0.028);
+            hc.ref[2] = -0.004;
+            hc.ref_mode = 2;
+            surf_sample(h, &hc, F, F0, 0.95, 2 * PI - 0.95, yend, F->ey + 0.045);
         }
     }
     // nose: bridge, lower nose, tip, alae, nostrils
@@ -853,7 +864,7 @@ static void build(SynthHead *h, const Face *F, const Face *F0) {
         if (fw[2] < 0) fw[1] = -fw[1], fw[2] = -fw[2];
         struct {
             double t0, t1, w, d;
-        } seg[2] = {{-0.05, 0.70, 0.0058, 0.0055}, {0.40, 1.00, 0.0090, 0.0068}};
+        } seg[2] = {{-0.05, 0.75, 0.0062, 0.0058}, {0.35, 1.00, 0.0086, 0.0066}};
         for (int k = 0; k < 2; k++) {
             Surf e = surf_new(f_ellipsoid, SYNTH_PART_NOSE, ns, 0.0016);
             e.paint = paint_plain;
@@ -898,14 +909,14 @@ static void build(SynthHead *h, const Face *F, const Face *F0) {
         memcpy(sc.ref, c, sizeof sc.ref);
         sc.paint = paint_plain;
         sc.salt += (uint32_t)side + 3;
-        surf_sample(h, &sc, F, F0, 0, 2 * PI, 0.50, 1.95);
+        surf_sample(h, &sc, F, F0, 0, 2 * PI, 0.42, 1.45);
         Surf ir = surf_new(f_eyeball, SYNTH_PART_IRIS, id->iris, 0.0007);
         ir.side = side;
         ir.r[0] = F->eye_r + 0.0002;
         memcpy(ir.ref, c, sizeof ir.ref);
         ir.paint = paint_iris;
         ir.salt += (uint32_t)side + 9;
-        surf_sample(h, &ir, F, F0, 0, 2 * PI, 0.0, 0.52);
+        surf_sample(h, &ir, F, F0, 0, 2 * PI, 0.0, 0.44);
         // a painted corneal highlight (up and towards the key light)
         double hd[3] = {F->gaze[0] + 0.22, F->gaze[1] + 0.28, F->gaze[2]}, hp[3];
         normalize3(hd);
@@ -922,7 +933,7 @@ static void build(SynthHead *h, const Face *F, const Face *F0) {
             memcpy(l.ref, c, sizeof l.ref);
             l.paint = paint_plain;
             l.salt += (uint32_t)(side + 1) * 2 + (uint32_t)up + 20;
-            surf_sample(h, &l, F, F0, -1.3, 1.3, 0, 1);
+            surf_sample(h, &l, F, F0, -1.52, 1.52, 0, 1);
         }
         lashes(h, F, side);
         brows(h, F, side);
@@ -930,18 +941,18 @@ static void build(SynthHead *h, const Face *F, const Face *F0) {
     // mouth: cavity, teeth, tongue, lips
     {
         static const float cav[3] = {0.22f, 0.06f, 0.07f}, tongue[3] = {0.80f, 0.36f, 0.40f};
-        Surf b = surf_new(f_bowl, SYNTH_PART_MOUTH, cav, 0.0030);
-        b.ref[0] = 0, b.ref[1] = F0->ym - 0.012, b.ref[2] = F0->zm - 0.010;
-        b.ref_toward = 1;
-        b.paint = paint_plain;
-        surf_sample(h, &b, F, F0, PI, 2 * PI, 0.05, PI - 0.05);
+        Surf b = surf_new(f_cavity, SYNTH_PART_MOUTH, cav, 0.0022);
+        b.ref[0] = 0, b.ref[1] = F->ym - 0.013, b.ref[2] = F->zm + 0.05; // normals face the front
+        b.ref_mode = 1;
+        b.paint = paint_cavity;
+        surf_sample(h, &b, F, F0, 0, 2 * PI, 0, 1);
         teeth(h, F, 0);
         teeth(h, F, 1);
         Surf t = surf_new(f_tongue, SYNTH_PART_TONGUE, tongue, 0.0022);
         t.jaw = 1;
         t.paint = paint_tongue;
-        t.ref[1] = F0->ym - 0.011, t.ref[2] = F0->zm - 0.034; // (static reference: the sign test is local)
-        t.ref_toward = 0;
+        t.ref[1] = F->ym - 0.011 - 0.005 * F->tongue, t.ref[2] = F->zm - 0.034 + 0.036 * F->tongue;
+        jaw_apply(F, 1, t.ref); // the tongue's centre where it is now
         surf_sample(h, &t, F, F0, 0, 2 * PI, 0.05, PI - 0.05);
         for (int up = 0; up <= 1; up++) {
             Surf l = surf_new(f_lip, up ? SYNTH_PART_UPPER_LIP : SYNTH_PART_LOWER_LIP, id->lip, 0.0011);
@@ -967,7 +978,7 @@ void synth_head_build(SynthHead *h, const SynthIdentity *id, const float expr[SY
 // ----------------------------------------------------------------------------------------------
 // the rig
 
-void synth_dome(SynthCamera *cams, int n, uint64_t seed, int subject) {
+void synth_dome(AvwCamera *cams, int n, uint64_t seed, int subject) {
     const double D2R = 3.141592653589793 / 180;
     Rng r = rng_make(seed, 0xCA000000ull + (uint64_t)subject);
     int nreg = n > 1 ? n - 1 : n; // the last camera is the extra one (calibrated, no data)
@@ -977,15 +988,15 @@ void synth_dome(SynthCamera *cams, int n, uint64_t seed, int subject) {
     int idx = 0;
     for (int row = 0; row < rows; row++) {
         int cnt = nreg / rows + (row < nreg % rows);
+        double span = row % 2 ? 130 : 150; // a narrower middle row staggers the azimuths
         for (int k = 0; k < cnt; k++, idx++) {
-            double az = cnt == 1 ? 0 : -75 + 150.0 * k / (cnt - 1);
-            if (row % 2 == 1 && cnt > 1) az += 0.5 * 150.0 / (cnt - 1) * (k == cnt - 1 ? -1 : 1) * 0.5;
+            double az = cnt == 1 ? 0 : -span / 2 + span * k / (cnt - 1);
             cams[idx].t[0] = az, cams[idx].t[1] = els[row]; // stash angles; filled below
         }
     }
     if (n > 1) cams[n - 1].t[0] = 150, cams[n - 1].t[1] = 10;
     for (int i = 0; i < n; i++) {
-        SynthCamera *c = &cams[i];
+        AvwCamera *c = &cams[i];
         double az = (c->t[0] + 2 * (rng_next_uniform(&r) - 0.5)) * D2R, el = (c->t[1] + 2 * (rng_next_uniform(&r) - 0.5)) * D2R;
         double dist = 1100 + 60 * (rng_next_uniform(&r) - 0.5);
         const double *hc = SYNTH_HEAD_CENTRE_MM;
@@ -1012,7 +1023,7 @@ void synth_dome(SynthCamera *cams, int n, uint64_t seed, int subject) {
     }
 }
 
-void synth_camera_for_image(const SynthCamera *c, int W, int H, double K_img[9], double w2c_m[12]) {
+void synth_camera_for_image(const AvwCamera *c, int W, int H, double K_img[9], double w2c_m[12]) {
     double sx = (double)W / SYNTH_NATIVE_W, sy = (double)H / SYNTH_NATIVE_H;
     double K[9] = {c->K[0] * sx, c->K[1] * sx, c->K[2] * sx, c->K[3] * sy, c->K[4] * sy, c->K[5] * sy, 0, 0, 1};
     memcpy(K_img, K, sizeof K);
@@ -1124,9 +1135,12 @@ void synth_plate(uint8_t *rgb8, int W, int H, uint64_t seed, int subject, int ca
 void synth_compose(const SynthRender *r, int c, const uint8_t *plate, uint8_t *rgb8, uint8_t *mask8) {
     size_t px = (size_t)r->W * r->H;
     for (size_t p = 0; p < px; p++) {
-        float a = r->alpha[c * px + p];
+        double a = r->alpha[c * px + p], norm = 1;
+        // The rasterizer stops at T <= 1e-4 without the last Gaussian, so solid surfaces keep up to ~0.3%
+        // transmittance: count alpha within 0.5% of 1 as opaque (mask 255, no plate showing through).
+        if (a >= SYNTH_OPAQUE) norm = 1 / a, a = 1;
         for (int k = 0; k < 3; k++)
-            rgb8[p * 3 + k] = to_u8(r->rgb[(c * px + p) * 3 + k] + (1 - a) * (plate[p * 3 + k] / 255.0));
+            rgb8[p * 3 + k] = to_u8(r->rgb[(c * px + p) * 3 + k] * norm + (1 - a) * (plate[p * 3 + k] / 255.0));
         mask8[p] = to_u8(a);
     }
 }

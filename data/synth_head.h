@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "ava256_write.h"
 #include "raster.h"
 
 // Semantic parts = the channels of the Sapiens-like maps (in this order).
@@ -87,11 +88,6 @@ typedef struct {
     uint8_t *part; // [n]
 } SynthHead;
 
-// One dome camera. K in native 2668x4096 pixels; world-to-camera [R|t] with t in millimetres.
-typedef struct {
-    char id[8];
-    double K[9], R[9], t[3], dist[4];
-} SynthCamera;
 
 // Rendered outputs of Cm cameras of W x H pixels.
 typedef struct {
@@ -119,12 +115,12 @@ double synth_code_matrix(int row, int col);
 void synth_head_build(SynthHead *h, const SynthIdentity *id, const float expr[SYNTH_NEXPR]);
 void synth_head_free(SynthHead *h);
 
-// n dome cameras around the head (rows at 2 or 3 elevations, azimuth −75°..75° facing the face),
+// n dome cameras around the head (K in native 2668x4096 pixels, world->camera with t in mm) (rows at 2 or 3 elevations, azimuth −75°..75° facing the face),
 // with a small per-capture jitter drawn from (seed, subject). Ids are "400101" + index.
-void synth_dome(SynthCamera *cams, int n, uint64_t seed, int subject);
+void synth_dome(AvwCamera *cams, int n, uint64_t seed, int subject);
 // Native K scaled per axis to a W x H image (fx·W/2668, cx·W/2668, fy·H/4096, cy·H/4096), and the
 // world-to-camera matrix in metres, as float arrays the rasterizer takes.
-void synth_camera_for_image(const SynthCamera *c, int W, int H, double K_img[9], double w2c_m[12]);
+void synth_camera_for_image(const AvwCamera *c, int W, int H, double K_img[9], double w2c_m[12]);
 
 void synth_render(SynthRender *out, const SynthHead *h, const double Rh[9], const double th[3], int C,
                   const double *w2c_m, const double *K_img, int W, int H);
@@ -132,7 +128,9 @@ void synth_render_free(SynthRender *out);
 
 // Background plate of one camera: a gently textured grey, RGB8 [H, W, 3].
 void synth_plate(uint8_t *rgb8, int W, int H, uint64_t seed, int subject, int cam);
-// Camera c of a render composited over the plate: RGB8 image and the 8-bit mask round(255·alpha).
+// Camera c of a render composited over the plate: RGB8 image and the 8-bit mask round(255·alpha),
+// where alpha >= SYNTH_OPAQUE counts as 1 (colour divided by alpha; see synth_compose).
+#define SYNTH_OPAQUE 0.995
 void synth_compose(const SynthRender *r, int c, const uint8_t *plate, uint8_t *rgb8, uint8_t *mask8);
 // ava256-style segmentation labels (synth_part_ava_class of the dominant part where alpha ≥ 0.5).
 void synth_segmentation(const SynthRender *r, int c, uint8_t *labels);
