@@ -13,8 +13,8 @@
 #include "../common/util.h"
 
 const char *const synth_part_names[SYNTH_NPARTS] = {
-    "skin",      "nose",      "ear",         "neck",        "hair",   "brow",  "eyelid", "sclera",
-    "iris",      "upper_lip", "lower_lip",   "upper_teeth", "lower_teeth", "tongue", "mouth", "clothes"};
+    "skin", "nose",      "ear",       "neck",        "hair",        "brow",   "eyelid", "sclera",
+    "iris", "upper_lip", "lower_lip", "upper_teeth", "lower_teeth", "tongue", "mouth",  "clothes"};
 const uint8_t synth_part_ava_class[SYNTH_NPARTS] = {2, 2, 2, 2, 1, 2, 2, 2, 2, 6, 7, 8, 9, 10, 2, 4};
 const char *const synth_expr_names[SYNTH_NEXPR] = {"jaw_open", "smile",      "pucker", "brow_raise",
                                                    "blink",    "tongue_out", "gaze_x", "gaze_y"};
@@ -117,8 +117,11 @@ void synth_identity(SynthIdentity *id, uint64_t seed, int subject) {
     double hl = U();
     id->hairline = (float)(-0.006 + 0.024 * hl * hl);
     // skin: a ramp from very light to very dark, plus a little jitter
-    static const float skin[5][3] = {
-        {0.96f, 0.80f, 0.69f}, {0.87f, 0.66f, 0.52f}, {0.68f, 0.47f, 0.33f}, {0.44f, 0.29f, 0.19f}, {0.27f, 0.17f, 0.11f}};
+    static const float skin[5][3] = {{0.96f, 0.80f, 0.69f},
+                                     {0.87f, 0.66f, 0.52f},
+                                     {0.68f, 0.47f, 0.33f},
+                                     {0.44f, 0.29f, 0.19f},
+                                     {0.27f, 0.17f, 0.11f}};
     double ts = U() * 3.999;
     int ks = (int)ts;
     mix3(id->skin, skin[ks], skin[ks + 1], ts - ks);
@@ -173,19 +176,29 @@ static void key_pose(float *x, float *rot, uint64_t seed, int subject, long k) {
 #define UK(i) ((double)rng_uniform_at(&r, b + (i)))
     double amp = 0.55 + 0.45 * UK(0);
     switch (perm[pos]) {
-    case KEY_JAW: x[SX_JAW_OPEN] = (float)amp; break;
+    case KEY_JAW:
+        x[SX_JAW_OPEN] = (float)amp;
+        break;
     case KEY_SMILE:
         x[SX_SMILE] = (float)amp;
         x[SX_JAW_OPEN] = (float)(0.25 * UK(1));
         break;
-    case KEY_PUCKER: x[SX_PUCKER] = (float)amp; break;
-    case KEY_BROW: x[SX_BROW_RAISE] = (float)amp; break;
-    case KEY_BLINK: x[SX_BLINK] = 1; break;
+    case KEY_PUCKER:
+        x[SX_PUCKER] = (float)amp;
+        break;
+    case KEY_BROW:
+        x[SX_BROW_RAISE] = (float)amp;
+        break;
+    case KEY_BLINK:
+        x[SX_BLINK] = 1;
+        break;
     case KEY_TONGUE:
         x[SX_TONGUE_OUT] = (float)amp;
         x[SX_JAW_OPEN] = (float)(0.5 + 0.3 * UK(1));
         break;
-    case KEY_TURN: rot[0] = (float)((UK(1) < 0.5 ? -1 : 1) * (0.25 + 0.2 * UK(2))), rot[1] = (float)(0.3 * (UK(3) - 0.5)); break;
+    case KEY_TURN:
+        rot[0] = (float)((UK(1) < 0.5 ? -1 : 1) * (0.25 + 0.2 * UK(2))), rot[1] = (float)(0.3 * (UK(3) - 0.5));
+        break;
     default: // a mix of several
         x[SX_JAW_OPEN] = (float)(0.6 * UK(1) * UK(1));
         x[SX_SMILE] = (float)(UK(2) < 0.5 ? 0.8 * UK(3) : 0);
@@ -254,13 +267,13 @@ void synth_expr_code(const float expr[SYNTH_NEXPR], float code[SYNTH_CODE_DIM]) 
 
 typedef struct {
     const SynthIdentity *id;
-    double R[3];             // skull radii
+    double R[3];              // skull radii
     double ex, ey, eye_r, ez; // eye centres (±ex, ey, ez) and radius
-    double sock_d;           // eye socket depth
-    double ym, zm, mw;       // lip line height, face depth there, mouth half width
+    double sock_d;            // eye socket depth
+    double ym, zm, mw;        // lip line height, face depth there, mouth half width
     double smile, pucker, jaw, alpha, tongue, brow;
-    double piv[3];           // jaw pivot (near the TMJ)
-    double psi_u, psi_l;     // upper / lower lid edge angles (radians above / below the eye's equator)
+    double piv[3];       // jaw pivot (near the TMJ)
+    double psi_u, psi_l; // upper / lower lid edge angles (radians above / below the eye's equator)
     double gaze[3];
     double ear_c[3], ear_top; // left ear centre (x > 0) and the height of its top
 } Face;
@@ -274,10 +287,11 @@ static void skull_deform(const Face *F, const double p0[3], int sockets, double 
     p[0] = p0[0] * sx;
     p[1] = p0[1];
     double z = p0[2];
-    z += id->chin * exp(-sq((p0[1] + 0.084 * id->shape[1]) / 0.016)) * fz2;      // chin
-    z += 0.005 * exp(-sq((p0[1] - F->ym) / 0.018) - sq(p0[0] / 0.03)) * fz2;    // muzzle
-    z += 0.003 * exp(-sq((p0[1] - (F->ey + 0.018)) / 0.008)) * fz2;             // brow ridge
-    z -= 0.004 * exp(-sq((p0[1] - (F->ey - 0.022)) / 0.012) - sq((fabs(p0[0]) - 0.035) / 0.012)) * fz2; // under the cheekbones
+    z += id->chin * exp(-sq((p0[1] + 0.084 * id->shape[1]) / 0.016)) * fz2;  // chin
+    z += 0.005 * exp(-sq((p0[1] - F->ym) / 0.018) - sq(p0[0] / 0.03)) * fz2; // muzzle
+    z += 0.003 * exp(-sq((p0[1] - (F->ey + 0.018)) / 0.008)) * fz2;          // brow ridge
+    z -= 0.004 * exp(-sq((p0[1] - (F->ey - 0.022)) / 0.012) - sq((fabs(p0[0]) - 0.035) / 0.012)) *
+         fz2; // under the cheekbones
     if (sockets)
         for (int s = -1; s <= 1; s += 2)
             z -= F->sock_d * exp(-sq((p[0] - s * F->ex) / 0.020) - sq((p0[1] - F->ey) / 0.013)) * fz2;
@@ -436,10 +450,10 @@ struct Surf {
     int part;
     double opac;
     double ref[3];
-    int ref_mode;            // normals point away from ref (0), towards it (1), away from the vertical axis through it (2)
+    int ref_mode; // normals point away from ref (0), towards it (1), away from the vertical axis through it (2)
     double sp, thick, an_u, an_v; // spacing, normal std (m), anisotropy along u and v
-    int jaw;                 // 0 static, 1 follows the jaw, −1 by jaw_weight
-    uint32_t salt;           // texture noise key
+    int jaw;                      // 0 static, 1 follows the jaw, −1 by jaw_weight
+    uint32_t salt;                // texture noise key
 };
 
 static void surf_eval(const Surf *s, const Face *F, double u, double v, double p[3]) {
@@ -454,8 +468,10 @@ static double poly_len(const Surf *s, const Face *F, int along_u, double fixed, 
     double L = 0, q[3], prev[3];
     for (int k = 0; k <= 24; k++) {
         double t = a0 + (a1 - a0) * k / 24;
-        if (along_u) surf_eval(s, F, t, fixed, q);
-        else surf_eval(s, F, fixed, t, q);
+        if (along_u)
+            surf_eval(s, F, t, fixed, q);
+        else
+            surf_eval(s, F, fixed, t, q);
         if (k) L += sqrt(sq(q[0] - prev[0]) + sq(q[1] - prev[1]) + sq(q[2] - prev[2]));
         memcpy(prev, q, sizeof q);
     }
@@ -613,8 +629,8 @@ static int paint_clothes(const Surf *s, const Face *F, double u, double v, int i
     for (int k = 0; k < 3; k++) rgb[k] *= (float)m;
     return 1;
 }
-static int paint_plain(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3],
-                       float rgb[3], double *op) {
+static int paint_plain(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3], float rgb[3],
+                       double *op) {
     (void)F, (void)u, (void)v, (void)p, (void)op;
     double m = noise_mul(s, i, j, 0.06);
     for (int k = 0; k < 3; k++) rgb[k] *= (float)m;
@@ -689,8 +705,8 @@ static void f_cavity(const Surf *s, const Face *F, double u, double v, double p[
     double w = clampd((lipline(F, x) - y) / 0.025, 0, 1);
     jaw_apply(F, w, p);
 }
-static int paint_cavity(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3],
-                        float rgb[3], double *op) {
+static int paint_cavity(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3], float rgb[3],
+                        double *op) {
     (void)F, (void)u, (void)p, (void)op;
     double m = noise_mul(s, i, j, 0.06) * (0.55 + 0.45 * v); // darker deep inside
     for (int k = 0; k < 3; k++) rgb[k] *= (float)m;
@@ -705,8 +721,8 @@ static void f_tongue(const Surf *s, const Face *F, double u, double v, double p[
     p[1] = q[1] + F->ym - 0.011 - 0.005 * t;
     p[2] = q[2] + F->zm - 0.034 + 0.036 * t;
 }
-static int paint_tongue(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3],
-                        float rgb[3], double *op) {
+static int paint_tongue(const Surf *s, const Face *F, double u, double v, int i, int j, const double p[3], float rgb[3],
+                        double *op) {
     (void)F, (void)p, (void)op;
     double xl = 0.018 * sin(v) * cos(u), m = noise_mul(s, i, j, 0.08) * (1 - 0.15 * exp(-sq(xl / 0.004)));
     for (int k = 0; k < 3; k++) rgb[k] *= (float)m;
@@ -745,7 +761,8 @@ static void teeth(SynthHead *h, const Face *F, int lower) {
         for (int i = 0; i < 3; i++) c[i] = (float)(white[i] * m);
         double sy = (lower ? 0.0028 : 0.0036) * (fabs(ang) > 0.6 ? 0.85 : 1);
         // t2 = n × t1 is vertical: the tooth is long in y
-        blob(h, F, lower, p, t1, n, 0.0018, sy, 0.0013, 0.98, c, lower ? SYNTH_PART_LOWER_TEETH : SYNTH_PART_UPPER_TEETH);
+        blob(h, F, lower, p, t1, n, 0.0018, sy, 0.0013, 0.98, c,
+             lower ? SYNTH_PART_LOWER_TEETH : SYNTH_PART_UPPER_TEETH);
     }
 }
 
@@ -755,7 +772,8 @@ static void brows(SynthHead *h, const Face *F, int side) {
     for (int k = 0; k <= nb; k++) {
         double s = (double)k / nb, x = side * (F->ex - 0.016 + 0.038 * s);
         double y = F->ey + 0.016 + 0.004 * sin(3.14159 * pow(s, 0.8)) - 0.003 * s * s +
-                   F->brow * (0.008 + 0.003 * (1 - s)) - 0.002 * F->smile, q[3];
+                   F->brow * (0.008 + 0.003 * (1 - s)) - 0.002 * F->smile,
+               q[3];
         face_at(F, x, y, 1, q);
         q[2] += 0.0014;
         if (k) {
@@ -804,7 +822,7 @@ static void build(SynthHead *h, const Face *F, const Face *F0) {
         e.paint = paint_ear;
         e.salt += (uint32_t)side + 5;
         double Rx[9], Ry[9];
-        rot_x(-0.22, Rx); // top leans back
+        rot_x(-0.22, Rx);        // top leans back
         rot_y(-side * 0.35, Ry); // back edge stands off the head
         matmul3(Ry, Rx, e.A);
         // local x = thickness: outward is +x for the left ear; mirror the right one
@@ -997,7 +1015,8 @@ void synth_dome(AvwCamera *cams, int n, uint64_t seed, int subject) {
     if (n > 1) cams[n - 1].t[0] = 150, cams[n - 1].t[1] = 10;
     for (int i = 0; i < n; i++) {
         AvwCamera *c = &cams[i];
-        double az = (c->t[0] + 2 * (rng_next_uniform(&r) - 0.5)) * D2R, el = (c->t[1] + 2 * (rng_next_uniform(&r) - 0.5)) * D2R;
+        double az = (c->t[0] + 2 * (rng_next_uniform(&r) - 0.5)) * D2R,
+               el = (c->t[1] + 2 * (rng_next_uniform(&r) - 0.5)) * D2R;
         double dist = 1100 + 60 * (rng_next_uniform(&r) - 0.5);
         const double *hc = SYNTH_HEAD_CENTRE_MM;
         double eye[3] = {hc[0] + dist * sin(az) * cos(el), hc[1] - dist * sin(el), hc[2] - dist * cos(az) * cos(el)};
@@ -1010,11 +1029,18 @@ void synth_dome(AvwCamera *cams, int n, uint64_t seed, int subject) {
         normalize3(x);
         cross3(z, x, y);
         for (int k = 0; k < 3; k++) c->R[k] = x[k], c->R[3 + k] = y[k], c->R[6 + k] = z[k];
-        for (int k = 0; k < 3; k++) c->t[k] = -(c->R[3 * k] * eye[0] + c->R[3 * k + 1] * eye[1] + c->R[3 * k + 2] * eye[2]);
+        for (int k = 0; k < 3; k++)
+            c->t[k] = -(c->R[3 * k] * eye[0] + c->R[3 * k + 1] * eye[1] + c->R[3 * k + 2] * eye[2]);
         double f = 9000 * (1 + 0.04 * (rng_next_uniform(&r) - 0.5));
-        double K[9] = {f, 0, SYNTH_NATIVE_W / 2.0 + 50 * (rng_next_uniform(&r) - 0.5), 0,
-                       f * (1 + 0.004 * (rng_next_uniform(&r) - 0.5)), SYNTH_NATIVE_H / 2.0 + 50 * (rng_next_uniform(&r) - 0.5),
-                       0, 0, 1};
+        double K[9] = {f,
+                       0,
+                       SYNTH_NATIVE_W / 2.0 + 50 * (rng_next_uniform(&r) - 0.5),
+                       0,
+                       f * (1 + 0.004 * (rng_next_uniform(&r) - 0.5)),
+                       SYNTH_NATIVE_H / 2.0 + 50 * (rng_next_uniform(&r) - 0.5),
+                       0,
+                       0,
+                       1};
         memcpy(c->K, K, sizeof K);
         // small non-zero distortion: the images are undistorted; readers must ignore these
         double dist4[4] = {-0.07, 0.04, -0.003, 0.003};
@@ -1098,7 +1124,8 @@ void synth_render(SynthRender *o, const SynthHead *h, const double Rh[9], const 
             const float *img = o->r.image + (size_t)j * px * SYNTH_K;
             for (size_t p = 0; p < px; p++) {
                 for (int k = 0; k < 3; k++) o->rgb[(c * px + p) * 3 + k] = img[p * SYNTH_K + k];
-                for (int k = 0; k < SYNTH_NPARTS; k++) o->parts[(c * px + p) * SYNTH_NPARTS + k] = img[p * SYNTH_K + 3 + k];
+                for (int k = 0; k < SYNTH_NPARTS; k++)
+                    o->parts[(c * px + p) * SYNTH_NPARTS + k] = img[p * SYNTH_K + 3 + k];
                 float a = o->r.alpha[(size_t)j * px + p], d = o->r.depth[(size_t)j * px + p];
                 o->alpha[c * px + p] = a;
                 o->depth[c * px + p] = a > 1e-6f ? d / a : 0;
@@ -1163,7 +1190,8 @@ void synth_dust3r(const SynthRender *r, int c, const double w2c_m[12], const dou
     Rng g = rng_make(seed, (0xD5ull << 56) ^ ((uint64_t)subject << 40) ^ ((uint64_t)cam << 24) ^ (uint64_t)frame_index);
     const double *M = w2c_m;
     double C[3], hc[3];
-    for (int k = 0; k < 3; k++) C[k] = -(M[k] * M[3] + M[4 + k] * M[7] + M[8 + k] * M[11]), hc[k] = SYNTH_HEAD_CENTRE_MM[k] / 1000;
+    for (int k = 0; k < 3; k++)
+        C[k] = -(M[k] * M[3] + M[4 + k] * M[7] + M[8 + k] * M[11]), hc[k] = SYNTH_HEAD_CENTRE_MM[k] / 1000;
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
             size_t p = (size_t)y * W + x;
@@ -1199,7 +1227,8 @@ void synth_sapiens(const SynthRender *r, int c, int ws, int hs, float *out) {
             int n = 0;
             for (int y = y0; y < y1; y++)
                 for (int x = x0; x < x1; x++, n++)
-                    for (int k = 0; k < SYNTH_NPARTS; k++) acc[k] += r->parts[(c * px + (size_t)y * W + x) * SYNTH_NPARTS + k];
+                    for (int k = 0; k < SYNTH_NPARTS; k++)
+                        acc[k] += r->parts[(c * px + (size_t)y * W + x) * SYNTH_NPARTS + k];
             for (int k = 0; k < SYNTH_NPARTS; k++)
                 out[((size_t)cy * ws + cx) * SYNTH_NPARTS + k] = (float)(n ? acc[k] / n : 0);
         }

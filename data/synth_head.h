@@ -58,14 +58,14 @@ extern const char *const synth_expr_names[SYNTH_NEXPR];
 extern const double SYNTH_HEAD_CENTRE_MM[3];
 
 typedef struct {
-    float shape[3];                 // skull radius multipliers (width, height, depth)
-    float jaw_taper;                // how much the lower face narrows
-    float chin;                     // forward chin bump (m)
+    float shape[3];  // skull radius multipliers (width, height, depth)
+    float jaw_taper; // how much the lower face narrows
+    float chin;      // forward chin bump (m)
     float nose_len, nose_width, nose_depth, lip_full, mouth_width, ear_size, neck_width; // multipliers
-    float eye_gap;                  // half the distance between the eye centres (m)
-    float hair_len;                 // 0 = crop .. 1 = below the shoulders
-    float hair_volume;              // hair shell thickness (m)
-    float hairline;                 // front hairline offset (m, + = receding)
+    float eye_gap;                                                // half the distance between the eye centres (m)
+    float hair_len;                                               // 0 = crop .. 1 = below the shoulders
+    float hair_volume;                                            // hair shell thickness (m)
+    float hairline;                                               // front hairline offset (m, + = receding)
     float skin[3], lip[3], hair[3], brow[3], iris[3], clothes[3]; // albedo RGB in [0, 1]
 } SynthIdentity;
 
@@ -88,7 +88,6 @@ typedef struct {
     uint8_t *part; // [n]
 } SynthHead;
 
-
 // Rendered outputs of Cm cameras of W x H pixels.
 typedef struct {
     int W, H, C;
@@ -98,7 +97,7 @@ typedef struct {
     float *parts; // [C, H, W, SYNTH_NPARTS] premultiplied part weights (sum = alpha)
     Raster r;     // cached rasterizer, rebuilt when the dimensions change
     int rG, rCm;
-    float *buf;   // world-space Gaussian scratch
+    float *buf; // world-space Gaussian scratch
     int buf_n;
 } SynthRender;
 
@@ -108,15 +107,17 @@ void synth_identity(SynthIdentity *id, uint64_t seed, int subject);
 void synth_frame(SynthFrame *f, uint64_t seed, int subject, double t, int neutral);
 // Head pose head->world (x_w = Rh x_h + th), th in metres.
 void synth_head_pose(const SynthFrame *f, double Rh[9], double th[3]);
-// code = M · expr with M [SYNTH_CODE_DIM, SYNTH_NEXPR] ~ N(0, 1/2) drawn from SYNTH_CODE_SEED.
+// code = M · expr with M [SYNTH_CODE_DIM, SYNTH_NEXPR], entries 0.5·N(0, 1) drawn from SYNTH_CODE_SEED.
 void synth_expr_code(const float expr[SYNTH_NEXPR], float code[SYNTH_CODE_DIM]);
 double synth_code_matrix(int row, int col);
 
 void synth_head_build(SynthHead *h, const SynthIdentity *id, const float expr[SYNTH_NEXPR]);
 void synth_head_free(SynthHead *h);
 
-// n dome cameras around the head (K in native 2668x4096 pixels, world->camera with t in mm) (rows at 2 or 3 elevations, azimuth −75°..75° facing the face),
-// with a small per-capture jitter drawn from (seed, subject). Ids are "400101" + index.
+// n dome cameras around the head: rows at 2 or 3 elevations, azimuth −75°..75° facing the face, about
+// 1.1 m away, with a small per-capture jitter drawn from (seed, subject); the last one (the extra camera
+// that gets no data) sits behind-left. K in native 2668x4096 pixels (f ≈ 9000), world->camera with t in
+// mm. Ids are "400101" + index.
 void synth_dome(AvwCamera *cams, int n, uint64_t seed, int subject);
 // Native K scaled per axis to a W x H image (fx·W/2668, cx·W/2668, fy·H/4096, cy·H/4096), and the
 // world-to-camera matrix in metres, as float arrays the rasterizer takes.

@@ -22,10 +22,11 @@ extern const TestCase shard_tests[];
 extern const TestCase data_reader_tests[];
 extern const TestCase pack_tests[];
 extern const TestCase loader_tests[];
+extern const TestCase synth_tests[];
 
 static const TestCase *suites[] = {common_tests, layer_tests, model_tests, reference_tests, render_tests,
                                     render_reference_tests, sampler_tests, shard_tests,
-                                    data_reader_tests, pack_tests, loader_tests};
+                                    data_reader_tests, pack_tests, loader_tests, synth_tests};
 
 static char tmpdir[512];
 const char *test_tmpdir(void) { return tmpdir; }

@@ -79,7 +79,45 @@ static int test_loader(void) {
     return 0;
 }
 
+// The whole path on synthetic heads: synth -> pack -> loader; the head centre (the origin of each
+// view's head frame) falls inside the head's mask in every target view.
+static int test_synth_pack_load(void) {
+    char cmd[8192], err[1024], sh[2][1300];
+    snprintf(cmd, sizeof cmd,
+             "'%s' synth --out '%s/syn' --subjects 2 --cameras 6 --frames 5 --size 48x64 --seed 4 --no-aux > /dev/null && "
+             "'%s' pack --ava256 '%s/syn' --out '%s/synsh' --size 32 --quiet > /dev/null && ls '%s/synsh' > '%s/list.txt'",
+             AVAT3R_BINARY, test_tmpdir(), AVAT3R_BINARY, test_tmpdir(), test_tmpdir(), test_tmpdir(), test_tmpdir());
+    CHECK(test_system(cmd) == 0, "synth + pack failed");
+    char list[1300];
+    snprintf(list, sizeof list, "%s/list.txt", test_tmpdir());
+    FILE *f = fopen(list, "r");
+    char name[2][256];
+    CHECK(f && fscanf(f, "%255s %255s", name[0], name[1]) == 2, "two shards expected");
+    fclose(f);
+    for (int i = 0; i < 2; i++) snprintf(sh[i], sizeof sh[i], "%s/synsh/%s", test_tmpdir(), name[i]);
+    const char *paths[2] = {sh[0], sh[1]};
+    LoaderOptions o = opts(2);
+    Loader L;
+    CHECK(!loader_open(&L, paths, 2, &o, 0, err, sizeof err), "%s", err);
+    int inside = 0, total = 0;
+    for (int step = 0; step < 8; step++) {
+        const Batch *x = loader_next(&L, err, sizeof err);
+        CHECK(x, "%s", err);
+        for (int i = 0; i < 2 * 2; i++) {
+            const float *R = x->tgt_w2c + 12 * i, *K = x->tgt_K + 9 * i, *m = x->tgt_mask + (size_t)i * 32 * 32;
+            int u = (int)floor(K[0] * R[3] / R[11] + K[2]), v = (int)floor(K[4] * R[7] / R[11] + K[5]);
+            total++;
+            inside += u >= 0 && u < 32 && v >= 0 && v < 32 && m[v * 32 + u] > 0.5f;
+        }
+    }
+    loader_close(&L);
+    printf("    head centre inside the head mask in %d of %d target views\n", inside, total);
+    CHECK(inside == total, "cameras and images disagree on synthetic heads");
+    return 0;
+}
+
 const TestCase loader_tests[] = {
+    {"data/loader_synth_pack_end_to_end", test_synth_pack_load},
     {"data/loader_deterministic_resumable_headframe", test_loader},
     {NULL, NULL},
 };

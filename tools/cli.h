@@ -26,4 +26,5 @@ int cmd_render(int argc, char **argv);
 int cmd_bench_render(int argc, char **argv);
 int cmd_bench_data(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 #endif
