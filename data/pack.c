@@ -12,7 +12,11 @@
 
 #include "../common/timer.h"
 #include "../common/util.h"
+#include <zip.h>
+
 #include "ava256.h"
+#include "ava256_internal.h"
+#include "npy.h"
 #include "shard.h"
 
 void pack_crop_origin(int w, int h, double cx, double cy, int *x0, int *y0) {
@@ -52,12 +56,56 @@ void pack_resize(const uint8_t *src, int stride, int side, int c, uint8_t *dst, 
     }
 }
 
+// One camera's aux-map zip (aux/dust3r or aux/sapiens, docs/formats.md): members by frame index.
+typedef struct {
+    struct zip *z;
+    int64_t *member; // [n_frames], -1 when absent
+    char path[4300];
+} AuxZip;
+
+// Opens aux/<kind>/cam<ID>.zip of camera ci; a capture without it leaves a->z NULL (not an error).
+static int aux_open(const Ava256Capture *cap, int ci, const char *kind, AuxZip *a, char *err, size_t errlen) {
+    memset(a, 0, sizeof *a);
+    snprintf(a->path, sizeof a->path, "%s/aux/%s/cam%s.zip", cap->dir, kind, cap->cams[ci].calib.id);
+    int r = ava_zip_open(a->path, &a->z, err, errlen);
+    if (r == AVA256_MISSING) return a->z = NULL, 0;
+    if (r != AVA256_OK) return -1;
+    a->member = (int64_t *)mallocCheck(sizeof(int64_t) * (cap->n_frames + 1));
+    for (int f = 0; f < cap->n_frames; f++) a->member[f] = -1;
+    for (int64_t i = 0; i < ava_zip_count(a->z); i++) {
+        int64_t fid;
+        if (!ava_frame_member(ava_basename(ava_zip_name(a->z, i)), ".npy", &fid)) continue;
+        int f = ava256_find_frame(cap, fid);
+        if (f >= 0) a->member[f] = i;
+    }
+    return 0;
+}
+
+static void aux_close(AuxZip *a) {
+    if (a->z) zip_discard(a->z);
+    free(a->member);
+    memset(a, 0, sizeof *a);
+}
+
+// Reads frame f's float map; 1 when absent. shape/data point into *buf.
+static int aux_read(AuxZip *a, int f, uint8_t **buf, size_t *cap, int64_t shape[NPY_MAX_DIMS], int *ndim,
+                    const uint8_t **data, char *err, size_t errlen) {
+    if (!a->z || a->member[f] < 0) return 1;
+    size_t len = 0;
+    if (ava_zip_read(a->z, a->path, a->member[f], buf, cap, &len, err, errlen) != AVA256_OK) return -1;
+    char what[4400];
+    snprintf(what, sizeof what, "%s: member '%s'", a->path, ava_zip_name(a->z, a->member[f]));
+    return npy_parse_f32(*buf, len, what, shape, ndim, data, err, errlen);
+}
+
 typedef struct {
     const Ava256Capture *cap;
     const PackOptions *o;
     ShardWriter *w;
     pthread_mutex_t lock;
     int n_sel, *sel;     // selected camera indices
+    int sap_h, sap_w, sap_c; // Sapiens output grid (0 = no Sapiens maps in this capture)
+    int64_t n_dust3r, n_sapiens;
     double *K;           // [F, n_sel, 9] filled by workers
     int64_t done, total, missing, masks;
     double t0, last_print;
@@ -86,6 +134,16 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
     size_t jcap = 0, jn = 0;
     char err[1024];
     const Ava256Calib *cal = &cap->cams[ci].calib;
+    AuxZip dz, sz;
+    uint8_t *abuf = NULL;
+    size_t acap = 0;
+    float *dmap = (float *)mallocCheck(4 * (size_t)S * S * 4);
+    float *smap = (float *)mallocCheck(4 * ((size_t)j->sap_h * j->sap_w * j->sap_c + 1));
+    if (aux_open(cap, ci, "dust3r", &dz, err, sizeof err) || aux_open(cap, ci, "sapiens", &sz, err, sizeof err)) {
+        pthread_mutex_lock(&j->lock);
+        if (!j->failed) j->failed = 1, snprintf(j->err, sizeof j->err, "%s", err);
+        pthread_mutex_unlock(&j->lock);
+    }
     for (int f = 0; f < cap->n_frames && !j->failed; f++) {
         int r = ava256_read_image(cap, ci, f, &im, err, sizeof err);
         int64_t missing = r == AVA256_MISSING;
@@ -125,7 +183,68 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
                 pthread_mutex_unlock(&j->lock);
                 break;
             }
+            int64_t shp[NPY_MAX_DIMS];
+            int nd = 0, have_d = 0, have_s = 0;
+            const uint8_t *raw;
+            // DUSt3R map: nearest sample at each output pixel (averaging 3D points across a silhouette would
+            // invent points in mid-air), world mm -> this frame's head frame in metres
+            int r2 = aux_read(&dz, f, &abuf, &acap, shp, &nd, &raw, err, sizeof err);
+            if (r2 == 0 && (nd != 3 || shp[0] != im.h || shp[1] != im.w || shp[2] != 4)) {
+                snprintf(err, sizeof err, "%.900s: DUSt3R map of frame %d is not [%d, %d, 4]", dz.path, f, im.h, im.w);
+                r2 = -1;
+            }
+            if (r2 == 0 && cap->frames[f].has_head_pose) {
+                const double *hp = cap->frames[f].head;
+                for (int y = 0; y < S; y++)
+                    for (int x = 0; x < S; x++) {
+                        int sx = x0 + (int)((x + 0.5) * side / S), sy = y0 + (int)((y + 0.5) * side / S);
+                        float v[4];
+                        memcpy(v, raw + ((size_t)sy * im.w + sx) * 16, 16);
+                        double w[3] = {v[0] * 1e-3 - hp[3], v[1] * 1e-3 - hp[7], v[2] * 1e-3 - hp[11]};
+                        float *o = dmap + ((size_t)y * S + x) * 4;
+                        for (int k = 0; k < 3; k++) o[k] = (float)(hp[k] * w[0] + hp[4 + k] * w[1] + hp[8 + k] * w[2]); // Rhᵀ
+                        o[3] = v[3];
+                    }
+                have_d = 1;
+            }
+            // Sapiens map: a grid over the whole image; sample it bilinearly at the crop's cell centres
+            int r3 = r2 < 0 ? 1 : aux_read(&sz, f, &abuf, &acap, shp, &nd, &raw, err, sizeof err);
+            if (r3 == 0 && (nd != 3 || shp[2] != j->sap_c)) {
+                snprintf(err, sizeof err, "%.900s: Sapiens map of frame %d has %d dims / %lld channels, expected %d", sz.path, f,
+                         nd, nd == 3 ? (long long)shp[2] : 0LL, j->sap_c);
+                r3 = -1;
+            }
+            if (r3 == 0) {
+                int gh = (int)shp[0], gw = (int)shp[1], C = j->sap_c;
+                for (int y = 0; y < j->sap_h; y++)
+                    for (int x = 0; x < j->sap_w; x++) {
+                        double px = x0 + (x + 0.5) * side / j->sap_w, py = y0 + (y + 0.5) * side / j->sap_h;
+                        double gx = px / im.w * gw - 0.5, gy = py / im.h * gh - 0.5;
+                        gx = fmin(fmax(gx, 0), gw - 1), gy = fmin(fmax(gy, 0), gh - 1);
+                        int ax = (int)gx, ay = (int)gy, bx = ax + (ax < gw - 1), by = ay + (ay < gh - 1);
+                        double lx = gx - ax, ly = gy - ay;
+                        for (int k = 0; k < C; k++) {
+                            float q[4];
+                            memcpy(&q[0], raw + (((size_t)ay * gw + ax) * C + k) * 4, 4);
+                            memcpy(&q[1], raw + (((size_t)ay * gw + bx) * C + k) * 4, 4);
+                            memcpy(&q[2], raw + (((size_t)by * gw + ax) * C + k) * 4, 4);
+                            memcpy(&q[3], raw + (((size_t)by * gw + bx) * C + k) * 4, 4);
+                            smap[((size_t)y * j->sap_w + x) * C + k] =
+                                (float)((1 - ly) * ((1 - lx) * q[0] + lx * q[1]) + ly * ((1 - lx) * q[2] + lx * q[3]));
+                        }
+                    }
+                have_s = 1;
+            }
+            if (r2 < 0 || r3 < 0) {
+                pthread_mutex_lock(&j->lock);
+                if (!j->failed) j->failed = 1, snprintf(j->err, sizeof j->err, "%s", err);
+                pthread_mutex_unlock(&j->lock);
+                break;
+            }
             pthread_mutex_lock(&j->lock);
+            if (!j->failed && have_d && shard_put_aux(j->w, SHARD_DUST3R, f, si, dmap, j->err, sizeof j->err)) j->failed = 1;
+            if (!j->failed && have_s && shard_put_aux(j->w, SHARD_SAPIENS, f, si, smap, j->err, sizeof j->err)) j->failed = 1;
+            j->n_dust3r += have_d, j->n_sapiens += have_s;
             if (!j->failed && shard_put_jpeg(j->w, f, si, jpg, jn, j->err, sizeof j->err)) j->failed = 1;
             if (!j->failed && have_mask && shard_put_mask(j->w, f, si, mask, j->err, sizeof j->err)) j->failed = 1;
             j->masks += have_mask;
@@ -142,7 +261,8 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
         pthread_mutex_unlock(&j->lock);
     }
     ava256_image_free(&im), ava256_image_free(&mk);
-    free(rgb), free(mask), free(jpg);
+    aux_close(&dz), aux_close(&sz);
+    free(rgb), free(mask), free(jpg), free(abuf), free(dmap), free(smap);
 }
 
 int pack_capture(const char *dir, const char *out, const PackOptions *o, PackStats *st, char *err, size_t errlen) {
@@ -166,6 +286,25 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
         return -1;
     }
     int F = cap.n_frames, C = j.n_sel;
+    // Sapiens channels: from the first map found (the shard records the grid it stores)
+    for (int s2 = 0; s2 < C && !j.sap_c; s2++) {
+        AuxZip a;
+        if (aux_open(&cap, j.sel[s2], "sapiens", &a, err, errlen)) {
+            ava256_close(&cap);
+            free(j.sel);
+            return -1;
+        }
+        uint8_t *b = NULL;
+        size_t bc = 0;
+        int64_t shp[NPY_MAX_DIMS];
+        int nd = 0;
+        const uint8_t *raw;
+        for (int f = 0; f < cap.n_frames && a.z && !j.sap_c; f++)
+            if (aux_read(&a, f, &b, &bc, shp, &nd, &raw, err, errlen) == 0 && nd == 3) j.sap_c = (int)shp[2];
+        free(b);
+        aux_close(&a);
+    }
+    if (j.sap_c) j.sap_h = o->sapiens_h, j.sap_w = o->sapiens_w;
     ShardMeta m;
     memset(&m, 0, sizeof m);
     // capture name: the folder above decoder/
@@ -177,6 +316,7 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
     const char *slash = strrchr(tmp, '/');
     snprintf(m.capture, sizeof m.capture, "%s", slash ? slash + 1 : tmp);
     m.n_cams = C, m.n_frames = F, m.W = m.H = o->size, m.expr_dim = cap.expr_dim;
+    m.sap_h = j.sap_h, m.sap_w = j.sap_w, m.sap_c = j.sap_c;
     m.cam_ids = (char(*)[SHARD_ID_LEN])callocCheck(C, SHARD_ID_LEN);
     m.w2c = (double *)mallocCheck(8 * 12 * (size_t)C);
     for (int s = 0; s < C; s++) {
@@ -237,6 +377,7 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
     shard_set_K(j.w, j.K);
     if (shard_finish(j.w, err, errlen)) goto fail;
     st->images = j.total - j.missing, st->missing_images = j.missing, st->masks = j.masks, st->frames = F, st->cameras = C;
+    st->dust3r = j.n_dust3r, st->sapiens = j.n_sapiens;
 done:
     ava256_close(&cap);
     free(m.cam_ids), free(m.w2c), free(m.K), free(m.frame_ids), free(m.head_pose), free(m.expr), free(j.sel);

@@ -14,10 +14,11 @@ typedef struct {
     int n_cameras;
     int threads;            // decode/resize threads per capture (0 = OpenMP default)
     int quiet;              // no progress bar
+    int sapiens_h, sapiens_w; // grid the Sapiens maps are resampled to over the crop (the model's sapiens_h/w)
 } PackOptions;
 
 typedef struct {
-    int64_t images, missing_images, masks, frames, cameras;
+    int64_t images, missing_images, masks, frames, cameras, dust3r, sapiens;
 } PackStats;
 
 // Packs one capture folder into out_path (atomic). Returns 0, or -1 with a message naming the file.

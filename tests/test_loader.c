@@ -116,7 +116,65 @@ static int test_synth_pack_load(void) {
     return 0;
 }
 
+// Aux maps through pack and the loader: every confident DUSt3R point (head frame, metres) reprojects
+// through its view's head-frame camera onto its own pixel; Sapiens part weights stay in [0, 1].
+static int test_aux_maps(void) {
+    char cmd[8192], err[1024], sh[2][1300];
+    snprintf(cmd, sizeof cmd,
+             "'%s' synth --out '%s/syna' --subjects 2 --cameras 6 --frames 5 --size 48x64 --seed 4 > /dev/null && "
+             "'%s' pack --ava256 '%s/syna' --out '%s/synash' --size 32 --sapiens-size 8x8 --quiet > /dev/null && "
+             "ls '%s/synash' > '%s/lista.txt'",
+             AVAT3R_BINARY, test_tmpdir(), AVAT3R_BINARY, test_tmpdir(), test_tmpdir(), test_tmpdir(), test_tmpdir());
+    CHECK(test_system(cmd) == 0, "synth + pack with aux maps failed");
+    char list[1300], name[2][256];
+    snprintf(list, sizeof list, "%s/lista.txt", test_tmpdir());
+    FILE *f = fopen(list, "r");
+    CHECK(f && fscanf(f, "%255s %255s", name[0], name[1]) == 2, "two shards expected");
+    fclose(f);
+    for (int i = 0; i < 2; i++) snprintf(sh[i], sizeof sh[i], "%s/synash/%s", test_tmpdir(), name[i]);
+    const char *paths[2] = {sh[0], sh[1]};
+    LoaderOptions o = opts(2);
+    o.use_dust3r = o.use_sapiens = 1;
+    Loader L;
+    CHECK(!loader_open(&L, paths, 2, &o, 0, err, sizeof err), "%s", err);
+    CHECK(L.sh == 8 && L.sw == 8 && L.sc == 16, "Sapiens grid %dx%dx%d", L.sh, L.sw, L.sc);
+    double worst = 0, sum = 0;
+    long confident = 0, beyond = 0;
+    for (int step = 0; step < 4; step++) {
+        const Batch *x = loader_next(&L, err, sizeof err);
+        CHECK(x, "%s", err);
+        for (int v = 0; v < 2 * 4; v++) {
+            const float *R = x->w2c + 12 * v, *K = x->K + 9 * v;
+            for (int p = 0; p < 32 * 32; p++) {
+                if (x->conf[(size_t)v * 1024 + p] < 0.5f) continue;
+                const float *X = x->pos + ((size_t)v * 1024 + p) * 3;
+                double c[3];
+                for (int k = 0; k < 3; k++) c[k] = R[4 * k] * X[0] + R[4 * k + 1] * X[1] + R[4 * k + 2] * X[2] + R[4 * k + 3];
+                double u = K[0] * c[0] / c[2] + K[2], w = K[4] * c[1] / c[2] + K[5];
+                double e = hypot(u - (p % 32 + 0.5), w - (p / 32 + 0.5));
+                worst = fmax(worst, e), sum += e, beyond += e > 0.75;
+                confident++;
+            }
+            for (size_t q = 0; q < 8 * 8 * 16; q++) {
+                float s = x->sap[(size_t)v * 8 * 8 * 16 + q];
+                CHECK(s >= -1e-6f && s <= 1 + 1e-6f, "Sapiens weight %g", s);
+            }
+        }
+    }
+    loader_close(&L);
+    // Expected error: nearest sampling of a 48-px crop at 32 px puts each point's own pixel centre
+    // 0.25 source px = 1/6 output px off in x and y (0.24 px), and the synthetic maps add 1.5 mm of noise
+    // (~0.15 px at 1.1 m, more at silhouettes). A wrong crop, K, head-frame transform or axis order moves
+    // every point by a pixel or more.
+    printf("    %ld confident DUSt3R points: mean reprojection error %.3f px, worst %.3f px, %ld beyond 0.75 px\n",
+           confident, sum / confident, worst, beyond);
+    CHECK(confident > 1000 && sum / confident < 0.35 && beyond < confident / 50 && worst < 2,
+          "DUSt3R points, cameras and crops disagree");
+    return 0;
+}
+
 const TestCase loader_tests[] = {
+    {"data/loader_aux_maps_reproject", test_aux_maps},
     {"data/loader_synth_pack_end_to_end", test_synth_pack_load},
     {"data/loader_deterministic_resumable_headframe", test_loader},
     {NULL, NULL},
