@@ -7,10 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <avif/avif.h>
+
 #include "../common/rng.h"
 #include "../common/timer.h"
 #include "../common/util.h"
 #include "cli.h"
+#include "ava256.h"
 #include "shard.h"
 
 // A photo-like test image: smooth shading plus fine noise, so JPEG sizes resemble real captures.
@@ -22,6 +25,46 @@ static void make_image(uint8_t *rgb, int W, int H, int seed) {
                 double v = 120 + 80 * sin(0.013 * x + 0.007 * y * (k + 1) + seed) + 12 * rng_next_normal(&r);
                 rgb[((size_t)y * W + x) * 3 + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
+}
+
+// Raw AVIF decoding (what streaming the release without packing costs): lossy 4:2:0 files like the real
+// captures, decoded with the reader's libavif path. Returns images/s on one thread, or -1.
+static double avif_rate(int size, int n_img) {
+    uint8_t *rgb = (uint8_t *)mallocCheck((size_t)size * size * 3);
+    avifRWData *files = (avifRWData *)callocCheck(n_img, sizeof(avifRWData));
+    for (int i = 0; i < n_img; i++) {
+        make_image(rgb, size, size, 100 + i);
+        avifEncoder *enc = avifEncoderCreate(); // an encoder writes one file; a second write fails
+        enc->speed = 10;
+        enc->minQuantizer = 20, enc->maxQuantizer = 30;
+        avifImage *im = avifImageCreate(size, size, 8, AVIF_PIXEL_FORMAT_YUV420);
+        avifRGBImage r;
+        avifRGBImageSetDefaults(&r, im);
+        r.format = AVIF_RGB_FORMAT_RGB, r.pixels = rgb, r.rowBytes = (uint32_t)size * 3;
+        avifResult a = avifImageRGBToYUV(im, &r);
+        if (a == AVIF_RESULT_OK) a = avifEncoderWrite(enc, im, &files[i]);
+        if (a != AVIF_RESULT_OK) {
+            fprintf(stderr, "AVIF encoding for the benchmark failed: %s\n", avifResultToString(a));
+            avifImageDestroy(im);
+            avifEncoderDestroy(enc);
+            return -1;
+        }
+        avifImageDestroy(im);
+        avifEncoderDestroy(enc);
+    }
+    Ava256Image out = {0};
+    char err[512];
+    double best = 1e30;
+    for (int round = 0; round < 3; round++) {
+        double t0 = time_now_s();
+        for (int i = 0; i < n_img; i++)
+            if (ava256_decode_avif(files[i].data, files[i].size, 3, &out, "bench", err, sizeof err)) FATAL("%s", err);
+        best = fmin(best, time_now_s() - t0);
+    }
+    for (int i = 0; i < n_img; i++) avifRWDataFree(&files[i]);
+    free(files), free(rgb);
+    ava256_image_free(&out);
+    return n_img / best;
 }
 
 int cmd_bench_data(int argc, char **argv) {
@@ -89,6 +132,8 @@ int cmd_bench_data(int argc, char **argv) {
     printf("1 thread: %.0f decoded %dx%d images/s (%.2f ms each)\n", n_img / best1, size, size, 1e3 * best1 / n_img);
     printf("%d threads: %.0f images/s, %.0f images/s per core\n", threads, n_img / bestN, n_img / bestN / threads);
     shard_close(&s);
+    double ar = avif_rate(size, 16);
+    if (ar > 0) printf("raw AVIF (4:2:0, libavif, 1 thread): %.0f decoded %dx%d images/s (%.2f ms each)\n", ar, size, size, 1e3 / ar);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
