@@ -79,5 +79,8 @@ int main(void) {
     compare("gelu forward", g, d_g, n, 1e-5) ? pass++ : fail++;
     compare("gelu backward", dg, d_dg, n, 1e-5) ? pass++ : fail++;
     printf("CUDA kernel tests: %d of %d passed\n", pass, pass + fail);
+    float *dev_bufs[] = {d_x, d_w, d_b, d_dy, d_out, d_mean, d_rstd, d_dx, d_dw, d_db, d_g, d_dg};
+    for (size_t i = 0; i < sizeof dev_bufs / sizeof dev_bufs[0]; i++) CK(cudaFree(dev_bufs[i]));
+    free(x), free(w), free(b), free(dy), free(out), free(mean), free(rstd), free(dx), free(dw), free(db), free(g), free(dg);
     return fail ? 1 : 0;
 }
