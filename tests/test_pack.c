@@ -92,7 +92,22 @@ static int test_pack_fixture(void) {
     return 0;
 }
 
+// The DUSt3R/Sapiens precompute scripts' writers against what synth writes (stand-in arrays; the
+// networks are not installed here): tools/reference/precompute_selftest.py.
+static int test_precompute_writers(void) {
+    char cmd[8192];
+    const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
+    // its output is prefixed so its own "N passed, N failed" line is never read as this runner's
+    snprintf(cmd, sizeof cmd,
+             "AVAT3R_BIN='%s' '%s' '%s/tools/reference/precompute_selftest.py' > '%s/pre.log' 2>&1; rc=$?; "
+             "sed 's/^/    precompute> /' '%s/pre.log'; exit $rc",
+             AVAT3R_BINARY, py, test_source_root(), test_tmpdir(), test_tmpdir());
+    CHECK(test_system(cmd) == 0, "tools/reference/precompute_selftest.py failed");
+    return 0;
+}
+
 const TestCase pack_tests[] = {
+    {"data/precompute_scripts_writers", test_precompute_writers},
     {"data/pack_fixture_resumable", test_pack_fixture},
     {NULL, NULL},
 };
