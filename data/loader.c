@@ -193,8 +193,14 @@ int loader_open(Loader *L, const char *const *paths, int n, const LoaderOptions 
                 p[(size_t)c * F + f] = s->blob[SHARD_IMAGE].len[(size_t)f * C + c] > 0 && frame_usable(s, f) &&
                                        (!o->use_dust3r || s->blob[SHARD_DUST3R].len[(size_t)f * C + c] > 0) &&
                                        (!o->use_sapiens || s->blob[SHARD_SAPIENS].len[(size_t)f * C + c] > 0);
+        // a held-out entry names the capture ("20240101--0900--TST001") or its subject id ("TST001")
         int held = 0;
-        for (int k = 0; o->held_out && o->held_out[k]; k++) held |= !strcmp(o->held_out[k], s->m.capture);
+        size_t cl = strlen(s->m.capture);
+        for (int k = 0; o->held_out && o->held_out[k]; k++) {
+            size_t hl = strlen(o->held_out[k]);
+            held |= !strcmp(o->held_out[k], s->m.capture) ||
+                    (hl && hl + 2 <= cl && !strcmp(s->m.capture + cl - hl, o->held_out[k]) && s->m.capture[cl - hl - 1] == '-');
+        }
         L->subj[i] = (SamplerSubject){C, F, d, p, held};
         off += (size_t)C * F;
     }

@@ -18,7 +18,7 @@ typedef struct {
     int micro_batch;                 // B
     int world, rank;                 // data-parallel sharding of the sample sequence
     uint64_t seed;
-    const char *const *held_out;     // capture names never drawn (NULL-terminated list or NULL)
+    const char *const *held_out;     // capture names or subject ids never drawn (NULL-terminated, or NULL)
     int threads;                     // prefetch workers (≥ 1)
     int depth;                       // batches in the ring (≥ threads + 1; one is the batch in use)
 } LoaderOptions;

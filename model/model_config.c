@@ -60,9 +60,17 @@ int model_config_validate(const ModelConfig *c, char *err, size_t errlen) {
 }
 
 int model_config_load(ModelConfig *c, const char *path, char *err, size_t errlen) {
-    CfgTable t = model_config_table(c);
-    if (cfg_defaults(&t, 1, err, errlen)) return -1;
-    if (cfg_load_file(path, &t, 1, err, errlen)) return -1;
+    return model_config_load_with(c, path, NULL, 0, err, errlen);
+}
+
+int model_config_load_with(ModelConfig *c, const char *path, const CfgTable *extra, int n_extra, char *err,
+                           size_t errlen) {
+    CfgTable t[8];
+    if (n_extra > 7) n_extra = 7;
+    t[0] = model_config_table(c);
+    for (int i = 0; i < n_extra; i++) t[1 + i] = extra[i];
+    if (cfg_defaults(t, 1 + n_extra, err, errlen)) return -1;
+    if (cfg_load_file(path, t, 1 + n_extra, err, errlen)) return -1;
     if (model_config_validate(c, err, errlen)) {
         // prefix the file so the user knows where to fix it
         char tmp[1024];

@@ -26,6 +26,10 @@ typedef struct {
 CfgTable model_config_table(ModelConfig *c);
 // Defaults (the tiny config), then a config file. Checks cross-key constraints. 0 or -1 + err.
 int model_config_load(ModelConfig *c, const char *path, char *err, size_t errlen);
+// The same file read with further key tables (data, training, ...) beside the model's: a key must
+// belong to one of them. The extra tables get their defaults first.
+int model_config_load_with(ModelConfig *c, const char *path, const CfgTable *extra, int n_extra, char *err,
+                           size_t errlen);
 // Parses canonical text (from a checkpoint); `name` is used in messages.
 int model_config_from_text(ModelConfig *c, const char *text, const char *name, char *err, size_t errlen);
 // Cross-key checks (divisibility, ranges that involve two keys). 0 or -1 + err.

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data_config.h"
 #include "loader.h"
+#include "model_config.h"
 #include "test.h"
 
 static int pack_fixture(char shards[2][1200]) {
@@ -70,6 +72,29 @@ static int test_loader(void) {
         CHECK(!memcmp(z->rgb, saved + (size_t)step * batch_floats(), 4 * batch_floats()), "resumed step %d differs", step);
     }
     printf("    decoded %lld images in 2 workers\n", (long long)a.n_decoded);
+    // held-out subjects from a config file (a subject id and the model keys in one file): never drawn
+    char cfgp[1300];
+    snprintf(cfgp, sizeof cfgp, "%s/held.cfg", test_tmpdir());
+    FILE *hf = fopen(cfgp, "w");
+    fprintf(hf, "include = %s/configs/tiny.cfg\nheld_out = TST002\n", test_source_root());
+    fclose(hf);
+    ModelConfig mc;
+    DataConfig dc;
+    CfgTable extra = data_config_table(&dc);
+    CHECK(!model_config_load_with(&mc, cfgp, &extra, 1, err, sizeof err), "%s", err);
+    char hbuf[256];
+    const char *held[9] = {0};
+    CHECK(data_held_out_list(&dc, hbuf, sizeof hbuf, held, 8) == 1 && !strcmp(held[0], "TST002"), "held_out list");
+    LoaderOptions oh = opts(1);
+    oh.held_out = held;
+    Loader h;
+    CHECK(!loader_open(&h, paths, 2, &oh, 0, err, sizeof err), "%s", err);
+    for (int step = 0; step < 10; step++) {
+        const Batch *x = loader_next(&h, err, sizeof err);
+        CHECK(x, "%s", err);
+        for (int bi = 0; bi < 2; bi++) CHECK(x->sample[bi].subject == 0, "held-out subject TST002 was drawn");
+    }
+    loader_close(&h);
     loader_close(&a), loader_close(&b), loader_close(&c);
     free(saved);
     // configs asking for aux maps the shards lack: refused, naming the shard

@@ -12,6 +12,7 @@
 #include "batch_random.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "data_config.h"
 #include "ply.h"
 #include "shard.h"
 
@@ -31,13 +32,16 @@ void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, 
         snprintf(def, sizeof def, "%s/configs/tiny.cfg", cli_source_root());
         path = def;
     }
-    if (model_config_load(c, path, err, sizeof err)) {
+    // the model's keys and the data pipeline's may share a file
+    DataConfig dc;
+    CfgTable extra = data_config_table(&dc);
+    if (model_config_load_with(c, path, &extra, 1, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         exit(1);
     }
-    CfgTable t = model_config_table(c);
+    CfgTable t[2] = {model_config_table(c), extra};
     for (int i = 0; i < nsets; i++)
-        if (cfg_set(sets[i], "--set", &t, 1, err, sizeof err)) {
+        if (cfg_set(sets[i], "--set", t, 2, err, sizeof err)) {
             fprintf(stderr, "error: %s\n", err);
             exit(1);
         }
