@@ -14,6 +14,7 @@
 #include "../common/util.h"
 #include "cli.h"
 #include "ava256.h"
+#include "loader.h"
 #include "shard.h"
 
 // A photo-like test image: smooth shading plus fine noise, so JPEG sizes resemble real captures.
@@ -65,6 +66,53 @@ static double avif_rate(int size, int n_img) {
     free(files), free(rgb);
     ava256_image_free(&out);
     return n_img / best;
+}
+
+// Samples per second through the loader: a shard of 16 cameras × 8 frames at size², paper views
+// (4 inputs at random frames, 8 targets), micro-batch 1, `threads` prefetch workers.
+static double loader_rate(const char *dir, int size, int quality, int threads, int steps) {
+    enum { C = 16, F = 8 };
+    char path[700], err[1024];
+    snprintf(path, sizeof path, "%s/loader.h5", dir);
+    ShardMeta m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.capture, sizeof m.capture, "bench--0000--BEN001");
+    m.n_cams = C, m.n_frames = F, m.W = m.H = size;
+    char ids[C][SHARD_ID_LEN];
+    double w2c[C * 12], K[F * C * 9] = {0}, hp[F * 12] = {0};
+    int32_t fid[F];
+    for (int c = 0; c < C; c++) { // cameras on a circle around the head, looking at it
+        double a = 2 * M_PI * c / C, R[9] = {cos(a), 0, -sin(a), 0, 1, 0, sin(a), 0, cos(a)};
+        snprintf(ids[c], SHARD_ID_LEN, "%d", 400000 + c);
+        for (int i = 0; i < 3; i++) {
+            for (int k = 0; k < 3; k++) w2c[12 * c + 4 * i + k] = R[3 * i + k];
+            w2c[12 * c + 4 * i + 3] = i == 2 ? 1.0 : 0.0;
+        }
+    }
+    for (int i = 0; i < F * C; i++) K[9 * i] = K[9 * i + 4] = size, K[9 * i + 2] = K[9 * i + 5] = size / 2.0, K[9 * i + 8] = 1;
+    for (int f = 0; f < F; f++) fid[f] = f, hp[12 * f] = hp[12 * f + 5] = hp[12 * f + 10] = 1;
+    m.cam_ids = ids, m.w2c = w2c, m.K = K, m.frame_ids = fid, m.head_pose = hp;
+    ShardWriter *w = shard_create(path, &m, quality, err, sizeof err);
+    if (!w) FATAL("%s", err);
+    uint8_t *rgb = (uint8_t *)mallocCheck((size_t)size * size * 3);
+    for (int f = 0; f < F; f++)
+        for (int c = 0; c < C; c++) {
+            make_image(rgb, size, size, f * C + c);
+            if (shard_put_image(w, f, c, rgb, err, sizeof err)) FATAL("%s", err);
+        }
+    free(rgb);
+    if (shard_finish(w, err, sizeof err)) FATAL("%s", err);
+    const char *paths[1] = {path};
+    LoaderOptions o = {4, 8, 1, 0, 0, 1, 1, 0, 1, NULL, threads, threads + 2};
+    Loader L;
+    if (loader_open(&L, paths, 1, &o, 0, err, sizeof err)) FATAL("%s", err);
+    if (!loader_next(&L, err, sizeof err)) FATAL("%s", err); // warm-up
+    double t0 = time_now_s();
+    for (int s = 0; s < steps; s++)
+        if (!loader_next(&L, err, sizeof err)) FATAL("%s", err);
+    double dt = time_now_s() - t0;
+    loader_close(&L);
+    return steps / dt;
 }
 
 int cmd_bench_data(int argc, char **argv) {
@@ -132,6 +180,9 @@ int cmd_bench_data(int argc, char **argv) {
     printf("1 thread: %.0f decoded %dx%d images/s (%.2f ms each)\n", n_img / best1, size, size, 1e3 * best1 / n_img);
     printf("%d threads: %.0f images/s, %.0f images/s per core\n", threads, n_img / bestN, n_img / bestN / threads);
     shard_close(&s);
+    double sr = loader_rate(dir, size, quality, threads, 40);
+    printf("loader (4 inputs at random frames + 8 targets, %d workers): %.1f samples/s = %.0f decoded images/s, "
+           "%.1f samples/s per core\n", threads, sr, 12 * sr, sr / threads);
     double ar = avif_rate(size, 16);
     if (ar > 0) printf("raw AVIF (4:2:0, libavif, 1 thread): %.0f decoded %dx%d images/s (%.2f ms each)\n", ar, size, size, 1e3 / ar);
     char cmd[700];
