@@ -48,6 +48,16 @@ int test_system(const char *cmd) {
     return rc;
 }
 
+int test_python_script(const char *script) {
+    char cmd[8192];
+    const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
+    snprintf(cmd, sizeof cmd,
+             "AVAT3R_BIN='%s' '%s' '%s/tools/reference/%s' > '%s/script.log' 2>&1; rc=$?; sed 's/^/    %s> /' "
+             "'%s/script.log'; exit $rc",
+             AVAT3R_BINARY, py, test_source_root(), script, tmpdir, script, tmpdir);
+    return test_system(cmd);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -28,5 +28,8 @@ const char *test_tmpdir(void);
 const char *test_source_root(void);
 // Runs `cmd` through /bin/sh; returns its exit status (or -1). Prints the command when it fails.
 int test_system(const char *cmd);
+// Runs tools/reference/<script> with the project's Python (AVAT3R_PYTHON or /usr/bin/python3), its output
+// indented so its own summary lines are never read as this runner's. Returns the exit status.
+int test_python_script(const char *script);
 
 #endif

@@ -95,14 +95,7 @@ static int test_pack_fixture(void) {
 // The DUSt3R/Sapiens precompute scripts' writers against what synth writes (stand-in arrays; the
 // networks are not installed here): tools/reference/precompute_selftest.py.
 static int test_precompute_writers(void) {
-    char cmd[8192];
-    const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
-    // its output is prefixed so its own "N passed, N failed" line is never read as this runner's
-    snprintf(cmd, sizeof cmd,
-             "AVAT3R_BIN='%s' '%s' '%s/tools/reference/precompute_selftest.py' > '%s/pre.log' 2>&1; rc=$?; "
-             "sed 's/^/    precompute> /' '%s/pre.log'; exit $rc",
-             AVAT3R_BINARY, py, test_source_root(), test_tmpdir(), test_tmpdir());
-    CHECK(test_system(cmd) == 0, "tools/reference/precompute_selftest.py failed");
+    CHECK(test_python_script("precompute_selftest.py") == 0, "tools/reference/precompute_selftest.py failed");
     return 0;
 }
 

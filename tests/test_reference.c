@@ -135,10 +135,7 @@ static int test_ref_just_ca(void) { return reference_case("ablations/tiny_just_c
 
 // The reference's own self-tests (its unfold vs conv2d, attention vs a loop, gradcheck).
 static int test_ref_selftest(void) {
-    char cmd[4096];
-    const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/reference/selftest.py'", py, test_source_root());
-    CHECK(test_system(cmd) == 0, "tools/reference/selftest.py failed");
+    CHECK(test_python_script("selftest.py") == 0, "tools/reference/selftest.py failed");
     return 0;
 }
 

@@ -154,10 +154,7 @@ static int test_ref_invalid(void) {
 
 // The reference's own self-tests (gradcheck, tile rule, stop/skip arithmetic, invariants).
 static int test_ref_selftest(void) {
-    char cmd[4096];
-    const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/reference/raster_selftest.py'", py, test_source_root());
-    CHECK(test_system(cmd) == 0, "tools/reference/raster_selftest.py failed");
+    CHECK(test_python_script("raster_selftest.py") == 0, "tools/reference/raster_selftest.py failed");
     return 0;
 }
 

@@ -8,6 +8,9 @@
 void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, int nsets);
 const char *cli_source_root(void);
 const char *cli_python(void); // AVAT3R_PYTHON or /usr/bin/python3
+// Runs `python3 ARGS` (a reference script's bench verb) and returns the fwd_bwd_ms of its last JSON
+// line, or -1 after printing its output.
+double cli_reference_bench_ms(const char *args);
 
 // Options the model verbs share; cli_parse_opts prints usage/errors and returns non-zero on a bad one.
 typedef struct {

@@ -24,13 +24,9 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Runs the reference's bench verb and returns its fwd_bwd_ms, or -1.
-static double reference_ms(const char *dir, int iters, int threads) {
+double cli_reference_bench_ms(const char *args) {
     char cmd[8192], out[4096] = {0};
-    snprintf(cmd, sizeof cmd,
-             "'%s' '%s/tools/reference/avat3r_ref.py' bench --ckpt '%s/bench.ckpt' --batch '%s/bench.atb' "
-             "--iters %d --warmup 1 --threads %d --dtype float32",
-             cli_python(), cli_source_root(), dir, dir, iters, threads);
+    snprintf(cmd, sizeof cmd, "'%s' %s", cli_python(), args);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     size_t n = fread(out, 1, sizeof out - 1, p);
@@ -39,12 +35,21 @@ static double reference_ms(const char *dir, int iters, int threads) {
         fprintf(stderr, "reference benchmark failed: %s\n%s\n", cmd, out);
         return -1;
     }
-    const char *brace = strrchr(out, '{');
-    cJSON *j = brace ? cJSON_Parse(brace) : NULL;
-    cJSON *ms = j ? cJSON_GetObjectItem(j, "fwd_bwd_ms") : NULL;
+    const char *brace = strrchr(out, '{'); // the script's last line is one JSON object
+    cJSON *j = brace ? cJSON_Parse(brace) : NULL, *ms = j ? cJSON_GetObjectItem(j, "fwd_bwd_ms") : NULL;
     double v = cJSON_IsNumber(ms) ? ms->valuedouble : -1;
     cJSON_Delete(j);
     return v;
+}
+
+// The network reference's bench verb on the checkpoint and batch in dir.
+static double reference_ms(const char *dir, int iters, int threads) {
+    char args[4096];
+    snprintf(args, sizeof args,
+             "'%s/tools/reference/avat3r_ref.py' bench --ckpt '%s/bench.ckpt' --batch '%s/bench.atb' --iters %d "
+             "--warmup 1 --threads %d --dtype float32",
+             cli_source_root(), dir, dir, iters, threads);
+    return cli_reference_bench_ms(args);
 }
 
 int cmd_bench(int argc, char **argv) {

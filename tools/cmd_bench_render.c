@@ -1,7 +1,6 @@
 // cmd_bench_render.c — `avat3r bench render`: the rasterizer on pixel-aligned scenes like the model
 // produces (one Gaussian per input pixel of V views), forward and backward timed separately, peak
 // memory, and the naive PyTorch reference on the same scene side by side (when it is small enough).
-#include <cjson/cJSON.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,22 +20,10 @@ static double peak_rss_mb(void) {
 }
 
 static double ref_ms(const char *scene, int iters, int threads) {
-    char cmd[8192], out[4096] = {0};
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/reference/raster_ref.py' bench --scene '%s' --iters %d --threads %d",
-             cli_python(), cli_source_root(), scene, iters, threads);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    if (pclose(p) != 0) {
-        fprintf(stderr, "reference benchmark failed: %s\n%s\n", cmd, out);
-        return -1;
-    }
-    const char *brace = strrchr(out, '{');
-    cJSON *j = brace ? cJSON_Parse(brace) : NULL, *ms = j ? cJSON_GetObjectItem(j, "fwd_bwd_ms") : NULL;
-    double v = cJSON_IsNumber(ms) ? ms->valuedouble : -1;
-    cJSON_Delete(j);
-    return v;
+    char args[4096];
+    snprintf(args, sizeof args, "'%s/tools/reference/raster_ref.py' bench --scene '%s' --iters %d --threads %d",
+             cli_source_root(), scene, iters, threads);
+    return cli_reference_bench_ms(args);
 }
 
 int cmd_bench_render(int argc, char **argv) {
