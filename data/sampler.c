@@ -119,17 +119,22 @@ void sampler_draw(const Sampler *s, uint64_t index, Sample *o) {
     if (n > 1024) FATAL("sampler: %d cameras (at most 1024)", n);
     // input frames: distinct random frames, or the target frame
     if (s->random_timesteps) {
-        uint8_t fr[4096];
-        int nf = F < 4096 ? F : 4096;
-        for (int f = 0; f < nf; f++) fr[f] = 1;
-        int frames[SAMPLER_MAX_VIEWS];
-        int got = pick_uniform(fr, nf, s->views_in, &r, frames);
-        for (int v = 0; v < got; v++) o->input_frame[v] = frames[v];
+        // distinct uniform frames by rejection: views_in ≤ 64 draws from F ≥ views_in frames (sampler_init
+        // guarantees it), with no table sized by F — real captures have ~5,000 frames
+        for (int v = 0; v < s->views_in; v++) {
+            int f, dup;
+            do {
+                f = (int)rng_next_below(&r, (uint32_t)F);
+                dup = 0;
+                for (int u = 0; u < v; u++) dup |= o->input_frame[u] == f;
+            } while (dup);
+            o->input_frame[v] = f;
+        }
     } else {
         for (int v = 0; v < s->views_in; v++) o->input_frame[v] = tf;
     }
-    // input cameras: k-farthest among cameras that have an image at... each input's own frame; we take
-    // cameras present at the target frame when timesteps are equal, else cameras present at some frame
+    // input cameras: k-farthest among the cameras with an image at one of the input frames (at the
+    // target frame when timesteps are equal)
     for (int c = 0; c < n; c++) {
         if (s->random_timesteps) {
             int any = 0;

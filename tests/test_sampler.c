@@ -132,7 +132,35 @@ static int test_random_frames_distinct(void) {
     return 0;
 }
 
+// A subject with more frames than any fixed table (real captures have ~5,000): every frame can be an input.
+static int test_many_frames(void) {
+    enum { NF = 6000 };
+    static uint8_t present[4 * NF];
+    double dir[12] = {1, 0, 0, 0, 0, 1, -1, 0, 0, 0, 0, -1};
+    memset(present, 1, sizeof present);
+    SamplerSubject sj = {4, NF, dir, present, 0};
+    Sampler s;
+    char err[256];
+    CHECK(!sampler_init(&s, &sj, 1, 4, 2, 1, 3, err, sizeof err), "%s", err);
+    int beyond = 0, lo = NF, hi = 0;
+    for (uint64_t i = 0; i < 3000; i++) {
+        Sample x;
+        sampler_draw(&s, i, &x);
+        for (int v = 0; v < 4; v++) {
+            int f = x.input_frame[v];
+            CHECK(f >= 0 && f < NF, "frame %d out of range", f);
+            beyond += f >= 4096, lo = f < lo ? f : lo, hi = f > hi ? f : hi;
+            for (int u = 0; u < v; u++) CHECK(x.input_frame[u] != f, "input frames repeat");
+        }
+    }
+    printf("    input frames span [%d, %d] of %d; %d of 12000 beyond 4095\n", lo, hi, NF, beyond);
+    CHECK(beyond > 12000 * 1900 / 6000 * 0.8, "frames past 4095 are (almost) never drawn: %d", beyond);
+    sampler_free(&s);
+    return 0;
+}
+
 const TestCase sampler_tests[] = {
+    {"data/sampler_many_frames", test_many_frames},
     {"data/sampler_determinism_sharding", test_determinism_and_sharding},
     {"data/sampler_views_farthest_missing_heldout", test_views},
     {"data/sampler_random_frames_distinct", test_random_frames_distinct},
