@@ -127,6 +127,7 @@ static void *worker(void *arg) {
         pthread_mutex_unlock(&L->mu);
     }
     free(u8), free(aux);
+    shard_thread_release();
     return NULL;
 }
 
@@ -164,7 +165,6 @@ int loader_open(Loader *L, const char *const *paths, int n, const LoaderOptions 
     }
     // sampler catalogue: camera directions from the mean head position; usable images
     L->dirs = (double *)callocCheck((size_t)n * SHARD_MAX_CAMS * 3, 8);
-    L->present = NULL;
     size_t total = 0;
     for (int i = 0; i < n; i++) total += (size_t)L->shards[i].m.n_cams * L->shards[i].m.n_frames;
     L->present = (uint8_t *)callocCheck(total + 1, 1);

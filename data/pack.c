@@ -19,6 +19,16 @@
 #include "npy.h"
 #include "shard.h"
 
+void pack_capture_name(const char *dir, char *out, size_t n) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    size_t L = strlen(tmp);
+    while (L && tmp[L - 1] == '/') tmp[--L] = 0;
+    if (L >= 8 && !strcmp(tmp + L - 8, "/decoder")) tmp[L - 8] = 0;
+    const char *slash = strrchr(tmp, '/');
+    snprintf(out, n, "%s", slash ? slash + 1 : tmp);
+}
+
 void pack_crop_origin(int w, int h, double cx, double cy, int *x0, int *y0) {
     int side = w < h ? w : h;
     double fx = floor(cx - side / 2.0 + 0.5), fy = floor(cy - side / 2.0 + 0.5);
@@ -250,10 +260,9 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
             j->masks += have_mask;
             pthread_mutex_unlock(&j->lock);
         } else {
-            // a dropped image: K of the full frame, centred crop (nothing is stored)
-            double Kn[9];
-            memcpy(Kn, cal->K, sizeof Kn);
-            pack_crop_K(Kn, 0, 0, 1, 1, j->K + ((size_t)f * j->n_sel + si) * 9);
+            // a dropped image: nothing is stored and the sampler never draws it; its K slot keeps the
+            // native K so the table holds no garbage
+            memcpy(j->K + ((size_t)f * j->n_sel + si) * 9, cal->K, sizeof cal->K);
         }
         pthread_mutex_lock(&j->lock);
         j->done++, j->missing += missing;
@@ -307,14 +316,7 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
     if (j.sap_c) j.sap_h = o->sapiens_h, j.sap_w = o->sapiens_w;
     ShardMeta m;
     memset(&m, 0, sizeof m);
-    // capture name: the folder above decoder/
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", cap.dir);
-    size_t L = strlen(tmp);
-    while (L && tmp[L - 1] == '/') tmp[--L] = 0;
-    if (L >= 8 && !strcmp(tmp + L - 8, "/decoder")) tmp[L - 8] = 0;
-    const char *slash = strrchr(tmp, '/');
-    snprintf(m.capture, sizeof m.capture, "%s", slash ? slash + 1 : tmp);
+    pack_capture_name(cap.dir, m.capture, sizeof m.capture);
     m.n_cams = C, m.n_frames = F, m.W = m.H = o->size, m.expr_dim = cap.expr_dim;
     m.sap_h = j.sap_h, m.sap_w = j.sap_w, m.sap_c = j.sap_c;
     m.cam_ids = (char(*)[SHARD_ID_LEN])callocCheck(C, SHARD_ID_LEN);

@@ -25,6 +25,9 @@ typedef struct {
 int pack_capture(const char *capture_dir, const char *out_path, const PackOptions *o, PackStats *st, char *err,
                  size_t errlen);
 
+// The capture's name from its folder or its decoder/ folder: ".../20240101--0900--TST001[/decoder][/]"
+// -> "20240101--0900--TST001" (the shard is named after it).
+void pack_capture_name(const char *dir, char *out, size_t n);
 // The square crop of a w×h image around pixel (cx, cy): side = min(w, h), clamped inside the image.
 // Returns the crop's top-left corner.
 void pack_crop_origin(int w, int h, double cx, double cy, int *x0, int *y0);

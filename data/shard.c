@@ -21,7 +21,8 @@ struct ShardWriter {
     hid_t file;
     ShardBlob blob[SHARD_NBLOBS];
     int quality;
-    tjhandle tj;
+    uint8_t *jpg; // shard_put_image's encode buffer
+    size_t jpg_cap;
 };
 
 // Formats an error message into err and returns -1 (every failure path below ends with it).
@@ -142,9 +143,8 @@ ShardWriter *shard_create(const char *path, const ShardMeta *m, int quality, cha
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    w->tj = tjInitCompress();
-    if (w->file < 0 || !w->tj) {
-        ERR("%s: cannot create (HDF5 or TurboJPEG init failed)", w->tmp);
+    if (w->file < 0) {
+        ERR("%s: cannot create the HDF5 file", w->tmp);
         shard_abort(w);
         return NULL;
     }
@@ -187,23 +187,21 @@ static int blob_append(ShardWriter *w, int b, int f, int c, const void *bytes, s
     return 0;
 }
 
-int shard_put_image(ShardWriter *w, int f, int c, const uint8_t *rgb, char *err, size_t errlen) {
-    unsigned char *jpg = NULL;
-    unsigned long n = 0;
-    if (tjCompress2(w->tj, rgb, w->m.W, 0, w->m.H, TJPF_RGB, &jpg, &n, TJSAMP_444, w->quality, TJFLAG_ACCURATEDCT))
-        return ERR("%s: JPEG encoding of frame %d camera %d failed: %s", w->tmp, f, c, tjGetErrorStr2(w->tj));
-    int r = blob_append(w, SHARD_IMAGE, f, c, jpg, n, err, errlen);
-    tjFree(jpg);
-    return r;
-}
+// Per-thread TurboJPEG handles and the reader's payload buffer: workers encode and decode at once, and a
+// TurboJPEG handle must not be shared. shard_thread_release() frees them when a worker thread ends.
+static _Thread_local tjhandle tl_enc, tl_dec;
+static _Thread_local uint8_t *tl_buf;
+static _Thread_local size_t tl_cap;
 
-int shard_put_jpeg(ShardWriter *w, int f, int c, const uint8_t *jpeg, size_t n, char *err, size_t errlen) {
-    return blob_append(w, SHARD_IMAGE, f, c, jpeg, n, err, errlen);
+void shard_thread_release(void) {
+    if (tl_enc) tjDestroy(tl_enc);
+    if (tl_dec) tjDestroy(tl_dec);
+    free(tl_buf);
+    tl_enc = tl_dec = NULL, tl_buf = NULL, tl_cap = 0;
 }
 
 int shard_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, uint8_t **out, size_t *cap, size_t *n) {
-    static _Thread_local tjhandle tj;
-    if (!tj) tj = tjInitCompress();
+    if (!tl_enc) tl_enc = tjInitCompress();
     unsigned long size = tjBufSize(w, h, TJSAMP_444);
     if (*cap < size) {
         free(*out);
@@ -213,10 +211,22 @@ int shard_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, uint8_t **o
     unsigned char *buf = *out;
     unsigned long got = size;
     // TJFLAG_NOREALLOC: encode into our buffer, sized by tjBufSize for the worst case
-    if (tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &buf, &got, TJSAMP_444, quality, TJFLAG_ACCURATEDCT | TJFLAG_NOREALLOC))
+    if (!tl_enc || tjCompress2(tl_enc, rgb, w, 0, h, TJPF_RGB, &buf, &got, TJSAMP_444, quality,
+                               TJFLAG_ACCURATEDCT | TJFLAG_NOREALLOC))
         return -1;
     *n = got;
     return 0;
+}
+
+int shard_put_image(ShardWriter *w, int f, int c, const uint8_t *rgb, char *err, size_t errlen) {
+    size_t n = 0;
+    if (shard_encode_jpeg(rgb, w->m.W, w->m.H, w->quality, &w->jpg, &w->jpg_cap, &n))
+        return ERR("%s: JPEG encoding of frame %d camera %d failed", w->tmp, f, c);
+    return blob_append(w, SHARD_IMAGE, f, c, w->jpg, n, err, errlen);
+}
+
+int shard_put_jpeg(ShardWriter *w, int f, int c, const uint8_t *jpeg, size_t n, char *err, size_t errlen) {
+    return blob_append(w, SHARD_IMAGE, f, c, jpeg, n, err, errlen);
 }
 
 static int put_zstd(ShardWriter *w, int b, int f, int c, const void *src, size_t n, char *err, size_t errlen) {
@@ -252,7 +262,7 @@ void shard_abort(ShardWriter *w) {
         free(w->blob[b].off), free(w->blob[b].len);
     }
     if (w->file >= 0 && w->file) H5Fclose(w->file);
-    if (w->tj) tjDestroy(w->tj);
+    free(w->jpg);
     unlink(w->tmp);
     meta_free(&w->m);
     free(w);
@@ -430,9 +440,7 @@ void shard_close(Shard *s) {
     memset(s, 0, sizeof *s);
 }
 
-// Payload bytes of (b, f, c) into a thread-local buffer. 1 = missing.
-static _Thread_local uint8_t *tl_buf;
-static _Thread_local size_t tl_cap;
+// Payload bytes of (b, f, c) into the thread's buffer. 1 = missing.
 
 static int read_payload(Shard *s, int b, int f, int c, const uint8_t **out, size_t *n, char *err, size_t errlen) {
     if (f < 0 || f >= s->m.n_frames || c < 0 || c >= s->m.n_cams)
@@ -462,10 +470,10 @@ int shard_get_image(Shard *s, int f, int c, uint8_t *rgb, char *err, size_t errl
     size_t n = 0;
     int r = read_payload(s, SHARD_IMAGE, f, c, &p, &n, err, errlen);
     if (r) return r;
-    static _Thread_local tjhandle tj;
-    if (!tj) tj = tjInitDecompress();
+    if (!tl_dec) tl_dec = tjInitDecompress();
+    tjhandle tj = tl_dec;
     int w = 0, h = 0, sub = 0, cs = 0;
-    if (tjDecompressHeader3(tj, p, n, &w, &h, &sub, &cs) || w != s->m.W || h != s->m.H)
+    if (!tj || tjDecompressHeader3(tj, p, n, &w, &h, &sub, &cs) || w != s->m.W || h != s->m.H)
         return ERR("%s: image of frame %d camera %d is not a %dx%d JPEG (corrupt?)", s->path, f, c, s->m.W, s->m.H);
     if (tjDecompress2(tj, p, n, rgb, w, 0, h, TJPF_RGB, TJFLAG_ACCURATEDCT))
         return ERR("%s: JPEG of frame %d camera %d: %s", s->path, f, c, tjGetErrorStr2(tj));

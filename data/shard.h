@@ -45,6 +45,8 @@ int shard_put_image(ShardWriter *w, int f, int c, const uint8_t *rgb, char *err,
 int shard_put_jpeg(ShardWriter *w, int f, int c, const uint8_t *jpeg, size_t n, char *err, size_t errlen);
 // RGB8 [h, w, 3] -> JPEG (4:4:4, accurate DCT) in *out (grown as needed, free with free()).
 int shard_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, uint8_t **out, size_t *cap, size_t *n);
+// Frees the calling thread's TurboJPEG handles and read buffer (call when a worker thread ends).
+void shard_thread_release(void);
 int shard_put_mask(ShardWriter *w, int f, int c, const uint8_t *gray, char *err, size_t errlen);
 int shard_put_aux(ShardWriter *w, int kind, int f, int c, const float *data, char *err, size_t errlen);
 // Replaces the [F, C, 3, 3] intrinsics given at create (a packer learns them while it decodes).

@@ -106,12 +106,8 @@ int cmd_pack(int argc, char **argv) {
     PackStats tot = {0};
     double t0 = time_now_s();
     for (int i = 0; i < n; i++) {
-        char name[1024], path[5200];
-        snprintf(name, sizeof name, "%s", dirs[i]);
-        size_t L = strlen(name);
-        while (L && name[L - 1] == '/') name[--L] = 0;
-        if (L >= 8 && !strcmp(name + L - 8, "/decoder")) name[L - 8] = 0;
-        const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+        char base[1024], path[5200];
+        pack_capture_name(dirs[i], base, sizeof base);
         int want = n_subj == 0;
         for (int k = 0; k < n_subj; k++) want |= strstr(base, subjects[k]) != NULL;
         if (!want) continue;
