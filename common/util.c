@@ -154,3 +154,13 @@ int64_t file_size(FILE *f) {
                    "cannot seek in file");
     return (int64_t)end;
 }
+
+int error_set(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}

@@ -28,6 +28,10 @@ void fclose_check(FILE *f, const char *file, int line);
 void fatal_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
 #define FATAL(...) fatal_at(__FILE__, __LINE__, __VA_ARGS__)
 
+// Formats a message into err (when err is not NULL) and returns -1: the one way functions that can
+// fail report why ("file: field: what was expected"), so callers write `return error_set(...)`.
+int error_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 // Atomic file writing: open "path.tmp.<pid>" for writing; atomic_close fsyncs, closes and renames it
 // over path. A crash in between leaves the old file (if any) untouched.
 typedef struct {

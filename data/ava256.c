@@ -90,7 +90,7 @@ static int parse_frame_list(Ava256Capture *cap, char *err, size_t errlen) {
     char *text;
     size_t len;
     int r = ava_slurp(path, CSV_MAX_BYTES, &text, &len, err, errlen);
-    if (r == AVA256_MISSING) return ava_fail(err, errlen, "%s: not found (every capture has one)", path);
+    if (r == AVA256_MISSING) return error_set(err, errlen, "%s: not found (every capture has one)", path);
     if (r != AVA256_OK) return r;
     char *cur = text;
     if ((unsigned char)cur[0] == 0xEF && (unsigned char)cur[1] == 0xBB && (unsigned char)cur[2] == 0xBF) cur += 3;
@@ -103,7 +103,7 @@ static int parse_frame_list(Ava256Capture *cap, char *err, size_t errlen) {
     }
     if (col_seg < 0 || col_frame < 0) {
         free(text);
-        return ava_fail(err, errlen, "%s:1: header must name the columns 'seg_id' and 'frame_id'", path);
+        return error_set(err, errlen, "%s:1: header must name the columns 'seg_id' and 'frame_id'", path);
     }
     int cap_frames = 1024, lineno = 1;
     cap->frames = mallocCheck(cap_frames * sizeof *cap->frames);
@@ -114,18 +114,18 @@ static int parse_frame_list(Ava256Capture *cap, char *err, size_t errlen) {
         int n = csv_split(line, fields, 16);
         if (n != ncols) {
             free(text), free(lines);
-            return ava_fail(err, errlen, "%s:%d: expected %d fields like the header, got %d", path, lineno, ncols, n);
+            return error_set(err, errlen, "%s:%d: expected %d fields like the header, got %d", path, lineno, ncols, n);
         }
         int64_t id;
         if (!parse_uint(fields[col_frame], &id)) {
-            ava_fail(err, errlen, "%s:%d: field 'frame_id' must be a non-negative integer, got '%.40s'", path, lineno,
+            error_set(err, errlen, "%s:%d: field 'frame_id' must be a non-negative integer, got '%.40s'", path, lineno,
                      fields[col_frame]);
             free(text), free(lines);
             return AVA256_ERROR;
         }
         if (!fields[col_seg][0]) {
             free(text), free(lines);
-            return ava_fail(err, errlen, "%s:%d: field 'seg_id' is empty", path, lineno);
+            return error_set(err, errlen, "%s:%d: field 'seg_id' is empty", path, lineno);
         }
         if (cap->n_frames == cap_frames) {
             cap_frames *= 2;
@@ -160,7 +160,7 @@ static int parse_frame_list(Ava256Capture *cap, char *err, size_t errlen) {
     free(text);
     if (cap->n_frames == 0) {
         free(lines);
-        return ava_fail(err, errlen, "%s: no frames after the header", path);
+        return error_set(err, errlen, "%s: no frames after the header", path);
     }
     IdIdx *order = mallocCheck(cap->n_frames * sizeof *order);
     for (int i = 0; i < cap->n_frames; i++) order[i] = (IdIdx){cap->frames[i].id, i};
@@ -169,7 +169,7 @@ static int parse_frame_list(Ava256Capture *cap, char *err, size_t errlen) {
     for (int i = 0; i < cap->n_frames; i++) {
         cap->frame_order[i] = order[i].idx;
         if (i > 0 && order[i].id == order[i - 1].id) {
-            ava_fail(err, errlen, "%s:%d: frame id %lld repeats line %d", path, lines[order[i].idx],
+            error_set(err, errlen, "%s:%d: frame id %lld repeats line %d", path, lines[order[i].idx],
                      (long long)order[i].id, lines[order[i - 1].idx]);
             free(order), free(lines);
             return AVA256_ERROR;
@@ -219,7 +219,7 @@ static int load_head_poses(Ava256Capture *cap, char *err, size_t errlen) {
     snprintf(zpath, sizeof zpath, "%s/head_pose/head_pose.zip", cap->dir);
     struct zip *z;
     int r = ava_zip_open(zpath, &z, err, errlen);
-    if (r == AVA256_MISSING) return ava_fail(err, errlen, "%s: not found (the head->world pose of every frame)", zpath);
+    if (r == AVA256_MISSING) return error_set(err, errlen, "%s: not found (the head->world pose of every frame)", zpath);
     if (r != AVA256_OK) return r;
     int64_t n = ava_zip_count(z);
     for (int64_t e = 0; e < n; e++) {
@@ -229,7 +229,7 @@ static int load_head_poses(Ava256Capture *cap, char *err, size_t errlen) {
         int f = ava256_find_frame(cap, id);
         if (f < 0) continue; // a pose for a frame the list does not use
         if (cap->frames[f].has_head_pose) {
-            r = ava_fail(err, errlen, "%s: member '%s': a second pose for frame %lld", zpath, name, (long long)id);
+            r = error_set(err, errlen, "%s: member '%s': a second pose for frame %lld", zpath, name, (long long)id);
             zip_discard(z); // frees `name`: format first
             return r;
         }
@@ -240,7 +240,7 @@ static int load_head_poses(Ava256Capture *cap, char *err, size_t errlen) {
             return r;
         }
         if (len > HEAD_POSE_MAX_BYTES) {
-            r = ava_fail(err, errlen, "%s: member '%s': %zu bytes; expected a 3x4 text matrix", zpath, name, len);
+            r = error_set(err, errlen, "%s: member '%s': %zu bytes; expected a 3x4 text matrix", zpath, name, len);
             zip_discard(z);
             return r;
         }
@@ -258,7 +258,7 @@ static int load_head_poses(Ava256Capture *cap, char *err, size_t errlen) {
             oe = INFINITY;
         }
         if (!(oe < 1e-3)) {
-            r = ava_fail(err, errlen, "%s: member '%s': expected 3 rows of 4 numbers [R|t] with R a rotation%s",
+            r = error_set(err, errlen, "%s: member '%s': expected 3 rows of 4 numbers [R|t] with R a rotation%s",
                          zpath, name, isinf(oe) ? "" : " (R is not orthonormal)");
             zip_discard(z);
             return r;
@@ -287,7 +287,7 @@ static int index_frames(Ava256Capture *cap, struct zip *z, const char *zpath, in
         int f = ava256_find_frame(cap, id);
         if (f < 0) continue;
         if (member[f] >= 0)
-            return ava_fail(err, errlen, "%s: members '%s' and '%s' are both frame %lld", zpath,
+            return error_set(err, errlen, "%s: members '%s' and '%s' are both frame %lld", zpath,
                             ava_zip_name(z, member[f]), name, (long long)id);
         member[f] = e;
         (*count)++;
@@ -371,7 +371,7 @@ static int open_cameras(Ava256Capture *cap, char *err, size_t errlen) {
     }
     free(calib);
     if (cap->n_cams == 0)
-        return ava_fail(err, errlen, "%s/image: no calibrated camera has a zip with images of frame_list.csv frames",
+        return error_set(err, errlen, "%s/image: no calibrated camera has a zip with images of frame_list.csv frames",
                         cap->dir);
     return AVA256_OK;
 }
@@ -392,7 +392,7 @@ static int open_background(Ava256Capture *cap, char *err, size_t errlen) {
         int c = ava256_find_camera(cap, id);
         if (c < 0) continue;
         if (cap->cams[c].bg_member >= 0)
-            return ava_fail(err, errlen, "%s: two plates for camera '%s'", zpath, id);
+            return error_set(err, errlen, "%s: two plates for camera '%s'", zpath, id);
         cap->cams[c].bg_member = e;
         cap->has_background = 1;
     }
@@ -426,7 +426,7 @@ int ava256_open(Ava256Capture *cap, const char *path, int flags, char *err, size
     memset(cap, 0, sizeof *cap);
     size_t pl = strlen(path);
     while (pl > 1 && path[pl - 1] == '/') pl--;
-    if (pl > 3500) return ava_fail(err, errlen, "%.200s...: path too long", path);
+    if (pl > 3500) return error_set(err, errlen, "%.200s...: path too long", path);
     char probe[4200];
     snprintf(probe, sizeof probe, "%.*s/decoder", (int)pl, path);
     if (ava_is_dir(probe)) { // the capture folder {mcd}--{mct}--{sid}
@@ -434,7 +434,7 @@ int ava256_open(Ava256Capture *cap, const char *path, int flags, char *err, size
     } else if (ava_is_dir(path)) { // the decoder/ folder itself
         snprintf(cap->dir, sizeof cap->dir, "%.*s", (int)pl, path);
     } else {
-        return ava_fail(err, errlen, "%s: not a folder; expected a capture's decoder/ folder or the folder above it",
+        return error_set(err, errlen, "%s: not a folder; expected a capture's decoder/ folder or the folder above it",
                         path);
     }
     if (parse_frame_list(cap, err, errlen) != AVA256_OK || load_head_poses(cap, err, errlen) != AVA256_OK ||
@@ -478,7 +478,7 @@ int ava256_list_captures(const char *root, char ***dirs, int *n, char *err, size
     char *text;
     size_t len;
     int r = ava_slurp(path, CSV_MAX_BYTES, &text, &len, err, errlen);
-    if (r == AVA256_MISSING) return ava_fail(err, errlen, "%s: not found (columns mcd,sid,mct)", path);
+    if (r == AVA256_MISSING) return error_set(err, errlen, "%s: not found (columns mcd,sid,mct)", path);
     if (r != AVA256_OK) return r;
     char *cur = text, *fields[16], *line = next_line(&cur);
     int ncols = line ? csv_split(line, fields, 16) : 0, col[3] = {-1, -1, -1};
@@ -488,7 +488,7 @@ int ava256_list_captures(const char *root, char ***dirs, int *n, char *err, size
             if (strcmp(fields[i], names[k]) == 0) col[k] = i;
     if (col[0] < 0 || col[1] < 0 || col[2] < 0) {
         free(text);
-        return ava_fail(err, errlen, "%s:1: header must name the columns 'mcd', 'sid' and 'mct'", path);
+        return error_set(err, errlen, "%s:1: header must name the columns 'mcd', 'sid' and 'mct'", path);
     }
     int cap_n = 64, lineno = 1;
     char **out = mallocCheck(cap_n * sizeof(char *));
@@ -502,7 +502,7 @@ int ava256_list_captures(const char *root, char ***dirs, int *n, char *err, size
             ava256_free_list(out, *n);
             free(text);
             *n = 0;
-            return ava_fail(err, errlen, "%s:%d: expected %d fields with mcd, sid and mct made of letters and digits",
+            return error_set(err, errlen, "%s:%d: expected %d fields with mcd, sid and mct made of letters and digits",
                             path, lineno, ncols);
         }
         if (*n == cap_n) {

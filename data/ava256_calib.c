@@ -59,27 +59,27 @@ static int valid_id(const char *s) {
 
 static int parse_camera(const cJSON *o, int idx, const char *path, Ava256Calib *c, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
-    if (!cJSON_IsObject(o)) return ava_fail(err, errlen, "%s: KRT[%d] must be an object", path, idx);
+    if (!cJSON_IsObject(o)) return error_set(err, errlen, "%s: KRT[%d] must be an object", path, idx);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "cameraId");
     if (!cJSON_IsString(id) || !valid_id(id->valuestring))
-        return ava_fail(err, errlen,
+        return error_set(err, errlen,
                         "%s: KRT[%d]: field 'cameraId' must be a string of 1-%d letters/digits (e.g. \"400101\")",
                         path, idx, AVA256_ID_MAX - 1);
     strcpy(c->id, id->valuestring);
     const cJSON *pm = cJSON_GetObjectItemCaseSensitive(o, "projectionModel");
     if (pm && !(cJSON_IsString(pm) && strcmp(pm->valuestring, "Pinhole") == 0))
-        return ava_fail(err, errlen, "%s: camera '%s': field 'projectionModel' must be \"Pinhole\"", path, c->id);
+        return error_set(err, errlen, "%s: camera '%s': field 'projectionModel' must be \"Pinhole\"", path, c->id);
 
     double k[9];
     if (json_matrix(cJSON_GetObjectItemCaseSensitive(o, "K"), 3, 3, k) != 0)
-        return ava_fail(err, errlen, "%s: camera '%s': field 'K' must be a 3x3 array of numbers", path, c->id);
+        return error_set(err, errlen, "%s: camera '%s': field 'K' must be a 3x3 array of numbers", path, c->id);
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++) c->K[i * 3 + j] = k[j * 3 + i]; // stored transposed
     // exact 0/1 in the released files; a float32 round trip elsewhere must not break the check
     if (fabs(c->K[3]) > 1e-6 || fabs(c->K[6]) > 1e-6 || fabs(c->K[7]) > 1e-6 || fabs(c->K[8] - 1) > 1e-6 ||
         !(c->K[0] > 0) || !(c->K[4] > 0)) {
         int untransposed = fabs(k[2]) > 1e-6 || fabs(k[5]) > 1e-6;
-        return ava_fail(err, errlen,
+        return error_set(err, errlen,
                         "%s: camera '%s': field 'K' must be the transposed pinhole matrix "
                         "[[fx,0,0],[s,fy,0],[cx,cy,1]] with fx, fy > 0%s",
                         path, c->id, untransposed ? " (this one looks untransposed or is not a pinhole K)" : "");
@@ -87,31 +87,31 @@ static int parse_camera(const cJSON *o, int idx, const char *path, Ava256Calib *
 
     double t[16];
     if (json_matrix(cJSON_GetObjectItemCaseSensitive(o, "T"), 4, 4, t) != 0)
-        return ava_fail(err, errlen, "%s: camera '%s': field 'T' must be a 4x4 array of numbers", path, c->id);
+        return error_set(err, errlen, "%s: camera '%s': field 'T' must be a 4x4 array of numbers", path, c->id);
     for (int i = 0; i < 3; i++) {
         for (int j = 0; j < 3; j++) c->w2c[i * 4 + j] = t[j * 4 + i];
         c->w2c[i * 4 + 3] = t[3 * 4 + i] * 1e-3; // mm -> m
     }
     if (fabs(t[3]) > 1e-6 || fabs(t[7]) > 1e-6 || fabs(t[11]) > 1e-6 || fabs(t[15] - 1) > 1e-6)
-        return ava_fail(err, errlen,
+        return error_set(err, errlen,
                         "%s: camera '%s': field 'T' must be the transposed rigid transform (column 3 = 0,0,0,1; "
                         "row 3 = translation in mm)",
                         path, c->id);
     double oe = orth_error(c->w2c, 4);
     if (oe > 1e-3 || det3(c->w2c, 4) <= 0)
-        return ava_fail(err, errlen,
+        return error_set(err, errlen,
                         "%s: camera '%s': field 'T' must hold a rotation (|R R^T - I| = %.3g, det = %.6f)", path,
                         c->id, oe, det3(c->w2c, 4));
 
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "distortion");
     if (d) { // ignored (the images are undistorted), but a malformed value still means a broken file
         if (!cJSON_IsArray(d) || cJSON_GetArraySize(d) > 8)
-            return ava_fail(err, errlen, "%s: camera '%s': field 'distortion' must be an array of up to 8 numbers",
+            return error_set(err, errlen, "%s: camera '%s': field 'distortion' must be an array of up to 8 numbers",
                             path, c->id);
         for (int i = 0; i < cJSON_GetArraySize(d); i++) {
             const cJSON *v = cJSON_GetArrayItem(d, i);
             if (!cJSON_IsNumber(v))
-                return ava_fail(err, errlen, "%s: camera '%s': field 'distortion' must be an array of numbers",
+                return error_set(err, errlen, "%s: camera '%s': field 'distortion' must be an array of numbers",
                                 path, c->id);
             if (i < 4) c->distortion[i] = v->valuedouble;
         }
@@ -125,7 +125,7 @@ int ava256_read_calibration(const char *path, Ava256Calib **cams, int *n, char *
     char *text;
     size_t len;
     int r = ava_slurp(path, CALIB_MAX_BYTES, &text, &len, err, errlen);
-    if (r == AVA256_MISSING) return ava_fail(err, errlen, "%s: not found (every capture has one)", path);
+    if (r == AVA256_MISSING) return error_set(err, errlen, "%s: not found (every capture has one)", path);
     if (r != AVA256_OK) return r;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
@@ -136,13 +136,13 @@ int ava256_read_calibration(const char *path, Ava256Calib **cams, int *n, char *
             else col++;
         }
         free(text);
-        return ava_fail(err, errlen, "%s: malformed JSON near line %d, column %d", path, line, col);
+        return error_set(err, errlen, "%s: malformed JSON near line %d, column %d", path, line, col);
     }
     free(text);
     const cJSON *krt = cJSON_GetObjectItemCaseSensitive(root, "KRT");
     if (!cJSON_IsArray(krt) || cJSON_GetArraySize(krt) == 0) {
         cJSON_Delete(root);
-        return ava_fail(err, errlen, "%s: field 'KRT' must be a non-empty array of cameras", path);
+        return error_set(err, errlen, "%s: field 'KRT' must be a non-empty array of cameras", path);
     }
     int m = cJSON_GetArraySize(krt);
     Ava256Calib *c = callocCheck((size_t)m, sizeof *c);
@@ -154,7 +154,7 @@ int ava256_read_calibration(const char *path, Ava256Calib **cams, int *n, char *
         }
         for (int j = 0; j < i; j++)
             if (strcmp(c[j].id, c[i].id) == 0) {
-                ava_fail(err, errlen, "%s: camera '%s' appears twice (KRT[%d] and KRT[%d])", path, c[i].id, j, i);
+                error_set(err, errlen, "%s: camera '%s' appears twice (KRT[%d] and KRT[%d])", path, c[i].id, j, i);
                 free(c);
                 cJSON_Delete(root);
                 return AVA256_ERROR;

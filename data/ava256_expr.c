@@ -40,7 +40,7 @@ int ava_load_expr(Ava256Capture *cap, int flags, char *err, size_t errlen) {
             snprintf(cap->expr_note, sizeof cap->expr_note,
                      "%.1800s/%s: no expression codes (and no %.1800s/%s to convert; it exists only in the 4TB "
                      "release)", cap->dir, AVA256_EXPR_SIDECAR, cap->dir, AVA256_EXPR_PKL);
-        if (flags & AVA256_REQUIRE_EXPR) return ava_fail(err, errlen, "%s", cap->expr_note);
+        if (flags & AVA256_REQUIRE_EXPR) return error_set(err, errlen, "%s", cap->expr_note);
         cap->n_missing_expr = cap->n_frames;
         return AVA256_OK;
     }
@@ -48,26 +48,26 @@ int ava_load_expr(Ava256Capture *cap, int flags, char *err, size_t errlen) {
     const uint8_t *p = (const uint8_t *)buf;
     if (len < EXPR_HEADER || memcmp(p, "AVT3EXPR", 8) != 0) {
         free(buf);
-        return ava_fail(err, errlen, "%s: not an expression sidecar (expected magic AVT3EXPR); rerun "
+        return error_set(err, errlen, "%s: not an expression sidecar (expected magic AVT3EXPR); rerun "
                         "tools/ava256_expr_codes.py", path);
     }
     uint32_t version = rd_u32(p + 8), dim = rd_u32(p + 12);
     uint64_t count = rd_u64(p + 16), source_size = rd_u64(p + 24);
     if (version != 1 || dim == 0 || dim > EXPR_MAX_DIM) {
         free(buf);
-        return ava_fail(err, errlen, "%s: field '%s' = %u; expected %s", path, version != 1 ? "version" : "dim",
+        return error_set(err, errlen, "%s: field '%s' = %u; expected %s", path, version != 1 ? "version" : "dim",
                         version != 1 ? version : dim, version != 1 ? "1" : "1..65536");
     }
     size_t rec = 8 + 4 * (size_t)dim;
     if (count == 0 || count > (len - EXPR_HEADER) / rec || EXPR_HEADER + count * rec != len) {
         free(buf);
-        return ava_fail(err, errlen, "%s: %zu bytes, but the header says %llu records of %u floats (%llu bytes); "
+        return error_set(err, errlen, "%s: %zu bytes, but the header says %llu records of %u floats (%llu bytes); "
                         "truncated? rerun tools/ava256_expr_codes.py", path, len, (unsigned long long)count, dim,
                         (unsigned long long)(EXPR_HEADER + count * rec));
     }
     if (have_pkl && source_size != (uint64_t)pst.st_size) {
         free(buf);
-        return ava_fail(err, errlen, "%s: made from a %llu-byte pickle, but %s has %lld bytes: stale; run: "
+        return error_set(err, errlen, "%s: made from a %llu-byte pickle, but %s has %lld bytes: stale; run: "
                         "/usr/bin/python3 tools/ava256_expr_codes.py %s", path, (unsigned long long)source_size, pkl,
                         (long long)pst.st_size, cap->dir);
     }
@@ -78,7 +78,7 @@ int ava_load_expr(Ava256Capture *cap, int flags, char *err, size_t errlen) {
         int64_t id = (int64_t)rd_u64(q);
         if (i > 0 && id <= cap->expr_ids[i - 1]) {
             free(buf);
-            return ava_fail(err, errlen, "%s: record %llu: frame id %lld is not above the previous one (%lld); "
+            return error_set(err, errlen, "%s: record %llu: frame id %lld is not above the previous one (%lld); "
                             "expected ids sorted and unique", path, (unsigned long long)i, (long long)id,
                             (long long)cap->expr_ids[i - 1]);
         }
@@ -88,7 +88,7 @@ int ava_load_expr(Ava256Capture *cap, int flags, char *err, size_t errlen) {
         for (uint32_t j = 0; j < dim; j++)
             if (!isfinite(dst[j])) {
                 free(buf);
-                return ava_fail(err, errlen, "%s: frame %lld: code[%u] is not finite", path, (long long)id, j);
+                return error_set(err, errlen, "%s: frame %lld: code[%u] is not finite", path, (long long)id, j);
             }
     }
     free(buf);
@@ -114,7 +114,7 @@ int ava256_expr_code(Ava256Capture *cap, int frame, const float **code, char *er
     if (frame < 0 || frame >= cap->n_frames)
         FATAL("ava256_expr_code: frame index %d outside 0..%d", frame, cap->n_frames - 1);
     *code = NULL;
-    if (cap->expr_dim == 0) return ava_fail(err, errlen, "%s", cap->expr_note);
+    if (cap->expr_dim == 0) return error_set(err, errlen, "%s", cap->expr_note);
     int64_t row = cap->frames[frame].expr_row;
     if (row < 0) {
         cap->n_skipped_expr++;

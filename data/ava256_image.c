@@ -28,19 +28,19 @@ int ava256_decode_avif(const uint8_t *data, size_t size, int c, Ava256Image *out
     if (r == AVIF_RESULT_OK) r = avifDecoderParse(d);
     if (r != AVIF_RESULT_OK) {
         avifDecoderDestroy(d);
-        return ava_fail(err, errlen, "%s: not a readable AVIF image (%s); expected an AVIF still image", what,
+        return error_set(err, errlen, "%s: not a readable AVIF image (%s); expected an AVIF still image", what,
                         avifResultToString(r));
     }
     r = avifDecoderNextImage(d);
     if (r != AVIF_RESULT_OK) {
         avifDecoderDestroy(d);
-        return ava_fail(err, errlen, "%s: AVIF decode failed (%s)", what, avifResultToString(r));
+        return error_set(err, errlen, "%s: AVIF decode failed (%s)", what, avifResultToString(r));
     }
     const avifImage *img = d->image;
     int w = (int)img->width, h = (int)img->height;
     if (w <= 0 || h <= 0 || w > AVA_IMAGE_MAX_SIDE || h > AVA_IMAGE_MAX_SIDE) {
         avifDecoderDestroy(d);
-        return ava_fail(err, errlen, "%s: image size %dx%d is outside 1..%d", what, w, h, AVA_IMAGE_MAX_SIDE);
+        return error_set(err, errlen, "%s: image size %dx%d is outside 1..%d", what, w, h, AVA_IMAGE_MAX_SIDE);
     }
     size_t need = (size_t)w * h * 3; // gray is converted to RGB first, then compacted in place
     if (out->cap < need) {
@@ -60,7 +60,7 @@ int ava256_decode_avif(const uint8_t *data, size_t size, int c, Ava256Image *out
     r = avifImageYUVToRGB(img, &rgb);
     avifDecoderDestroy(d);
     if (r != AVIF_RESULT_OK)
-        return ava_fail(err, errlen, "%s: YUV to RGB conversion failed (%s)", what, avifResultToString(r));
+        return error_set(err, errlen, "%s: YUV to RGB conversion failed (%s)", what, avifResultToString(r));
     if (c == 1)
         for (size_t i = 0; i < (size_t)w * h; i++) out->px[i] = out->px[3 * i]; // channel 0 (grey: R = G = B)
     out->w = w;
@@ -100,7 +100,7 @@ int ava256_read_image(Ava256Capture *cap, int cam, int frame, Ava256Image *out, 
         cap->img_w = out->w;
         cap->img_h = out->h;
     } else if (out->w != cap->img_w || out->h != cap->img_h) {
-        return ava_fail(err, errlen, "%s: member '%s': image is %dx%d, earlier images of this capture are %dx%d", zpath,
+        return error_set(err, errlen, "%s: member '%s': image is %dx%d, earlier images of this capture are %dx%d", zpath,
                         ava_zip_name(c->img, c->img_member[frame]), out->w, out->h, cap->img_w, cap->img_h);
     }
     return AVA256_OK;

@@ -4,12 +4,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/util.h"
 #include "ava256.h"
 
 struct zip;
 
-// Formats the message into err and returns AVA256_ERROR.
-int ava_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+// Errors: error_set() from common/util.h, which returns -1 = AVA256_ERROR.
+_Static_assert(AVA256_ERROR == -1, "error_set's return value is AVA256_ERROR");
 
 // Reads a whole file (at most max bytes, NUL-terminated for text parsers). AVA256_MISSING when it does
 // not exist, AVA256_ERROR when unreadable or larger than max.

@@ -13,15 +13,6 @@
 
 #define AVA_MEMBER_MAX ((size_t)1 << 28) // 256 MiB: far above any real image; guards corrupt sizes
 
-int ava_fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return AVA256_ERROR;
-}
 
 int ava_is_dir(const char *path) {
     struct stat st;
@@ -34,23 +25,23 @@ int ava_slurp(const char *path, size_t max, char **buf, size_t *len, char *err, 
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (errno == ENOENT) return AVA256_MISSING;
-        return ava_fail(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
+        return error_set(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
     }
     if (fseek(f, 0, SEEK_END) != 0) {
         fclose(f);
-        return ava_fail(err, errlen, "%s: cannot seek (%s)", path, strerror(errno));
+        return error_set(err, errlen, "%s: cannot seek (%s)", path, strerror(errno));
     }
     long n = ftell(f);
     if (n < 0 || (size_t)n > max) {
         fclose(f);
-        return ava_fail(err, errlen, "%s: size %ld is over the %zu-byte limit for this file", path, n, max);
+        return error_set(err, errlen, "%s: size %ld is over the %zu-byte limit for this file", path, n, max);
     }
     rewind(f);
     char *b = mallocCheck((size_t)n + 1);
     if (fread(b, 1, (size_t)n, f) != (size_t)n) {
         fclose(f);
         free(b);
-        return ava_fail(err, errlen, "%s: short read", path);
+        return error_set(err, errlen, "%s: short read", path);
     }
     fclose(f);
     b[n] = 0;
@@ -68,7 +59,7 @@ int ava_zip_open(const char *path, struct zip **z, char *err, size_t errlen) {
     if (!za) {
         zip_error_t ze;
         zip_error_init_with_code(&ze, code);
-        int r = ava_fail(err, errlen,
+        int r = error_set(err, errlen,
                          "%s: not a readable zip archive (%s); expected a complete zip (truncated download?)", path,
                          zip_error_strerror(&ze));
         zip_error_fini(&ze);
@@ -116,9 +107,9 @@ int ava_zip_read(struct zip *z, const char *zpath, int64_t idx, uint8_t **buf, s
     zip_stat_t st;
     zip_stat_init(&st);
     if (zip_stat_index(z, (zip_uint64_t)idx, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
-        return ava_fail(err, errlen, "%s: member '%s': cannot stat (%s)", zpath, name, zip_strerror(z));
+        return error_set(err, errlen, "%s: member '%s': cannot stat (%s)", zpath, name, zip_strerror(z));
     if (st.size > AVA_MEMBER_MAX)
-        return ava_fail(err, errlen, "%s: member '%s': size %llu is over the %zu-byte limit (corrupt directory?)",
+        return error_set(err, errlen, "%s: member '%s': size %llu is over the %zu-byte limit (corrupt directory?)",
                         zpath, name, (unsigned long long)st.size, AVA_MEMBER_MAX);
     size_t n = (size_t)st.size;
     if (*cap < n + 1) {
@@ -127,7 +118,7 @@ int ava_zip_read(struct zip *z, const char *zpath, int64_t idx, uint8_t **buf, s
         *buf = mallocCheck(*cap);
     }
     zip_file_t *f = zip_fopen_index(z, (zip_uint64_t)idx, 0);
-    if (!f) return ava_fail(err, errlen, "%s: member '%s': cannot open (%s)", zpath, name, zip_strerror(z));
+    if (!f) return error_set(err, errlen, "%s: member '%s': cannot open (%s)", zpath, name, zip_strerror(z));
     zip_int64_t got = zip_fread(f, *buf, n);
     // One more read must report end of data: libzip checks the CRC there, not on the short read above.
     uint8_t extra;
@@ -135,10 +126,10 @@ int ava_zip_read(struct zip *z, const char *zpath, int64_t idx, uint8_t **buf, s
     if (got != (zip_int64_t)n || tail != 0) {
         int r;
         if (got < 0 || tail < 0)
-            r = ava_fail(err, errlen, "%s: member '%s': read failed (%s); expected %zu intact bytes", zpath, name,
+            r = error_set(err, errlen, "%s: member '%s': read failed (%s); expected %zu intact bytes", zpath, name,
                          zip_error_strerror(zip_file_get_error(f)), n);
         else
-            r = ava_fail(err, errlen, "%s: member '%s': got %lld bytes, the directory says %zu", zpath, name,
+            r = error_set(err, errlen, "%s: member '%s': got %lld bytes, the directory says %zu", zpath, name,
                          (long long)(got + tail), n);
         zip_fclose(f);
         return r;

@@ -2,7 +2,6 @@
 #include "shard.h"
 
 #include <hdf5.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,15 +24,7 @@ struct ShardWriter {
     size_t jpg_cap;
 };
 
-// Formats an error message into err and returns -1 (every failure path below ends with it).
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-#define ERR(...) fail(err, errlen, __VA_ARGS__)
+#define ERR(...) error_set(err, errlen, __VA_ARGS__)
 
 // ---- small HDF5 helpers (all return < 0 on failure) ----
 
