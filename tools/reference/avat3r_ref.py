@@ -18,19 +18,12 @@ import sys
 import time
 
 
-def _preset_threads(argv):
-    """Debian's torch 1.13 + OpenBLAS 0.3.21 (pthread) deadlocks in some sgemm shapes when the thread
-    count is lowered after start-up (seen with torch.set_num_threads(1)). Setting OMP_NUM_THREADS
-    before torch is imported avoids it, so --threads is applied here as well as via torch."""
-    for i, a in enumerate(argv):
-        v = a.split("=", 1)[1] if a.startswith("--threads=") else (
-            argv[i + 1] if a == "--threads" and i + 1 < len(argv) else None)
-        if v and v.isdigit() and int(v) > 0:
-            os.environ["OMP_NUM_THREADS"] = v
-
-
 if __name__ == "__main__":
-    _preset_threads(sys.argv[1:])
+    sys.dont_write_bytecode = True  # keep tools/reference free of __pycache__
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from preset_threads import preset_threads
+
+    preset_threads(sys.argv[1:])
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -31,21 +31,12 @@ import time
 DEFAULT_THREADS = 2
 
 
-def _preset_threads(argv):
-    """Debian's torch 1.13 + OpenBLAS (pthread) can hang in float32 matmuls when the thread count is
-    lowered after start-up (torch.set_num_threads(1)). So the thread count is set through
-    OMP_NUM_THREADS before torch is imported, and torch.set_num_threads is never called."""
-    n = str(DEFAULT_THREADS)
-    for i, a in enumerate(argv):
-        v = a.split("=", 1)[1] if a.startswith("--threads=") else (
-            argv[i + 1] if a == "--threads" and i + 1 < len(argv) else None)
-        if v and v.isdigit() and int(v) > 0:
-            n = v
-    os.environ["OMP_NUM_THREADS"] = n
-
-
 if __name__ == "__main__":
-    _preset_threads(sys.argv[1:])
+    sys.dont_write_bytecode = True  # keep tools/reference free of __pycache__
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from preset_threads import preset_threads
+
+    preset_threads(sys.argv[1:], DEFAULT_THREADS)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
