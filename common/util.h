@@ -32,6 +32,16 @@ void fatal_at(const char *file, int line, const char *fmt, ...) __attribute__((f
 // fail report why ("file: field: what was expected"), so callers write `return error_set(...)`.
 int error_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+// In a reader with `char *err, size_t errlen` parameters and a `fail:` cleanup label: formats
+// "path: message" into err and jumps to fail.
+#define FAIL_FILE(path, ...)                                                                       \
+    do {                                                                                           \
+        char m_[1024];                                                                             \
+        snprintf(m_, sizeof m_, __VA_ARGS__);                                                      \
+        error_set(err, errlen, "%s: %s", path, m_);                                                \
+        goto fail;                                                                                 \
+    } while (0)
+
 // Atomic file writing: open "path.tmp.<pid>" for writing; atomic_close fsyncs, closes and renames it
 // over path. A crash in between leaves the old file (if any) untouched.
 typedef struct {

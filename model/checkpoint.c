@@ -51,13 +51,7 @@ void checkpoint_save(const char *path, const ModelConfig *cfg, const float *para
     free(text);
 }
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        char m_[1024];                                                                              \
-        snprintf(m_, sizeof m_, __VA_ARGS__);                                                      \
-        snprintf(err, errlen, "%s: %s", path, m_);                                                 \
-        goto fail;                                                                                 \
-    } while (0)
+#define FAIL(...) FAIL_FILE(path, __VA_ARGS__)
 
 int checkpoint_load(const char *path, ModelConfig *cfg, float **params, CkptHeader *h, char *err, size_t errlen) {
     char *text = NULL;

@@ -83,13 +83,7 @@ void ply_write(const char *path, const PlyGaussians *p) {
     atomicClose(&af);
 }
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        char m_[400];                                                                              \
-        snprintf(m_, sizeof m_, __VA_ARGS__);                                                      \
-        snprintf(err, errlen, "%s: %s", path, m_);                                                 \
-        goto fail;                                                                                 \
-    } while (0)
+#define FAIL(...) FAIL_FILE(path, __VA_ARGS__)
 
 int ply_read(const char *path, PlyGaussians *p, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
