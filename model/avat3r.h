@@ -7,16 +7,7 @@
 #include "model_config.h"
 #include "params.h"
 
-#define real float
-#define R_(name) name
-#include "avat3r_decl.h"
-#undef real
-#undef R_
-
-#define real double
-#define R_(name) name##_f64
-#include "avat3r_decl.h"
-#undef real
-#undef R_
+#define REAL_DECL "../model/avat3r_decl.h" // relative to common/, where it is included
+#include "../common/real_decl.h"
 
 #endif

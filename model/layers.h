@@ -3,16 +3,7 @@
 #define AVAT3R_LAYERS_H
 #include <stddef.h>
 
-#define real float
-#define R_(name) name
-#include "layers_decl.h"
-#undef real
-#undef R_
-
-#define real double
-#define R_(name) name##_f64
-#include "layers_decl.h"
-#undef real
-#undef R_
+#define REAL_DECL "../model/layers_decl.h" // relative to common/, where it is included
+#include "../common/real_decl.h"
 
 #endif

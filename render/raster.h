@@ -18,16 +18,7 @@ typedef struct {
     int B, G, Cm, W, H, K; // scenes, Gaussians per scene, cameras per scene, image size, channels
 } RasterDims;
 
-#define real float
-#define R_(name) name
-#include "raster_decl.h"
-#undef real
-#undef R_
-
-#define real double
-#define R_(name) name##_f64
-#include "raster_decl.h"
-#undef real
-#undef R_
+#define REAL_DECL "../render/raster_decl.h" // relative to common/, where it is included
+#include "../common/real_decl.h"
 
 #endif

@@ -148,6 +148,16 @@ def select(capture, cameras, frames, every):
     return cams, parse_frames(frames, capture)[::max(1, every)]
 
 
+def jobs_from_args(args):
+    """[(capture, cameras, frames)] for --capture/--cameras/--frames/--every, or None after printing why
+    (a bad capture or selection: the caller exits 1)."""
+    try:
+        return [(cap,) + select(cap, args.cameras, args.frames, args.every) for cap in map(Capture, args.capture)]
+    except (OSError, ValueError, KeyError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        return None
+
+
 def add_common_args(p):
     p.add_argument("--capture", nargs="+", required=True, metavar="DIR",
                    help="capture folder(s) {mcd}--{mct}--{sid} (or their decoder/ folders)")

@@ -253,11 +253,8 @@ def main(argv=None):
     p.add_argument("--conf-threshold", type=float, default=0.5,
                    help="NOT applied (the maps store the normalised confidence); only reported per frame")
     args = p.parse_args(argv)
-    try:
-        jobs = [(cap,) + pc.select(cap, args.cameras, args.frames, args.every)
-                for cap in map(pc.Capture, args.capture)]
-    except (OSError, ValueError, KeyError) as e:
-        sys.stderr.write(f"error: {e}\n")
+    jobs = pc.jobs_from_args(args)
+    if jobs is None:
         return 1
     try:
         torch, device = pc.torch_device(args.device)

@@ -175,11 +175,8 @@ def main(argv=None):
                    help="compute dtype (auto: float32 for TorchScript and .pth, bfloat16 for a torch.export .pt2)")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (4)")
     args = p.parse_args(argv)
-    try:
-        jobs = [(cap,) + pc.select(cap, args.cameras, args.frames, args.every)
-                for cap in map(pc.Capture, args.capture)]
-    except (OSError, ValueError, KeyError) as e:
-        sys.stderr.write(f"error: {e}\n")
+    jobs = pc.jobs_from_args(args)
+    if jobs is None:
         return 1
     try:
         torch, device = pc.torch_device(args.device)
