@@ -18,27 +18,34 @@ static void image(int f, int c, uint8_t *rgb) { // smooth, so JPEG at quality 95
                 rgb[(y * W + x) * 3 + k] = (uint8_t)(128 + 100 * sin(0.05 * (x + 2 * y) + f + 2 * c + k));
 }
 
-static void meta(ShardMeta *m, char ids[C][SHARD_ID_LEN], double *w2c, double *K, int32_t *fid, double *hp, float *ex) {
-    memset(m, 0, sizeof *m);
-    snprintf(m->capture, sizeof m->capture, "20240101--0900--TST001");
-    m->n_cams = C, m->n_frames = F, m->W = W, m->H = H, m->expr_dim = 7, m->sap_h = SH, m->sap_w = SW, m->sap_c = SC;
-    for (int c = 0; c < C; c++) snprintf(ids[c], SHARD_ID_LEN, "4001%02d", c);
-    for (int i = 0; i < C * 12; i++) w2c[i] = 0.1 * i - 1;
-    for (int i = 0; i < F * C * 9; i++) K[i] = 1.5 * i;
-    for (int f = 0; f < F; f++) fid[f] = 20000 + 3 * f;
-    for (int i = 0; i < F * 12; i++) hp[i] = 0.01 * i;
-    for (int i = 0; i < F * 7; i++) ex[i] = (float)sin(i);
-    m->cam_ids = ids, m->w2c = w2c, m->K = K, m->frame_ids = fid, m->head_pose = hp, m->expr = ex;
-}
-
-static int write_shard(const char *path) {
-    char ids[C][SHARD_ID_LEN], err[512];
+// The shard metadata every test writes: the arrays live in the fixture, m points at them.
+typedef struct {
+    char ids[C][SHARD_ID_LEN];
     double w2c[C * 12], K[F * C * 9], hp[F * 12];
     int32_t fid[F];
     float ex[F * 7];
     ShardMeta m;
-    meta(&m, ids, w2c, K, fid, hp, ex);
-    ShardWriter *w = shard_create(path, &m, 95, err, sizeof err);
+} MetaFx;
+
+static void meta(MetaFx *x) {
+    ShardMeta *m = &x->m;
+    memset(m, 0, sizeof *m);
+    snprintf(m->capture, sizeof m->capture, "20240101--0900--TST001");
+    m->n_cams = C, m->n_frames = F, m->W = W, m->H = H, m->expr_dim = 7, m->sap_h = SH, m->sap_w = SW, m->sap_c = SC;
+    for (int c = 0; c < C; c++) snprintf(x->ids[c], SHARD_ID_LEN, "4001%02d", c);
+    for (int i = 0; i < C * 12; i++) x->w2c[i] = 0.1 * i - 1;
+    for (int i = 0; i < F * C * 9; i++) x->K[i] = 1.5 * i;
+    for (int f = 0; f < F; f++) x->fid[f] = 20000 + 3 * f;
+    for (int i = 0; i < F * 12; i++) x->hp[i] = 0.01 * i;
+    for (int i = 0; i < F * 7; i++) x->ex[i] = (float)sin(i);
+    m->cam_ids = x->ids, m->w2c = x->w2c, m->K = x->K, m->frame_ids = x->fid, m->head_pose = x->hp, m->expr = x->ex;
+}
+
+static int write_shard(const char *path) {
+    char err[512];
+    MetaFx x;
+    meta(&x);
+    ShardWriter *w = shard_create(path, &x.m, 95, err, sizeof err);
     CHECK(w, "%s", err);
     uint8_t rgb[W * H * 3], mask[W * H];
     float d3[W * H * 4], sp[SH * SW * SC];
@@ -68,17 +75,14 @@ static int test_roundtrip(void) {
     CHECK(access(tmpname, F_OK) != 0, "temporary file left behind");
     Shard s;
     CHECK(!shard_open(&s, path, err, sizeof err), "%s", err);
-    char ids[C][SHARD_ID_LEN];
-    double w2c[C * 12], K[F * C * 9], hp[F * 12];
-    int32_t fid[F];
-    float ex[F * 7];
-    ShardMeta m;
-    meta(&m, ids, w2c, K, fid, hp, ex);
+    MetaFx x;
+    meta(&x);
     CHECK(s.m.n_cams == C && s.m.n_frames == F && s.m.W == W && s.m.H == H && s.m.expr_dim == 7, "sizes");
-    CHECK(!strcmp(s.m.capture, m.capture) && !memcmp(s.m.cam_ids, ids, sizeof ids), "capture / camera ids");
-    CHECK(!memcmp(s.m.w2c, w2c, sizeof w2c) && !memcmp(s.m.K, K, sizeof K) && !memcmp(s.m.head_pose, hp, sizeof hp),
+    CHECK(!strcmp(s.m.capture, x.m.capture) && !memcmp(s.m.cam_ids, x.ids, sizeof x.ids), "capture / camera ids");
+    CHECK(!memcmp(s.m.w2c, x.w2c, sizeof x.w2c) && !memcmp(s.m.K, x.K, sizeof x.K) &&
+              !memcmp(s.m.head_pose, x.hp, sizeof x.hp),
           "cameras / poses not exact");
-    CHECK(!memcmp(s.m.frame_ids, fid, sizeof fid) && !memcmp(s.m.expr, ex, sizeof ex), "frames / codes not exact");
+    CHECK(!memcmp(s.m.frame_ids, x.fid, sizeof x.fid) && !memcmp(s.m.expr, x.ex, sizeof x.ex), "frames / codes not exact");
     uint8_t rgb[W * H * 3], want[W * H * 3], mask[W * H];
     float d3[W * H * 4], sp[SH * SW * SC];
     double worst = 1e9;
@@ -152,14 +156,10 @@ static int test_concurrent_and_damaged(void) {
     fclose(f);
     CHECK(shard_open(&s, bad, err, sizeof err) != 0 && strstr(err, "not an HDF5 file"), "junk: '%s'", err);
     // an aborted writer leaves nothing behind
-    char ids[C][SHARD_ID_LEN];
-    double w2c[C * 12], K[F * C * 9], hp[F * 12];
-    int32_t fid[F];
-    float ex[F * 7];
-    ShardMeta m;
-    meta(&m, ids, w2c, K, fid, hp, ex);
+    MetaFx x;
+    meta(&x);
     snprintf(bad, sizeof bad, "%s/aborted.h5", test_tmpdir());
-    ShardWriter *w = shard_create(bad, &m, 90, err, sizeof err);
+    ShardWriter *w = shard_create(bad, &x.m, 90, err, sizeof err);
     CHECK(w, "%s", err);
     shard_abort(w);
     snprintf(cmd, sizeof cmd, "ls '%s' | grep -q aborted", test_tmpdir());
