@@ -23,10 +23,14 @@ extern const TestCase data_reader_tests[];
 extern const TestCase pack_tests[];
 extern const TestCase loader_tests[];
 extern const TestCase synth_tests[];
+extern const TestCase loss_image_tests[];
+extern const TestCase lpips_tests[];
+extern const TestCase train_tests[];
 
 static const TestCase *suites[] = {common_tests, layer_tests, model_tests, reference_tests, render_tests,
                                     render_reference_tests, sampler_tests, shard_tests,
-                                    data_reader_tests, pack_tests, loader_tests, synth_tests};
+                                    data_reader_tests, pack_tests, loader_tests, synth_tests,
+                                    loss_image_tests, lpips_tests, train_tests};
 
 static char tmpdir[512];
 const char *test_tmpdir(void) { return tmpdir; }

@@ -1,0 +1,1 @@
+// loss_image.c — (being written)

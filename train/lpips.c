@@ -1,0 +1,1 @@
+// lpips.c — (being written)

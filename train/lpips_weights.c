@@ -1,0 +1,1 @@
+// lpips_weights.c — (being written)

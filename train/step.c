@@ -1,0 +1,1 @@
+// step.c — (being written)

@@ -1,0 +1,1 @@
+// train_config.c — (being written)
