@@ -201,6 +201,7 @@ int loader_open(Loader *L, const char *const *paths, int n, const LoaderOptions 
             held |= !strcmp(o->held_out[k], s->m.capture) ||
                     (hl && hl + 2 <= cl && !strcmp(s->m.capture + cl - hl, o->held_out[k]) && s->m.capture[cl - hl - 1] == '-');
         }
+        if (o->only_held_out) held = !held; // the validation stream: the held-out identities only
         L->subj[i] = (SamplerSubject){C, F, d, p, held};
         off += (size_t)C * F;
     }

@@ -21,6 +21,7 @@ typedef struct {
     const char *const *held_out;     // capture names or subject ids never drawn (NULL-terminated, or NULL)
     int threads;                     // prefetch workers (≥ 1)
     int depth;                       // batches in the ring (≥ threads + 1; one is the batch in use)
+    int only_held_out;               // invert held_out: draw only those captures (validation)
 } LoaderOptions;
 
 typedef struct {

@@ -6,12 +6,14 @@
 #include "model_config.h"
 
 #define CKPT_VERSION 1
-#define CKPT_KIND_MODEL 1
+#define CKPT_KIND_MODEL 1 // parameters only
+#define CKPT_KIND_TRAIN 2 // parameters, AdamW moments and the run's state (train/ writes the state text)
 
 typedef struct {
     uint32_t version, kind;
     uint64_t n_params, config_len, payload_offset;
     uint32_t config_crc, payload_crc;
+    uint64_t state_len; // kind TRAIN: bytes of state text at the end of the payload
 } CkptHeader;
 
 // Writes atomically (temporary name, then rename).
@@ -19,6 +21,16 @@ void checkpoint_save(const char *path, const ModelConfig *cfg, const float *para
 // Reads and verifies everything (magic, version, kind, exact size, CRCs, config, parameter count).
 // On success fills cfg, *params (malloc'd, caller frees; NULL allowed to skip loading them) and hdr.
 // Returns 0, or -1 with "path: what is wrong" in err.
+// Accepts both kinds (a training checkpoint serves wherever a model one does).
 int checkpoint_load(const char *path, ModelConfig *cfg, float **params, CkptHeader *hdr, char *err, size_t errlen);
+
+// Training checkpoint: after the parameters, the AdamW moments m and v [n_params] each, then the state
+// text (NUL-free, written and parsed by train/). Written atomically.
+void checkpoint_save_train(const char *path, const ModelConfig *cfg, const float *params, const float *m,
+                           const float *v, size_t n_params, const char *state);
+// Reads a TRAIN checkpoint (a MODEL one is refused: it has no optimizer state). Everything is verified
+// before anything is returned; *params, *m, *v, *state are malloc'd (state NUL-terminated).
+int checkpoint_load_train(const char *path, ModelConfig *cfg, float **params, float **m, float **v, char **state,
+                          CkptHeader *hdr, char *err, size_t errlen);
 
 #endif

@@ -24,7 +24,7 @@ static int pack_fixture(char shards[2][1200]) {
 }
 
 static LoaderOptions opts(int threads) {
-    LoaderOptions o = {4, 2, 1, 0, 0, 2, 1, 0, 5, NULL, threads, threads + 2};
+    LoaderOptions o = {4, 2, 1, 0, 0, 2, 1, 0, 5, NULL, threads, threads + 2, 0};
     return o;
 }
 

@@ -18,7 +18,7 @@ static const Verb verbs[] = {
     {"inspect", cmd_inspect, "print a JSON summary of a checkpoint, tensor bundle or PLY", NULL},
     {"selfcheck", cmd_selfcheck, "build the model, run forward+backward on a random batch, check the gradients", NULL},
     {"bench", cmd_bench, "time forward+backward against the PyTorch reference", NULL},
-    {"train", NULL, "train a model", "#5"},
+    {"train", cmd_train, "train a model on packed shards (checkpoints, resume, validation)", NULL},
     {"synth", cmd_synth, "write synthetic captures (procedural heads) in the ava256 layout", NULL},
     {"pack", cmd_pack, "pack ava256 captures into HDF5 shards (crop, resize, JPEG)", NULL},
     {"eval", NULL, "evaluate a checkpoint (PSNR, SSIM, LPIPS, AKD)", "#6"},

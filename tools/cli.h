@@ -7,6 +7,8 @@
 // Exits with a message naming the file, line and key on any error.
 void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, int nsets);
 const char *cli_source_root(void);
+// Prints every config key (model, data, training) with type, range, default and help.
+void cli_print_config_keys(void);
 const char *cli_python(void); // AVAT3R_PYTHON or /usr/bin/python3
 // Runs `python3 ARGS` (a reference script's bench verb) and returns the fwd_bwd_ms of its last JSON
 // line, or -1 after printing its output.
@@ -30,4 +32,5 @@ int cmd_bench_render(int argc, char **argv);
 int cmd_bench_data(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 #endif

@@ -10,6 +10,7 @@
 #include "../common/util.h"
 #include "avat3r.h"
 #include "batch_random.h"
+#include "train_config.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "data_config.h"
@@ -32,16 +33,17 @@ void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, 
         snprintf(def, sizeof def, "%s/configs/tiny.cfg", cli_source_root());
         path = def;
     }
-    // the model's keys and the data pipeline's may share a file
+    // the model's keys, the data pipeline's and the training loop's share a file
     DataConfig dc;
-    CfgTable extra = data_config_table(&dc);
-    if (model_config_load_with(c, path, &extra, 1, err, sizeof err)) {
+    TrainConfig tc;
+    CfgTable extra[2] = {data_config_table(&dc), train_config_table(&tc)};
+    if (model_config_load_with(c, path, extra, 2, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         exit(1);
     }
-    CfgTable t[2] = {model_config_table(c), extra};
+    CfgTable t[3] = {model_config_table(c), extra[0], extra[1]};
     for (int i = 0; i < nsets; i++)
-        if (cfg_set(sets[i], "--set", t, 2, err, sizeof err)) {
+        if (cfg_set(sets[i], "--set", t, 3, err, sizeof err)) {
             fprintf(stderr, "error: %s\n", err);
             exit(1);
         }
@@ -49,6 +51,14 @@ void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, 
         fprintf(stderr, "error: %s (after --set overrides)\n", err);
         exit(1);
     }
+}
+
+void cli_print_config_keys(void) {
+    ModelConfig c;
+    DataConfig dc;
+    TrainConfig tc;
+    CfgTable t[3] = {model_config_table(&c), data_config_table(&dc), train_config_table(&tc)};
+    cfg_print_help(stdout, t, 3);
 }
 
 int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const char *usage) {

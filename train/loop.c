@@ -1,1 +1,702 @@
-// loop.c — (being written)
+// loop.c — the training run (see loop.h and docs/training.md).
+#include "loop.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <png.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "../common/timer.h"
+#include "../common/util.h"
+#include "../data/data_config.h"
+#include "../data/loader.h"
+#include "checkpoint.h"
+#include "params.h"
+#include "step.h"
+
+#define MAX_SHARDS 65536
+#define MAX_HELD 256
+
+// ------------------------------------------------------------------------------------------------
+// run state (written into every training checkpoint as text, beside the training and data keys)
+
+typedef struct {
+    double step;          // completed optimizer steps
+    double data_cursor;   // next micro-batch index of the training stream (= step · grad_accum)
+    double skipped;       // non-finite steps skipped so far
+    double bad_in_row;    // ... of which in a row at the end
+    double elapsed_s;     // training wall time so far
+    double best_psnr;     // best validation PSNR so far (−1: none)
+} RunState;
+
+static const CfgKey state_keys[] = {
+    {"state_step", CFG_FLOAT, offsetof(RunState, step), 0, 1e15, "0", "completed optimizer steps"},
+    {"state_data_cursor", CFG_FLOAT, offsetof(RunState, data_cursor), 0, 1e15, "0", "next micro-batch index"},
+    {"state_skipped", CFG_FLOAT, offsetof(RunState, skipped), 0, 1e15, "0", "non-finite steps skipped"},
+    {"state_bad_in_row", CFG_FLOAT, offsetof(RunState, bad_in_row), 0, 1e15, "0", "... in a row"},
+    {"state_elapsed_s", CFG_FLOAT, offsetof(RunState, elapsed_s), 0, 1e15, "0", "training wall time"},
+    {"state_best_psnr", CFG_FLOAT, offsetof(RunState, best_psnr), -1, 1e3, "-1", "best validation PSNR"},
+};
+
+typedef struct {
+    ModelConfig mc;
+    TrainConfig tc;
+    DataConfig dc;
+    RunState st;
+} RunConfig;
+
+static void tables_of(RunConfig *r, CfgTable t[3]) {
+    t[0] = (CfgTable){state_keys, (int)(sizeof state_keys / sizeof state_keys[0]), &r->st};
+    t[1] = train_config_table(&r->tc);
+    t[2] = data_config_table(&r->dc);
+}
+
+static char *state_text(RunConfig *r) {
+    CfgTable t[3];
+    tables_of(r, t);
+    return cfg_to_string(t, 3);
+}
+
+// ------------------------------------------------------------------------------------------------
+// small helpers
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+static long env_long(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? atol(v) : -1;
+}
+
+static int is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// --data entries: files as given, folders expanded to their *.h5 in name order. Returns the count.
+static int expand_shards(const char *const *data, int ndata, char **out, int max, char *err, size_t errlen) {
+    int n = 0;
+    for (int i = 0; i < ndata; i++) {
+        if (!is_dir(data[i])) {
+            if (access(data[i], R_OK)) return error_set(err, errlen, "%s: cannot read shard (--data)", data[i]);
+            if (n < max) out[n++] = strdup(data[i]);
+            continue;
+        }
+        DIR *d = opendir(data[i]);
+        if (!d) return error_set(err, errlen, "%s: cannot open folder (--data): %s", data[i], strerror(errno));
+        int first = n;
+        for (struct dirent *e; (e = readdir(d));) {
+            if (!ends_with(e->d_name, ".h5") || n >= max) continue;
+            size_t l = strlen(data[i]) + strlen(e->d_name) + 2;
+            out[n] = (char *)mallocCheck(l);
+            snprintf(out[n], l, "%s/%s", data[i], e->d_name);
+            n++;
+        }
+        closedir(d);
+        qsort(out + first, n - first, sizeof(char *), cmp_str);
+        if (n == first) return error_set(err, errlen, "%s: no *.h5 shards in this folder (--data)", data[i]);
+    }
+    if (!n) return error_set(err, errlen, "no shards given (--data)");
+    return n;
+}
+
+// Checkpoints in the run folder, by step (ckpt_<step>.ckpt). Returns the count; steps[] ascending.
+static int list_checkpoints(const char *dir, long *steps, int max) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        long s;
+        char tail[8];
+        if (sscanf(e->d_name, "ckpt_%ld.ckp%1s", &s, tail) == 2 && ends_with(e->d_name, ".ckpt") && n < max)
+            steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++) // insertion sort: a handful of files
+        for (int j = i; j > 0 && steps[j - 1] > steps[j]; j--) {
+            long x = steps[j];
+            steps[j] = steps[j - 1], steps[j - 1] = x;
+        }
+    return n;
+}
+
+static void ckpt_path(char *buf, size_t n, const char *dir, long step) { snprintf(buf, n, "%s/ckpt_%08ld.ckpt", dir, step); }
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+}
+
+static void json_num(FILE *f, const char *key, double v) {
+    if (isfinite(v)) fprintf(f, ",\"%s\":%.9g", key, v);
+    else fprintf(f, ",\"%s\":null", key);
+}
+
+// On resume the log keeps only the lines of the steps the checkpoint holds: the steps after it are run
+// again and logged again, so the log reads as one uninterrupted run.
+static void truncate_log(const char *path, long upto_step) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%.4000s.tmp", path);
+    FILE *o = fopenCheck(tmp, "w");
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"step\":");
+        size_t l = strlen(line);
+        if (!p || !l || line[l - 1] != '\n') continue; // a torn last line of a killed run
+        if (atol(p + 7) <= upto_step) fputs(line, o);
+    }
+    fclose(f);
+    fcloseCheck(o);
+    if (rename(tmp, path)) FATAL("cannot rename %s over %s: %s", tmp, path, strerror(errno));
+}
+
+// ------------------------------------------------------------------------------------------------
+// validation set: a few fixed batches, copied out of a loader once
+
+typedef struct {
+    int n;            // batches
+    int B, V, Vt, H, W, E, CS, hs, ws;
+    float *rgb, *pos, *conf, *sap, *w2c, *K, *expr, *tgt_rgb, *tgt_w2c, *tgt_K; // [n, ...] each
+    char from[64];    // "held-out identities" or "training identities"
+} ValSet;
+
+static size_t vs_sz(const ValSet *v, int which) {
+    size_t B = v->B, V = v->V, Vt = v->Vt, HW = (size_t)v->H * v->W;
+    switch (which) {
+    case 0: return B * V * HW * 3;            // rgb
+    case 1: return B * V * HW * 3;            // pos
+    case 2: return B * V * HW;                // conf
+    case 3: return B * V * v->hs * v->ws * v->CS; // sap
+    case 4: return B * V * 12;                // w2c
+    case 5: return B * V * 9;                 // K
+    case 6: return B * v->E;                  // expr
+    case 7: return B * Vt * HW * 3;           // tgt_rgb
+    case 8: return B * Vt * 12;               // tgt_w2c
+    default: return B * Vt * 9;               // tgt_K
+    }
+}
+
+static float **vs_field(ValSet *v, int which) {
+    float **f[10] = {&v->rgb, &v->pos, &v->conf, &v->sap, &v->w2c, &v->K, &v->expr, &v->tgt_rgb, &v->tgt_w2c, &v->tgt_K};
+    return f[which];
+}
+
+static TrainBatch vs_batch(ValSet *v, int i, const ModelConfig *mc) {
+    TrainBatch tb;
+    memset(&tb, 0, sizeof tb);
+    tb.in.rgb = v->rgb + i * vs_sz(v, 0);
+    tb.in.pos = mc->use_dust3r ? v->pos + i * vs_sz(v, 1) : NULL;
+    tb.in.conf = mc->use_dust3r ? v->conf + i * vs_sz(v, 2) : NULL;
+    tb.in.sap = mc->use_sapiens ? v->sap + i * vs_sz(v, 3) : NULL;
+    tb.in.w2c = v->w2c + i * vs_sz(v, 4);
+    tb.in.K = v->K + i * vs_sz(v, 5);
+    tb.in.expr = v->expr + i * vs_sz(v, 6);
+    tb.tgt_rgb = v->tgt_rgb + i * vs_sz(v, 7);
+    tb.tgt_w2c = v->tgt_w2c + i * vs_sz(v, 8);
+    tb.tgt_K = v->tgt_K + i * vs_sz(v, 9);
+    return tb;
+}
+
+static TrainBatch loader_batch(const Batch *b, const ModelConfig *mc) {
+    TrainBatch tb;
+    memset(&tb, 0, sizeof tb);
+    tb.in = (Avat3rBatch){b->rgb, mc->use_dust3r ? b->pos : NULL, mc->use_dust3r ? b->conf : NULL,
+                          mc->use_sapiens ? b->sap : NULL, b->w2c, b->K, b->expr};
+    tb.tgt_rgb = b->tgt_rgb, tb.tgt_w2c = b->tgt_w2c, tb.tgt_K = b->tgt_K;
+    return tb;
+}
+
+static int check_loader_dims(const Loader *L, const ModelConfig *mc, const char *what, char *err, size_t errlen) {
+    if (L->W != mc->img_w || L->H != mc->img_h)
+        return error_set(err, errlen, "%s: the shards hold %dx%d images but the config wants img_w x img_h = %dx%d "
+                         "(pack with --size %d, or change the config)", what, L->W, L->H, mc->img_w, mc->img_h, mc->img_w);
+    if (L->E != mc->expr_dim)
+        return error_set(err, errlen, "%s: the shards' expression codes have %d values but expr_dim = %d", what, L->E,
+                         mc->expr_dim);
+    if (mc->use_sapiens && (L->sw != mc->sapiens_w || L->sh != mc->sapiens_h || L->sc != mc->sapiens_ch))
+        return error_set(err, errlen, "%s: the shards' Sapiens maps are %dx%dx%d but the config wants "
+                         "sapiens_w x sapiens_h x sapiens_ch = %dx%dx%d", what, L->sw, L->sh, L->sc, mc->sapiens_w,
+                         mc->sapiens_h, mc->sapiens_ch);
+    return 0;
+}
+
+static int valset_build(ValSet *v, char **shards, int n_shards, const char **held, int n_held, const RunConfig *rc,
+                        char *err, size_t errlen) {
+    const ModelConfig *mc = &rc->mc;
+    const TrainConfig *tc = &rc->tc;
+    memset(v, 0, sizeof *v);
+    if (tc->val_samples <= 0) return 0;
+    LoaderOptions lo = {mc->views_in, mc->views_target, mc->random_timesteps, mc->use_dust3r, mc->use_sapiens,
+                        tc->micro_batch, 1, 0, (uint64_t)tc->seed + 0x5eed, NULL, 1, 2, 0};
+    const char *list[MAX_HELD + 1];
+    for (int i = 0; i < n_held; i++) list[i] = held[i];
+    list[n_held] = NULL;
+    Loader L;
+    snprintf(v->from, sizeof v->from, "held-out identities");
+    int rc_open = -1;
+    if (n_held) {
+        lo.held_out = list, lo.only_held_out = 1;
+        rc_open = loader_open(&L, (const char *const *)shards, n_shards, &lo, 0, err, errlen);
+        if (rc_open) LOG_W("validation: no usable held-out capture (%s); validating on training identities", err);
+    } else {
+        LOG_W("validation: no held_out captures in the config; validating on training identities (novel views "
+              "and frames, not novel identities)");
+    }
+    if (rc_open) {
+        lo.held_out = NULL, lo.only_held_out = 0;
+        snprintf(v->from, sizeof v->from, "training identities");
+        if (loader_open(&L, (const char *const *)shards, n_shards, &lo, 0, err, errlen)) return -1;
+    }
+    if (check_loader_dims(&L, mc, "validation data", err, errlen)) {
+        loader_close(&L);
+        return -1;
+    }
+    v->B = tc->micro_batch, v->V = mc->views_in, v->Vt = mc->views_target, v->H = mc->img_h, v->W = mc->img_w;
+    v->E = mc->expr_dim, v->CS = mc->sapiens_ch, v->hs = mc->sapiens_h, v->ws = mc->sapiens_w;
+    v->n = (tc->val_samples + v->B - 1) / v->B;
+    for (int k = 0; k < 10; k++) *vs_field(v, k) = (float *)callocCheck((size_t)v->n * vs_sz(v, k) + 1, sizeof(float));
+    for (int i = 0; i < v->n; i++) {
+        const Batch *b = loader_next(&L, err, errlen);
+        if (!b) {
+            loader_close(&L);
+            return -1;
+        }
+        const float *src[10] = {b->rgb, b->pos, b->conf, b->sap, b->w2c, b->K, b->expr, b->tgt_rgb, b->tgt_w2c, b->tgt_K};
+        for (int k = 0; k < 10; k++)
+            if (src[k]) memcpy(*vs_field(v, k) + i * vs_sz(v, k), src[k], sizeof(float) * vs_sz(v, k));
+    }
+    loader_close(&L);
+    return 0;
+}
+
+static void valset_free(ValSet *v) {
+    for (int k = 0; k < 10; k++) free(*vs_field(v, k));
+    memset(v, 0, sizeof *v);
+}
+
+static double psnr_of(double mse) { return 10.0 * log10(1.0 / fmax(mse, 1e-12)); }
+
+// Grid PNG: per sample one row — the V inputs | the Vt predictions | the Vt ground truths.
+typedef struct {
+    int rows, cols, W, H;
+    uint8_t *px; // [rows·H, cols·W, 3]
+} Grid;
+
+static void grid_put(Grid *g, int row, int col, const float *img) {
+    const int W = g->W, H = g->H, stride = g->cols * W * 3;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int c = 0; c < 3; c++) {
+                float v = img[((size_t)y * W + x) * 3 + c];
+                v = v < 0 ? 0 : (v > 1 ? 1 : v);
+                g->px[(size_t)(row * H + y) * stride + (size_t)(col * W + x) * 3 + c] = (uint8_t)lrintf(v * 255);
+            }
+}
+
+static void grid_write(const Grid *g, const char *path) {
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    img.width = (png_uint_32)(g->cols * g->W), img.height = (png_uint_32)(g->rows * g->H);
+    img.format = PNG_FORMAT_RGB;
+    AtomicFile af;
+    atomicOpen(&af, path);
+    if (!png_image_write_to_stdio(&img, af.f, 0, g->px, 0, NULL)) FATAL("writing %s: %s", path, img.message);
+    atomicClose(&af);
+}
+
+typedef struct {
+    double psnr, psnr_baseline, l1, ssim;
+} ValResult;
+
+// Renders every validation batch (the model, or the trivial baseline) into the grid; returns the mean
+// per-image PSNR and fills l1/ssim means.
+static double val_pass(Trainer *t, ValSet *vs, Grid *grid, int baseline, double *l1, double *ssim) {
+    const int B = vs->B, V = vs->V, Vt = vs->Vt;
+    const size_t HW3 = (size_t)vs->H * vs->W * 3;
+    int n_img = 0, row = 0;
+    double psnr = 0, sl1 = 0, sssim = 0;
+    for (int i = 0; i < vs->n; i++) {
+        TrainBatch tb = vs_batch(vs, i, &t->mc);
+        if (baseline) trainer_render_baseline(t, &tb);
+        else trainer_render(t, &tb);
+        for (int k = 0; k < B * Vt; k++) psnr += psnr_of(mse(t->r.image + k * HW3, tb.tgt_rgb + k * HW3, HW3));
+        sl1 += l1_forward(t->r.image, tb.tgt_rgb, B * Vt * HW3) * B * Vt;
+        sssim += ssim_forward(&t->ssim, t->r.image, tb.tgt_rgb, NULL) * B * Vt;
+        n_img += B * Vt;
+        for (int b = 0; b < B && row < grid->rows; b++, row++) {
+            for (int v = 0; v < V; v++) grid_put(grid, row, v, tb.in.rgb + ((size_t)b * V + v) * HW3);
+            for (int v = 0; v < Vt; v++) {
+                grid_put(grid, row, V + v, t->r.image + ((size_t)b * Vt + v) * HW3);
+                grid_put(grid, row, V + Vt + v, tb.tgt_rgb + ((size_t)b * Vt + v) * HW3);
+            }
+        }
+    }
+    if (l1) *l1 = sl1 / n_img;
+    if (ssim) *ssim = sssim / n_img;
+    return psnr / n_img;
+}
+
+// The baseline once per run (val_baseline.png beside the run's grids), then the model.
+static ValResult validate(Trainer *t, ValSet *vs, Grid *grid, const char *dir, long step, double *baseline) {
+    char png[4200];
+    if (isnan(*baseline)) {
+        *baseline = val_pass(t, vs, grid, 1, NULL, NULL);
+        snprintf(png, sizeof png, "%s/val_baseline.png", dir);
+        grid_write(grid, png);
+    }
+    ValResult r;
+    r.psnr = val_pass(t, vs, grid, 0, &r.l1, &r.ssim);
+    r.psnr_baseline = *baseline;
+    snprintf(png, sizeof png, "%s/val_%08ld.png", dir, step);
+    grid_write(grid, png);
+    return r;
+}
+
+// ------------------------------------------------------------------------------------------------
+// checkpoints
+
+static void save_checkpoint(const char *dir, RunConfig *rc, Trainer *t, long step) {
+    char path[4200];
+    ckpt_path(path, sizeof path, dir, step);
+    char *state = state_text(rc);
+    checkpoint_save_train(path, &rc->mc, t->m.params, t->adam_m, t->adam_v, t->m.n_params, state);
+    free(state);
+    long steps[4096];
+    int n = list_checkpoints(dir, steps, 4096);
+    for (int i = 0; i + rc->tc.ckpt_keep < n; i++) { // keep the newest ckpt_keep
+        char old[4200];
+        ckpt_path(old, sizeof old, dir, steps[i]);
+        if (steps[i] != step) remove(old);
+    }
+}
+
+// Loads the newest checkpoint of the run that verifies (a corrupt newest one is reported and skipped).
+// Returns 1 loaded, 0 none in the folder, −1 error.
+static int load_latest(const char *dir, RunConfig *rc, float **params, float **m, float **v, char *err, size_t errlen) {
+    long steps[4096];
+    int n = list_checkpoints(dir, steps, 4096);
+    for (int i = n - 1; i >= 0; i--) {
+        char path[4200], *state = NULL;
+        ckpt_path(path, sizeof path, dir, steps[i]);
+        CkptHeader h;
+        if (checkpoint_load_train(path, &rc->mc, params, m, v, &state, &h, err, errlen)) {
+            LOG_W("resume: skipping %s: %s", path, err);
+            continue;
+        }
+        CfgTable t[3];
+        tables_of(rc, t);
+        char name[4300];
+        snprintf(name, sizeof name, "%s (training state)", path);
+        if (cfg_defaults(t, 3, err, errlen) || cfg_load_text(state, name, t, 3, err, errlen)) {
+            free(state), free(*params), free(*m), free(*v);
+            return -1;
+        }
+        free(state);
+        if ((long)rc->st.step != steps[i] || rc->st.data_cursor != rc->st.step * rc->tc.grad_accum) {
+            free(*params), free(*m), free(*v);
+            return error_set(err, errlen, "%s: inconsistent training state (step %.0f, data cursor %.0f)", path,
+                             rc->st.step, rc->st.data_cursor);
+        }
+        LOG_I("resume: %s (step %.0f)", path, rc->st.step);
+        return 1;
+    }
+    if (n) return error_set(err, errlen, "%s: no checkpoint in the run folder verifies (see the warnings above)", dir);
+    return 0;
+}
+
+// ------------------------------------------------------------------------------------------------
+
+static int load_config(const TrainRunOptions *o, RunConfig *rc, float **params, float **m, float **v, char *err,
+                       size_t errlen) {
+    CfgTable t[3];
+    tables_of(rc, t);
+    int loaded = 0;
+    if (o->resume) {
+        loaded = load_latest(o->out, rc, params, m, v, err, errlen);
+        if (loaded < 0) return -1;
+        if (!loaded) LOG_I("resume: no checkpoint in %s yet; starting a new run", o->out);
+    }
+    if (!loaded) {
+        if (!o->config) return error_set(err, errlen, "--config is required for a new run");
+        if (cfg_defaults(t, 1, err, errlen)) return -1;
+        if (model_config_load_with(&rc->mc, o->config, t + 1, 2, err, errlen)) return -1;
+    }
+    // command-line overrides; a resumed run may change training keys (e.g. val_every), never the model
+    CfgTable all[4] = {model_config_table(&rc->mc), t[1], t[2], t[0]};
+    ModelConfig before = rc->mc;
+    CfgTable bt = model_config_table(&before);
+    char *before_txt = cfg_to_string(&bt, 1);
+    for (int i = 0; i < o->nsets; i++)
+        if (cfg_set(o->sets[i], "--set", all, 3, err, errlen)) {
+            free(before_txt);
+            return -1;
+        }
+    if (o->steps > 0) rc->tc.steps = (int)o->steps;
+    CfgTable at = model_config_table(&rc->mc);
+    char *after_txt = cfg_to_string(&at, 1);
+    int changed = strcmp(before_txt, after_txt);
+    free(before_txt), free(after_txt);
+    if (loaded && changed) return error_set(err, errlen, "--set: a resumed run cannot change model keys");
+    if (model_config_validate(&rc->mc, err, errlen) || train_config_validate(&rc->tc, err, errlen)) return -1;
+    return loaded;
+}
+
+int train_run(const TrainRunOptions *o) {
+    char err[2048];
+    RunConfig rc;
+    memset(&rc, 0, sizeof rc);
+    float *params = NULL, *mom1 = NULL, *mom2 = NULL;
+    if (mkdir(o->out, 0755) && errno != EEXIST) {
+        LOG_E("%s: cannot create the run folder: %s", o->out, strerror(errno));
+        return 1;
+    }
+    int resumed = load_config(o, &rc, &params, &mom1, &mom2, err, sizeof err);
+    if (resumed < 0) {
+        LOG_E("%s", err);
+        return 1;
+    }
+    if (!resumed) rc.st.best_psnr = -1;
+    ModelConfig *mc = &rc.mc;
+    TrainConfig *tc = &rc.tc;
+    if (tc->threads > 0) omp_set_num_threads(tc->threads);
+    if (mc->views_target > 64 || tc->micro_batch > 64) { // the loader's Batch holds ≤ 64 samples
+        LOG_E("micro_batch %d: at most 64", tc->micro_batch);
+        return 1;
+    }
+
+    // the effective config, for people and for `--config RUN/config.cfg`
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.cfg", o->out);
+    {
+        CfgTable t[3];
+        tables_of(&rc, t);
+        CfgTable all[3] = {model_config_table(mc), t[1], t[2]};
+        AtomicFile af;
+        atomicOpen(&af, path);
+        fprintf(af.f, "# written by avat3r train: the run's effective configuration\n");
+        cfg_write(af.f, all, 3);
+        atomicClose(&af);
+    }
+
+    // data
+    char **shards = (char **)callocCheck(MAX_SHARDS, sizeof(char *));
+    int n_shards = expand_shards(o->data, o->ndata, shards, MAX_SHARDS, err, sizeof err);
+    if (n_shards < 0) {
+        LOG_E("%s", err);
+        return 1;
+    }
+    char held_buf[CFG_STR_MAX];
+    const char *held[MAX_HELD + 1];
+    int n_held = data_held_out_list(&rc.dc, held_buf, sizeof held_buf, held, MAX_HELD);
+    held[n_held] = NULL;
+    ValSet vs;
+    if (valset_build(&vs, shards, n_shards, held, n_held, &rc, err, sizeof err)) {
+        LOG_E("validation data: %s", err);
+        return 1;
+    }
+    long step = (long)rc.st.step;
+    LoaderOptions lo = {mc->views_in, mc->views_target, mc->random_timesteps, mc->use_dust3r, mc->use_sapiens,
+                        tc->micro_batch, 1, 0, (uint64_t)tc->seed, n_held ? held : NULL,
+                        tc->loader_threads, tc->loader_threads + 2, 0};
+    Loader L;
+    if (loader_open(&L, (const char *const *)shards, n_shards, &lo, (uint64_t)rc.st.data_cursor, err, sizeof err)) {
+        LOG_E("training data: %s", err);
+        return 1;
+    }
+    if (check_loader_dims(&L, mc, "training data", err, sizeof err)) {
+        LOG_E("%s", err);
+        return 1;
+    }
+
+    // LPIPS
+    LpipsWeights lw;
+    int have_lpips = 0;
+    if (tc->w_lpips > 0 && tc->lpips_weights[0]) {
+        if (lpips_weights_load(&lw, tc->lpips_weights, err, sizeof err)) {
+            LOG_E("key 'lpips_weights': %s", err);
+            return 1;
+        }
+        if (lw.net != lpips_net_from_name(tc->lpips_net)) {
+            LOG_E("key 'lpips_weights': %s holds the other backbone than lpips_net = %s", tc->lpips_weights, tc->lpips_net);
+            return 1;
+        }
+        have_lpips = 1;
+        LOG_I("LPIPS (%s) from step %d with weight %g", tc->lpips_net, train_lpips_start(tc), tc->w_lpips);
+    } else {
+        LOG_W("LPIPS is OFF: %s; the loss is %g·L1 + %g·(1−SSIM)",
+              tc->w_lpips > 0 ? "no weights file (key lpips_weights; tools/convert_lpips.py makes one)" : "w_lpips = 0",
+              tc->w_l1, tc->w_ssim);
+    }
+
+    // model, optimizer
+    Trainer t;
+    trainer_build(&t, mc, tc, have_lpips ? &lw : NULL);
+    if (resumed) {
+        memcpy(t.m.params, params, sizeof(float) * t.m.n_params);
+        memcpy(t.adam_m, mom1, sizeof(float) * t.m.n_params);
+        memcpy(t.adam_v, mom2, sizeof(float) * t.m.n_params);
+        free(params), free(mom1), free(mom2);
+    } else {
+        avat3r_init_params(&t.m, (uint64_t)tc->seed);
+    }
+    LOG_I("model: %zu parameters; %d shards (%d held out); micro-batch %d x %d accumulated; %d threads; "
+          "validation on %d samples of %s", t.m.n_params, n_shards, n_held, tc->micro_batch, tc->grad_accum,
+          omp_get_max_threads(), vs.n * vs.B, vs.from);
+
+    // logs
+    snprintf(path, sizeof path, "%s/log.jsonl", o->out);
+    if (resumed) truncate_log(path, step);
+    else remove(path);
+    FILE *logf = fopenCheck(path, "a");
+    Grid grid = {vs.n * vs.B < 4 ? vs.n * vs.B : 4, mc->views_in + 2 * mc->views_target, mc->img_w, mc->img_h, NULL};
+    grid.px = (uint8_t *)callocCheck((size_t)(grid.rows ? grid.rows : 1) * grid.H * grid.cols * grid.W * 3, 1);
+    double baseline = NAN;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    const long kill_at = env_long("AVAT3R_FAULT_KILL_AT_STEP"), term_at = env_long("AVAT3R_FAULT_SIGTERM_AT_STEP");
+    const long nan_from = env_long("AVAT3R_FAULT_NAN_FROM_STEP");
+
+    const int lp_start = train_lpips_start(tc);
+    const double samples_per_step = (double)tc->micro_batch * tc->grad_accum;
+    double t_run0 = time_now_s(), ema_step_s = NAN, elapsed0 = rc.st.elapsed_s;
+    long saved_at = step;
+    int status = 0;
+    LOG_I("training: steps %ld..%d, lr %g (%s, warm-up %d), run folder %s", step + 1, tc->steps, tc->lr,
+          tc->lr_schedule, tc->warmup_steps, o->out);
+    while (step < tc->steps) {
+        double t0 = time_now_s(), t_data = 0;
+        trainer_zero_grad(&t);
+        LossTerms acc = {0, 0, 0, 0};
+        int with_lp = have_lpips && step >= lp_start;
+        for (int k = 0; k < tc->grad_accum; k++) {
+            double td = time_now_s();
+            const Batch *b = loader_next(&L, err, sizeof err);
+            t_data += time_now_s() - td;
+            if (!b) {
+                LOG_E("training data: %s", err);
+                status = 1;
+                goto done;
+            }
+            TrainBatch tb = loader_batch(b, mc);
+            LossTerms l = trainer_micro_step(&t, &tb, 1.0 / tc->grad_accum, with_lp);
+            acc.loss += l.loss / tc->grad_accum, acc.l1 += l.l1 / tc->grad_accum, acc.ssim += l.ssim / tc->grad_accum;
+            acc.lpips += with_lp ? l.lpips / tc->grad_accum : 0;
+        }
+        if (!with_lp) acc.lpips = NAN;
+        if (nan_from > 0 && step + 1 >= nan_from) t.m.grads[0] = NAN;
+        double lr = train_lr(tc, step), norm = NAN;
+        int bad = !isfinite(acc.loss);
+        if (!bad) {
+            norm = trainer_update(&t, step, &lr);
+            bad = !isfinite(norm);
+        }
+        step++;
+        double dt = time_now_s() - t0;
+        ema_step_s = isnan(ema_step_s) ? dt : 0.9 * ema_step_s + 0.1 * dt;
+        rc.st.step = step;
+        rc.st.data_cursor = (double)step * tc->grad_accum;
+        rc.st.elapsed_s = elapsed0 + time_now_s() - t_run0;
+        if (bad) {
+            rc.st.skipped++, rc.st.bad_in_row++;
+            LOG_W("step %ld: non-finite %s (loss %g, gradient norm %g): step skipped, parameters unchanged "
+                  "(%.0f in a row, limit %d)", step, isfinite(acc.loss) ? "gradient" : "loss", acc.loss, norm,
+                  rc.st.bad_in_row, tc->max_bad_steps);
+        } else {
+            rc.st.bad_in_row = 0;
+        }
+        fprintf(logf, "{\"kind\":\"train\",\"step\":%ld", step);
+        json_num(logf, "loss", acc.loss), json_num(logf, "l1", acc.l1), json_num(logf, "ssim", acc.ssim);
+        json_num(logf, "lpips", acc.lpips), json_num(logf, "lr", lr), json_num(logf, "grad_norm", norm);
+        json_num(logf, "step_s", dt), json_num(logf, "data_s", t_data);
+        json_num(logf, "samples_per_s", samples_per_step / dt);
+        fprintf(logf, ",\"skipped\":%d}\n", bad);
+        fflush(logf);
+        if (step % tc->log_every == 0 || step == 1 || step == tc->steps) {
+            char eta[32], lps[32];
+            fmt_duration(eta, sizeof eta, ema_step_s * (tc->steps - step));
+            if (isfinite(acc.lpips)) snprintf(lps, sizeof lps, "%.4f", acc.lpips);
+            else snprintf(lps, sizeof lps, "-");
+            printf("step %6ld/%d | loss %.5f (l1 %.5f ssim %.4f lpips %s) | lr %.2e | |g| %.3f | %.2f samples/s | "
+                   "data %2.0f%% | ETA %s\n",
+                   step, tc->steps, acc.loss, acc.l1, acc.ssim, lps, lr, norm, samples_per_step / ema_step_s,
+                   100 * t_data / dt, eta);
+            fflush(stdout);
+        }
+        if (rc.st.bad_in_row >= tc->max_bad_steps) {
+            LOG_E("stopping: %.0f non-finite steps in a row (limit max_bad_steps = %d) at step %ld; parameters are "
+                  "those of step %ld; last good checkpoint in %s. Lower lr or check the data.",
+                  rc.st.bad_in_row, tc->max_bad_steps, step, step - (long)rc.st.bad_in_row, o->out);
+            status = 3;
+            goto done;
+        }
+        if (step == kill_at) raise(SIGKILL); // test hook: a hard kill between checkpoints
+        if (step == term_at) raise(SIGTERM);
+        if (step % tc->ckpt_every == 0 || step == tc->steps) {
+            save_checkpoint(o->out, &rc, &t, step);
+            saved_at = step;
+        }
+        if (vs.n && ((tc->val_every && step % tc->val_every == 0) || step == tc->steps)) {
+            ValResult vr = validate(&t, &vs, &grid, o->out, step, &baseline);
+            if (vr.psnr > rc.st.best_psnr) rc.st.best_psnr = vr.psnr;
+            fprintf(logf, "{\"kind\":\"val\",\"step\":%ld", step);
+            json_num(logf, "psnr", vr.psnr), json_num(logf, "psnr_baseline", vr.psnr_baseline);
+            json_num(logf, "l1", vr.l1), json_num(logf, "ssim", vr.ssim);
+            fprintf(logf, "}\n");
+            fflush(logf);
+            printf("val  %6ld | PSNR %.2f dB (baseline: input colours at input positions %.2f dB) | SSIM %.4f | "
+                   "val_%08ld.png on %s\n", step, vr.psnr, vr.psnr_baseline, vr.ssim, step, vs.from);
+            fflush(stdout);
+        }
+        if (g_stop_signal) {
+            if (saved_at != step) save_checkpoint(o->out, &rc, &t, step);
+            LOG_W("%s at step %ld: checkpoint written to %s; continue with --resume", strsignal(g_stop_signal), step,
+                  o->out);
+            goto done;
+        }
+    }
+    snprintf(path, sizeof path, "%s/final.ckpt", o->out);
+    checkpoint_save(path, mc, t.m.params, t.m.n_params);
+    LOG_I("done: %ld steps, %.0f skipped, %.1f s of training, peak memory %.0f MB; model %s", step, rc.st.skipped,
+          rc.st.elapsed_s, peak_rss_mb(), path);
+done:
+    fclose(logf);
+    loader_close(&L);
+    trainer_free(&t);
+    if (have_lpips) lpips_weights_free(&lw);
+    valset_free(&vs);
+    free(grid.px);
+    for (int i = 0; i < n_shards; i++) free(shards[i]);
+    free(shards);
+    return status;
+}

@@ -1,1 +1,158 @@
-// step.c — (being written)
+// step.c — the CPU training step (see step.h).
+#include "step.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+#include "layers.h"
+#include "optim.h"
+
+#define GAUSS_OFF_POS 0
+#define GAUSS_OFF_RGB 3
+#define GAUSS_OFF_SCALE 6
+#define GAUSS_OFF_ROT 9
+#define GAUSS_OFF_OPAC 13
+
+void trainer_build(Trainer *t, const ModelConfig *mc, const TrainConfig *tc, const LpipsWeights *lw) {
+    memset(t, 0, sizeof *t);
+    t->mc = *mc;
+    t->tc = *tc;
+    t->B = tc->micro_batch, t->V = mc->views_in, t->Vt = mc->views_target, t->H = mc->img_h, t->W = mc->img_w;
+    t->G = (size_t)t->V * t->H * t->W;
+    train_config_background(tc, t->bg);
+    avat3r_build(&t->m, mc, t->B);
+    // each Gaussian covers about one input pixel; 4 tiles each on average leaves room for close-ups
+    RasterDims d = {t->B, (int)t->G, t->Vt, t->W, t->H, 3};
+    raster_build(&t->r, d, 4);
+    const size_t n_img = (size_t)t->B * t->Vt;
+    ssim_build(&t->ssim, (int)n_img, t->H, t->W, 3);
+    if (lw) {
+        t->have_lpips = 1;
+        t->lw = *lw; // the caller keeps the weights alive
+        lpips_build(&t->lp, lw, (int)n_img, t->H, t->W, omp_get_max_threads());
+    }
+    size_t np = t->m.n_params, BG = (size_t)t->B * t->G;
+    t->adam_m = (float *)callocCheck(np, sizeof(float));
+    t->adam_v = (float *)callocCheck(np, sizeof(float));
+    float **bufs[10] = {&t->means, &t->quats, &t->scales, &t->opac, &t->colors,
+                        &t->dmeans, &t->dquats, &t->dscales, &t->dopac, &t->dcolors};
+    const int widths[5] = {3, 4, 3, 1, 3};
+    for (int k = 0; k < 10; k++) *bufs[k] = (float *)callocCheck(BG * widths[k % 5], sizeof(float));
+    t->dimage = (float *)callocCheck(n_img * t->H * t->W * 3, sizeof(float));
+    t->dgauss = (float *)callocCheck(BG * GAUSS_DIM, sizeof(float));
+}
+
+void trainer_free(Trainer *t) {
+    avat3r_free(&t->m);
+    raster_free(&t->r);
+    ssim_free(&t->ssim);
+    if (t->have_lpips) lpips_free(&t->lp);
+    float *bufs[] = {t->adam_m, t->adam_v, t->means, t->quats, t->scales, t->opac, t->colors, t->dmeans,
+                     t->dquats, t->dscales, t->dopac, t->dcolors, t->dimage, t->dgauss};
+    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) free(bufs[k]);
+    memset(t, 0, sizeof *t);
+}
+
+void trainer_zero_grad(Trainer *t) { avat3r_zero_grad(&t->m); }
+
+// gauss [B·G, 14] → the rasterizer's separate arrays
+static void split_gaussians(Trainer *t, const float *gauss) {
+    const long BG = (long)t->B * (long)t->G;
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < BG; i++) {
+        const float *g = gauss + i * GAUSS_DIM;
+        for (int c = 0; c < 3; c++) t->means[i * 3 + c] = g[GAUSS_OFF_POS + c];
+        for (int c = 0; c < 3; c++) t->colors[i * 3 + c] = g[GAUSS_OFF_RGB + c];
+        for (int c = 0; c < 3; c++) t->scales[i * 3 + c] = g[GAUSS_OFF_SCALE + c];
+        for (int c = 0; c < 4; c++) t->quats[i * 4 + c] = g[GAUSS_OFF_ROT + c];
+        t->opac[i] = g[GAUSS_OFF_OPAC];
+    }
+}
+
+static RasterIn raster_in(const Trainer *t, const TrainBatch *b) {
+    RasterIn in = {t->means, t->quats, t->scales, t->opac, t->colors, b->tgt_w2c, b->tgt_K, t->bg};
+    return in;
+}
+
+void trainer_render(Trainer *t, const TrainBatch *b) {
+    avat3r_forward(&t->m, &b->in);
+    split_gaussians(t, t->m.a.gauss);
+    RasterIn rin = raster_in(t, b);
+    raster_forward(&t->r, &rin);
+}
+
+void trainer_render_baseline(Trainer *t, const TrainBatch *b) {
+    avat3r_forward(&t->m, &b->in); // for the Plücker rays and camera centres used without DUSt3R
+    const ModelConfig *c = &t->mc;
+    const long BG = (long)t->B * (long)t->G;
+    float *raw = t->dgauss; // scratch: zero offsets, identity rotation, opacity logit(0.99)
+    memset(raw, 0, sizeof(float) * BG * GAUSS_DIM);
+    for (long i = 0; i < BG; i++) raw[i * GAUSS_DIM + GAUSS_OFF_OPAC] = logf(0.99f / 0.01f);
+    GaussAct ga = {c->pos_offset_max, c->depth_near, c->depth_far, c->scale_bias, log(c->scale_min),
+                   log(c->scale_max)};
+    int d = c->use_dust3r;
+    gaussians_forward(t->m.a.gauss, raw, b->in.rgb, d ? b->in.pos : NULL, d ? b->in.conf : NULL, t->m.a.plucker,
+                      t->m.a.cam_o, &ga, t->B * t->V, t->H * t->W);
+    split_gaussians(t, t->m.a.gauss);
+    RasterIn rin = raster_in(t, b);
+    raster_forward(&t->r, &rin);
+}
+
+LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale, int with_lpips) {
+    const TrainConfig *tc = &t->tc;
+    const size_t n_img = (size_t)t->B * t->Vt, npx = n_img * t->H * t->W * 3;
+    trainer_render(t, b);
+    const float *img = t->r.image; // [B, Vt, H, W, 3]
+    LossTerms L = {0, 0, 0, NAN};
+    L.l1 = l1_forward(img, b->tgt_rgb, npx);
+    L.ssim = ssim_forward(&t->ssim, img, b->tgt_rgb, NULL);
+    L.loss = tc->w_l1 * L.l1 + tc->w_ssim * (1 - L.ssim);
+    int lp = with_lpips && t->have_lpips && tc->w_lpips > 0;
+    if (lp) {
+        L.lpips = lpips_forward(&t->lp, img, b->tgt_rgb, NULL);
+        L.loss += tc->w_lpips * L.lpips;
+    }
+    // dLoss/dimage, already multiplied by grad_scale
+    memset(t->dimage, 0, sizeof(float) * npx);
+    l1_backward(t->dimage, img, b->tgt_rgb, npx, grad_scale * tc->w_l1);
+    ssim_backward(&t->ssim, t->dimage, img, b->tgt_rgb, -grad_scale * tc->w_ssim);
+    if (lp) lpips_backward(&t->lp, t->dimage, grad_scale * tc->w_lpips);
+    // renderer backward → Gaussian gradients (the rasterizer accumulates: clear first)
+    const size_t BG = (size_t)t->B * t->G;
+    float *dbufs[5] = {t->dmeans, t->dquats, t->dscales, t->dopac, t->dcolors};
+    const int widths[5] = {3, 4, 3, 1, 3};
+    for (int k = 0; k < 5; k++) memset(dbufs[k], 0, sizeof(float) * BG * widths[k]);
+    RasterIn rin = raster_in(t, b);
+    RasterGrad rg = {t->dmeans, t->dquats, t->dscales, t->dopac, t->dcolors, NULL};
+    raster_backward(&t->r, &rin, t->dimage, NULL, NULL, &rg);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < (long)BG; i++) {
+        float *g = t->dgauss + i * GAUSS_DIM;
+        for (int c = 0; c < 3; c++) g[GAUSS_OFF_POS + c] = t->dmeans[i * 3 + c];
+        for (int c = 0; c < 3; c++) g[GAUSS_OFF_RGB + c] = t->dcolors[i * 3 + c];
+        for (int c = 0; c < 3; c++) g[GAUSS_OFF_SCALE + c] = t->dscales[i * 3 + c];
+        for (int c = 0; c < 4; c++) g[GAUSS_OFF_ROT + c] = t->dquats[i * 4 + c];
+        g[GAUSS_OFF_OPAC] = t->dopac[i];
+    }
+    // activation gradients accumulate inside the backward: clear them per micro-batch, keep the
+    // parameter gradients (they sum over the accumulated micro-batches)
+    memset(t->m.dacts, 0, sizeof(float) * t->m.n_acts);
+    avat3r_backward(&t->m, &b->in, t->dgauss);
+    return L;
+}
+
+double trainer_update(Trainer *t, long step, double *lr_out) {
+    const TrainConfig *tc = &t->tc;
+    double norm = grad_global_norm(t->m.grads, t->m.n_params);
+    double lr = train_lr(tc, step);
+    if (lr_out) *lr_out = lr;
+    if (!isfinite(norm)) return norm;
+    double scale = tc->grad_clip > 0 && norm > tc->grad_clip ? tc->grad_clip / norm : 1.0;
+    AdamWHyper h = {lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay};
+    adamw_step(t->m.params, t->m.grads, t->adam_m, t->adam_v, t->m.param_sizes, &h, scale, (uint64_t)step + 1);
+    return norm;
+}

@@ -1,0 +1,26 @@
+// loop.h — `avat3r train`: the training run around the step (train/step.h): configs, data streams,
+// validation, logs, checkpoints, resume, signals (docs/training.md).
+#ifndef AVAT3R_LOOP_H
+#define AVAT3R_LOOP_H
+
+typedef struct {
+    const char *config;             // config file (may be NULL with resume when the run has a checkpoint)
+    const char *const *sets;        // "key=value" overrides
+    int nsets;
+    const char *const *data;        // shard files or folders of *.h5
+    int ndata;
+    const char *out;                // run folder
+    long steps;                     // > 0: overrides the config's `steps`
+    int resume;                     // continue from the newest complete checkpoint in `out`
+} TrainRunOptions;
+
+// Runs to the end, to a signal, or to a fatal condition. Returns the process exit status:
+// 0 done or interrupted cleanly (checkpoint written), 1 bad input, 3 too many non-finite steps.
+//
+// Test hooks (fault injection), read from the environment:
+//   AVAT3R_FAULT_KILL_AT_STEP=N     SIGKILL itself right after step N's update, before its checkpoint
+//   AVAT3R_FAULT_SIGTERM_AT_STEP=N  raise SIGTERM at the same point (the handler's path)
+//   AVAT3R_FAULT_NAN_FROM_STEP=N    poison the gradients of every step from N on (1-based)
+int train_run(const TrainRunOptions *o);
+
+#endif
