@@ -30,7 +30,7 @@ static void batch_free(Batch *b) {
 }
 
 // camera c of shard s at frame f, in the head frame of that frame: [R|t] · [Rh|th] = [R·Rh | R·th + t]
-static void head_frame_camera(const Shard *s, int f, int c, float *out) {
+void loader_head_frame_camera(const Shard *s, int f, int c, float *out) {
     const double *R = s->m.w2c + 12 * c, *H = s->m.head_pose + 12 * f;
     for (int i = 0; i < 3; i++) {
         for (int j = 0; j < 3; j++)
@@ -64,7 +64,7 @@ static int load_view(Loader *L, Batch *b, int bi, int is_target, int v, int si, 
     const double *K = s->m.K + ((size_t)f * s->m.n_cams + c) * 9;
     float *Kd = (is_target ? b->tgt_K : b->K) + slot * 9;
     for (int k = 0; k < 9; k++) Kd[k] = (float)K[k];
-    head_frame_camera(s, f, c, (is_target ? b->tgt_w2c : b->w2c) + slot * 12);
+    loader_head_frame_camera(s, f, c, (is_target ? b->tgt_w2c : b->w2c) + slot * 12);
     if (is_target) {
         float *m = b->tgt_mask + slot * HW;
         r = shard_get_mask(s, f, c, u8, b->err, sizeof b->err);

@@ -70,5 +70,8 @@ int loader_open(Loader *L, const char *const *shard_paths, int n_shards, const L
 // the next call. NULL with a message in err when a worker failed.
 const Batch *loader_next(Loader *L, char *err, size_t errlen);
 void loader_close(Loader *L);
+// Camera c of shard s at frame f as the loader hands it out: world-to-camera in that frame's head frame,
+// [3, 4] metres.
+void loader_head_frame_camera(const Shard *s, int f, int c, float *out);
 
 #endif

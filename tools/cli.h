@@ -30,6 +30,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_bench_render(int argc, char **argv);
 int cmd_bench_data(int argc, char **argv);
+int cmd_bench_train(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_train(int argc, char **argv);

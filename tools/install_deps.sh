@@ -16,6 +16,7 @@ PKGS=(
   libavif-bin                                     # avifenc: the Python ava256 fixture writer
   libopenmpi-dev openmpi-bin                      # CPU data-parallel tests (issue #8)
   python3 python3-torch python3-numpy             # the independent PyTorch reference (tools/reference)
+  python3-matplotlib                              # tools/plot_log.py (training curves)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -183,8 +183,14 @@ typedef struct {
     int n;            // batches
     int B, V, Vt, H, W, E, CS, hs, ws;
     float *rgb, *pos, *conf, *sap, *w2c, *K, *expr, *tgt_rgb, *tgt_w2c, *tgt_K; // [n, ...] each
+    float *expr_swap; // [B, E] the expression sweep's codes for batch 0
+    float *w2c_swap, *K_swap; // [B, Vt, 12], [B, Vt, 9] its target cameras
+    // the expression sweep: the first sample's capture at SWEEP frames, from its first target camera
+    int sweep_n;
+    float *sweep_gt, *sweep_expr, *sweep_w2c, *sweep_K; // [n, H, W, 3], [n, E], [n, 12], [n, 9]
     char from[64];    // "held-out identities" or "training identities"
 } ValSet;
+#define SWEEP 8
 
 static size_t vs_sz(const ValSet *v, int which) {
     size_t B = v->B, V = v->V, Vt = v->Vt, HW = (size_t)v->H * v->W;
@@ -246,6 +252,30 @@ static int check_loader_dims(const Loader *L, const ModelConfig *mc, const char 
     return 0;
 }
 
+// The sweep's ground truth: SWEEP frames spread over the first sample's capture, seen from its first target
+// camera, with their expression codes and cameras. Frames without that image are skipped.
+static void sweep_load(ValSet *v, Loader *L, const Sample *smp) {
+    Shard *s = &L->shards[smp->subject];
+    const int c = smp->target_cam[0], F = s->m.n_frames, HW = v->H * v->W;
+    v->sweep_gt = (float *)callocCheck((size_t)SWEEP * HW * 3, sizeof(float));
+    v->sweep_expr = (float *)callocCheck((size_t)SWEEP * v->E, sizeof(float));
+    v->sweep_w2c = (float *)callocCheck(SWEEP * 12, sizeof(float));
+    v->sweep_K = (float *)callocCheck(SWEEP * 9, sizeof(float));
+    uint8_t *rgb = (uint8_t *)mallocCheck((size_t)HW * 3);
+    char err[1024];
+    v->sweep_n = 0;
+    for (int k = 0; k < SWEEP && k < F; k++) {
+        int f = (int)((long)k * F / (SWEEP < F ? SWEEP : F));
+        if (shard_get_image(s, f, c, rgb, err, sizeof err) != 0 || !s->m.expr) continue;
+        int n = v->sweep_n++;
+        for (int i = 0; i < HW * 3; i++) v->sweep_gt[(size_t)n * HW * 3 + i] = rgb[i] * (1.0f / 255);
+        memcpy(v->sweep_expr + (size_t)n * v->E, s->m.expr + (size_t)f * v->E, sizeof(float) * v->E);
+        loader_head_frame_camera(s, f, c, v->sweep_w2c + n * 12);
+        for (int j = 0; j < 9; j++) v->sweep_K[n * 9 + j] = (float)s->m.K[((size_t)f * s->m.n_cams + c) * 9 + j];
+    }
+    free(rgb);
+}
+
 static int valset_build(ValSet *v, char **shards, int n_shards, const char **held, int n_held, const RunConfig *rc,
                         char *err, size_t errlen) {
     const ModelConfig *mc = &rc->mc;
@@ -281,12 +311,16 @@ static int valset_build(ValSet *v, char **shards, int n_shards, const char **hel
     v->E = mc->expr_dim, v->CS = mc->sapiens_ch, v->hs = mc->sapiens_h, v->ws = mc->sapiens_w;
     v->n = (tc->val_samples + v->B - 1) / v->B;
     for (int k = 0; k < 10; k++) *vs_field(v, k) = (float *)callocCheck((size_t)v->n * vs_sz(v, k) + 1, sizeof(float));
+    v->expr_swap = (float *)callocCheck(vs_sz(v, 6), sizeof(float));
+    v->w2c_swap = (float *)callocCheck(vs_sz(v, 8), sizeof(float));
+    v->K_swap = (float *)callocCheck(vs_sz(v, 9), sizeof(float));
     for (int i = 0; i < v->n; i++) {
         const Batch *b = loader_next(&L, err, errlen);
         if (!b) {
             loader_close(&L);
             return -1;
         }
+        if (i == 0) sweep_load(v, &L, &b->sample[0]);
         const float *src[10] = {b->rgb, b->pos, b->conf, b->sap, b->w2c, b->K, b->expr, b->tgt_rgb, b->tgt_w2c, b->tgt_K};
         for (int k = 0; k < 10; k++)
             if (src[k]) memcpy(*vs_field(v, k) + i * vs_sz(v, k), src[k], sizeof(float) * vs_sz(v, k));
@@ -297,10 +331,12 @@ static int valset_build(ValSet *v, char **shards, int n_shards, const char **hel
 
 static void valset_free(ValSet *v) {
     for (int k = 0; k < 10; k++) free(*vs_field(v, k));
+    free(v->expr_swap), free(v->w2c_swap), free(v->K_swap);
+    free(v->sweep_gt), free(v->sweep_expr), free(v->sweep_w2c), free(v->sweep_K);
     memset(v, 0, sizeof *v);
 }
 
-static double psnr_of(double mse) { return 10.0 * log10(1.0 / fmax(mse, 1e-12)); }
+static double psnr_of(double mse) { return psnr_from_mse(fmax(mse, 1e-12)); } // capped at 120 dB
 
 // Grid PNG: per sample one row — the V inputs | the Vt predictions | the Vt ground truths.
 typedef struct {
@@ -363,8 +399,33 @@ static double val_pass(Trainer *t, ValSet *vs, Grid *grid, int baseline, double 
     return psnr / n_img;
 }
 
+// Expression sweep: the first validation sample's avatar (built from its inputs) driven by the expression
+// codes of other frames of the same capture, rendered into the first target camera at those frames.
+// Row 1: the ground truth of those frames; row 2: the avatar. The mouth should follow row 1.
+static void expr_sweep(Trainer *t, ValSet *vs, Grid *g, const char *path) {
+    const int B = vs->B, E = vs->E, Vt = vs->Vt;
+    const size_t HW3 = (size_t)vs->H * vs->W * 3;
+    TrainBatch tb = vs_batch(vs, 0, &t->mc);
+    memcpy(vs->w2c_swap, tb.tgt_w2c, sizeof(float) * B * Vt * 12);
+    memcpy(vs->K_swap, tb.tgt_K, sizeof(float) * B * Vt * 9);
+    for (int k = 0; k < g->cols; k++) {
+        if (k >= vs->sweep_n) break;
+        grid_put(g, 0, k, vs->sweep_gt + k * HW3);
+        for (int b = 0; b < B; b++) memcpy(vs->expr_swap + (size_t)b * E, vs->sweep_expr + (size_t)k * E, sizeof(float) * E);
+        memcpy(vs->w2c_swap, vs->sweep_w2c + k * 12, sizeof(float) * 12); // sample 0, target view 0
+        memcpy(vs->K_swap, vs->sweep_K + k * 9, sizeof(float) * 9);
+        TrainBatch sw = tb;
+        sw.in.expr = vs->expr_swap;
+        sw.tgt_w2c = vs->w2c_swap, sw.tgt_K = vs->K_swap;
+        trainer_render(t, &sw);
+        grid_put(g, 1, k, t->r.image);
+    }
+    grid_write(g, path);
+}
+
 // The baseline once per run (val_baseline.png beside the run's grids), then the model.
-static ValResult validate(Trainer *t, ValSet *vs, Grid *grid, const char *dir, long step, double *baseline) {
+static ValResult validate(Trainer *t, ValSet *vs, Grid *grid, Grid *sweep, const char *dir, long step,
+                          double *baseline) {
     char png[4200];
     if (isnan(*baseline)) {
         *baseline = val_pass(t, vs, grid, 1, NULL, NULL);
@@ -376,6 +437,10 @@ static ValResult validate(Trainer *t, ValSet *vs, Grid *grid, const char *dir, l
     r.psnr_baseline = *baseline;
     snprintf(png, sizeof png, "%s/val_%08ld.png", dir, step);
     grid_write(grid, png);
+    if (sweep->cols > 1) {
+        snprintf(png, sizeof png, "%s/expr_%08ld.png", dir, step);
+        expr_sweep(t, vs, sweep, png);
+    }
     return r;
 }
 
@@ -577,6 +642,8 @@ int train_run(const TrainRunOptions *o) {
     FILE *logf = fopenCheck(path, "a");
     Grid grid = {vs.n * vs.B < 4 ? vs.n * vs.B : 4, mc->views_in + 2 * mc->views_target, mc->img_w, mc->img_h, NULL};
     grid.px = (uint8_t *)callocCheck((size_t)(grid.rows ? grid.rows : 1) * grid.H * grid.cols * grid.W * 3, 1);
+    Grid sweep = {2, vs.sweep_n, mc->img_w, mc->img_h, NULL};
+    sweep.px = (uint8_t *)callocCheck((size_t)2 * sweep.H * (sweep.cols ? sweep.cols : 1) * sweep.W * 3, 1);
     double baseline = NAN;
 
     struct sigaction sa;
@@ -667,7 +734,7 @@ int train_run(const TrainRunOptions *o) {
             saved_at = step;
         }
         if (vs.n && ((tc->val_every && step % tc->val_every == 0) || step == tc->steps)) {
-            ValResult vr = validate(&t, &vs, &grid, o->out, step, &baseline);
+            ValResult vr = validate(&t, &vs, &grid, &sweep, o->out, step, &baseline);
             if (vr.psnr > rc.st.best_psnr) rc.st.best_psnr = vr.psnr;
             fprintf(logf, "{\"kind\":\"val\",\"step\":%ld", step);
             json_num(logf, "psnr", vr.psnr), json_num(logf, "psnr_baseline", vr.psnr_baseline);
@@ -695,7 +762,7 @@ done:
     trainer_free(&t);
     if (have_lpips) lpips_weights_free(&lw);
     valset_free(&vs);
-    free(grid.px);
+    free(grid.px), free(sweep.px);
     for (int i = 0; i < n_shards; i++) free(shards[i]);
     free(shards);
     return status;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../common/log.h"
+#include "../common/timer.h"
 #include "../common/util.h"
 #include "layers.h"
 #include "optim.h"
@@ -105,7 +106,13 @@ void trainer_render_baseline(Trainer *t, const TrainBatch *b) {
 LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale, int with_lpips) {
     const TrainConfig *tc = &t->tc;
     const size_t n_img = (size_t)t->B * t->Vt, npx = n_img * t->H * t->W * 3;
-    trainer_render(t, b);
+    double t0 = time_now_s();
+    avat3r_forward(&t->m, &b->in);
+    split_gaussians(t, t->m.a.gauss);
+    double t1 = time_now_s();
+    RasterIn rin = raster_in(t, b);
+    raster_forward(&t->r, &rin);
+    double t2 = time_now_s();
     const float *img = t->r.image; // [B, Vt, H, W, 3]
     LossTerms L = {0, 0, 0, NAN};
     L.l1 = l1_forward(img, b->tgt_rgb, npx);
@@ -121,14 +128,15 @@ LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale,
     l1_backward(t->dimage, img, b->tgt_rgb, npx, grad_scale * tc->w_l1);
     ssim_backward(&t->ssim, t->dimage, img, b->tgt_rgb, -grad_scale * tc->w_ssim);
     if (lp) lpips_backward(&t->lp, t->dimage, grad_scale * tc->w_lpips);
+    double t3 = time_now_s();
     // renderer backward → Gaussian gradients (the rasterizer accumulates: clear first)
     const size_t BG = (size_t)t->B * t->G;
     float *dbufs[5] = {t->dmeans, t->dquats, t->dscales, t->dopac, t->dcolors};
     const int widths[5] = {3, 4, 3, 1, 3};
     for (int k = 0; k < 5; k++) memset(dbufs[k], 0, sizeof(float) * BG * widths[k]);
-    RasterIn rin = raster_in(t, b);
     RasterGrad rg = {t->dmeans, t->dquats, t->dscales, t->dopac, t->dcolors, NULL};
     raster_backward(&t->r, &rin, t->dimage, NULL, NULL, &rg);
+    double t4 = time_now_s();
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < (long)BG; i++) {
         float *g = t->dgauss + i * GAUSS_DIM;
@@ -142,17 +150,25 @@ LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale,
     // parameter gradients (they sum over the accumulated micro-batches)
     memset(t->m.dacts, 0, sizeof(float) * t->m.n_acts);
     avat3r_backward(&t->m, &b->in, t->dgauss);
+    double t5 = time_now_s();
+    t->t_net_fwd += t1 - t0, t->t_render_fwd += t2 - t1, t->t_loss += t3 - t2;
+    t->t_render_bwd += t4 - t3, t->t_net_bwd += t5 - t4;
     return L;
 }
 
 double trainer_update(Trainer *t, long step, double *lr_out) {
     const TrainConfig *tc = &t->tc;
+    double t0 = time_now_s();
     double norm = grad_global_norm(t->m.grads, t->m.n_params);
     double lr = train_lr(tc, step);
     if (lr_out) *lr_out = lr;
-    if (!isfinite(norm)) return norm;
+    if (!isfinite(norm)) {
+        t->t_opt += time_now_s() - t0;
+        return norm;
+    }
     double scale = tc->grad_clip > 0 && norm > tc->grad_clip ? tc->grad_clip / norm : 1.0;
     AdamWHyper h = {lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay};
     adamw_step(t->m.params, t->m.grads, t->adam_m, t->adam_v, t->m.param_sizes, &h, scale, (uint64_t)step + 1);
+    t->t_opt += time_now_s() - t0;
     return norm;
 }

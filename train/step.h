@@ -39,6 +39,8 @@ typedef struct {
     float *dmeans, *dquats, *dscales, *dopac, *dcolors; // same shapes
     float *dimage;            // [B, Vt, H, W, 3] dLoss/dimage
     float *dgauss;            // [B·G, 14] dLoss/dGaussians (also the baseline's raw scratch)
+    // seconds spent in each phase since trainer_build (or the caller's reset): the benchmark's breakdown
+    double t_net_fwd, t_render_fwd, t_loss, t_render_bwd, t_net_bwd, t_opt;
 } Trainer;
 
 // lw may be NULL (no LPIPS term); B = micro-batch size. Parameters are left uninitialised.

@@ -530,6 +530,41 @@ def cmd_step(args):
         print("margins " + json.dumps({k: float("%.3g" % v) for k, v in mg.items()}))
 
 
+def cmd_bench(args):
+    """The training step minus the rasterizer, for `avat3r bench train`: network forward, L1 + SSIM on
+    stand-in images (the Gaussians' colours of the first Vt views' pixels, the same tensor sizes as
+    the rendered images), backward, global-norm clip and a torch.optim.AdamW step; float32. There is no
+    CPU PyTorch Gaussian rasterizer at these sizes (gsplat is CUDA-only; raster_ref.py is the naive
+    oracle), so the C side reports its rasterizer separately. Prints one JSON line."""
+    threads = args.threads or os.cpu_count()
+    torch.set_num_threads(threads)
+    cfg, flat = atb.read_ckpt(args.ckpt)
+    P = avat3r_ref.params_from_flat(cfg, flat, torch.float32)
+    b = make_train_batch(cfg, args.B, 0)
+    batch = {k: torch.as_tensor(v).float() for k, v in b.items()}
+    H, W, Vt, B = cfg["img_h"], cfg["img_w"], cfg["views_target"], args.B
+    tgt = batch["tgt_rgb"].reshape(-1, H, W, 3)
+    groups = ([p for k, p in P.items() if p.numel() and decays(k)],
+              [p for k, p in P.items() if p.numel() and not decays(k)])
+    opt = torch.optim.AdamW([{"params": groups[0], "weight_decay": 0.05}, {"params": groups[1], "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
+    times = []
+    for i in range(args.warmup + args.iters):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        gauss = avat3r_ref.forward(cfg, P, batch)["gauss"]
+        img = gauss[:, :Vt * H * W, 3:6].reshape(-1, H, W, 3)
+        loss = 0.8 * (img - tgt).abs().mean() + 0.2 * (1 - ssim(img, tgt))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g], 1.0)
+        opt.step()
+        if i >= args.warmup:
+            times.append(1e3 * (time.perf_counter() - t0))
+    times.sort()
+    print(json.dumps({"fwd_bwd_ms": round(times[len(times) // 2], 3), "threads": threads,
+                      "torch": torch.__version__.split("a")[0], "B": B, "iters": args.iters}))
+
+
 def cmd_makebatch(args):
     cfg, _ = atb.read_ckpt(args.ckpt)
     atb.write_atb(args.out, make_train_batch(cfg, args.B, args.seed))
@@ -557,6 +592,12 @@ def main(argv=None):
     s.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     s.add_argument("--margins", action="store_true",
                    help="also measure the rendered scene's distance from the rasterizer's knife edges")
+    s = sub.add_parser("bench")
+    s.add_argument("--ckpt", required=True)
+    s.add_argument("--B", type=int, default=1)
+    s.add_argument("--iters", type=int, default=5)
+    s.add_argument("--warmup", type=int, default=1)
+    s.add_argument("--threads", type=int, default=0)
     s = sub.add_parser("makebatch")
     s.add_argument("--ckpt", required=True)
     s.add_argument("--out", required=True)
@@ -578,7 +619,7 @@ def main(argv=None):
     s.add_argument("--keep", default="", help="write the self-test's files here and keep them")
     args = ap.parse_args(argv)
     try:
-        {"step": cmd_step, "makebatch": cmd_makebatch, "makehyper": cmd_makehyper,
+        {"step": cmd_step, "bench": cmd_bench, "makebatch": cmd_makebatch, "makehyper": cmd_makehyper,
          "selftest": cmd_selftest}[args.cmd](args)
     except (ValueError, OSError) as e:
         sys.exit("train_step_ref: %s" % e)

@@ -1,0 +1,102 @@
+// cmd_bench_train.c — `avat3r bench train`: the full CPU training step (train/step.c) — samples/s, peak
+// memory and the share of each phase — and the same step minus the rasterizer in the PyTorch reference
+// (tools/reference/train_step_ref.py bench), run side by side from this process.
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "../common/timer.h"
+#include "../common/util.h"
+#include "batch_random.h"
+#include "checkpoint.h"
+#include "cli.h"
+#include "loader.h"
+#include "step.h"
+
+int cmd_bench_train(int argc, char **argv) {
+    const char *usage = "--config FILE [--batch B] [--iters N] [--threads T] [--no-ref] [--set k=v]\n"
+                        "  (random batches: cameras on a sphere, point maps near the origin; the data loader is "
+                        "timed by `avat3r bench data`)";
+    CliOpts o;
+    if (cli_parse_opts(argc, argv, &o, "bench train", usage)) return 2;
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+    const int threads = omp_get_max_threads(), B = o.batch, iters = o.iters;
+    ModelConfig c;
+    cli_load_model_config(&c, o.config, o.sets, o.nsets);
+    TrainConfig tc;
+    {
+        CfgTable t = train_config_table(&tc);
+        char err[512];
+        if (cfg_defaults(&t, 1, err, sizeof err)) FATAL("%s", err);
+    }
+    tc.micro_batch = B, tc.w_lpips = 0;
+    Trainer t;
+    trainer_build(&t, &c, &tc, NULL);
+    avat3r_init_params(&t.m, 1);
+    RandomBatch rb;
+    random_batch_make(&rb, &c, B, 2);
+    const int Vt = c.views_target, H = c.img_h, W = c.img_w;
+    float *tw = (float *)mallocCheck(sizeof(float) * B * Vt * 12), *tk = (float *)mallocCheck(sizeof(float) * B * Vt * 9);
+    float *trgb = (float *)mallocCheck(sizeof(float) * B * Vt * H * W * 3);
+    Rng r = rng_make(7, 0);
+    for (int i = 0; i < B * Vt; i++) {
+        double w2c[12], K[9];
+        random_camera(w2c, K, W, H, &r);
+        for (int k = 0; k < 12; k++) tw[i * 12 + k] = (float)w2c[k];
+        for (int k = 0; k < 9; k++) tk[i * 9 + k] = (float)K[k];
+    }
+    for (size_t i = 0; i < (size_t)B * Vt * H * W * 3; i++) trgb[i] = rng_uniform_at(&r, i + 1000);
+    TrainBatch tb = {random_batch_f32(&rb), trgb, tw, tk};
+    double total = 0;
+    for (int it = -1; it < iters; it++) { // one warm-up
+        if (it == 0) t.t_net_fwd = t.t_render_fwd = t.t_loss = t.t_render_bwd = t.t_net_bwd = t.t_opt = 0;
+        double t0 = time_now_s();
+        trainer_zero_grad(&t);
+        trainer_micro_step(&t, &tb, 1.0, 0);
+        trainer_update(&t, 1000, NULL);
+        if (it >= 0) total += time_now_s() - t0;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double ms = 1e3 * total / iters;
+    const double parts[6] = {t.t_net_fwd, t.t_render_fwd, t.t_loss, t.t_render_bwd, t.t_net_bwd, t.t_opt};
+    const char *names[6] = {"network forward", "render forward", "losses (fwd+bwd)", "render backward",
+                            "network backward", "clip + AdamW"};
+    printf("C training step (float32, %d threads, batch %d, %d target views of %dx%d, %zu Gaussians/sample): "
+           "%.2f ms/step = %.2f samples/s (mean of %d), peak memory %.0f MB\n",
+           threads, B, Vt, W, H, t.G, ms, B / (ms * 1e-3), iters, ru.ru_maxrss / 1024.0);
+    double rest = total;
+    for (int k = 0; k < 6; k++) {
+        printf("  %-18s %8.2f ms  %5.1f%%\n", names[k], 1e3 * parts[k] / iters, 100 * parts[k] / total);
+        rest -= parts[k];
+    }
+    printf("  %-18s %8.2f ms  %5.1f%%   (splitting the Gaussians, zeroing gradients)\n", "other", 1e3 * rest / iters,
+           100 * rest / total);
+    int rc = 0;
+    if (!o.no_ref) {
+        char dir[] = "/tmp/avat3r_bench.XXXXXX";
+        if (!mkdtemp(dir)) FATAL("cannot create a temporary directory");
+        char path[512], args[4096];
+        snprintf(path, sizeof path, "%s/bench.ckpt", dir);
+        checkpoint_save(path, &c, t.m.params, t.m.n_params);
+        snprintf(args, sizeof args, "'%s/tools/reference/train_step_ref.py' bench --ckpt '%s' --B %d --iters %d --threads %d",
+                 cli_source_root(), path, B, iters, threads);
+        double ref = cli_reference_bench_ms(args);
+        unlink(path);
+        rmdir(dir);
+        double c_cmp = 1e3 * (total - parts[1] - parts[3]) / iters;
+        if (ref > 0)
+            printf("PyTorch reference, the same step minus the rasterizer (float32, %d threads): %.2f ms; C without "
+                   "its rasterizer: %.2f ms\nratio: C is %.2fx %s than PyTorch on the comparable part (no CPU PyTorch "
+                   "Gaussian rasterizer exists at this size: gsplat is CUDA-only)\n",
+                   threads, ref, c_cmp, ref >= c_cmp ? ref / c_cmp : c_cmp / ref, ref >= c_cmp ? "faster" : "slower");
+        else rc = 1;
+    }
+    free(tw), free(tk), free(trgb);
+    random_batch_free(&rb);
+    trainer_free(&t);
+    return rc;
+}
