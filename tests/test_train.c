@@ -14,6 +14,7 @@
 
 #include "../common/atb.h"
 #include "../common/rng.h"
+#include "batch_random.h"
 #include "checkpoint.h"
 #include "optim.h"
 #include "params.h"
@@ -314,6 +315,60 @@ static int step_reference_case(int dust3r, int sapiens) {
     return 0;
 }
 
+// Gradient accumulation: two micro-batches of one sample, each scaled by 1/2, give the gradient of one
+// micro-batch of both samples (every loss term is a mean over the batch's images).
+static int test_grad_accumulation(void) {
+    ModelConfig c = model_defaults();
+    c.views_in = 2, c.views_target = 2, c.img_h = c.img_w = 16, c.patch = 4, c.width = 16, c.heads = 2, c.layers = 1;
+    c.expr_dim = 8, c.expr_tokens = 2, c.expr_hidden = 16, c.sapiens_ch = 4, c.sapiens_h = c.sapiens_w = 4;
+    TrainConfig tc = train_defaults();
+    const int V = c.views_in, Vt = c.views_target, H = c.img_h, W = c.img_w;
+    RandomBatch rb;
+    random_batch_make(&rb, &c, 2, 5);
+    float *tw = malloc(4 * 2 * Vt * 12), *tk = malloc(4 * 2 * Vt * 9), *trgb = malloc(4 * 2 * Vt * H * W * 3);
+    Rng r = rng_make(8, 0);
+    for (int i = 0; i < 2 * Vt; i++) {
+        double w2c[12], K[9];
+        random_camera(w2c, K, W, H, &r);
+        for (int k = 0; k < 12; k++) tw[i * 12 + k] = (float)w2c[k];
+        for (int k = 0; k < 9; k++) tk[i * 9 + k] = (float)K[k];
+    }
+    for (int i = 0; i < 2 * Vt * H * W * 3; i++) trgb[i] = rng_uniform_at(&r, i + 99);
+    Trainer a, b;
+    tc.micro_batch = 2;
+    trainer_build(&a, &c, &tc, NULL);
+    tc.micro_batch = 1;
+    trainer_build(&b, &c, &tc, NULL);
+    avat3r_init_params(&a.m, 4);
+    avat3r_init_params(&b.m, 4);
+    Avat3rBatch in = random_batch_f32(&rb);
+    TrainBatch both = {in, trgb, tw, tk};
+    trainer_zero_grad(&a);
+    LossTerms la = trainer_micro_step(&a, &both, 1.0, 0);
+    trainer_zero_grad(&b);
+    double lb = 0;
+    for (int s = 0; s < 2; s++) {
+        size_t px = (size_t)V * H * W;
+        TrainBatch one = {{in.rgb + s * px * 3, in.pos + s * px * 3, in.conf + s * px, in.sap + (size_t)s * V * c.sapiens_h * c.sapiens_w * c.sapiens_ch,
+                           in.w2c + s * V * 12, in.K + s * V * 9, in.expr + s * c.expr_dim},
+                          trgb + (size_t)s * Vt * H * W * 3, tw + s * Vt * 12, tk + s * Vt * 9};
+        lb += 0.5 * trainer_micro_step(&b, &one, 0.5, 0).loss;
+    }
+    double m = 0, e = 0;
+    for (size_t i = 0; i < a.m.n_params; i++) {
+        m = fmax(m, fabs(a.m.grads[i]));
+        e = fmax(e, fabs(a.m.grads[i] - b.m.grads[i]));
+    }
+    printf("    loss batch of 2 %.9f, two accumulated halves %.9f; gradients max abs diff %.2e of max %.2e (rel %.2e)\n",
+           la.loss, lb, e, m, e / m);
+    trainer_free(&a), trainer_free(&b);
+    random_batch_free(&rb);
+    free(tw), free(tk), free(trgb);
+    // float rounding only (the two paths sum the same terms in another order): 1e-5 of max|g|
+    CHECK(fabs(la.loss - lb) < 1e-6 && e < 1e-5 * m, "accumulated gradient differs");
+    return 0;
+}
+
 static int test_step_reference(void) {
     printf("  with DUSt3R and Sapiens:\n");
     if (step_reference_case(1, 1)) return 1;
@@ -513,6 +568,7 @@ const TestCase train_tests[] = {
     {"train_grad_norm_threads", test_grad_norm_threads},
     {"train_checkpoint_kinds", test_train_checkpoint},
     {"train_step_reference", test_step_reference},
+    {"train_grad_accumulation", test_grad_accumulation},
     {"train_resume_bit_identical", test_resume_bit_identical},
     {"train_nonfinite_steps", test_nonfinite_steps},
     {"train_loss_falls", test_loss_falls},
