@@ -188,6 +188,7 @@ typedef struct {
     // the expression sweep: the first sample's capture at SWEEP frames, from its first target camera
     int sweep_n;
     float *sweep_gt, *sweep_expr, *sweep_w2c, *sweep_K; // [n, H, W, 3], [n, E], [n, 12], [n, 9]
+    float *sweep_fixed, *sweep_diff;                     // [H, W, 3] scratch
     char from[64];    // "held-out identities" or "training identities"
 } ValSet;
 #define SWEEP 8
@@ -261,6 +262,8 @@ static void sweep_load(ValSet *v, Loader *L, const Sample *smp) {
     v->sweep_expr = (float *)callocCheck((size_t)SWEEP * v->E, sizeof(float));
     v->sweep_w2c = (float *)callocCheck(SWEEP * 12, sizeof(float));
     v->sweep_K = (float *)callocCheck(SWEEP * 9, sizeof(float));
+    v->sweep_fixed = (float *)callocCheck((size_t)HW * 3, sizeof(float));
+    v->sweep_diff = (float *)callocCheck((size_t)HW * 3, sizeof(float));
     uint8_t *rgb = (uint8_t *)mallocCheck((size_t)HW * 3);
     char err[1024];
     v->sweep_n = 0;
@@ -333,6 +336,7 @@ static void valset_free(ValSet *v) {
     for (int k = 0; k < 10; k++) free(*vs_field(v, k));
     free(v->expr_swap), free(v->w2c_swap), free(v->K_swap);
     free(v->sweep_gt), free(v->sweep_expr), free(v->sweep_w2c), free(v->sweep_K);
+    free(v->sweep_fixed), free(v->sweep_diff);
     memset(v, 0, sizeof *v);
 }
 
@@ -369,6 +373,7 @@ static void grid_write(const Grid *g, const char *path) {
 
 typedef struct {
     double psnr, psnr_baseline, l1, ssim;
+    double psnr_expr, psnr_expr_fixed; // the expression sweep with each frame's code / the first frame's
 } ValResult;
 
 // Renders every validation batch (the model, or the trivial baseline) into the grid; returns the mean
@@ -401,26 +406,39 @@ static double val_pass(Trainer *t, ValSet *vs, Grid *grid, int baseline, double 
 
 // Expression sweep: the first validation sample's avatar (built from its inputs) driven by the expression
 // codes of other frames of the same capture, rendered into the first target camera at those frames.
-// Row 1: the ground truth of those frames; row 2: the avatar. The mouth should follow row 1.
-static void expr_sweep(Trainer *t, ValSet *vs, Grid *g, const char *path) {
+// Row 1: the ground truth of those frames; row 2: the avatar with each frame's code; row 3: what the code
+// changed, 0.5 + 4·(row 2 − the same camera with the first frame's code). Returns the mean PSNR of row 2
+// against row 1, and in *fixed the same with the first frame's code everywhere: the gap measures how much
+// of the expression the model takes from the code.
+static double expr_sweep(Trainer *t, ValSet *vs, Grid *g, const char *path, double *fixed) {
     const int B = vs->B, E = vs->E, Vt = vs->Vt;
     const size_t HW3 = (size_t)vs->H * vs->W * 3;
     TrainBatch tb = vs_batch(vs, 0, &t->mc);
     memcpy(vs->w2c_swap, tb.tgt_w2c, sizeof(float) * B * Vt * 12);
     memcpy(vs->K_swap, tb.tgt_K, sizeof(float) * B * Vt * 9);
-    for (int k = 0; k < g->cols; k++) {
-        if (k >= vs->sweep_n) break;
+    double p_code = 0, p_fixed = 0;
+    for (int k = 0; k < vs->sweep_n; k++) {
         grid_put(g, 0, k, vs->sweep_gt + k * HW3);
-        for (int b = 0; b < B; b++) memcpy(vs->expr_swap + (size_t)b * E, vs->sweep_expr + (size_t)k * E, sizeof(float) * E);
         memcpy(vs->w2c_swap, vs->sweep_w2c + k * 12, sizeof(float) * 12); // sample 0, target view 0
         memcpy(vs->K_swap, vs->sweep_K + k * 9, sizeof(float) * 9);
         TrainBatch sw = tb;
         sw.in.expr = vs->expr_swap;
         sw.tgt_w2c = vs->w2c_swap, sw.tgt_K = vs->K_swap;
-        trainer_render(t, &sw);
+        for (int pass = 0; pass < 2; pass++) { // 0: the first frame's code, 1: this frame's
+            const float *code = vs->sweep_expr + (size_t)(pass ? k : 0) * E;
+            for (int b = 0; b < B; b++) memcpy(vs->expr_swap + (size_t)b * E, code, sizeof(float) * E);
+            trainer_render(t, &sw);
+            double p = psnr_of(mse(t->r.image, vs->sweep_gt + k * HW3, HW3));
+            if (pass) p_code += p;
+            else p_fixed += p, memcpy(vs->sweep_fixed, t->r.image, sizeof(float) * HW3);
+        }
         grid_put(g, 1, k, t->r.image);
+        for (size_t i = 0; i < HW3; i++) vs->sweep_diff[i] = 0.5f + 4 * (t->r.image[i] - vs->sweep_fixed[i]);
+        grid_put(g, 2, k, vs->sweep_diff);
     }
     grid_write(g, path);
+    *fixed = p_fixed / vs->sweep_n;
+    return p_code / vs->sweep_n;
 }
 
 // The baseline once per run (val_baseline.png beside the run's grids), then the model.
@@ -437,9 +455,10 @@ static ValResult validate(Trainer *t, ValSet *vs, Grid *grid, Grid *sweep, const
     r.psnr_baseline = *baseline;
     snprintf(png, sizeof png, "%s/val_%08ld.png", dir, step);
     grid_write(grid, png);
+    r.psnr_expr = r.psnr_expr_fixed = NAN;
     if (sweep->cols > 1) {
         snprintf(png, sizeof png, "%s/expr_%08ld.png", dir, step);
-        expr_sweep(t, vs, sweep, png);
+        r.psnr_expr = expr_sweep(t, vs, sweep, png, &r.psnr_expr_fixed);
     }
     return r;
 }
@@ -642,8 +661,8 @@ int train_run(const TrainRunOptions *o) {
     FILE *logf = fopenCheck(path, "a");
     Grid grid = {vs.n * vs.B < 4 ? vs.n * vs.B : 4, mc->views_in + 2 * mc->views_target, mc->img_w, mc->img_h, NULL};
     grid.px = (uint8_t *)callocCheck((size_t)(grid.rows ? grid.rows : 1) * grid.H * grid.cols * grid.W * 3, 1);
-    Grid sweep = {2, vs.sweep_n, mc->img_w, mc->img_h, NULL};
-    sweep.px = (uint8_t *)callocCheck((size_t)2 * sweep.H * (sweep.cols ? sweep.cols : 1) * sweep.W * 3, 1);
+    Grid sweep = {3, vs.sweep_n, mc->img_w, mc->img_h, NULL};
+    sweep.px = (uint8_t *)callocCheck((size_t)3 * sweep.H * (sweep.cols ? sweep.cols : 1) * sweep.W * 3, 1);
     double baseline = NAN;
 
     struct sigaction sa;
@@ -739,10 +758,14 @@ int train_run(const TrainRunOptions *o) {
             fprintf(logf, "{\"kind\":\"val\",\"step\":%ld", step);
             json_num(logf, "psnr", vr.psnr), json_num(logf, "psnr_baseline", vr.psnr_baseline);
             json_num(logf, "l1", vr.l1), json_num(logf, "ssim", vr.ssim);
+            json_num(logf, "psnr_expr", vr.psnr_expr), json_num(logf, "psnr_expr_fixed", vr.psnr_expr_fixed);
             fprintf(logf, "}\n");
             fflush(logf);
             printf("val  %6ld | PSNR %.2f dB (baseline: input colours at input positions %.2f dB) | SSIM %.4f | "
                    "val_%08ld.png on %s\n", step, vr.psnr, vr.psnr_baseline, vr.ssim, step, vs.from);
+            if (!isnan(vr.psnr_expr))
+                printf("val  %6ld | expression sweep: PSNR %.2f dB with each frame's code, %.2f dB with one fixed code "
+                       "| expr_%08ld.png\n", step, vr.psnr_expr, vr.psnr_expr_fixed, step);
             fflush(stdout);
         }
         if (g_stop_signal) {
