@@ -16,6 +16,7 @@
 #include "../common/rng.h"
 #include "batch_random.h"
 #include "checkpoint.h"
+#include "lpips.h"
 #include "optim.h"
 #include "params.h"
 #include "step.h"
@@ -521,6 +522,34 @@ static int test_nonfinite_steps(void) {
     return 0;
 }
 
+// The LPIPS term wired into the loop: AlexNet with random weights in the real file format, on from step 3.
+static int test_lpips_in_loop(void) {
+    const char *shards = fixture_shards();
+    CHECK(shards, "fixture failed");
+    char r[1024], w[1100], extra[2048], cmd[4096];
+    snprintf(r, sizeof r, "%s/run_lpips", test_tmpdir());
+    snprintf(w, sizeof w, "%s/lpips_alex_random.bin", test_tmpdir());
+    LpipsWeights lw;
+    lpips_weights_random(&lw, LPIPS_ALEX, 3);
+    lpips_weights_save(&lw, w);
+    lpips_weights_free(&lw);
+    snprintf(extra, sizeof extra, "--steps 4 --set val_every=0 --set lpips_net=alex --set lpips_weights=%s "
+             "--set lpips_start=2 --set w_lpips=0.5", w);
+    CHECK(run_train(shards, r, extra, NULL) == 0, "training with LPIPS failed (%s.log)", r);
+    // steps 1-2 without the term (null), 3-4 with a positive value
+    snprintf(cmd, sizeof cmd,
+             "test \"$(grep -c '\"lpips\":null' '%s/log.jsonl')\" = 2 && "
+             "test \"$(grep -c '\"lpips\":[0-9]' '%s/log.jsonl')\" = 2 && grep -q 'LPIPS (alex) from step 2' '%s.log'",
+             r, r, r);
+    CHECK(test_system(cmd) == 0, "LPIPS not logged as expected (%s/log.jsonl)", r);
+    // a wrong backbone for the file is refused with the key named
+    snprintf(extra, sizeof extra, "--steps 1 --set lpips_net=vgg --set lpips_weights=%s", w);
+    CHECK(run_train(shards, r, extra, NULL) != 0, "vgg with alex weights accepted");
+    snprintf(cmd, sizeof cmd, "grep -q \"key 'lpips_weights'\" '%s.log'", r);
+    CHECK(test_system(cmd) == 0, "no message naming the key");
+    return 0;
+}
+
 // A few hundred steps of the micro model: the loss must fall by the stated factor.
 #define LOSS_FALL_FACTOR 1.5
 static int test_loss_falls(void) {
@@ -571,6 +600,7 @@ const TestCase train_tests[] = {
     {"train_grad_accumulation", test_grad_accumulation},
     {"train_resume_bit_identical", test_resume_bit_identical},
     {"train_nonfinite_steps", test_nonfinite_steps},
+    {"train_lpips_in_loop", test_lpips_in_loop},
     {"train_loss_falls", test_loss_falls},
     {NULL, NULL},
 };

@@ -631,6 +631,10 @@ int train_run(const TrainRunOptions *o) {
             LOG_E("key 'lpips_weights': %s holds the other backbone than lpips_net = %s", tc->lpips_weights, tc->lpips_net);
             return 1;
         }
+        if (lpips_check_size(lw.net, mc->img_h, mc->img_w, err, sizeof err)) {
+            LOG_E("key 'lpips_net': %s", err);
+            return 1;
+        }
         have_lpips = 1;
         LOG_I("LPIPS (%s) from step %d with weight %g", tc->lpips_net, train_lpips_start(tc), tc->w_lpips);
     } else {
