@@ -9,7 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data_config.h"
+#include "model_config.h"
 #include "test.h"
+#include "train_config.h"
 
 extern const TestCase common_tests[];
 extern const TestCase layer_tests[];
@@ -32,6 +35,13 @@ static const TestCase *suites[] = {common_tests, layer_tests, model_tests, refer
                                     data_reader_tests, pack_tests, loader_tests, synth_tests,
                                     loss_image_tests, lpips_tests, train_tests};
 
+int test_load_config(void *model_config, const char *path, char *err, size_t errlen) {
+    DataConfig dc;
+    TrainConfig tc;
+    CfgTable extra[2] = {data_config_table(&dc), train_config_table(&tc)};
+    return model_config_load_with((ModelConfig *)model_config, path, extra, 2, err, errlen);
+}
+
 static char tmpdir[512];
 const char *test_tmpdir(void) { return tmpdir; }
 
@@ -52,15 +62,17 @@ int test_system(const char *cmd) {
     return rc;
 }
 
-int test_python_script(const char *script) {
+int test_python_script_args(const char *script, const char *args) {
     char cmd[8192];
     const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
     snprintf(cmd, sizeof cmd,
-             "AVAT3R_BIN='%s' '%s' '%s/tools/reference/%s' > '%s/script.log' 2>&1; rc=$?; sed 's/^/    %s> /' "
+             "AVAT3R_BIN='%s' '%s' '%s/tools/reference/%s' %s > '%s/script.log' 2>&1; rc=$?; sed 's/^/    %s> /' "
              "'%s/script.log'; exit $rc",
-             AVAT3R_BINARY, py, test_source_root(), script, tmpdir, script, tmpdir);
+             AVAT3R_BINARY, py, test_source_root(), script, args, tmpdir, script, tmpdir);
     return test_system(cmd);
 }
+
+int test_python_script(const char *script) { return test_python_script_args(script, ""); }
 
 static double now_s(void) {
     struct timespec ts;

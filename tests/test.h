@@ -31,5 +31,11 @@ int test_system(const char *cmd);
 // Runs tools/reference/<script> with the project's Python (AVAT3R_PYTHON or /usr/bin/python3), its output
 // indented so its own summary lines are never read as this runner's. Returns the exit status.
 int test_python_script(const char *script);
+// The same with arguments after the script (e.g. a verb: "selftest").
+int test_python_script_args(const char *script, const char *args);
+
+// Loads a config file the way `avat3r` does: model keys beside the data and training keys (configs/*.cfg
+// hold all three). model_config_load alone accepts only model keys.
+int test_load_config(void *model_config, const char *path, char *err, size_t errlen);
 
 #endif

@@ -9,6 +9,7 @@
 #include "loader.h"
 #include "model_config.h"
 #include "test.h"
+#include "train_config.h"
 
 static int pack_fixture(char shards[2][1200]) {
     char cmd[8192];
@@ -80,8 +81,9 @@ static int test_loader(void) {
     fclose(hf);
     ModelConfig mc;
     DataConfig dc;
-    CfgTable extra = data_config_table(&dc);
-    CHECK(!model_config_load_with(&mc, cfgp, &extra, 1, err, sizeof err), "%s", err);
+    TrainConfig tc;
+    CfgTable extra[2] = {data_config_table(&dc), train_config_table(&tc)};
+    CHECK(!model_config_load_with(&mc, cfgp, extra, 2, err, sizeof err), "%s", err);
     char hbuf[256];
     const char *held[9] = {0};
     CHECK(data_held_out_list(&dc, hbuf, sizeof hbuf, held, 8) == 1 && !strcmp(held[0], "TST002"), "held_out list");

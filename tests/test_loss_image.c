@@ -230,12 +230,7 @@ static int test_reference(void) {
 
 // The reference's own checks (window, SSIM(x,x) = 1, conv2d against direct loops, gradcheck).
 static int test_reference_selftest(void) {
-    char cmd[4096];
-    const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/reference/loss_ref.py' selftest > '%s/loss_selftest.log' 2>&1; rc=$?; "
-             "sed 's/^/    loss_ref> /' '%s/loss_selftest.log'; exit $rc",
-             py, test_source_root(), test_tmpdir(), test_tmpdir());
-    CHECK(test_system(cmd) == 0, "tools/reference/loss_ref.py selftest failed");
+    CHECK(test_python_script_args("loss_ref.py", "selftest") == 0, "tools/reference/loss_ref.py selftest failed");
     return 0;
 }
 

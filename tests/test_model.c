@@ -184,7 +184,7 @@ static int test_param_counts(void) {
     char err[1024], path[4096];
     snprintf(path, sizeof path, "%s/configs/paper.cfg", test_source_root());
     ModelConfig c;
-    CHECK(!model_config_load(&c, path, err, sizeof err), "%s", err);
+    CHECK(!test_load_config(&c, path, err, sizeof err), "%s", err);
     size_t s[NUM_PARAM_TENSORS], n = param_sizes(&c, s);
     // hand count for the paper config (docs/model.md): D=768, L=8, M=3072, p=16, Cin=12
     size_t D = 768, L = 8, M = 3072;
@@ -263,7 +263,7 @@ static int test_configs(void) {
         char path[4096], err[1024];
         snprintf(path, sizeof path, "%s/configs/%s", test_source_root(), files[i]);
         ModelConfig c;
-        CHECK(!model_config_load(&c, path, err, sizeof err), "%s", err);
+        CHECK(!test_load_config(&c, path, err, sizeof err), "%s", err);
         CHECK(c.use_sapiens == flags[i][0] && c.use_dust3r == flags[i][1] && c.random_timesteps == flags[i][2],
               "%s: flags S=%d D=%d T=%d", files[i], c.use_sapiens, c.use_dust3r, c.random_timesteps);
     }
@@ -305,7 +305,7 @@ static int test_cli_init_inspect(void) {
     ModelConfig c;
     char err[1024], path[4096];
     snprintf(path, sizeof path, "%s/configs/tiny.cfg", test_source_root());
-    CHECK(!model_config_load(&c, path, err, sizeof err), "%s", err);
+    CHECK(!test_load_config(&c, path, err, sizeof err), "%s", err);
     size_t s[NUM_PARAM_TENSORS], n = param_sizes(&c, s);
     char want[64];
     snprintf(want, sizeof want, "\"params\":\t%zu", n);

@@ -32,7 +32,7 @@ static int reference_case(const char *cfg_file) {
     char path[4096], err[1024], ck[1024], bt[1024], dbg[1024], cmd[8192];
     snprintf(path, sizeof path, "%s/configs/%s", test_source_root(), cfg_file);
     ModelConfig c;
-    CHECK(!model_config_load(&c, path, err, sizeof err), "%s", err);
+    CHECK(!test_load_config(&c, path, err, sizeof err), "%s", err);
     int B = 2;
     Avat3r m;
     Avat3r_f64 md;

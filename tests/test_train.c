@@ -370,6 +370,12 @@ static int test_grad_accumulation(void) {
     return 0;
 }
 
+// The step reference's own checks (SSIM gradcheck, AdamW + clipping by hand, a step on micro configs).
+static int test_step_reference_selftest(void) {
+    CHECK(test_python_script_args("train_step_ref.py", "selftest") == 0, "train_step_ref.py selftest failed");
+    return 0;
+}
+
 static int test_step_reference(void) {
     printf("  with DUSt3R and Sapiens:\n");
     if (step_reference_case(1, 1)) return 1;
@@ -596,6 +602,7 @@ const TestCase train_tests[] = {
     {"train_lr_schedule", test_lr_schedule},
     {"train_grad_norm_threads", test_grad_norm_threads},
     {"train_checkpoint_kinds", test_train_checkpoint},
+    {"train_step_reference_selftest", test_step_reference_selftest},
     {"train_step_reference", test_step_reference},
     {"train_grad_accumulation", test_grad_accumulation},
     {"train_resume_bit_identical", test_resume_bit_identical},
