@@ -11,8 +11,8 @@
 
 static const char CKPT_MAGIC[8] = {'A', 'V', 'T', '3', 'C', 'K', 'P', 'T'};
 
-static uint32_t crc_of(const void *data, size_t n) {
-    uLong c = crc32(0L, Z_NULL, 0);
+uint32_t crc32_update(uint32_t crc, const void *data, size_t n) {
+    uLong c = crc;
     const unsigned char *p = (const unsigned char *)data;
     while (n) { // zlib takes uInt lengths
         uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
@@ -22,6 +22,8 @@ static uint32_t crc_of(const void *data, size_t n) {
     }
     return (uint32_t)c;
 }
+
+static uint32_t crc_of(const void *data, size_t n) { return crc32_update(0, data, n); }
 
 // Header (64 bytes, little-endian): magic[8], version u32, kind u32, n_params u64, config_len u64,
 // payload_offset u64, config_crc u32, payload_crc u32, state_len u64 (TRAIN only, else 0), zeros.

@@ -16,6 +16,10 @@ typedef struct {
     uint64_t state_len; // kind TRAIN: bytes of state text at the end of the payload
 } CkptHeader;
 
+// zlib CRC-32 of n bytes continuing `crc` (start with 0), for buffers of any size. Every file format of
+// the project checks its payload with it.
+uint32_t crc32_update(uint32_t crc, const void *data, size_t n);
+
 // Writes atomically (temporary name, then rename).
 void checkpoint_save(const char *path, const ModelConfig *cfg, const float *params, size_t n_params);
 // Reads and verifies everything (magic, version, kind, exact size, CRCs, config, parameter count).

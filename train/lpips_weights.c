@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #include "../common/rng.h"
 #include "../common/util.h"
+#include "checkpoint.h" // crc32_update
 #include "lpips.h"
 
 static const char LPIPS_MAGIC[8] = {'A', 'V', 'T', '3', 'L', 'P', 'I', 'P'};
@@ -142,18 +142,6 @@ void lpips_weights_random(LpipsWeights *w, int net, uint64_t seed) {
     }
 }
 
-static uint32_t crc_update(uint32_t crc, const void *data, size_t n) {
-    uLong c = crc;
-    const unsigned char *p = (const unsigned char *)data;
-    while (n) { // zlib takes uInt lengths
-        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return (uint32_t)c;
-}
-
 // The shape table: per conv OC, IC, kh, kw, stride, pad; then the 5 lin lengths (int32 each).
 static int shape_table(const LpipsWeights *w, int32_t *t) {
     int n = 0;
@@ -169,7 +157,7 @@ static int shape_table(const LpipsWeights *w, int32_t *t) {
 void lpips_weights_save(const LpipsWeights *w, const char *path) {
     int32_t table[TABLE_MAX];
     int nt = shape_table(w, table);
-    uint32_t crc = crc_update(crc_update((uint32_t)crc32(0L, Z_NULL, 0), table, 4 * (size_t)nt), w->data, 4 * w->n);
+    uint32_t crc = crc32_update(crc32_update(0, table, 4 * (size_t)nt), w->data, 4 * w->n);
     unsigned char hdr[LPIPS_HEADER] = {0};
     uint32_t ver = LPIPS_FILE_VERSION, net = (uint32_t)w->net, nc = (uint32_t)w->n_conv;
     uint64_t nf = w->n;
@@ -231,7 +219,7 @@ int lpips_weights_load(LpipsWeights *w, const char *path, char *err, size_t errl
     if (fread(table, 4, (size_t)nt, f) != (size_t)nt) FAIL("short read of the shape table");
     data = (float *)mallocCheck(sizeof(float) * lay.n);
     if (fread(data, sizeof(float), lay.n, f) != lay.n) FAIL("short read of the weights");
-    uint32_t got = crc_update(crc_update((uint32_t)crc32(0L, Z_NULL, 0), table, 4 * (size_t)nt), data, 4 * lay.n);
+    uint32_t got = crc32_update(crc32_update(0, table, 4 * (size_t)nt), data, 4 * lay.n);
     if (got != crc) FAIL("CRC mismatch (stored %08x, computed %08x): the file is corrupt", crc, got);
     // after the CRC, a shape mismatch means a writer bug or a foreign layout, not corruption
     for (int i = 0; i < nt; i++)
