@@ -528,6 +528,37 @@ static int test_nonfinite_steps(void) {
     return 0;
 }
 
+// Bad input to `avat3r train` is refused with a message naming what to fix, before any training.
+static int test_bad_input(void) {
+    const char *shards = fixture_shards();
+    CHECK(shards, "fixture failed");
+    char r[1024], cmd[4096];
+    snprintf(r, sizeof r, "%s/run_bad", test_tmpdir());
+    struct {
+        const char *extra, *expect;
+    } cases[] = {
+        {"--steps 1 --set img_h=64 --set img_w=64", "pack with --size"},       // shards are 32x32
+        {"--steps 1 --set sapiens_ch=7", "sapiens_ch"},                       // aux maps have 16
+        {"--steps 1 --set background=1,1", "key 'background'"},
+        {"--steps 1 --set lr_schedule=linear", "key 'lr_schedule'"},
+        {"--steps 1 --set no_such_key=1", "no_such_key"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(cmd, sizeof cmd, "rm -f '%s.log'", r);
+        test_system(cmd);
+        CHECK(run_train(shards, r, cases[k].extra, NULL) != 0, "accepted: %s", cases[k].extra);
+        snprintf(cmd, sizeof cmd, "grep -q -- \"%s\" '%s.log' && ! grep -q 'training: steps' '%s.log'", cases[k].expect,
+                 r, r);
+        CHECK(test_system(cmd) == 0, "%s: no message with '%s' (%s.log)", cases[k].extra, cases[k].expect, r);
+        snprintf(cmd, sizeof cmd, "sed -n '$p' '%s.log' | sed 's/^/    /'", r);
+        test_system(cmd);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' train --config '%s/configs/tiny.cfg' --data '%s/nowhere' --out '%s' > '%s.log' 2>&1; "
+             "test $? -ne 0 && grep -q 'nowhere' '%s.log'", AVAT3R_BINARY, test_source_root(), test_tmpdir(), r, r, r);
+    CHECK(test_system(cmd) == 0, "a missing --data path is not named");
+    return 0;
+}
+
 // The LPIPS term wired into the loop: AlexNet with random weights in the real file format, on from step 3.
 static int test_lpips_in_loop(void) {
     const char *shards = fixture_shards();
@@ -608,6 +639,7 @@ const TestCase train_tests[] = {
     {"train_resume_bit_identical", test_resume_bit_identical},
     {"train_nonfinite_steps", test_nonfinite_steps},
     {"train_lpips_in_loop", test_lpips_in_loop},
+    {"train_bad_input", test_bad_input},
     {"train_loss_falls", test_loss_falls},
     {NULL, NULL},
 };

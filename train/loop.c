@@ -602,7 +602,7 @@ int train_run(const TrainRunOptions *o) {
     held[n_held] = NULL;
     ValSet vs;
     if (valset_build(&vs, shards, n_shards, held, n_held, &rc, err, sizeof err)) {
-        LOG_E("validation data: %s", err);
+        LOG_E("%s", err);
         return 1;
     }
     long step = (long)rc.st.step;

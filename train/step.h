@@ -55,8 +55,9 @@ LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale,
 double trainer_update(Trainer *t, long step, double *lr_out);
 // Forward and render only: the target views end up in t->r.image [B, Vt, H, W, 3].
 void trainer_render(Trainer *t, const TrainBatch *b);
-// The trivial baseline: one opaque Gaussian per input pixel at the input position (DUSt3R point, or the
-// mid-depth along the ray without DUSt3R) with the input colour; rendered into t->r.image.
+// The trivial baseline: one Gaussian per input pixel at the input position (DUSt3R point, or the mid-depth
+// along the ray without DUSt3R) with the input colour, opacity 0.99 (times the DUSt3R confidence, as the
+// network's own Gaussians), scale exp(scale_bias); rendered into t->r.image.
 void trainer_render_baseline(Trainer *t, const TrainBatch *b);
 
 #endif
