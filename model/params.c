@@ -1,6 +1,7 @@
 // params.c — the parameter table (docs/model.md): the single source of truth for sizes and order.
 #include "params.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char *const param_names[NUM_PARAM_TENSORS] = {
@@ -72,4 +73,72 @@ double model_forward_flops(const ModelConfig *c) {
     }
     f += 2 * tokens * mc_up_channels(c, mc_up_stages(c)) * 14; // head
     return f;
+}
+
+int param_export_max(const ModelConfig *c) { return 16 + 20 * c->layers + 2 * mc_up_stages(c); }
+
+static void px_add(ParamExport *e, int *n, size_t *off, const char *name, int64_t d0, int64_t d1) {
+    ParamExport *x = &e[(*n)++];
+    snprintf(x->name, sizeof x->name, "%s", name);
+    x->ndim = d1 ? 2 : 1;
+    x->shape[0] = d0, x->shape[1] = d1;
+    x->offset = *off;
+    x->count = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+    *off += x->count;
+}
+
+int param_export_entries(const ModelConfig *c, ParamExport *e) {
+    size_t sz[NUM_PARAM_TENSORS], start[NUM_PARAM_TENSORS + 1];
+    param_sizes(c, sz);
+    start[0] = 0;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) start[i + 1] = start[i] + sz[i];
+    const int64_t D = c->width, M = (int64_t)c->mlp_ratio * D, p = c->patch, Hx = c->expr_hidden;
+    const int64_t E = c->expr_dim, S = c->expr_tokens, CS = c->sapiens_ch, hwp = (int64_t)mc_hp(c) * mc_wp(c);
+    int n = 0;
+    size_t off = 0;
+    char nm[96];
+    px_add(e, &n, &off, "encoder.patch_embed.weight", D, p * p * mc_cin(c));
+    px_add(e, &n, &off, "encoder.patch_embed.bias", D, 0);
+    if (c->use_sapiens) {
+        px_add(e, &n, &off, "encoder.sapiens_proj.weight", D, D + CS);
+        px_add(e, &n, &off, "encoder.sapiens_proj.bias", D, 0);
+    }
+    px_add(e, &n, &off, "encoder.pos_embed", hwp, D);
+    px_add(e, &n, &off, "expr_mlp.0.weight", Hx, E);
+    px_add(e, &n, &off, "expr_mlp.0.bias", Hx, 0);
+    px_add(e, &n, &off, "expr_mlp.2.weight", Hx, Hx);
+    px_add(e, &n, &off, "expr_mlp.2.bias", Hx, 0);
+    px_add(e, &n, &off, "expr_mlp.4.weight", S * D, Hx);
+    px_add(e, &n, &off, "expr_mlp.4.bias", S * D, 0);
+    // tensors 11..30 are stacked [L, ...]: block l's slice of tensor i starts at start[i] + l·sz[i]/L
+    static const char *const blk[20] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
+                                        "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
+                                        "cross_attn.q.weight", "cross_attn.q.bias", "cross_attn.kv.weight",
+                                        "cross_attn.kv.bias", "cross_attn.proj.weight", "cross_attn.proj.bias",
+                                        "norm3.weight", "norm3.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+                                        "mlp.fc2.weight", "mlp.fc2.bias"};
+    const int64_t rows[20] = {D, D, 3 * D, 3 * D, D, D, D, D, D, D, 2 * D, 2 * D, D, D, D, D, M, M, D, D};
+    const int64_t cols[20] = {0, 0, D, 0, D, 0, 0, 0, D, 0, D, 0, D, 0, 0, 0, D, 0, M, 0};
+    for (int l = 0; l < c->layers; l++)
+        for (int k = 0; k < 20; k++) {
+            snprintf(nm, sizeof nm, "blocks.%d.%s", l, blk[k]);
+            size_t o = start[11 + k] + (size_t)l * (sz[11 + k] / c->layers);
+            px_add(e, &n, &o, nm, rows[k], cols[k]);
+        }
+    off = start[31];
+    px_add(e, &n, &off, "norm.weight", D, 0);
+    px_add(e, &n, &off, "norm.bias", D, 0);
+    const int U = mc_up_stages(c);
+    size_t ow = start[33], ob = start[34];
+    for (int k = 0; k < U; k++) {
+        int64_t ci = mc_up_channels(c, k), co = mc_up_channels(c, k + 1);
+        snprintf(nm, sizeof nm, "upsampler.%d.weight", k);
+        px_add(e, &n, &ow, nm, 4 * co, ci);
+        snprintf(nm, sizeof nm, "upsampler.%d.bias", k);
+        px_add(e, &n, &ob, nm, 4 * co, 0);
+    }
+    off = start[35];
+    px_add(e, &n, &off, "head.weight", 14, mc_up_channels(c, U));
+    px_add(e, &n, &off, "head.bias", 14, 0);
+    return n;
 }

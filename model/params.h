@@ -2,6 +2,7 @@
 #ifndef AVAT3R_PARAMS_H
 #define AVAT3R_PARAMS_H
 #include <stddef.h>
+#include <stdint.h>
 #include "model_config.h"
 
 #define NUM_PARAM_TENSORS 37
@@ -15,5 +16,18 @@ const char *param_group(int i);
 size_t param_sizes(const ModelConfig *c, size_t sizes[NUM_PARAM_TENSORS]);
 // Multiply-add FLOPs (×2) of one forward pass for one sample, matmuls and attention included.
 double model_forward_flops(const ModelConfig *c);
+
+// Export layout (`avat3r export`, docs/formats.md "safetensors"): every tensor under a PyTorch-style name
+// with its shape, per-layer tensors split by block and the upsampler by stage. `offset`/`count` index the
+// flat parameter buffer. Returns the number of entries (≤ param_export_max(c)); disabled features' empty
+// tensors are left out.
+typedef struct {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    size_t offset, count;
+} ParamExport;
+int param_export_max(const ModelConfig *c);
+int param_export_entries(const ModelConfig *c, ParamExport *e);
 
 #endif

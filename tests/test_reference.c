@@ -28,7 +28,9 @@ static int compare(const char *name, const float *c32, const double *c64, const 
     return bad;
 }
 
-static int reference_case(const char *cfg_file) {
+// via_export: the reference loads the parameters from `avat3r export`'s safetensors file instead of the
+// checkpoint (PyTorch-style names, docs/formats.md), so the same comparison checks the export.
+static int reference_case_ex(const char *cfg_file, int via_export) {
     char path[4096], err[1024], ck[1024], bt[1024], dbg[1024], cmd[8192];
     snprintf(path, sizeof path, "%s/configs/%s", test_source_root(), cfg_file);
     ModelConfig c;
@@ -48,6 +50,13 @@ static int reference_case(const char *cfg_file) {
     snprintf(bt, sizeof bt, "%s/ref_batch.atb", test_tmpdir());
     snprintf(dbg, sizeof dbg, "%s/ref_debug.atb", test_tmpdir());
     checkpoint_save(ck, &c, m.params, m.n_params);
+    if (via_export) {
+        char st[1024];
+        snprintf(st, sizeof st, "%.900s/ref.safetensors", test_tmpdir());
+        snprintf(cmd, sizeof cmd, "'%s' export --checkpoint '%s' --out '%s' | sed 's/^/    /'", AVAT3R_BINARY, ck, st);
+        CHECK(test_system(cmd) == 0, "avat3r export failed");
+        snprintf(ck, sizeof ck, "%s", st);
+    }
     random_batch_write(&rb, bt);
     const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
     snprintf(cmd, sizeof cmd, "'%s' '%s/tools/reference/avat3r_ref.py' step --ckpt '%s' --batch '%s' --out '%s' --dtype float64",
@@ -127,7 +136,10 @@ static int reference_case(const char *cfg_file) {
     return 0;
 }
 
+static int reference_case(const char *cfg_file) { return reference_case_ex(cfg_file, 0); }
 static int test_ref_full(void) { return reference_case("ablations/tiny_full.cfg"); }
+static int test_export_full(void) { return reference_case_ex("ablations/tiny_full.cfg", 1); }
+static int test_export_no_sapiens(void) { return reference_case_ex("ablations/tiny_no_sapiens.cfg", 1); }
 static int test_ref_no_sapiens(void) { return reference_case("ablations/tiny_no_sapiens.cfg"); }
 static int test_ref_no_dust3r(void) { return reference_case("ablations/tiny_no_dust3r.cfg"); }
 static int test_ref_no_rand(void) { return reference_case("ablations/tiny_no_random_timesteps.cfg"); }
@@ -146,5 +158,7 @@ const TestCase reference_tests[] = {
     {"reference/tiny_no_dust3r", test_ref_no_dust3r},
     {"reference/tiny_no_random_timesteps", test_ref_no_rand},
     {"reference/tiny_just_cross_attention", test_ref_just_ca},
+    {"reference/export_safetensors_full", test_export_full},
+    {"reference/export_safetensors_no_sapiens", test_export_no_sapiens},
     {NULL, NULL},
 };

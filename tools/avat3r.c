@@ -22,7 +22,7 @@ static const Verb verbs[] = {
     {"synth", cmd_synth, "write synthetic captures (procedural heads) in the ava256 layout", NULL},
     {"pack", cmd_pack, "pack ava256 captures into HDF5 shards (crop, resize, JPEG)", NULL},
     {"eval", NULL, "evaluate a checkpoint (PSNR, SSIM, LPIPS, AKD)", "#6"},
-    {"export", NULL, "export a checkpoint (safetensors)", "#6"},
+    {"export", cmd_export, "export a checkpoint as safetensors (PyTorch-style names, config in the metadata)", NULL},
     {"render", cmd_render, "render a 3DGS PLY to PNG with the project's rasterizer", NULL},
     {"animate", NULL, "build an avatar and drive it with expression codes", "#6"},
     {"launch", NULL, "start N local training processes", "#8"},

@@ -34,4 +34,5 @@ int cmd_bench_train(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 #endif

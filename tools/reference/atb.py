@@ -248,30 +248,114 @@ def write_ckpt(path, cfg, params):
 
 
 def read_ckpt(path):
-    """Returns (cfg dict, flat float32 params). Raises ValueError on any inconsistency."""
+    """Returns (cfg dict, flat float32 params) of a model (kind 1) or training (kind 2: params, AdamW m, v,
+    state text) checkpoint. Raises ValueError on any inconsistency."""
     with open(path, "rb") as f:
         buf = f.read()
     if len(buf) < 64 or buf[:8] != CKPT_MAGIC:
         raise ValueError("%s: not an avat3r checkpoint" % path)
-    _, ver, kind, npar, clen, off, ccrc, pcrc, _ = _HDR.unpack_from(buf)
+    _, ver, kind, npar, clen, off, ccrc, pcrc, tail = _HDR.unpack_from(buf)
+    state_len = struct.unpack_from("<Q", tail)[0]
     if ver != 1:
         raise ValueError("%s: unsupported checkpoint version %d" % (path, ver))
-    if kind != 1:
+    if kind not in (1, 2):
         raise ValueError("%s: unknown checkpoint kind %d" % (path, kind))
+    if kind == 1 and state_len:
+        raise ValueError("%s: a model checkpoint with state_len %d" % (path, state_len))
     if off != (64 + clen + 63) // 64 * 64:
         raise ValueError("%s: payload_offset %d inconsistent with config_len %d" % (path, off, clen))
-    if len(buf) != off + 4 * npar:
+    arrays = 1 if kind == 1 else 3
+    if len(buf) != off + 4 * npar * arrays + state_len:
         raise ValueError("%s: file size %d, header implies %d (truncated or trailing bytes)"
-                         % (path, len(buf), off + 4 * npar))
+                         % (path, len(buf), off + 4 * npar * arrays + state_len))
     text, payload = buf[64:64 + clen], buf[off:]
     if zlib.crc32(text) & 0xFFFFFFFF != ccrc:
         raise ValueError("%s: config CRC mismatch" % path)
     if zlib.crc32(payload) & 0xFFFFFFFF != pcrc:
-        raise ValueError("%s: parameter CRC mismatch" % path)
+        raise ValueError("%s: payload CRC mismatch" % path)
     try:
         cfg = check_config(parse_config_text(text.decode("ascii"), path + "[config]"))
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError("%s: config does not parse: %s" % (path, e))
     if npar != n_params(cfg):
         raise ValueError("%s: n_params %d but the config implies %d" % (path, npar, n_params(cfg)))
-    return cfg, np.frombuffer(payload, dtype="<f4").copy()
+    return cfg, np.frombuffer(payload[:4 * npar], dtype="<f4").copy()
+
+
+# ----------------------------------------------------------------------------- safetensors export
+
+_BLOCK_NAMES = {  # docs/formats.md "safetensors": our stacked tensor -> the name inside blocks.<l>.
+    "ln1_w": "norm1.weight", "ln1_b": "norm1.bias", "qkv_w": "attn.qkv.weight", "qkv_b": "attn.qkv.bias",
+    "attproj_w": "attn.proj.weight", "attproj_b": "attn.proj.bias", "ln2_w": "norm2.weight",
+    "ln2_b": "norm2.bias", "cq_w": "cross_attn.q.weight", "cq_b": "cross_attn.q.bias",
+    "ckv_w": "cross_attn.kv.weight", "ckv_b": "cross_attn.kv.bias", "cproj_w": "cross_attn.proj.weight",
+    "cproj_b": "cross_attn.proj.bias", "ln3_w": "norm3.weight", "ln3_b": "norm3.bias",
+    "fc_w": "mlp.fc1.weight", "fc_b": "mlp.fc1.bias", "fcproj_w": "mlp.fc2.weight", "fcproj_b": "mlp.fc2.bias"}
+_FLAT_NAMES = {
+    "patch_w": "encoder.patch_embed.weight", "patch_b": "encoder.patch_embed.bias",
+    "sap_w": "encoder.sapiens_proj.weight", "sap_b": "encoder.sapiens_proj.bias",
+    "pos_emb": "encoder.pos_embed", "expr1_w": "expr_mlp.0.weight", "expr1_b": "expr_mlp.0.bias",
+    "expr2_w": "expr_mlp.2.weight", "expr2_b": "expr_mlp.2.bias", "expr3_w": "expr_mlp.4.weight",
+    "expr3_b": "expr_mlp.4.bias", "lnf_w": "norm.weight", "lnf_b": "norm.bias",
+    "head_w": "head.weight", "head_b": "head.bias"}
+
+
+def read_safetensors(path):
+    """An `avat3r export` file -> (cfg dict, flat float32 params in param_table order). Written from the
+    safetensors format and docs/formats.md, independently of the C exporter."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    if len(buf) < 8:
+        raise ValueError("%s: too short for safetensors" % path)
+    (hl,) = struct.unpack_from("<Q", buf)
+    if 8 + hl > len(buf):
+        raise ValueError("%s: header length %d beyond the file" % (path, hl))
+    import json
+    hdr = json.loads(buf[8:8 + hl].decode("utf-8"))
+    meta = hdr.pop("__metadata__", {})
+    if "avat3r_config" not in meta:
+        raise ValueError("%s: no avat3r_config in the metadata" % path)
+    cfg = check_config(parse_config_text(meta["avat3r_config"], path + "[metadata]"))
+    data = buf[8 + hl:]
+
+    def tensor(name, shape):
+        if name not in hdr:
+            raise ValueError("%s: tensor %s missing" % (path, name))
+        t = hdr[name]
+        a, b = t["data_offsets"]
+        if t["dtype"] != "F32" or tuple(t["shape"]) != tuple(shape) or b - a != 4 * int(np.prod(shape)):
+            raise ValueError("%s: %s is %s %s, expected F32 %s" % (path, name, t["dtype"], t["shape"], shape))
+        return np.frombuffer(data[a:b], dtype="<f4")
+
+    parts, used = [], set()
+    D, L = cfg["width"], cfg["layers"]
+    chans = [D >> k for k in range(cfg["patch"].bit_length())]
+    for name, shape in param_table(cfg):
+        if int(np.prod(shape)) == 0:
+            continue
+        if name in _BLOCK_NAMES:
+            for l in range(L):
+                n = "blocks.%d.%s" % (l, _BLOCK_NAMES[name])
+                parts.append(tensor(n, shape[1:]))
+                used.add(n)
+        elif name in ("up_w", "up_b"):
+            for k in range(len(chans) - 1):
+                n = "upsampler.%d.%s" % (k, "weight" if name == "up_w" else "bias")
+                shp = (4 * chans[k + 1], chans[k]) if name == "up_w" else (4 * chans[k + 1],)
+                parts.append(tensor(n, shp))
+                used.add(n)
+        else:
+            parts.append(tensor(_FLAT_NAMES[name], shape))
+            used.add(_FLAT_NAMES[name])
+    extra = sorted(set(hdr) - used)
+    if extra:
+        raise ValueError("%s: unexpected tensors %s" % (path, ", ".join(extra[:5])))
+    flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    if flat.size != n_params(cfg):
+        raise ValueError("%s: %d parameters, the config implies %d" % (path, flat.size, n_params(cfg)))
+    return cfg, flat.copy()
+
+
+def read_weights(path):
+    """A checkpoint or an exported safetensors file, by extension."""
+    return read_safetensors(path) if path.endswith(".safetensors") else read_ckpt(path)

@@ -188,7 +188,7 @@ def forward(cfg, P, batch):
 
 def load(args):
     dtype = DTYPES[args.dtype]
-    cfg, flat = atb.read_ckpt(args.ckpt)
+    cfg, flat = atb.read_weights(args.ckpt)  # a checkpoint, or an `avat3r export` .safetensors
     P = params_from_flat(cfg, flat, dtype)
     b = atb.read_atb(args.batch)
     need = ["rgb", "w2c", "K", "expr", "w"] + (["pos", "conf"] if cfg["use_dust3r"] else []) \
