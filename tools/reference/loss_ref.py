@@ -22,9 +22,7 @@ import sys
 DEFAULT_THREADS = 1  # tiny tensors: more threads only add synchronisation
 
 if __name__ == "__main__":
-    sys.dont_write_bytecode = True  # keep tools/reference free of __pycache__
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from preset_threads import preset_threads
+    from preset_threads import preset_threads  # this script's folder is sys.path[0]
 
     preset_threads(sys.argv[1:], DEFAULT_THREADS)
 
@@ -32,8 +30,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import atb  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -27,9 +27,7 @@ import zlib
 DEFAULT_THREADS = 1
 
 if __name__ == "__main__":
-    sys.dont_write_bytecode = True  # keep tools/reference free of __pycache__
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from preset_threads import preset_threads
+    from preset_threads import preset_threads  # this script's folder is sys.path[0]
 
     preset_threads(sys.argv[1:], DEFAULT_THREADS)
 
@@ -37,8 +35,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import atb  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -51,9 +51,7 @@ import time
 DEFAULT_THREADS = 1  # micro configs: more threads only add synchronisation (and spin on a busy machine)
 
 if __name__ == "__main__":
-    sys.dont_write_bytecode = True  # keep tools/reference free of __pycache__
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from preset_threads import preset_threads
+    from preset_threads import preset_threads  # this script's folder is sys.path[0]
 
     preset_threads(sys.argv[1:], DEFAULT_THREADS)
 
@@ -61,8 +59,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import atb  # noqa: E402
 import avat3r_ref  # noqa: E402
 import raster_ref  # noqa: E402
