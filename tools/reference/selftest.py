@@ -142,7 +142,7 @@ def test_ckpt_roundtrip():
         refused(b"AVT3TENS" + raw[8:], "not an avat3r checkpoint")
         refused(raw[:8] + (2).to_bytes(4, "little") + raw[12:], "version")
         refused(raw[:12] + (7).to_bytes(4, "little") + raw[16:], "kind")
-        refused(raw[:-1] + bytes([raw[-1] ^ 1]), "parameter CRC")
+        refused(raw[:-1] + bytes([raw[-1] ^ 1]), "payload CRC")
         refused(raw[:64] + b"W" + raw[65:], "config CRC")
         # a config that parses but implies another size: re-CRC it so only n_params is wrong
         text = raw[64:64 + int.from_bytes(raw[24:32], "little")].replace(b"width = 8", b"width = 4")
