@@ -587,6 +587,39 @@ static int test_lpips_in_loop(void) {
     return 0;
 }
 
+// `avat3r eval` on a short run's checkpoint: per-image metrics, means that are the means of them, LPIPS
+// from a weights file, and the held-out list taken from the training checkpoint.
+static int test_eval_metrics(void) {
+    const char *shards = fixture_shards();
+    CHECK(shards, "fixture failed");
+    char r[1024], w[1100], extra[2048], cmd[8192], ev[1100];
+    snprintf(r, sizeof r, "%s/run_eval", test_tmpdir());
+    snprintf(w, sizeof w, "%s/lpips_alex_eval.bin", test_tmpdir());
+    snprintf(ev, sizeof ev, "%s/eval", test_tmpdir());
+    LpipsWeights lw;
+    lpips_weights_random(&lw, LPIPS_ALEX, 5);
+    lpips_weights_save(&lw, w);
+    lpips_weights_free(&lw);
+    snprintf(extra, sizeof extra, "--steps 3 --set val_every=0 %s", held_out_set(shards));
+    CHECK(run_train(shards, r, extra, NULL) == 0, "training failed (%s.log)", r);
+    snprintf(cmd, sizeof cmd, "'%s' eval --checkpoint '%s/ckpt_00000003.ckpt' --data '%s' --subjects held-out --out '%s' "
+             "--samples 3 --lpips '%s' > '%s.log' 2>&1", AVAT3R_BINARY, r, shards, ev, w, ev);
+    CHECK(test_system(cmd) == 0, "eval failed (%s.log)", ev);
+    // 1 held-out subject x 3 samples x 2 target views; the mean is the mean of the per-image values
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import json,sys; m=json.load(open('%s/metrics.json')); im=m['images']; "
+             "assert len(im)==6 and m['subjects_scored']==1, len(im); "
+             "[sys.exit('mean %%s' %% k) for k in ('psnr','ssim','lpips') if abs(sum(i[k] for i in im)/6-m['mean'][k])>1e-9]; "
+             "assert all(i['lpips']>0 and 0<i['ssim']<=1 and i['psnr']>5 for i in im); print('    metrics.json:', m['mean'])\"",
+             ev);
+    CHECK(test_system(cmd) == 0, "metrics.json inconsistent");
+    // a model checkpoint has no held_out list: a clear message
+    snprintf(cmd, sizeof cmd, "'%s' eval --checkpoint '%s/final.ckpt' --data '%s' --subjects held-out --out '%s' 2>&1 | "
+             "grep -q 'needs a training checkpoint'", AVAT3R_BINARY, r, shards, ev);
+    CHECK(test_system(cmd) == 0, "no clear message for held-out with a model checkpoint");
+    return 0;
+}
+
 // A few hundred steps of the micro model: the loss must fall by the stated factor.
 #define LOSS_FALL_FACTOR 1.5
 static int test_loss_falls(void) {
@@ -640,6 +673,7 @@ const TestCase train_tests[] = {
     {"train_nonfinite_steps", test_nonfinite_steps},
     {"train_lpips_in_loop", test_lpips_in_loop},
     {"train_bad_input", test_bad_input},
+    {"train_eval_metrics", test_eval_metrics},
     {"train_loss_falls", test_loss_falls},
     {NULL, NULL},
 };

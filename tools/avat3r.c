@@ -21,7 +21,7 @@ static const Verb verbs[] = {
     {"train", cmd_train, "train a model on packed shards (checkpoints, resume, validation)", NULL},
     {"synth", cmd_synth, "write synthetic captures (procedural heads) in the ava256 layout", NULL},
     {"pack", cmd_pack, "pack ava256 captures into HDF5 shards (crop, resize, JPEG)", NULL},
-    {"eval", NULL, "evaluate a checkpoint (PSNR, SSIM, LPIPS, AKD)", "#6"},
+    {"eval", cmd_eval, "evaluate a checkpoint on held-out subjects (PSNR, SSIM, LPIPS; AKD: issue #6)", NULL},
     {"export", cmd_export, "export a checkpoint as safetensors (PyTorch-style names, config in the metadata)", NULL},
     {"render", cmd_render, "render a 3DGS PLY to PNG with the project's rasterizer", NULL},
     {"animate", NULL, "build an avatar and drive it with expression codes", "#6"},

@@ -35,4 +35,5 @@ int cmd_pack(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 #endif

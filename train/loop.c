@@ -89,8 +89,7 @@ static int ends_with(const char *s, const char *suf) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-// --data entries: files as given, folders expanded to their *.h5 in name order. Returns the count.
-static int expand_shards(const char *const *data, int ndata, char **out, int max, char *err, size_t errlen) {
+int expand_shards(const char *const *data, int ndata, char **out, int max, char *err, size_t errlen) {
     int n = 0;
     for (int i = 0; i < ndata; i++) {
         if (!is_dir(data[i])) {

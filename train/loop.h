@@ -2,6 +2,7 @@
 // validation, logs, checkpoints, resume, signals (docs/training.md).
 #ifndef AVAT3R_LOOP_H
 #define AVAT3R_LOOP_H
+#include <stddef.h>
 
 typedef struct {
     const char *config;             // config file (may be NULL with resume when the run has a checkpoint)
@@ -22,5 +23,9 @@ typedef struct {
 //   AVAT3R_FAULT_SIGTERM_AT_STEP=N  raise SIGTERM at the same point (the handler's path)
 //   AVAT3R_FAULT_NAN_FROM_STEP=N    poison the gradients of every step from N on (1-based)
 int train_run(const TrainRunOptions *o);
+
+// --data entries: files as given, folders expanded to their *.h5 in name order (strdup'd into out).
+// Returns the count, or −1 with a message naming the entry.
+int expand_shards(const char *const *data, int ndata, char **out, int max, char *err, size_t errlen);
 
 #endif

@@ -1,0 +1,249 @@
+// cmd_eval.c — `avat3r eval`: a checkpoint's PSNR, SSIM and LPIPS on held-out subjects (issue #6, first
+// part: AKD comes with the landmark detector). Per subject, samples drawn as in training from that
+// capture alone (4 inputs by k-farthest viewpoints, targets at other cameras of the target frame, the
+// target frame's expression code), rendered at the training size.
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "checkpoint.h"
+#include "cli.h"
+#include "loader.h"
+#include "loop.h"
+#include "step.h"
+
+static const char *USAGE =
+    "--checkpoint CKPT --data SHARD... --subjects ID,ID,...|held-out|all --out DIR\n"
+    "       [--samples N] [--lpips ALEX_WEIGHTS] [--inconsistent|--consistent] [--seed S]\n"
+    "  Per subject N samples (default 8) drawn as in training from that capture alone; every target view is\n"
+    "  scored. held-out: the held_out key stored in a training checkpoint. --inconsistent: inputs from random\n"
+    "  other frames (the paper's evaluation); --consistent: inputs at the target frame; default: the model's\n"
+    "  random_timesteps. Writes DIR/metrics.json (per image and means) and DIR/metrics.md.";
+
+static int matches(const char *capture, const char *list) {
+    if (!strcmp(list, "all")) return 1;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", list);
+    size_t cl = strlen(capture);
+    for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        size_t tl = strlen(t); // a capture name, or its subject id (the part after the last "--")
+        if (!strcmp(t, capture) || (tl + 2 <= cl && !strcmp(capture + cl - tl, t) && capture[cl - tl - 1] == '-'))
+            return 1;
+    }
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL, *subjects = NULL, *lpips_path = NULL, *data[1024];
+    int ndata = 0, samples = 8, timesteps = -1;
+    unsigned long long seed = 7;
+    for (int i = 1; i < argc; i++) {
+        int has = i + 1 < argc;
+        const char *a = argv[i];
+        if (!strcmp(a, "--help")) {
+            printf("usage: avat3r eval %s\n", USAGE);
+            return 0;
+        } else if (!strcmp(a, "--checkpoint") && has) ckpt = argv[++i];
+        else if (!strcmp(a, "--out") && has) out = argv[++i];
+        else if (!strcmp(a, "--subjects") && has) subjects = argv[++i];
+        else if (!strcmp(a, "--lpips") && has) lpips_path = argv[++i];
+        else if (!strcmp(a, "--samples") && has) samples = atoi(argv[++i]);
+        else if (!strcmp(a, "--seed") && has) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--inconsistent")) timesteps = 1;
+        else if (!strcmp(a, "--consistent")) timesteps = 0;
+        else if (!strcmp(a, "--data") && has) {
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) && ndata < 1024) data[ndata++] = argv[++i];
+        } else {
+            fprintf(stderr, "avat3r eval: unknown or incomplete option '%s'\nusage: avat3r eval %s\n", a, USAGE);
+            return 2;
+        }
+    }
+    if (!ckpt || !out || !ndata || !subjects || samples < 1) {
+        fprintf(stderr, "avat3r eval: --checkpoint, --data, --subjects and --out are required\nusage: avat3r eval %s\n",
+                USAGE);
+        return 2;
+    }
+    char err[2048];
+    char *shards[4096];
+    int n_shards = expand_shards(data, ndata, shards, 4096, err, sizeof err);
+    if (n_shards < 0) {
+        fprintf(stderr, "avat3r eval: %s\n", err);
+        return 1;
+    }
+    ModelConfig c;
+    CkptHeader h;
+    float *params = NULL;
+    if (checkpoint_load(ckpt, &c, &params, &h, err, sizeof err)) {
+        fprintf(stderr, "avat3r eval: %s\n", err);
+        return 1;
+    }
+    char held[CFG_STR_MAX] = "";
+    if (!strcmp(subjects, "held-out")) { // the data key stored in a training checkpoint's state
+        float *p = NULL, *m1 = NULL, *m2 = NULL;
+        char *state = NULL;
+        ModelConfig c2;
+        if (h.kind != CKPT_KIND_TRAIN || checkpoint_load_train(ckpt, &c2, &p, &m1, &m2, &state, &h, err, sizeof err)) {
+            fprintf(stderr, "avat3r eval: --subjects held-out needs a training checkpoint (ckpt_<step>.ckpt); with %s "
+                            "pass the list: --subjects ID,ID\n", ckpt);
+            return 1;
+        }
+        const char *k = strstr(state, "\nheld_out = ");
+        if (k) sscanf(k + 12, "%255[^\n]", held);
+        free(p), free(m1), free(m2), free(state);
+        if (!held[0]) {
+            fprintf(stderr, "avat3r eval: %s: the run had no held_out captures; pass --subjects ID,ID\n", ckpt);
+            return 1;
+        }
+        subjects = held;
+    }
+    LpipsWeights lw;
+    int have_lpips = 0;
+    if (lpips_path) {
+        if (lpips_weights_load(&lw, lpips_path, err, sizeof err)) {
+            fprintf(stderr, "avat3r eval: --lpips: %s\n", err);
+            return 1;
+        }
+        if (lw.net != LPIPS_ALEX) fprintf(stderr, "avat3r eval: note: %s is not AlexNet LPIPS (the paper's metric)\n", lpips_path);
+        if (lpips_check_size(lw.net, c.img_h, c.img_w, err, sizeof err)) {
+            fprintf(stderr, "avat3r eval: --lpips: %s\n", err);
+            return 1;
+        }
+        have_lpips = 1;
+    }
+    TrainConfig tc;
+    {
+        CfgTable t = train_config_table(&tc);
+        if (cfg_defaults(&t, 1, err, sizeof err)) FATAL("%s", err);
+    }
+    tc.micro_batch = 1;
+    Trainer t;
+    trainer_build(&t, &c, &tc, NULL);
+    memcpy(t.m.params, params, sizeof(float) * t.m.n_params);
+    free(params);
+    const int Vt = c.views_target;
+    const size_t HW3 = (size_t)c.img_h * c.img_w * 3;
+    Lpips lp;
+    if (have_lpips) lpips_build(&lp, &lw, Vt, c.img_h, c.img_w, 1);
+    float *ssim_per = (float *)mallocCheck(sizeof(float) * Vt), *lp_per = (float *)mallocCheck(sizeof(float) * Vt);
+    if (mkdir(out, 0755) && access(out, W_OK)) {
+        fprintf(stderr, "avat3r eval: cannot create %s\n", out);
+        return 1;
+    }
+    cJSON *root = cJSON_CreateObject(), *imgs = cJSON_AddArrayToObject(root, "images");
+    cJSON *subj_json = cJSON_AddArrayToObject(root, "subjects");
+    cJSON_AddStringToObject(root, "checkpoint", ckpt);
+    int rt = timesteps < 0 ? c.random_timesteps : timesteps;
+    cJSON_AddBoolToObject(root, "inconsistent_inputs", rt);
+    double sum_psnr = 0, sum_ssim = 0, sum_lp = 0;
+    int n_img = 0, n_subj = 0, n_skipped = 0;
+    for (int d = 0; d < n_shards; d++) {
+        Shard s;
+        if (shard_open(&s, shards[d], err, sizeof err)) {
+            fprintf(stderr, "avat3r eval: %s\n", err);
+            return 1;
+        }
+        int want = matches(s.m.capture, subjects);
+        char cap[256];
+        snprintf(cap, sizeof cap, "%s", s.m.capture);
+        shard_close(&s);
+        if (!want) continue;
+        LoaderOptions lo = {c.views_in, Vt, rt, c.use_dust3r, c.use_sapiens, 1, 1, 0, seed, NULL, 1, 2, 0};
+        Loader L;
+        const char *one[1] = {shards[d]};
+        if (loader_open(&L, one, 1, &lo, 0, err, sizeof err)) {
+            fprintf(stderr, "avat3r eval: %s: skipped (%s)\n", cap, err);
+            n_skipped++;
+            continue;
+        }
+        if (L.W != c.img_w || L.H != c.img_h) {
+            fprintf(stderr, "avat3r eval: %s holds %dx%d images, the model wants %dx%d\n", shards[d], L.W, L.H, c.img_w,
+                    c.img_h);
+            return 1;
+        }
+        double sp = 0, ss = 0, sl = 0;
+        for (int k = 0; k < samples; k++) {
+            const Batch *b = loader_next(&L, err, sizeof err);
+            if (!b) {
+                fprintf(stderr, "avat3r eval: %s\n", err);
+                return 1;
+            }
+            TrainBatch tb = {{b->rgb, c.use_dust3r ? b->pos : NULL, c.use_dust3r ? b->conf : NULL,
+                              c.use_sapiens ? b->sap : NULL, b->w2c, b->K, b->expr},
+                             b->tgt_rgb, b->tgt_w2c, b->tgt_K};
+            trainer_render(&t, &tb);
+            ssim_forward(&t.ssim, t.r.image, b->tgt_rgb, ssim_per);
+            if (have_lpips) lpips_forward(&lp, t.r.image, b->tgt_rgb, lp_per);
+            for (int v = 0; v < Vt; v++) {
+                double psnr = psnr_from_mse(fmax(mse(t.r.image + v * HW3, b->tgt_rgb + v * HW3, HW3), 1e-12));
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "subject", cap);
+                cJSON_AddNumberToObject(o, "sample", k);
+                cJSON_AddNumberToObject(o, "target_frame", b->sample[0].target_frame);
+                cJSON_AddNumberToObject(o, "target_camera", b->sample[0].target_cam[v]);
+                cJSON_AddNumberToObject(o, "psnr", psnr);
+                cJSON_AddNumberToObject(o, "ssim", ssim_per[v]);
+                if (have_lpips) cJSON_AddNumberToObject(o, "lpips", lp_per[v]);
+                else cJSON_AddNullToObject(o, "lpips");
+                cJSON_AddItemToArray(imgs, o);
+                sp += psnr, ss += ssim_per[v], sl += have_lpips ? lp_per[v] : 0;
+            }
+        }
+        loader_close(&L);
+        int ni = samples * Vt;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "subject", cap);
+        cJSON_AddNumberToObject(o, "images", ni);
+        cJSON_AddNumberToObject(o, "psnr", sp / ni);
+        cJSON_AddNumberToObject(o, "ssim", ss / ni);
+        if (have_lpips) cJSON_AddNumberToObject(o, "lpips", sl / ni);
+        else cJSON_AddNullToObject(o, "lpips");
+        cJSON_AddItemToArray(subj_json, o);
+        char lps[32] = "-";
+        if (have_lpips) snprintf(lps, sizeof lps, "%.4f", sl / ni);
+        printf("%-40s %3d images  PSNR %.2f dB  SSIM %.4f  LPIPS %s\n", cap, ni, sp / ni, ss / ni, lps);
+        sum_psnr += sp, sum_ssim += ss, sum_lp += sl, n_img += ni, n_subj++;
+    }
+    if (!n_subj) {
+        fprintf(stderr, "avat3r eval: no shard among --data matches --subjects %s\n", subjects);
+        return 1;
+    }
+    cJSON *mean = cJSON_AddObjectToObject(root, "mean");
+    cJSON_AddNumberToObject(mean, "psnr", sum_psnr / n_img);
+    cJSON_AddNumberToObject(mean, "ssim", sum_ssim / n_img);
+    if (have_lpips) cJSON_AddNumberToObject(mean, "lpips", sum_lp / n_img);
+    else cJSON_AddNullToObject(mean, "lpips");
+    cJSON_AddNullToObject(mean, "akd"); // the landmark detector comes with issue #6's next part
+    cJSON_AddNumberToObject(root, "images_scored", n_img);
+    cJSON_AddNumberToObject(root, "subjects_scored", n_subj);
+    cJSON_AddNumberToObject(root, "subjects_skipped", n_skipped);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.json", out);
+    char *js = cJSON_Print(root);
+    AtomicFile af;
+    atomicOpen(&af, path);
+    fputs(js, af.f);
+    fputc('\n', af.f);
+    atomicClose(&af);
+    snprintf(path, sizeof path, "%s/metrics.md", out);
+    atomicOpen(&af, path);
+    fprintf(af.f, "| subjects | images | inputs | PSNR ↑ | SSIM ↑ | LPIPS ↓ | AKD ↓ |\n|---|---|---|---|---|---|---|\n");
+    fprintf(af.f, "| %d | %d | %s | %.2f | %.4f | ", n_subj, n_img, rt ? "inconsistent expressions" : "target frame",
+            sum_psnr / n_img, sum_ssim / n_img);
+    if (have_lpips) fprintf(af.f, "%.4f | – |\n", sum_lp / n_img);
+    else fprintf(af.f, "– | – |\n");
+    atomicClose(&af);
+    printf("mean over %d images of %d subjects: PSNR %.2f dB, SSIM %.4f%s -> %s/metrics.json\n", n_img, n_subj,
+           sum_psnr / n_img, sum_ssim / n_img, have_lpips ? "" : " (LPIPS: pass --lpips ALEX_WEIGHTS)", out);
+    free(js);
+    cJSON_Delete(root);
+    free(ssim_per), free(lp_per);
+    for (int d = 0; d < n_shards; d++) free(shards[d]);
+    if (have_lpips) lpips_free(&lp), lpips_weights_free(&lw);
+    trainer_free(&t);
+    return 0;
+}
