@@ -58,7 +58,8 @@ void trainer_free(Trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
-void trainer_zero_grad(Trainer *t) { avat3r_zero_grad(&t->m); }
+// Parameter gradients only: trainer_micro_step clears the activation gradients before each backward.
+void trainer_zero_grad(Trainer *t) { memset(t->m.grads, 0, sizeof(float) * t->m.n_params); }
 
 // gauss [B·G, 14] → the rasterizer's separate arrays
 static void split_gaussians(Trainer *t, const float *gauss) {
@@ -87,8 +88,9 @@ void trainer_render(Trainer *t, const TrainBatch *b) {
 }
 
 void trainer_render_baseline(Trainer *t, const TrainBatch *b) {
-    avat3r_forward(&t->m, &b->in); // for the Plücker rays and camera centres used without DUSt3R
     const ModelConfig *c = &t->mc;
+    // the Plücker rays and camera centres (used without DUSt3R); no network pass
+    plucker_forward(t->m.a.plucker, t->m.a.cam_o, b->in.w2c, b->in.K, t->B * t->V, t->H, t->W);
     const long BG = (long)t->B * (long)t->G;
     float *raw = t->dgauss; // scratch: zero offsets, identity rotation, opacity logit(0.99)
     memset(raw, 0, sizeof(float) * BG * GAUSS_DIM);

@@ -46,7 +46,7 @@ typedef struct {
 // lw may be NULL (no LPIPS term); B = micro-batch size. Parameters are left uninitialised.
 void trainer_build(Trainer *t, const ModelConfig *mc, const TrainConfig *tc, const LpipsWeights *lw);
 void trainer_free(Trainer *t);
-void trainer_zero_grad(Trainer *t);
+void trainer_zero_grad(Trainer *t); // parameter gradients (call once per optimizer step)
 // Forward, render, loss, backward for one micro-batch. Parameter gradients accumulate, multiplied by
 // grad_scale (1/grad_accum). The LPIPS term is included when with_lpips and weights are loaded.
 LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale, int with_lpips);
