@@ -20,3 +20,18 @@ int data_held_out_list(const DataConfig *c, char *buf, size_t buflen, const char
     for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t && n < max; t = strtok_r(NULL, ", ", &save)) names[n++] = t;
     return n;
 }
+
+int data_capture_matches(const char *capture, const char *name) {
+    size_t cl = strlen(capture), nl = strlen(name);
+    return !strcmp(name, capture) ||
+           (nl && nl + 2 <= cl && !strcmp(capture + cl - nl, name) && capture[cl - nl - 1] == '-');
+}
+
+int data_capture_in_list(const char *capture, const char *list) {
+    if (!strcmp(list, "all")) return 1;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+        if (data_capture_matches(capture, t)) return 1;
+    return 0;
+}

@@ -13,4 +13,10 @@ CfgTable data_config_table(DataConfig *c);
 // Splits held_out into at most `max` names (pointers into `buf`, which receives a copy); returns the count.
 int data_held_out_list(const DataConfig *c, char *buf, size_t buflen, const char **names, int max);
 
+// A capture name ("20240101--0900--TST001") matches a name that is the capture itself or its subject id
+// ("TST001", the part after the last '-'): the rule of held_out and of `avat3r eval --subjects`.
+int data_capture_matches(const char *capture, const char *name);
+// The same against a comma-separated list; "all" matches every capture.
+int data_capture_in_list(const char *capture, const char *list);
+
 #endif

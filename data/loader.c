@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "data_config.h"
 
 static void batch_alloc(Batch *b, const Loader *L) {
     size_t B = L->o.micro_batch, V = L->o.views_in, Vt = L->o.views_target, HW = (size_t)L->W * L->H;
@@ -195,12 +196,7 @@ int loader_open(Loader *L, const char *const *paths, int n, const LoaderOptions 
                                        (!o->use_sapiens || s->blob[SHARD_SAPIENS].len[(size_t)f * C + c] > 0);
         // a held-out entry names the capture ("20240101--0900--TST001") or its subject id ("TST001")
         int held = 0;
-        size_t cl = strlen(s->m.capture);
-        for (int k = 0; o->held_out && o->held_out[k]; k++) {
-            size_t hl = strlen(o->held_out[k]);
-            held |= !strcmp(o->held_out[k], s->m.capture) ||
-                    (hl && hl + 2 <= cl && !strcmp(s->m.capture + cl - hl, o->held_out[k]) && s->m.capture[cl - hl - 1] == '-');
-        }
+        for (int k = 0; o->held_out && o->held_out[k]; k++) held |= data_capture_matches(s->m.capture, o->held_out[k]);
         if (o->only_held_out) held = !held; // the validation stream: the held-out identities only
         L->subj[i] = (SamplerSubject){C, F, d, p, held};
         off += (size_t)C * F;

@@ -13,6 +13,7 @@
 #include "../common/util.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "data_config.h"
 #include "loader.h"
 #include "loop.h"
 #include "step.h"
@@ -24,19 +25,6 @@ static const char *USAGE =
     "  scored. held-out: the held_out key stored in a training checkpoint. --inconsistent: inputs from random\n"
     "  other frames (the paper's evaluation); --consistent: inputs at the target frame; default: the model's\n"
     "  random_timesteps. Writes DIR/metrics.json (per image and means) and DIR/metrics.md.";
-
-static int matches(const char *capture, const char *list) {
-    if (!strcmp(list, "all")) return 1;
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", list);
-    size_t cl = strlen(capture);
-    for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-        size_t tl = strlen(t); // a capture name, or its subject id (the part after the last "--")
-        if (!strcmp(t, capture) || (tl + 2 <= cl && !strcmp(capture + cl - tl, t) && capture[cl - tl - 1] == '-'))
-            return 1;
-    }
-    return 0;
-}
 
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *subjects = NULL, *lpips_path = NULL, *data[1024];
@@ -147,7 +135,7 @@ int cmd_eval(int argc, char **argv) {
             fprintf(stderr, "avat3r eval: %s\n", err);
             return 1;
         }
-        int want = matches(s.m.capture, subjects);
+        int want = data_capture_in_list(s.m.capture, subjects);
         char cap[256];
         snprintf(cap, sizeof cap, "%s", s.m.capture);
         shard_close(&s);
