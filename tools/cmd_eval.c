@@ -72,17 +72,13 @@ int cmd_eval(int argc, char **argv) {
     }
     char held[CFG_STR_MAX] = "";
     if (!strcmp(subjects, "held-out")) { // the data key stored in a training checkpoint's state
-        float *p = NULL, *m1 = NULL, *m2 = NULL;
-        char *state = NULL;
-        ModelConfig c2;
-        if (h.kind != CKPT_KIND_TRAIN || checkpoint_load_train(ckpt, &c2, &p, &m1, &m2, &state, &h, err, sizeof err)) {
+        RunConfig rc;
+        if (h.kind != CKPT_KIND_TRAIN || run_checkpoint_read(ckpt, &rc, NULL, NULL, NULL, err, sizeof err)) {
             fprintf(stderr, "avat3r eval: --subjects held-out needs a training checkpoint (ckpt_<step>.ckpt); with %s "
                             "pass the list: --subjects ID,ID\n", ckpt);
             return 1;
         }
-        const char *k = strstr(state, "\nheld_out = ");
-        if (k) sscanf(k + 12, "%255[^\n]", held);
-        free(p), free(m1), free(m2), free(state);
+        snprintf(held, sizeof held, "%s", rc.dc.held_out);
         if (!held[0]) {
             fprintf(stderr, "avat3r eval: %s: the run had no held_out captures; pass --subjects ID,ID\n", ckpt);
             return 1;

@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "data_config.h"
+#include "loop.h"
 #include "ply.h"
 #include "shard.h"
 
@@ -166,19 +167,14 @@ int cmd_inspect(int argc, char **argv) {
         cJSON_AddStringToObject(j, "kind", h.kind == CKPT_KIND_TRAIN ? "training_checkpoint" : "model_checkpoint");
         cJSON_AddStringToObject(j, "file", path);
         if (h.kind == CKPT_KIND_TRAIN) { // the run state: step and data cursor (docs/formats.md)
-            float *p = NULL, *m1 = NULL, *m2 = NULL;
-            char *state = NULL;
-            ModelConfig c2;
-            CkptHeader h2;
-            if (checkpoint_load_train(path, &c2, &p, &m1, &m2, &state, &h2, err, sizeof err)) {
+            RunConfig rc;
+            if (run_checkpoint_read(path, &rc, NULL, NULL, NULL, err, sizeof err)) {
                 cJSON_Delete(j);
                 fprintf(stderr, "error: %s\n", err);
                 return 1;
             }
-            const char *st = strstr(state, "state_step = "), *cur = strstr(state, "state_data_cursor = ");
-            if (st) cJSON_AddNumberToObject(j, "step", atof(st + 13));
-            if (cur) cJSON_AddNumberToObject(j, "data_cursor", atof(cur + 20));
-            free(p), free(m1), free(m2), free(state);
+            cJSON_AddNumberToObject(j, "step", rc.st.step);
+            cJSON_AddNumberToObject(j, "data_cursor", rc.st.data_cursor);
         }
         cJSON_AddNumberToObject(j, "version", h.version);
         cJSON_AddItemToObject(j, "config", config_json(&c));

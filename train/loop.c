@@ -29,15 +29,6 @@
 // ------------------------------------------------------------------------------------------------
 // run state (written into every training checkpoint as text, beside the training and data keys)
 
-typedef struct {
-    double step;          // completed optimizer steps
-    double data_cursor;   // next micro-batch index of the training stream (= step · grad_accum)
-    double skipped;       // non-finite steps skipped so far
-    double bad_in_row;    // ... of which in a row at the end
-    double elapsed_s;     // training wall time so far
-    double best_psnr;     // best validation PSNR so far (−1: none)
-} RunState;
-
 static const CfgKey state_keys[] = {
     {"state_step", CFG_FLOAT, offsetof(RunState, step), 0, 1e15, "0", "completed optimizer steps"},
     {"state_data_cursor", CFG_FLOAT, offsetof(RunState, data_cursor), 0, 1e15, "0", "next micro-batch index"},
@@ -47,12 +38,6 @@ static const CfgKey state_keys[] = {
     {"state_best_psnr", CFG_FLOAT, offsetof(RunState, best_psnr), -1, 1e3, "-1", "best validation PSNR"},
 };
 
-typedef struct {
-    ModelConfig mc;
-    TrainConfig tc;
-    DataConfig dc;
-    RunState st;
-} RunConfig;
 
 static void tables_of(RunConfig *r, CfgTable t[3]) {
     t[0] = (CfgTable){state_keys, (int)(sizeof state_keys / sizeof state_keys[0]), &r->st};
@@ -482,31 +467,52 @@ static void save_checkpoint(const char *dir, RunConfig *rc, Trainer *t, long ste
 
 // Loads the newest checkpoint of the run that verifies (a corrupt newest one is reported and skipped).
 // Returns 1 loaded, 0 none in the folder, −1 error.
+int run_checkpoint_read(const char *path, RunConfig *rc, float **params, float **m, float **v, char *err,
+                        size_t errlen) {
+    float *p = NULL, *m1 = NULL, *m2 = NULL;
+    char *state = NULL;
+    CkptHeader h;
+    if (checkpoint_load_train(path, &rc->mc, &p, &m1, &m2, &state, &h, err, errlen)) return -1;
+    CfgTable t[3];
+    tables_of(rc, t);
+    char name[4300];
+    snprintf(name, sizeof name, "%s (training state)", path);
+    int rc_parse = cfg_defaults(t, 3, err, errlen) || cfg_load_text(state, name, t, 3, err, errlen);
+    free(state);
+    if (!rc_parse && rc->st.data_cursor != rc->st.step * rc->tc.grad_accum) {
+        error_set(err, errlen, "%s: inconsistent training state (step %.0f, data cursor %.0f)", path, rc->st.step,
+                  rc->st.data_cursor);
+        rc_parse = 1;
+    }
+    if (rc_parse || !params) free(p), p = NULL;
+    if (rc_parse || !m) free(m1), m1 = NULL;
+    if (rc_parse || !v) free(m2), m2 = NULL;
+    if (rc_parse) return -2;
+    if (params) *params = p;
+    if (m) *m = m1;
+    if (v) *v = m2;
+    return 0;
+}
+
+// Loads the newest checkpoint of the run that verifies (a corrupt newest one is reported and skipped).
+// Returns 1 loaded, 0 none in the folder, −1 error.
 static int load_latest(const char *dir, RunConfig *rc, float **params, float **m, float **v, char *err, size_t errlen) {
     long steps[4096];
     int n = list_checkpoints(dir, steps, 4096);
     for (int i = n - 1; i >= 0; i--) {
-        char path[4200], *state = NULL;
+        char path[4200];
         ckpt_path(path, sizeof path, dir, steps[i]);
-        CkptHeader h;
-        if (checkpoint_load_train(path, &rc->mc, params, m, v, &state, &h, err, errlen)) {
+        int r = run_checkpoint_read(path, rc, params, m, v, err, errlen);
+        if (r == -1) {
             LOG_W("resume: skipping %s: %s", path, err);
             continue;
         }
-        CfgTable t[3];
-        tables_of(rc, t);
-        char name[4300];
-        snprintf(name, sizeof name, "%s (training state)", path);
-        if (cfg_defaults(t, 3, err, errlen) || cfg_load_text(state, name, t, 3, err, errlen)) {
-            free(state), free(*params), free(*m), free(*v);
-            return -1;
-        }
-        free(state);
-        if ((long)rc->st.step != steps[i] || rc->st.data_cursor != rc->st.step * rc->tc.grad_accum) {
+        if (r == 0 && (long)rc->st.step != steps[i]) {
             free(*params), free(*m), free(*v);
-            return error_set(err, errlen, "%s: inconsistent training state (step %.0f, data cursor %.0f)", path,
-                             rc->st.step, rc->st.data_cursor);
+            r = error_set(err, errlen, "%s: inconsistent training state (step %.0f, data cursor %.0f)", path,
+                          rc->st.step, rc->st.data_cursor);
         }
+        if (r) return -1;
         LOG_I("resume: %s (step %.0f)", path, rc->st.step);
         return 1;
     }

@@ -4,6 +4,10 @@
 #define AVAT3R_LOOP_H
 #include <stddef.h>
 
+#include "../data/data_config.h"
+#include "model_config.h"
+#include "train_config.h"
+
 typedef struct {
     const char *config;             // config file (may be NULL with resume when the run has a checkpoint)
     const char *const *sets;        // "key=value" overrides
@@ -23,6 +27,28 @@ typedef struct {
 //   AVAT3R_FAULT_SIGTERM_AT_STEP=N  raise SIGTERM at the same point (the handler's path)
 //   AVAT3R_FAULT_NAN_FROM_STEP=N    poison the gradients of every step from N on (1-based)
 int train_run(const TrainRunOptions *o);
+
+typedef struct { // the run state in a training checkpoint (docs/formats.md), counters as doubles (exact < 2^53)
+    double step;          // completed optimizer steps
+    double data_cursor;   // next micro-batch index of the training stream (= step · grad_accum)
+    double skipped;       // non-finite steps skipped so far
+    double bad_in_row;    // ... of which in a row at the end
+    double elapsed_s;     // training wall time so far
+    double best_psnr;     // best validation PSNR so far (−1: none)
+} RunState;
+
+typedef struct { // everything a training checkpoint says about its run
+    ModelConfig mc;
+    TrainConfig tc;
+    DataConfig dc;
+    RunState st;
+} RunConfig;
+
+// Reads a training checkpoint: configs and run state into rc, the arrays into *params, *m, *v where those
+// are not NULL (malloc'd). 0; −1 when the file does not load (message in err); −2 when its state text is
+// invalid or inconsistent.
+int run_checkpoint_read(const char *path, RunConfig *rc, float **params, float **m, float **v, char *err,
+                        size_t errlen);
 
 // --data entries: files as given, folders expanded to their *.h5 in name order (strdup'd into out).
 // Returns the count, or −1 with a message naming the entry.
