@@ -19,19 +19,26 @@
 #define NBLK 256
 #define PAR_MIN 32768
 
-double R_(l1_forward)(const real *pred, const real *gt, size_t n) {
-    if (n == 0) return 0;
+// Σ |a − b| (squared = 0) or Σ (a − b)² (squared = 1) over that partition, in double.
+static double R_(diff_sum)(const real *a, const real *b, size_t n, int squared) {
     double part[NBLK];
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int b = 0; b < NBLK; b++) {
-        size_t i0 = n * b / NBLK, i1 = n * (b + 1) / NBLK;
+    for (int blk = 0; blk < NBLK; blk++) {
+        size_t i0 = n * blk / NBLK, i1 = n * (blk + 1) / NBLK;
         double acc = 0;
-        for (size_t i = i0; i < i1; i++) acc += fabs((double)pred[i] - (double)gt[i]);
-        part[b] = acc;
+        for (size_t i = i0; i < i1; i++) {
+            double d = (double)a[i] - (double)b[i];
+            acc += squared ? d * d : fabs(d);
+        }
+        part[blk] = acc;
     }
     double sum = 0;
-    for (int b = 0; b < NBLK; b++) sum += part[b];
-    return sum / (double)n;
+    for (int blk = 0; blk < NBLK; blk++) sum += part[blk];
+    return sum;
+}
+
+double R_(l1_forward)(const real *pred, const real *gt, size_t n) {
+    return n ? R_(diff_sum)(pred, gt, n, 0) / (double)n : 0;
 }
 
 void R_(l1_backward)(real *dpred, const real *pred, const real *gt, size_t n, double scale) {
@@ -44,23 +51,7 @@ void R_(l1_backward)(real *dpred, const real *pred, const real *gt, size_t n, do
     }
 }
 
-double R_(mse)(const real *a, const real *b, size_t n) {
-    if (n == 0) return 0;
-    double part[NBLK];
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int blk = 0; blk < NBLK; blk++) {
-        size_t i0 = n * blk / NBLK, i1 = n * (blk + 1) / NBLK;
-        double acc = 0;
-        for (size_t i = i0; i < i1; i++) {
-            double d = (double)a[i] - (double)b[i];
-            acc += d * d;
-        }
-        part[blk] = acc;
-    }
-    double sum = 0;
-    for (int blk = 0; blk < NBLK; blk++) sum += part[blk];
-    return sum / (double)n;
-}
+double R_(mse)(const real *a, const real *b, size_t n) { return n ? R_(diff_sum)(a, b, n, 1) / (double)n : 0; }
 
 // ----------------------------------------------------------------------------------------------
 // SSIM. Notation (per pixel and channel): μx = g*x, μy = g*y, Exx = g*x², Eyy = g*y², Exy = g*xy with
