@@ -326,15 +326,8 @@ static int test_grad_accumulation(void) {
     const int V = c.views_in, Vt = c.views_target, H = c.img_h, W = c.img_w;
     RandomBatch rb;
     random_batch_make(&rb, &c, 2, 5);
-    float *tw = malloc(4 * 2 * Vt * 12), *tk = malloc(4 * 2 * Vt * 9), *trgb = malloc(4 * 2 * Vt * H * W * 3);
-    Rng r = rng_make(8, 0);
-    for (int i = 0; i < 2 * Vt; i++) {
-        double w2c[12], K[9];
-        random_camera(w2c, K, W, H, &r);
-        for (int k = 0; k < 12; k++) tw[i * 12 + k] = (float)w2c[k];
-        for (int k = 0; k < 9; k++) tk[i * 9 + k] = (float)K[k];
-    }
-    for (int i = 0; i < 2 * Vt * H * W * 3; i++) trgb[i] = rng_uniform_at(&r, i + 99);
+    float *tw, *tk, *trgb;
+    random_targets_make(&c, 2, 8, &tw, &tk, &trgb);
     Trainer a, b;
     tc.micro_batch = 2;
     trainer_build(&a, &c, &tc, NULL);
@@ -402,16 +395,12 @@ static const char *fixture_shards(void) {
     return shards;
 }
 
-// The micro model the loop tests train: 32×32 inputs, patch 4, width 32, 2 layers.
+// The micro model the loop tests train: 32×32 inputs, patch 4, width 32, 2 layers; 16 Sapiens channels
+// are what `avat3r synth` writes (docs/formats.md "Aux maps").
 #define MICRO_SETS                                                                                                 \
     "--set img_h=32 --set img_w=32 --set patch=4 --set width=32 --set heads=2 --set layers=2 --set expr_hidden=32 " \
-    "--set expr_tokens=2 --set sapiens_h=8 --set sapiens_w=8 --set sapiens_ch=%d --set views_target=2 "            \
+    "--set expr_tokens=2 --set sapiens_h=8 --set sapiens_w=8 --set sapiens_ch=16 --set views_target=2 "            \
     "--set loader_threads=1 --set threads=2 --set val_samples=2 "
-
-static int sapiens_channels(const char *shards) {
-    (void)shards;
-    return 16; // what `avat3r synth` writes (docs/formats.md "Aux maps")
-}
 
 // "--set held_out=<capture>" naming the last shard of the fixture (its name is its capture's)
 static const char *held_out_set(const char *shards) {
@@ -428,10 +417,9 @@ static const char *held_out_set(const char *shards) {
 }
 
 static int run_train(const char *shards, const char *run, const char *extra, const char *env) {
-    char cmd[8192], sets[2048];
-    snprintf(sets, sizeof sets, MICRO_SETS, sapiens_channels(shards));
-    snprintf(cmd, sizeof cmd, "%s '%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' %s %s >> '%s.log' 2>&1",
-             env ? env : "", AVAT3R_BINARY, test_source_root(), shards, run, sets, extra, run);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s '%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " MICRO_SETS
+             "%s >> '%s.log' 2>&1", env ? env : "", AVAT3R_BINARY, test_source_root(), shards, run, extra, run);
     return test_system(cmd);
 }
 

@@ -129,3 +129,19 @@ void random_batch_write(const RandomBatch *rb, const char *path) {
     atb_write_tensor(&w, "w", ATB_F64, 3, d_w, rb->w);
     atb_write_end(&w);
 }
+
+void random_targets_make(const ModelConfig *cfg, int B, uint64_t seed, float **w2c, float **K, float **rgb) {
+    const int Vt = cfg->views_target, H = cfg->img_h, W = cfg->img_w;
+    const size_t n_rgb = (size_t)B * Vt * H * W * 3;
+    *w2c = (float *)mallocCheck(sizeof(float) * B * Vt * 12);
+    *K = (float *)mallocCheck(sizeof(float) * B * Vt * 9);
+    *rgb = (float *)mallocCheck(sizeof(float) * n_rgb);
+    Rng r = rng_make(seed, 0);
+    for (int i = 0; i < B * Vt; i++) {
+        double w[12], k[9];
+        random_camera(w, k, W, H, &r);
+        for (int j = 0; j < 12; j++) (*w2c)[i * 12 + j] = (float)w[j];
+        for (int j = 0; j < 9; j++) (*K)[i * 9 + j] = (float)k[j];
+    }
+    for (size_t i = 0; i < n_rgb; i++) (*rgb)[i] = rng_uniform_at(&r, i + 1000); // past the cameras' draws
+}

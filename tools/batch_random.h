@@ -24,6 +24,9 @@ void random_batch_make(RandomBatch *rb, const ModelConfig *cfg, int B, uint64_t 
 void random_batch_free(RandomBatch *rb);
 Avat3rBatch random_batch_f32(const RandomBatch *rb);
 Avat3rBatch_f64 random_batch_f64(const RandomBatch *rb);
+// Supervision for a training step on such a batch: Vt random target cameras per sample (random_camera)
+// and uniform random colours, float32: w2c [B, Vt, 12], K [B, Vt, 9], rgb [B, Vt, H, W, 3] (malloc'd).
+void random_targets_make(const ModelConfig *cfg, int B, uint64_t seed, float **w2c, float **K, float **rgb);
 // Writes the batch as a tensor bundle (docs/formats.md "Test batch"), float64.
 void random_batch_write(const RandomBatch *rb, const char *path);
 

@@ -39,16 +39,8 @@ int cmd_bench_train(int argc, char **argv) {
     RandomBatch rb;
     random_batch_make(&rb, &c, B, 2);
     const int Vt = c.views_target, H = c.img_h, W = c.img_w;
-    float *tw = (float *)mallocCheck(sizeof(float) * B * Vt * 12), *tk = (float *)mallocCheck(sizeof(float) * B * Vt * 9);
-    float *trgb = (float *)mallocCheck(sizeof(float) * B * Vt * H * W * 3);
-    Rng r = rng_make(7, 0);
-    for (int i = 0; i < B * Vt; i++) {
-        double w2c[12], K[9];
-        random_camera(w2c, K, W, H, &r);
-        for (int k = 0; k < 12; k++) tw[i * 12 + k] = (float)w2c[k];
-        for (int k = 0; k < 9; k++) tk[i * 9 + k] = (float)K[k];
-    }
-    for (size_t i = 0; i < (size_t)B * Vt * H * W * 3; i++) trgb[i] = rng_uniform_at(&r, i + 1000);
+    float *tw, *tk, *trgb;
+    random_targets_make(&c, B, 7, &tw, &tk, &trgb);
     TrainBatch tb = {random_batch_f32(&rb), trgb, tw, tk};
     double total = 0;
     for (int it = -1; it < iters; it++) { // one warm-up
