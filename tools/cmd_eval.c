@@ -163,7 +163,7 @@ int cmd_eval(int argc, char **argv) {
             ssim_forward(&t.ssim, t.r.image, b->tgt_rgb, ssim_per);
             if (have_lpips) lpips_forward(&lp, t.r.image, b->tgt_rgb, lp_per);
             for (int v = 0; v < Vt; v++) {
-                double psnr = psnr_from_mse(fmax(mse(t.r.image + v * HW3, b->tgt_rgb + v * HW3, HW3), 1e-12));
+                double psnr = psnr_capped(mse(t.r.image + v * HW3, b->tgt_rgb + v * HW3, HW3));
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddStringToObject(o, "subject", cap);
                 cJSON_AddNumberToObject(o, "sample", k);

@@ -324,7 +324,6 @@ static void valset_free(ValSet *v) {
     memset(v, 0, sizeof *v);
 }
 
-static double psnr_of(double mse) { return psnr_from_mse(fmax(mse, 1e-12)); } // capped at 120 dB
 
 // Grid PNG: per sample one row — the V inputs | the Vt predictions | the Vt ground truths.
 typedef struct {
@@ -371,7 +370,7 @@ static double val_pass(Trainer *t, ValSet *vs, Grid *grid, int baseline, double 
         TrainBatch tb = vs_batch(vs, i, &t->mc);
         if (baseline) trainer_render_baseline(t, &tb);
         else trainer_render(t, &tb);
-        for (int k = 0; k < B * Vt; k++) psnr += psnr_of(mse(t->r.image + k * HW3, tb.tgt_rgb + k * HW3, HW3));
+        for (int k = 0; k < B * Vt; k++) psnr += psnr_capped(mse(t->r.image + k * HW3, tb.tgt_rgb + k * HW3, HW3));
         sl1 += l1_forward(t->r.image, tb.tgt_rgb, B * Vt * HW3) * B * Vt;
         sssim += ssim_forward(&t->ssim, t->r.image, tb.tgt_rgb, NULL) * B * Vt;
         n_img += B * Vt;
@@ -412,7 +411,7 @@ static double expr_sweep(Trainer *t, ValSet *vs, Grid *g, const char *path, doub
             const float *code = vs->sweep_expr + (size_t)(pass ? k : 0) * E;
             for (int b = 0; b < B; b++) memcpy(vs->expr_swap + (size_t)b * E, code, sizeof(float) * E);
             trainer_render(t, &sw);
-            double p = psnr_of(mse(t->r.image, vs->sweep_gt + k * HW3, HW3));
+            double p = psnr_capped(mse(t->r.image, vs->sweep_gt + k * HW3, HW3));
             if (pass) p_code += p;
             else p_fixed += p, memcpy(vs->sweep_fixed, t->r.image, sizeof(float) * HW3);
         }

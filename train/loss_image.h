@@ -15,6 +15,8 @@
 
 // PSNR in dB of images in [0, 1] from their mean squared error (mse_f64 / mse); +inf when mse = 0.
 static inline double psnr_from_mse(double mse) { return mse > 0 ? 10.0 * log10(1.0 / mse) : INFINITY; }
+// The same capped at 120 dB (mse 1e-12), so that means over images and JSON logs stay finite.
+static inline double psnr_capped(double mse) { return psnr_from_mse(mse > 1e-12 ? mse : 1e-12); }
 
 #define REAL_DECL "../train/loss_image_decl.h" // relative to common/, where it is included
 #include "../common/real_decl.h"
