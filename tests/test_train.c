@@ -23,23 +23,25 @@
 #include "test.h"
 #include "train_config.h"
 
-static TrainConfig train_defaults(void) {
-    TrainConfig tc;
-    CfgTable t = train_config_table(&tc);
+// Every key of a table at its default (the tables' defaults are checked by the config tests).
+static void set_defaults(CfgTable t) {
     char err[256];
     if (cfg_defaults(&t, 1, err, sizeof err)) abort();
+}
+
+static TrainConfig train_defaults(void) {
+    TrainConfig tc;
+    set_defaults(train_config_table(&tc));
     return tc;
 }
 
-// AdamW over a few tensors of the micro config against the textbook formula in double, two steps.
 static ModelConfig model_defaults(void) {
     ModelConfig c;
-    CfgTable t = model_config_table(&c);
-    char err[256];
-    if (cfg_defaults(&t, 1, err, sizeof err)) abort();
+    set_defaults(model_config_table(&c));
     return c;
 }
 
+// AdamW over a few tensors of the micro config against the textbook formula in double, two steps.
 static int test_adamw_formula(void) {
     ModelConfig c = model_defaults();
     size_t sizes[NUM_PARAM_TENSORS], n = param_sizes(&c, sizes);
