@@ -24,7 +24,7 @@ static const Verb verbs[] = {
     {"eval", cmd_eval, "evaluate a checkpoint on held-out subjects (PSNR, SSIM, LPIPS; AKD: issue #6)", NULL},
     {"export", cmd_export, "export a checkpoint as safetensors (PyTorch-style names, config in the metadata)", NULL},
     {"render", cmd_render, "render a 3DGS PLY to PNG with the project's rasterizer", NULL},
-    {"animate", NULL, "build an avatar and drive it with expression codes", "#6"},
+    {"animate", cmd_animate, "build an avatar and drive it with expression codes (PLY per frame, video)", NULL},
     {"launch", NULL, "start N local training processes", "#8"},
 };
 #define NVERBS ((int)(sizeof verbs / sizeof verbs[0]))

@@ -31,9 +31,11 @@ int cmd_render(int argc, char **argv);
 int cmd_bench_render(int argc, char **argv);
 int cmd_bench_data(int argc, char **argv);
 int cmd_bench_train(int argc, char **argv);
+int cmd_bench_animate(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_animate(int argc, char **argv);
 #endif

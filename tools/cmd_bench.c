@@ -56,11 +56,13 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "render")) return cmd_bench_render(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "data")) return cmd_bench_data(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_bench_train(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "animate")) return cmd_bench_animate(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "model")) {
         fprintf(stderr, "usage: avat3r bench model --config FILE [--batch B] [--iters N] [--threads T] [--no-ref] "
                         "[--flops-only]\n       avat3r bench render --scale tiny|paper|small [--iters N] [--no-ref]\n"
                         "       avat3r bench data [--size 512] [--images 64] [--quality 92]\n"
-                        "       avat3r bench train --config FILE [--batch B] [--iters N] [--threads T] [--no-ref]\n");
+                        "       avat3r bench train --config FILE [--batch B] [--iters N] [--threads T] [--no-ref]\n"
+                        "       avat3r bench animate --config FILE [--frames N] [--threads T]\n");
         return 2;
     }
     CliOpts o;

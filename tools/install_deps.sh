@@ -17,7 +17,12 @@ PKGS=(
   libopenmpi-dev openmpi-bin                      # CPU data-parallel tests (issue #8)
   python3 python3-torch python3-numpy             # the independent PyTorch reference (tools/reference)
   python3-matplotlib                              # tools/plot_log.py (training curves)
+  g++ libdlib-dev libdlib-data                    # AKD: dlib's shape predictor model, and dlib itself as the test oracle
+  ffmpeg                                          # avat3r animate: assembles the video (PNGs without it)
+  chromium                                        # the web viewer's end-to-end test (playwright-core drives it)
 )
+# Node.js and npm for tools/viewer: the machine's own when present, else Debian's.
+command -v npm >/dev/null || PKGS+=(nodejs npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,2 @@
+// landmarks.c — see landmarks.h. Scaffold.
+#include "landmarks.h"
