@@ -45,6 +45,7 @@ static void act_sizes(const ModelConfig *c, int B, size_t s[]) {
     size_t v[] = {BV * HW * 6, BV * 3, BV * HW * mc_cin(c), BN * pp * mc_cin(c), BN * D,
                   BN * CS, CS ? BN * (D + CS) : 0, CS ? BN * D : 0, BN * D,
                   B * Hx, B * Hx, B * Hx, B * Hx, B * S * D,
+                  c->expr_norm ? B * S * D : 0, c->expr_norm ? B * S : 0, c->expr_norm ? B * S : 0,
                   L * BN * D, L * BN, L * BN, L * BN * 3 * D, L * BN * D, L * B * NH * N, L * BN * D,
                   L * BN * D, L * BN, L * BN, L * BN * D, L * B * S * 2 * D, L * BN * D, L * B * NH * N, L * BN * D,
                   L * BN * D, L * BN, L * BN, L * BN * M, L * BN * M, L * BN * D,
@@ -170,6 +171,13 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
     R_(matmul_forward)(a->e2, a->e1r, p->expr2_w, p->expr2_b, B, Hx, Hx);
     R_(relu_forward)(a->e2r, a->e2, (size_t)B * Hx);
     R_(matmul_forward)(a->etok, a->e2r, p->expr3_w, p->expr3_b, B, Hx, S * D);
+    // expr_norm: unit-scale tokens, so the code's signal into every cross-attention does not depend on
+    // how small the three-layer MLP's output starts (without it the pathway trains far slower)
+    const real *ekv = a->etok;
+    if (c->expr_norm) {
+        R_(layernorm_forward)(a->etokn, a->lne_mean, a->lne_rstd, a->etok, p->lne_w, p->lne_b, B * S, D, c->ln_eps);
+        ekv = a->etokn;
+    }
     // 7. transformer blocks
     size_t bnd = (size_t)BN * D;
     for (int l = 0; l < L; l++) {
@@ -191,7 +199,7 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
         R_(layernorm_forward)(ln2, a->ln2_mean + (size_t)l * BN, a->ln2_rstd + (size_t)l * BN, x1, p->ln2_w + l * D,
                               p->ln2_b + l * D, BN, D, c->ln_eps);
         R_(matmul_forward)(cq, ln2, p->cq_w + (size_t)l * D * D, p->cq_b + l * D, BN, D, D);
-        R_(matmul_forward)(ckv, a->etok, p->ckv_w + (size_t)l * 2 * D * D, p->ckv_b + l * 2 * D, B * S, D, 2 * D);
+        R_(matmul_forward)(ckv, ekv, p->ckv_w + (size_t)l * 2 * D * D, p->ckv_b + l * 2 * D, B * S, D, 2 * D);
         R_(attention_forward)(catt, D, a->catt_lse + (size_t)l * B * NH * N, cq, D, ckv, 2 * D, ckv + D, 2 * D, B,
                               N, S, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
         R_(matmul_forward)(a->proj_tmp, catt, p->cproj_w + (size_t)l * D * D, p->cproj_b + l * D, BN, D, D);
@@ -235,6 +243,8 @@ void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *d
     int L = c->layers, M = c->mlp_ratio * D, S = c->expr_tokens, Hx = c->expr_hidden, E = c->expr_dim;
     int CS = c->sapiens_ch, use_d = c->use_dust3r, use_s = c->use_sapiens;
     size_t HW = (size_t)H * W, bnd = (size_t)BN * D;
+    const real *ekv = c->expr_norm ? a->etokn : a->etok; // the tokens every cross-attention reads
+    real *dekv = c->expr_norm ? da->etokn : da->etok;
 
     // 11-10. Gaussian activations, head
     R_(GaussAct) ga = R_(gauss_act)(c);
@@ -283,7 +293,7 @@ void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *d
         R_(attention_backward)(da->cq + o, da->ckv + okv, da->ckv + okv + D, da->catt + o, a->catt + o, D,
                                a->catt_lse + olse, a->cq + o, D, a->ckv + okv, 2 * D, a->ckv + okv + D, 2 * D, B, N, S,
                                NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
-        R_(matmul_backward)(da->etok, g->ckv_w + (size_t)l * 2 * D * D, g->ckv_b + l * 2 * D, da->ckv + okv, a->etok,
+        R_(matmul_backward)(dekv, g->ckv_w + (size_t)l * 2 * D * D, g->ckv_b + l * 2 * D, da->ckv + okv, ekv,
                             p->ckv_w + (size_t)l * 2 * D * D, B * S, D, 2 * D);
         R_(matmul_backward)(da->ln2 + o, g->cq_w + (size_t)l * D * D, g->cq_b + l * D, da->cq + o, a->ln2 + o,
                             p->cq_w + (size_t)l * D * D, BN, D, D);
@@ -302,7 +312,10 @@ void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *d
         R_(layernorm_backward)(dx, g->ln1_w + l * D, g->ln1_b + l * D, da->ln1 + o, x, p->ln1_w + l * D,
                                a->ln1_mean + ost, a->ln1_rstd + ost, BN, D);
     }
-    // 6. expression MLP (the code itself gets no gradient)
+    // 6. expression-token LayerNorm, then the MLP (the code itself gets no gradient)
+    if (c->expr_norm)
+        R_(layernorm_backward)(da->etok, g->lne_w, g->lne_b, da->etokn, a->etok, p->lne_w, a->lne_mean, a->lne_rstd,
+                               B * S, D);
     R_(matmul_backward)(da->e2r, g->expr3_w, g->expr3_b, da->etok, a->e2r, p->expr3_w, B, Hx, S * D);
     R_(relu_backward)(da->e2, a->e2, da->e2r, (size_t)B * Hx);
     R_(matmul_backward)(da->e1r, g->expr2_w, g->expr2_b, da->e2, a->e1r, p->expr2_w, B, Hx, Hx);

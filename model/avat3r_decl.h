@@ -1,9 +1,10 @@
 // avat3r_decl.h — the Avat3r model over `real` with names R_(...). No include guard on purpose:
 // avat3r.h includes it once per precision. See docs/model.md for the math and the layouts.
 
-typedef struct { // the 37 parameter tensors, in the order of docs/model.md (one buffer)
+typedef struct { // the 39 parameter tensors, in the order of docs/model.md (one buffer)
     real *patch_w, *patch_b, *sap_w, *sap_b, *pos_emb;                   // encoder
     real *expr1_w, *expr1_b, *expr2_w, *expr2_b, *expr3_w, *expr3_b;     // expression MLP
+    real *lne_w, *lne_b;                                                 // expression-token LayerNorm
     real *ln1_w, *ln1_b, *qkv_w, *qkv_b, *attproj_w, *attproj_b;         // blocks, stacked [L, ...]
     real *ln2_w, *ln2_b, *cq_w, *cq_b, *ckv_w, *ckv_b, *cproj_w, *cproj_b;
     real *ln3_w, *ln3_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
@@ -22,6 +23,7 @@ typedef struct { // activations for a batch of B samples (BN = B·N tokens, BV =
     real *x0;                // [BN, D] tokens + position embedding
     real *e1, *e1r, *e2, *e2r; // [B, Hx] expression MLP
     real *etok;              // [B, S, D] expression tokens
+    real *etokn, *lne_mean, *lne_rstd; // [B, S, D], [B·S], [B·S] after their LayerNorm (expr_norm only)
     real *ln1, *ln1_mean, *ln1_rstd; // [L, BN, D], [L, BN], [L, BN]
     real *qkv;               // [L, BN, 3D]
     real *att, *att_lse;     // [L, BN, D], [L, B, NH, N]

@@ -13,6 +13,7 @@ typedef struct {
     int mlp_ratio;              // MLP hidden = mlp_ratio * D
     int expr_dim, expr_tokens;  // E, S
     int expr_hidden;            // Hx
+    int expr_norm;              // LayerNorm on the expression tokens (lne_w, lne_b)
     int sapiens_ch, sapiens_h, sapiens_w; // CS, hs, ws
     int use_sapiens, use_dust3r, random_timesteps;
     double ln_eps, init_std;

@@ -6,7 +6,8 @@
 
 const char *const param_names[NUM_PARAM_TENSORS] = {
     "patch_w", "patch_b", "sap_w",   "sap_b",     "pos_emb",  "expr1_w",  "expr1_b",  "expr2_w",
-    "expr2_b", "expr3_w", "expr3_b", "ln1_w",     "ln1_b",    "qkv_w",    "qkv_b",    "attproj_w",
+    "expr2_b", "expr3_w", "expr3_b", "lne_w",     "lne_b",    "ln1_w",    "ln1_b",    "qkv_w",
+    "qkv_b",   "attproj_w",
     "attproj_b", "ln2_w", "ln2_b",   "cq_w",      "cq_b",     "ckv_w",    "ckv_b",    "cproj_w",
     "cproj_b", "ln3_w",   "ln3_b",   "fc_w",      "fc_b",     "fcproj_w", "fcproj_b", "lnf_w",
     "lnf_b",   "up_w",    "up_b",    "head_w",    "head_b"};
@@ -14,7 +15,9 @@ const char *const param_names[NUM_PARAM_TENSORS] = {
 ParamInit param_init_rule(int i) {
     const char *n = param_names[i];
     if (!strcmp(n, "attproj_w") || !strcmp(n, "cproj_w") || !strcmp(n, "fcproj_w")) return INIT_NORMAL_RESID;
-    if (!strcmp(n, "ln1_w") || !strcmp(n, "ln2_w") || !strcmp(n, "ln3_w") || !strcmp(n, "lnf_w")) return INIT_ONE;
+    if (!strcmp(n, "lne_w") || !strcmp(n, "ln1_w") || !strcmp(n, "ln2_w") || !strcmp(n, "ln3_w") ||
+        !strcmp(n, "lnf_w"))
+        return INIT_ONE;
     if (!strcmp(n, "pos_emb")) return INIT_NORMAL;
     size_t len = strlen(n);
     return n[len - 1] == 'b' && n[len - 2] == '_' ? INIT_ZERO : INIT_NORMAL;
@@ -22,10 +25,10 @@ ParamInit param_init_rule(int i) {
 
 const char *param_group(int i) {
     if (i <= 4) return "encoder";
-    if (i <= 10) return "expression";
-    if (i <= 30) return "blocks";
-    if (i <= 32) return "final_norm";
-    if (i <= 34) return "upsampler";
+    if (i <= 12) return "expression";
+    if (i <= 32) return "blocks";
+    if (i <= 34) return "final_norm";
+    if (i <= 36) return "upsampler";
     return "head";
 }
 
@@ -43,7 +46,7 @@ size_t param_sizes(const ModelConfig *c, size_t s[NUM_PARAM_TENSORS]) {
     size_t cu = mc_up_channels(c, U);
     size_t v[NUM_PARAM_TENSORS] = {
         D * p * p * mc_cin(c), D, c->use_sapiens ? D * (D + CS) : 0, c->use_sapiens ? D : 0, hwp * D,
-        Hx * E, Hx, Hx * Hx, Hx, S * D * Hx, S * D,
+        Hx * E, Hx, Hx * Hx, Hx, S * D * Hx, S * D, c->expr_norm ? D : 0, c->expr_norm ? D : 0,
         L * D, L * D, L * 3 * D * D, L * 3 * D, L * D * D, L * D,
         L * D, L * D, L * D * D, L * D, L * 2 * D * D, L * 2 * D, L * D * D, L * D,
         L * D, L * D, L * M * D, L * M, L * D * M, L * D,
@@ -75,7 +78,7 @@ double model_forward_flops(const ModelConfig *c) {
     return f;
 }
 
-int param_export_max(const ModelConfig *c) { return 16 + 20 * c->layers + 2 * mc_up_stages(c); }
+int param_export_max(const ModelConfig *c) { return 18 + 20 * c->layers + 2 * mc_up_stages(c); }
 
 static void px_add(ParamExport *e, int *n, size_t *off, const char *name, int64_t d0, int64_t d1) {
     ParamExport *x = &e[(*n)++];
@@ -110,7 +113,11 @@ int param_export_entries(const ModelConfig *c, ParamExport *e) {
     px_add(e, &n, &off, "expr_mlp.2.bias", Hx, 0);
     px_add(e, &n, &off, "expr_mlp.4.weight", S * D, Hx);
     px_add(e, &n, &off, "expr_mlp.4.bias", S * D, 0);
-    // tensors 11..30 are stacked [L, ...]: block l's slice of tensor i starts at start[i] + l·sz[i]/L
+    if (c->expr_norm) {
+        px_add(e, &n, &off, "expr_norm.weight", D, 0);
+        px_add(e, &n, &off, "expr_norm.bias", D, 0);
+    }
+    // tensors 13..32 are stacked [L, ...]: block l's slice of tensor i starts at start[i] + l·sz[i]/L
     static const char *const blk[20] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
                                         "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
                                         "cross_attn.q.weight", "cross_attn.q.bias", "cross_attn.kv.weight",
@@ -122,14 +129,14 @@ int param_export_entries(const ModelConfig *c, ParamExport *e) {
     for (int l = 0; l < c->layers; l++)
         for (int k = 0; k < 20; k++) {
             snprintf(nm, sizeof nm, "blocks.%d.%s", l, blk[k]);
-            size_t o = start[11 + k] + (size_t)l * (sz[11 + k] / c->layers);
+            size_t o = start[13 + k] + (size_t)l * (sz[13 + k] / c->layers);
             px_add(e, &n, &o, nm, rows[k], cols[k]);
         }
-    off = start[31];
+    off = start[33];
     px_add(e, &n, &off, "norm.weight", D, 0);
     px_add(e, &n, &off, "norm.bias", D, 0);
     const int U = mc_up_stages(c);
-    size_t ow = start[33], ob = start[34];
+    size_t ow = start[35], ob = start[36];
     for (int k = 0; k < U; k++) {
         int64_t ci = mc_up_channels(c, k), co = mc_up_channels(c, k + 1);
         snprintf(nm, sizeof nm, "upsampler.%d.weight", k);
@@ -137,7 +144,7 @@ int param_export_entries(const ModelConfig *c, ParamExport *e) {
         snprintf(nm, sizeof nm, "upsampler.%d.bias", k);
         px_add(e, &n, &ob, nm, 4 * co, 0);
     }
-    off = start[35];
+    off = start[37];
     px_add(e, &n, &off, "head.weight", 14, mc_up_channels(c, U));
     px_add(e, &n, &off, "head.bias", 14, 0);
     return n;

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include "model_config.h"
 
-#define NUM_PARAM_TENSORS 37
+#define NUM_PARAM_TENSORS 39
 extern const char *const param_names[NUM_PARAM_TENSORS];
 
 typedef enum { INIT_NORMAL, INIT_NORMAL_RESID, INIT_ZERO, INIT_ONE } ParamInit;

@@ -80,7 +80,7 @@ static int reference_case_ex(const char *cfg_file, int via_export) {
     struct { const char *name; const float *a32; const double *a64; size_t n; } acts[] = {
         {"plucker", m.a.plucker, md.a.plucker, G * 6},
         {"x0", m.a.x0, md.a.x0, BN * D},
-        {"expr_tokens", m.a.etok, md.a.etok, (size_t)B * S * D},
+        {"expr_tokens", c.expr_norm ? m.a.etokn : m.a.etok, c.expr_norm ? md.a.etokn : md.a.etok, (size_t)B * S * D},
         {"xf", m.a.lnf, md.a.lnf, BN * D},
         {"raw", m.a.raw, md.a.raw, G * 14},
         {"gauss", m.a.gauss, md.a.gauss, G * 14},

@@ -93,7 +93,7 @@ CONFIG_KEYS = [
     ("patch", int, 1, 64, 8), ("width", int, 1, 8192, 128), ("heads", int, 1, 256, 4),
     ("layers", int, 0, 128, 4), ("mlp_ratio", int, 1, 16, 4),
     ("expr_dim", int, 1, 4096, 256), ("expr_tokens", int, 1, 256, 4),
-    ("expr_hidden", int, 1, 8192, 256),
+    ("expr_hidden", int, 1, 8192, 256), ("expr_norm", bool, None, None, True),
     ("sapiens_ch", int, 1, 4096, 16), ("sapiens_h", int, 1, 1024, 16),
     ("sapiens_w", int, 1, 1024, 16),
     ("use_sapiens", bool, None, None, True), ("use_dust3r", bool, None, None, True),
@@ -199,6 +199,7 @@ def param_table(cfg):
     M = cfg["mlp_ratio"] * D
     ntok = (cfg["img_h"] // p) * (cfg["img_w"] // p)
     sap = 1 if cfg["use_sapiens"] else 0
+    en = 1 if cfg["expr_norm"] else 0
     chans = [D >> k for k in range(p.bit_length())]  # C_0 .. C_U, U = log2(p)
     up_w = sum(4 * chans[k + 1] * chans[k] for k in range(len(chans) - 1))
     up_b = sum(4 * chans[k + 1] for k in range(len(chans) - 1))
@@ -208,6 +209,7 @@ def param_table(cfg):
         ("pos_emb", (ntok, D)),
         ("expr1_w", (Hx, E)), ("expr1_b", (Hx,)), ("expr2_w", (Hx, Hx)), ("expr2_b", (Hx,)),
         ("expr3_w", (S * D, Hx)), ("expr3_b", (S * D,)),
+        ("lne_w", (D * en,)), ("lne_b", (D * en,)),
         ("ln1_w", (L, D)), ("ln1_b", (L, D)),
         ("qkv_w", (L, 3 * D, D)), ("qkv_b", (L, 3 * D)),
         ("attproj_w", (L, D, D)), ("attproj_b", (L, D)),
@@ -275,6 +277,8 @@ def read_ckpt(path):
         raise ValueError("%s: payload CRC mismatch" % path)
     try:
         cfg = check_config(parse_config_text(text.decode("ascii"), path + "[config]"))
+        if b"expr_norm" not in text:  # written before the key existed: no such tensors (formats.md)
+            cfg["expr_norm"] = False
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError("%s: config does not parse: %s" % (path, e))
     if npar != n_params(cfg):
@@ -296,7 +300,7 @@ _FLAT_NAMES = {
     "sap_w": "encoder.sapiens_proj.weight", "sap_b": "encoder.sapiens_proj.bias",
     "pos_emb": "encoder.pos_embed", "expr1_w": "expr_mlp.0.weight", "expr1_b": "expr_mlp.0.bias",
     "expr2_w": "expr_mlp.2.weight", "expr2_b": "expr_mlp.2.bias", "expr3_w": "expr_mlp.4.weight",
-    "expr3_b": "expr_mlp.4.bias", "lnf_w": "norm.weight", "lnf_b": "norm.bias",
+    "expr3_b": "expr_mlp.4.bias", "lne_w": "expr_norm.weight", "lne_b": "expr_norm.bias", "lnf_w": "norm.weight", "lnf_b": "norm.bias",
     "head_w": "head.weight", "head_b": "head.bias"}
 
 

@@ -139,6 +139,8 @@ def forward(cfg, P, batch):
     e = F.relu(F.linear(batch["expr"], P["expr1_w"], P["expr1_b"]))          # 6
     e = F.relu(F.linear(e, P["expr2_w"], P["expr2_b"]))
     e = F.linear(e, P["expr3_w"], P["expr3_b"]).reshape(B, S, D)
+    if cfg["expr_norm"]:                                                     # unit-scale tokens
+        e = F.layer_norm(e, (D,), P["lne_w"], P["lne_b"], eps)
 
     x = x0
     for l in range(L):                                                       # 7

@@ -18,7 +18,7 @@ The step (B samples, everything in the run dtype, float64 by default):
   3. loss = w_l1 * mean|image - tgt_rgb| + w_ssim * (1 - SSIM(image, tgt_rgb)); SSIM: 11x11 Gaussian
      window (sigma 1.5, sum 1), F.conv2d with zero padding 5 per channel, C1 = 0.01^2, C2 = 0.03^2,
      mean over all N*C*H*W map values (N = B*Vt, x = prediction, y = ground truth). No LPIPS term.
-  4. autograd to the 37 parameter tensors of docs/model.md.
+  4. autograd to the 39 parameter tensors of docs/model.md.
   5. grad_norm = global L2 norm of all gradients; if grad_clip > 0 and grad_norm > grad_clip every
      gradient is scaled by grad_clip / grad_norm (no +1e-6); then one torch.optim.AdamW step (t = 1,
      zero moments) with weight decay only on tensors whose name ends in "_w" and does not start with
