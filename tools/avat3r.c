@@ -25,7 +25,7 @@ static const Verb verbs[] = {
     {"export", cmd_export, "export a checkpoint as safetensors (PyTorch-style names, config in the metadata)", NULL},
     {"render", cmd_render, "render a 3DGS PLY to PNG with the project's rasterizer", NULL},
     {"animate", cmd_animate, "build an avatar and drive it with expression codes (PLY per frame, video)", NULL},
-    {"launch", NULL, "start N local training processes", "#8"},
+    {"launch", cmd_launch, "start N local ranks of a command (data-parallel training)", NULL},
 };
 #define NVERBS ((int)(sizeof verbs / sizeof verbs[0]))
 

@@ -38,4 +38,5 @@ int cmd_train(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_animate(int argc, char **argv);
+int cmd_launch(int argc, char **argv);
 #endif

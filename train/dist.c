@@ -1,0 +1,2 @@
+// dist.c — see dist.h. Scaffold.
+#include "dist.h"
