@@ -1,7 +1,8 @@
-// cmd_eval.c — `avat3r eval`: a checkpoint's PSNR, SSIM and LPIPS on held-out subjects (issue #6, first
-// part: AKD comes with the landmark detector). Per subject, samples drawn as in training from that
-// capture alone (4 inputs by k-farthest viewpoints, targets at other cameras of the target frame, the
-// target frame's expression code), rendered at the training size.
+// cmd_eval.c — `avat3r eval`: a checkpoint's PSNR, SSIM, LPIPS and AKD on held-out subjects (issue #6). Per
+// subject, samples drawn as in training from that capture alone (4 inputs by k-farthest viewpoints, targets
+// at other cameras of the target frame, the target frame's expression code), rendered at the training size.
+// AKD: dlib's 68 landmarks (tools/landmarks.c) on the rendering and on the ground truth, both in the face
+// box of the ground-truth head projection (docs/akd.md).
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,21 +15,32 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "data_config.h"
+#include "landmarks.h"
 #include "loader.h"
 #include "loop.h"
 #include "step.h"
 
 static const char *USAGE =
     "--checkpoint CKPT --data SHARD... --subjects ID,ID,...|held-out|all --out DIR\n"
-    "       [--samples N] [--lpips ALEX_WEIGHTS] [--inconsistent|--consistent] [--seed S]\n"
+    "       [--samples N] [--lpips ALEX_WEIGHTS] [--akd DLIB_MODEL|--no-akd] [--inconsistent|--consistent] [--seed S]\n"
     "  Per subject N samples (default 8) drawn as in training from that capture alone; every target view is\n"
     "  scored. held-out: the held_out key stored in a training checkpoint. --inconsistent: inputs from random\n"
     "  other frames (the paper's evaluation); --consistent: inputs at the target frame; default: the model's\n"
-    "  random_timesteps. Writes DIR/metrics.json (per image and means) and DIR/metrics.md.";
+    "  random_timesteps. --akd: a dlib shape predictor for AKD (docs/akd.md), default when it exists\n"
+    "  " LANDMARKS_DLIB_68 " (without it AKD is skipped and counted).\n"
+    "  Writes DIR/metrics.json (per image and means) and DIR/metrics.md.";
+
+// Float image in [0, 1] -> 8 bit, the one rounding rule for prediction and ground truth alike.
+static void to_rgb8(const float *x, size_t n, uint8_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] < 0 ? 0 : (x[i] > 1 ? 1 : x[i]);
+        out[i] = (uint8_t)floorf(v * 255.0f + 0.5f);
+    }
+}
 
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *subjects = NULL, *lpips_path = NULL, *data[1024];
-    int ndata = 0, samples = 8, timesteps = -1;
+    const char *ckpt = NULL, *out = NULL, *subjects = NULL, *lpips_path = NULL, *akd_path = NULL, *data[1024];
+    int ndata = 0, samples = 8, timesteps = -1, no_akd = 0;
     unsigned long long seed = 7;
     for (int i = 1; i < argc; i++) {
         int has = i + 1 < argc;
@@ -40,6 +52,8 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--out") && has) out = argv[++i];
         else if (!strcmp(a, "--subjects") && has) subjects = argv[++i];
         else if (!strcmp(a, "--lpips") && has) lpips_path = argv[++i];
+        else if (!strcmp(a, "--akd") && has) akd_path = argv[++i];
+        else if (!strcmp(a, "--no-akd")) no_akd = 1;
         else if (!strcmp(a, "--samples") && has) samples = atoi(argv[++i]);
         else if (!strcmp(a, "--seed") && has) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--inconsistent")) timesteps = 1;
@@ -99,6 +113,23 @@ int cmd_eval(int argc, char **argv) {
         }
         have_lpips = 1;
     }
+    // AKD: an explicit --akd must load; the default model may be missing (AKD skipped, counted)
+    LandmarkModel lm;
+    int have_akd = 0;
+    const char *akd_model = NULL;
+    if (!no_akd) {
+        akd_model = akd_path ? akd_path : LANDMARKS_DLIB_68;
+        if (akd_path || access(akd_model, R_OK) == 0) {
+            if (landmarks_load(&lm, akd_model, err, sizeof err)) {
+                fprintf(stderr, "avat3r eval: --akd: %s\n", err);
+                return 1;
+            }
+            have_akd = 1;
+        } else {
+            fprintf(stderr, "avat3r eval: note: no %s (Debian: apt-get install libdlib-data); AKD skipped\n",
+                    akd_model);
+        }
+    }
     TrainConfig tc;
     {
         CfgTable t = train_config_table(&tc);
@@ -114,6 +145,7 @@ int cmd_eval(int argc, char **argv) {
     Lpips lp;
     if (have_lpips) lpips_build(&lp, &lw, Vt, c.img_h, c.img_w, 1);
     float *ssim_per = (float *)mallocCheck(sizeof(float) * Vt), *lp_per = (float *)mallocCheck(sizeof(float) * Vt);
+    uint8_t *pred8 = (uint8_t *)mallocCheck(HW3), *gt8 = (uint8_t *)mallocCheck(HW3);
     if (mkdir(out, 0755) && access(out, W_OK)) {
         fprintf(stderr, "avat3r eval: cannot create %s\n", out);
         return 1;
@@ -123,8 +155,8 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddStringToObject(root, "checkpoint", ckpt);
     int rt = timesteps < 0 ? c.random_timesteps : timesteps;
     cJSON_AddBoolToObject(root, "inconsistent_inputs", rt);
-    double sum_psnr = 0, sum_ssim = 0, sum_lp = 0;
-    int n_img = 0, n_subj = 0, n_skipped = 0;
+    double sum_psnr = 0, sum_ssim = 0, sum_lp = 0, sum_akd = 0;
+    int n_img = 0, n_subj = 0, n_skipped = 0, n_akd = 0, n_akd_box = 0, n_akd_model = 0, n_akd_off = 0;
     for (int d = 0; d < n_shards; d++) {
         Shard s;
         if (shard_open(&s, shards[d], err, sizeof err)) {
@@ -149,7 +181,8 @@ int cmd_eval(int argc, char **argv) {
                     c.img_h);
             return 1;
         }
-        double sp = 0, ss = 0, sl = 0;
+        double sp = 0, ss = 0, sl = 0, sa = 0;
+        int na = 0, na_skip = 0;
         for (int k = 0; k < samples; k++) {
             const Batch *b = loader_next(&L, err, sizeof err);
             if (!b) {
@@ -173,6 +206,30 @@ int cmd_eval(int argc, char **argv) {
                 cJSON_AddNumberToObject(o, "ssim", ssim_per[v]);
                 if (have_lpips) cJSON_AddNumberToObject(o, "lpips", lp_per[v]);
                 else cJSON_AddNullToObject(o, "lpips");
+                // AKD in the face box of the ground-truth head projection (the target camera, head frame)
+                LandmarkBox box;
+                int box_ok = landmarks_face_box(b->tgt_w2c + 12 * v, b->tgt_K + 9 * v, c.img_w, c.img_h, &box) == 0;
+                if (box_ok) {
+                    cJSON *bj = cJSON_AddArrayToObject(o, "face_box");
+                    long bb[4] = {box.left, box.top, box.right, box.bottom};
+                    for (int q = 0; q < 4; q++) cJSON_AddItemToArray(bj, cJSON_CreateNumber((double)bb[q]));
+                }
+                if (have_akd && box_ok) {
+                    to_rgb8(t.r.image + v * HW3, HW3, pred8);
+                    to_rgb8(b->tgt_rgb + v * HW3, HW3, gt8);
+                    double akd = landmarks_akd(&lm, pred8, gt8, c.img_w, c.img_h, box);
+                    cJSON_AddNumberToObject(o, "akd", akd);
+                    sa += akd, na++;
+                } else {
+                    cJSON_AddNullToObject(o, "akd");
+                    cJSON_AddStringToObject(o, "akd_skipped", no_akd      ? "turned off (--no-akd)"
+                                                              : !have_akd ? "model missing"
+                                                                          : "face centre not in the image");
+                    na_skip++;
+                    if (no_akd) n_akd_off++;
+                    else if (!have_akd) n_akd_model++;
+                    else n_akd_box++;
+                }
                 cJSON_AddItemToArray(imgs, o);
                 sp += psnr, ss += ssim_per[v], sl += have_lpips ? lp_per[v] : 0;
             }
@@ -186,11 +243,17 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "ssim", ss / ni);
         if (have_lpips) cJSON_AddNumberToObject(o, "lpips", sl / ni);
         else cJSON_AddNullToObject(o, "lpips");
+        if (na) cJSON_AddNumberToObject(o, "akd", sa / na);
+        else cJSON_AddNullToObject(o, "akd");
+        cJSON_AddNumberToObject(o, "akd_images", na);
+        cJSON_AddNumberToObject(o, "akd_skipped", na_skip);
         cJSON_AddItemToArray(subj_json, o);
-        char lps[32] = "-";
+        char lps[32] = "-", akds[48] = "-";
         if (have_lpips) snprintf(lps, sizeof lps, "%.4f", sl / ni);
-        printf("%-40s %3d images  PSNR %.2f dB  SSIM %.4f  LPIPS %s\n", cap, ni, sp / ni, ss / ni, lps);
+        if (na) snprintf(akds, sizeof akds, "%.2f px (%d images)", sa / na, na);
+        printf("%-40s %3d images  PSNR %.2f dB  SSIM %.4f  LPIPS %s  AKD %s\n", cap, ni, sp / ni, ss / ni, lps, akds);
         sum_psnr += sp, sum_ssim += ss, sum_lp += sl, n_img += ni, n_subj++;
+        sum_akd += sa, n_akd += na;
     }
     if (!n_subj) {
         fprintf(stderr, "avat3r eval: no shard among --data matches --subjects %s\n", subjects);
@@ -201,8 +264,21 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddNumberToObject(mean, "ssim", sum_ssim / n_img);
     if (have_lpips) cJSON_AddNumberToObject(mean, "lpips", sum_lp / n_img);
     else cJSON_AddNullToObject(mean, "lpips");
-    cJSON_AddNullToObject(mean, "akd"); // the landmark detector comes with issue #6's next part
+    if (n_akd) cJSON_AddNumberToObject(mean, "akd", sum_akd / n_akd);
+    else cJSON_AddNullToObject(mean, "akd");
     cJSON_AddNumberToObject(root, "images_scored", n_img);
+    cJSON *aj = cJSON_AddObjectToObject(root, "akd");
+    if (have_akd) cJSON_AddStringToObject(aj, "model", akd_model);
+    else cJSON_AddNullToObject(aj, "model");
+    char rule[256];
+    snprintf(rule, sizeof rule, "docs/akd.md: head-frame face centre (%g, %g, %g) m, half-size %g m, projected by the "
+             "target camera, square", LANDMARKS_FACE_CENTRE[0], LANDMARKS_FACE_CENTRE[1], LANDMARKS_FACE_CENTRE[2],
+             LANDMARKS_FACE_RADIUS);
+    cJSON_AddStringToObject(aj, "face_box", rule);
+    cJSON_AddNumberToObject(aj, "images_scored", n_akd);
+    cJSON_AddNumberToObject(aj, "skipped_box_outside", n_akd_box);
+    cJSON_AddNumberToObject(aj, "skipped_model_missing", n_akd_model);
+    cJSON_AddNumberToObject(aj, "skipped_turned_off", n_akd_off);
     cJSON_AddNumberToObject(root, "subjects_scored", n_subj);
     cJSON_AddNumberToObject(root, "subjects_skipped", n_skipped);
     char path[4200];
@@ -218,16 +294,27 @@ int cmd_eval(int argc, char **argv) {
     fprintf(af.f, "| subjects | images | inputs | PSNR ↑ | SSIM ↑ | LPIPS ↓ | AKD ↓ |\n|---|---|---|---|---|---|---|\n");
     fprintf(af.f, "| %d | %d | %s | %.2f | %.4f | ", n_subj, n_img, rt ? "inconsistent expressions" : "target frame",
             sum_psnr / n_img, sum_ssim / n_img);
-    if (have_lpips) fprintf(af.f, "%.4f | – |\n", sum_lp / n_img);
-    else fprintf(af.f, "– | – |\n");
+    if (have_lpips) fprintf(af.f, "%.4f | ", sum_lp / n_img);
+    else fprintf(af.f, "– | ");
+    if (n_akd) fprintf(af.f, "%.2f |\n", sum_akd / n_akd);
+    else fprintf(af.f, "– |\n");
+    fprintf(af.f, "\nAKD: dlib's 68 landmarks on %d of %d images, pixels of the %dx%d images (skipped: %d faces "
+                  "outside the image, %d without the model, %d with --no-akd).\n",
+            n_akd, n_img, c.img_w, c.img_h, n_akd_box, n_akd_model, n_akd_off);
     atomicClose(&af);
-    printf("mean over %d images of %d subjects: PSNR %.2f dB, SSIM %.4f%s -> %s/metrics.json\n", n_img, n_subj,
-           sum_psnr / n_img, sum_ssim / n_img, have_lpips ? "" : " (LPIPS: pass --lpips ALEX_WEIGHTS)", out);
+    char akds[64] = " (AKD: no dlib model)";
+    if (n_akd) snprintf(akds, sizeof akds, ", AKD %.2f px", sum_akd / n_akd);
+    else if (have_akd) snprintf(akds, sizeof akds, " (AKD: no face box inside an image)");
+    else if (no_akd) akds[0] = 0;
+    printf("mean over %d images of %d subjects: PSNR %.2f dB, SSIM %.4f%s%s -> %s/metrics.json\n", n_img, n_subj,
+           sum_psnr / n_img, sum_ssim / n_img, have_lpips ? "" : " (LPIPS: pass --lpips ALEX_WEIGHTS)", akds, out);
     free(js);
     cJSON_Delete(root);
     free(ssim_per), free(lp_per);
     for (int d = 0; d < n_shards; d++) free(shards[d]);
     if (have_lpips) lpips_free(&lp), lpips_weights_free(&lw);
+    if (have_akd) landmarks_free(&lm);
+    free(pred8), free(gt8);
     trainer_free(&t);
     return 0;
 }
