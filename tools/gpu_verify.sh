@@ -1,31 +1,101 @@
 #!/usr/bin/env bash
 # gpu_verify.sh — build and run the CUDA kernel tests on a GPU machine that has nvcc and gcc but none of
-# our Debian libraries (docs/gpu-verification.md). OpenBLAS for the CPU oracle comes from .deb files in
-# .debs/ (apt-get download libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libgomp1), unpacked
-# into a private folder, never into /.
-# usage: bash tools/gpu_verify.sh [OUTDIR]
+# our Debian libraries (docs/gpu-verification.md). OpenBLAS for the layers' CPU oracle comes from .deb
+# files in .debs/ (apt-get download libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libgomp1),
+# unpacked into a private folder, never into /. The rasterizer needs no .deb (its oracle is
+# render/raster.c with gcc's own OpenMP).
+# usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|bench|lab]
+#   all     layers + raster (default)
+#   layers  model/cuda kernels vs model/layers.c, compute-sanitizer memcheck + racecheck
+#   raster  render/cuda rasterizer vs render/raster.c, compute-sanitizer memcheck + racecheck + initcheck
+#   bench   rasterizer at the paper's scale (1 M Gaussians -> 8 views of 512²): CPU check + forward and
+#           backward ms
+#   lab     dev/cuda/raster_forward.cu, versions 1 and 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/avat3r_gpu}
-OB=$OUT/debroot
-mkdir -p "$OUT" "$OB"
-for f in .debs/*.deb; do dpkg -x "$f" "$OB"; done
-INC=$OB/usr/include/x86_64-linux-gnu/openblas-openmp
-LIB=$OB/usr/lib/x86_64-linux-gnu/openblas-openmp:$OB/usr/lib/x86_64-linux-gnu
+WHAT=${2:-all}
 CUDA=${CUDA_HOME:-/usr/local/cuda}
 ARCH=${GPU_ARCH:-90}
+NVCC="$CUDA/bin/nvcc"
+GENCODE="-gencode=arch=compute_$ARCH,code=sm_$ARCH"
+mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-"$CUDA/bin/nvcc" --version | tail -1
-for f in model/layers.c common/rng.c common/util.c common/log.c tests/cuda/test_layers_cuda.c; do
-  gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -I"$INC" -I"$CUDA/include" \
-      -c "$f" -o "$OUT/$(basename "$f").o"
-done
-"$CUDA/bin/nvcc" -O3 -gencode=arch=compute_$ARCH,code=sm_$ARCH -c model/cuda/layers_cuda.cu -o "$OUT/layers_cuda.o"
-"$CUDA/bin/nvcc" -gencode=arch=compute_$ARCH,code=sm_$ARCH "$OUT"/*.o \
-    -L"$OB/usr/lib/x86_64-linux-gnu/openblas-openmp" -lopenblas -lgomp -lm -o "$OUT/avat3r_cuda_tests"
-LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$OUT/avat3r_cuda_tests"
+"$NVCC" --version | tail -1
+CS=""
 if command -v compute-sanitizer >/dev/null || [ -x "$CUDA/bin/compute-sanitizer" ]; then
   CS=$(command -v compute-sanitizer || echo "$CUDA/bin/compute-sanitizer")
-  LD_LIBRARY_PATH=$LIB "$CS" --tool memcheck --leak-check full "$OUT/avat3r_cuda_tests" | tail -4
-  LD_LIBRARY_PATH=$LIB "$CS" --tool racecheck "$OUT/avat3r_cuda_tests" | tail -3
 fi
+
+layers() {
+  local OB=$OUT/debroot
+  mkdir -p "$OB"
+  for f in .debs/*.deb; do dpkg -x "$f" "$OB"; done
+  local INC=$OB/usr/include/x86_64-linux-gnu/openblas-openmp
+  local LIB=$OB/usr/lib/x86_64-linux-gnu/openblas-openmp:$OB/usr/lib/x86_64-linux-gnu
+  for f in model/layers.c common/rng.c common/util.c common/log.c tests/cuda/test_layers_cuda.c; do
+    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -I"$INC" -I"$CUDA/include" \
+        -c "$f" -o "$OUT/$(basename "$f").o"
+  done
+  "$NVCC" -O3 $GENCODE -c model/cuda/layers_cuda.cu -o "$OUT/layers_cuda.o"
+  "$NVCC" $GENCODE "$OUT"/*.o \
+      -L"$OB/usr/lib/x86_64-linux-gnu/openblas-openmp" -lopenblas -lgomp -lm -o "$OUT/avat3r_cuda_tests"
+  LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$OUT/avat3r_cuda_tests"
+  if [ -n "$CS" ]; then
+    LD_LIBRARY_PATH=$LIB "$CS" --tool memcheck --leak-check full "$OUT/avat3r_cuda_tests" | tail -4
+    LD_LIBRARY_PATH=$LIB "$CS" --tool racecheck "$OUT/avat3r_cuda_tests" | tail -3
+  fi
+}
+
+# the rasterizer test: CPU oracle and scenes with gcc, the kernels with nvcc (--fmad=false, as in
+# render/cuda/meson.build), linked by nvcc; objects in their own folder so the layers' *.o glob never
+# picks them up
+RT=$OUT/raster
+raster_build() {
+  mkdir -p "$RT"
+  for f in render/raster.c tools/scene_random.c tools/batch_random.c common/atb.c common/rng.c common/util.c \
+           common/log.c common/timer.c tests/cuda/test_raster_cuda.c; do
+    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -Irender -Itools \
+        -I"$CUDA/include" -c "$f" -o "$RT/$(basename "$f").o"
+  done
+  "$NVCC" -O3 --fmad=false $GENCODE -I. -c render/cuda/raster_cuda.cu -o "$RT/raster_cuda.o"
+  "$NVCC" $GENCODE "$RT"/*.o -lgomp -lm -o "$RT/avat3r_cuda_raster_tests"
+}
+
+raster() {
+  raster_build
+  local st=0
+  "$RT/avat3r_cuda_raster_tests" || st=1
+  if [ -n "$CS" ]; then
+    for tool in memcheck racecheck initcheck; do
+      local extra=""
+      [ $tool = memcheck ] && extra="--leak-check full"
+      echo "== compute-sanitizer $tool (full log: $RT/$tool.log)"
+      # initcheck is reported, not fatal: it may flag reads inside CUB's scratch that are not ours
+      "$CS" --tool $tool $extra --error-exitcode 3 "$RT/avat3r_cuda_raster_tests" > "$RT/$tool.log" 2>&1 ||
+        { echo "compute-sanitizer $tool: exit $? (see the log)"; [ $tool = initcheck ] || st=1; }
+      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY|checks passed" "$RT/$tool.log" || tail -5 "$RT/$tool.log"
+    done
+  fi
+  return $st
+}
+
+bench() {
+  raster_build
+  "$RT/avat3r_cuda_raster_tests" --bench "${BENCH_REPS:-10}"
+}
+
+lab() {
+  "$NVCC" -O3 --fmad=false $GENCODE dev/cuda/raster_forward.cu -o "$OUT/raster_forward"
+  "$OUT/raster_forward" 1
+  "$OUT/raster_forward" 2
+}
+
+case "$WHAT" in
+  all) layers; raster ;;
+  layers) layers ;;
+  raster) raster ;;
+  bench) bench ;;
+  lab) lab ;;
+  *) echo "usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|bench|lab]" >&2; exit 2 ;;
+esac

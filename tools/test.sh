@@ -20,6 +20,7 @@ if [ -x "$BUILD/model/cuda/avat3r_cuda_tests" ]; then
   echo "== CUDA kernel tests (skip without a GPU)"
   "$BUILD/model/cuda/avat3r_cuda_tests" || status=1
 fi
+[ -x "$BUILD/render/cuda/avat3r_cuda_raster_tests" ] && { "$BUILD/render/cuda/avat3r_cuda_raster_tests" || status=1; }
 command -v npm > /dev/null && (cd tools/viewer && npm ci --no-audit --no-fund --loglevel=error) || echo "note: no npm, or npm ci failed in tools/viewer: the viewer end-to-end test will skip"
 echo "== test suite"
 "$BUILD/avat3r_tests" "$@" || status=1
