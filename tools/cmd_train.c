@@ -8,16 +8,33 @@
 
 static const char *USAGE =
     "--config FILE --data SHARDS... --out RUN [--steps N] [--resume] [--set key=value ...]\n"
+    "       [--world N --rank R [--local-rank L] [--master HOST:PORT]] [--device cpu]\n"
     "  Trains on HDF5 shards (files or folders of *.h5; `avat3r pack` writes them) and writes the run folder:\n"
     "  config.cfg, log.jsonl (one JSON object per step and per validation), ckpt_<step>.ckpt (the newest\n"
     "  ckpt_keep kept), val_<step>.png (inputs | prediction | ground truth on held-out samples), final.ckpt.\n"
     "  --resume continues from the newest complete checkpoint in RUN (config from the checkpoint; --set may\n"
     "  change training keys, --steps the horizon). SIGINT/SIGTERM write a checkpoint and exit 0.\n"
+    "  Several processes (data parallel, docs/distributed.md): ranks from --world/--rank/--local-rank/--master,\n"
+    "  or from `avat3r launch --procs N -- train ...`, mpirun (OMPI_COMM_WORLD_*) or srun (SLURM_PROCID, ...);\n"
+    "  rank 0 listens on the master port (default 29500; MASTER_ADDR/MASTER_PORT also work).\n"
+    "  --device cpu is the only device so far (cuda: issue #7).\n"
     "  Keys: docs/training.md, or `avat3r train --keys`.";
+
+static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "avat3r train: %s '%s': expected a whole number in %d..%d\n", flag, v, lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
 
 int cmd_train(int argc, char **argv) {
     TrainRunOptions o;
     memset(&o, 0, sizeof o);
+    o.dist = (DistFlags){0, -1, -1, NULL, NULL};
     const char *sets[64], *data[1024];
     for (int i = 1; i < argc; i++) {
         int has = i + 1 < argc;
@@ -32,6 +49,25 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--out") && has) o.out = argv[++i];
         else if (!strcmp(a, "--steps") && has) o.steps = atol(argv[++i]);
         else if (!strcmp(a, "--resume")) o.resume = 1;
+        else if (!strcmp(a, "--world") && has) {
+            if (parse_int(a, argv[++i], 1, DIST_MAX_WORLD, &o.dist.world)) return 2;
+        } else if (!strcmp(a, "--rank") && has) {
+            if (parse_int(a, argv[++i], 0, DIST_MAX_WORLD - 1, &o.dist.rank)) return 2;
+        } else if (!strcmp(a, "--local-rank") && has) {
+            if (parse_int(a, argv[++i], 0, DIST_MAX_WORLD - 1, &o.dist.local_rank)) return 2;
+        } else if (!strcmp(a, "--master") && has) o.dist.master = argv[++i];
+        else if (!strcmp(a, "--device") && has) {
+            const char *dev = argv[++i];
+            if (!strcmp(dev, "cuda")) {
+                fprintf(stderr, "avat3r train --device cuda: not built yet: the CUDA training path is issue #7; use "
+                        "--device cpu\n");
+                return 2;
+            }
+            if (strcmp(dev, "cpu")) {
+                fprintf(stderr, "avat3r train --device '%s': expected cpu (or, later, cuda)\n", dev);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--set") && has) {
             if (o.nsets == 64) {
                 fprintf(stderr, "avat3r train: at most 64 --set\n");

@@ -36,6 +36,7 @@ static const CfgKey state_keys[] = {
     {"state_bad_in_row", CFG_FLOAT, offsetof(RunState, bad_in_row), 0, 1e15, "0", "... in a row"},
     {"state_elapsed_s", CFG_FLOAT, offsetof(RunState, elapsed_s), 0, 1e15, "0", "training wall time"},
     {"state_best_psnr", CFG_FLOAT, offsetof(RunState, best_psnr), -1, 1e3, "-1", "best validation PSNR"},
+    {"state_world", CFG_FLOAT, offsetof(RunState, world), 1, 1e9, "1", "ranks of the run that wrote it"},
 };
 
 
@@ -521,8 +522,8 @@ static int load_latest(const char *dir, RunConfig *rc, float **params, float **m
 
 // ------------------------------------------------------------------------------------------------
 
-static int load_config(const TrainRunOptions *o, RunConfig *rc, float **params, float **m, float **v, char *err,
-                       size_t errlen) {
+static int load_config(const TrainRunOptions *o, RunConfig *rc, float **params, float **m, float **v,
+                       int *ckpt_micro_batch, char *err, size_t errlen) {
     CfgTable t[3];
     tables_of(rc, t);
     int loaded = 0;
@@ -530,6 +531,7 @@ static int load_config(const TrainRunOptions *o, RunConfig *rc, float **params, 
         loaded = load_latest(o->out, rc, params, m, v, err, errlen);
         if (loaded < 0) return -1;
         if (!loaded) LOG_I("resume: no checkpoint in %s yet; starting a new run", o->out);
+        if (loaded) *ckpt_micro_batch = rc->tc.micro_batch;
     }
     if (!loaded) {
         if (!o->config) return error_set(err, errlen, "--config is required for a new run");
@@ -556,33 +558,140 @@ static int load_config(const TrainRunOptions *o, RunConfig *rc, float **params, 
     return loaded;
 }
 
-int train_run(const TrainRunOptions *o) {
-    char err[2048];
-    RunConfig rc;
-    memset(&rc, 0, sizeof rc);
-    float *params = NULL, *mom1 = NULL, *mom2 = NULL;
-    if (mkdir(o->out, 0755) && errno != EEXIST) {
-        LOG_E("%s: cannot create the run folder: %s", o->out, strerror(errno));
-        return 1;
+// ------------------------------------------------------------------------------------------------
+// several ranks (train/dist.h, docs/distributed.md)
+
+// What every rank must agree on before the first step: the configuration, the parameters and AdamW
+// moments it starts from, the step, and the data it sees.
+typedef struct {
+    uint32_t config_crc, state_crc;
+    int64_t step, n_shards, n_pairs;
+} RankFacts;
+
+static RankFacts rank_facts(RunConfig *rc, const Trainer *t, const Loader *L, int n_shards) {
+    RankFacts f;
+    memset(&f, 0, sizeof f);
+    CfgTable tt[3];
+    tables_of(rc, tt);
+    CfgTable all[3] = {model_config_table(&rc->mc), tt[1], tt[2]};
+    char *txt = cfg_to_string(all, 3);
+    f.config_crc = crc32_update(0, txt, strlen(txt));
+    free(txt);
+    const size_t nb = sizeof(float) * t->m.n_params;
+    f.state_crc = crc32_update(crc32_update(crc32_update(0, t->m.params, nb), t->adam_m, nb), t->adam_v, nb);
+    f.step = (int64_t)rc->st.step, f.n_shards = n_shards, f.n_pairs = L->sampler.n_pairs;
+    return f;
+}
+
+// Every rank gets every rank's facts; all of them reach the same verdict. 0, or −1 with the first
+// disagreement in err (offender: this rank is one of those that differ from rank 0).
+static int ranks_agree(Dist *d, const RankFacts *mine, const char *what_check, const char *when, int *offender,
+                       char *err, size_t errlen) {
+    RankFacts *all = (RankFacts *)callocCheck((size_t)d->world, sizeof *all);
+    *offender = 0;
+    if (dist_allgather_bytes(d, mine, sizeof *mine, all, what_check)) {
+        free(all);
+        return error_set(err, errlen, "%s", d->err);
     }
-    int resumed = load_config(o, &rc, &params, &mom1, &mom2, err, sizeof err);
-    if (resumed < 0) {
+    int bad = 0, first = -1;
+    for (int r = 1; r < d->world; r++) {
+        const RankFacts *a = &all[r], *z = &all[0];
+        int differs = a->step != z->step || a->state_crc != z->state_crc || a->config_crc != z->config_crc ||
+                      a->n_shards != z->n_shards || a->n_pairs != z->n_pairs;
+        bad += differs;
+        if (differs && first < 0) first = r;
+        if (differs && r == d->rank) *offender = 1;
+    }
+    if (bad) {
+        const RankFacts *a = &all[first], *z = &all[0];
+        char what[600];
+        if (a->step != z->step)
+            snprintf(what, sizeof what, "it starts at step %lld, rank 0 at step %lld (the run folder must be on a "
+                     "filesystem every rank sees, and every rank needs the same --resume)", (long long)a->step, (long long)z->step);
+        else if (a->config_crc != z->config_crc)
+            snprintf(what, sizeof what, "its configuration differs from rank 0's (every rank needs the same --config, "
+                     "--set and --steps)");
+        else if (a->state_crc != z->state_crc)
+            snprintf(what, sizeof what, "its parameters or AdamW moments differ from rank 0's (another checkpoint file, "
+                     "or another build of avat3r?)");
+        else
+            snprintf(what, sizeof what, "it sees other data than rank 0 (%lld shards with %lld usable frames, rank 0: %lld "
+                     "with %lld; every rank needs the same --data)", (long long)a->n_shards, (long long)a->n_pairs,
+                     (long long)z->n_shards, (long long)z->n_pairs);
+        error_set(err, errlen, "rank %d%s disagrees with rank 0 %s: %s", first, bad > 1 ? " (and others)" : "", when, what);
+    }
+    free(all);
+    return bad ? -1 : 0;
+}
+
+// A failure while starting: say it; with several ranks, tell the others why this rank stops.
+static int start_failed(Dist *d, const char *msg) {
+    LOG_E("%s", msg);
+    if (d->world > 1) dist_abort(d, msg);
+    dist_free(d);
+    return 1;
+}
+
+static double default_dist_timeout(void) {
+    TrainConfig tc;
+    char err[256];
+    CfgTable t = train_config_table(&tc);
+    return cfg_defaults(&t, 1, err, sizeof err) ? 300 : tc.dist_timeout;
+}
+
+int train_run(const TrainRunOptions *o) {
+    char err[2048], msg[2400];
+    Dist d;
+    DistFlags df = o->dist;
+    if (!df.run_tag) df.run_tag = o->out;
+    if (dist_resolve(&d, &df, err, sizeof err)) {
         LOG_E("%s", err);
         return 1;
     }
+    const int lead = d.rank == 0, multi = d.world > 1;
+    if (!lead) log_set_level(LOG_WARN); // rank 0 speaks for the run; the others report only problems
+#define START_FAIL(...)                                  \
+    do {                                                 \
+        snprintf(msg, sizeof msg, __VA_ARGS__);          \
+        return start_failed(&d, msg);                    \
+    } while (0)
+    RunConfig rc;
+    memset(&rc, 0, sizeof rc);
+    float *params = NULL, *mom1 = NULL, *mom2 = NULL;
+    int resumed, ckpt_mb = 0;
+    if (lead && mkdir(o->out, 0755) && errno != EEXIST) {
+        snprintf(err, sizeof err, "%s: cannot create the run folder: %s", o->out, strerror(errno));
+        resumed = -1;
+    } else {
+        resumed = load_config(o, &rc, &params, &mom1, &mom2, &ckpt_mb, err, sizeof err);
+    }
+    if (multi) {
+        // a rank whose configuration failed still joins, so that the others hear why instead of waiting for it
+        char cerr[1200];
+        if (dist_connect(&d, resumed >= 0 ? rc.tc.dist_timeout : default_dist_timeout(), cerr, sizeof cerr)) {
+            if (resumed < 0) LOG_E("%s", err);
+            LOG_E("%s", cerr);
+            dist_free(&d);
+            return resumed < 0 ? 1 : 4;
+        }
+        uint32_t id_crc = crc32_update(0, d.unique_id, DIST_ID_BYTES);
+        LOG_I("data parallel: rank %d of %d (local rank %d) from %s; rank 0 at %s:%d; unique id %08x", d.rank, d.world,
+              d.local_rank, d.source, d.host, d.port, (unsigned)id_crc);
+    }
+    if (resumed < 0) START_FAIL("%s", err);
+    const double ckpt_world = resumed ? rc.st.world : 0;
     if (!resumed) rc.st.best_psnr = -1;
+    rc.st.world = d.world;
     ModelConfig *mc = &rc.mc;
     TrainConfig *tc = &rc.tc;
     if (tc->threads > 0) omp_set_num_threads(tc->threads);
-    if (mc->views_target > 64 || tc->micro_batch > 64) { // the loader's Batch holds ≤ 64 samples
-        LOG_E("micro_batch %d: at most 64", tc->micro_batch);
-        return 1;
-    }
+    if (mc->views_target > 64 || tc->micro_batch > 64) // the loader's Batch holds ≤ 64 samples
+        START_FAIL("micro_batch %d: at most 64", tc->micro_batch);
 
     // the effective config, for people and for `--config RUN/config.cfg`
     char path[4200];
     snprintf(path, sizeof path, "%s/config.cfg", o->out);
-    {
+    if (lead) {
         CfgTable t[3];
         tables_of(&rc, t);
         CfgTable all[3] = {model_config_table(mc), t[1], t[2]};
@@ -596,52 +705,35 @@ int train_run(const TrainRunOptions *o) {
     // data
     char **shards = (char **)callocCheck(MAX_SHARDS, sizeof(char *));
     int n_shards = expand_shards(o->data, o->ndata, shards, MAX_SHARDS, err, sizeof err);
-    if (n_shards < 0) {
-        LOG_E("%s", err);
-        return 1;
-    }
+    if (n_shards < 0) START_FAIL("%s", err);
     char held_buf[CFG_STR_MAX];
     const char *held[MAX_HELD + 1];
     int n_held = data_held_out_list(&rc.dc, held_buf, sizeof held_buf, held, MAX_HELD);
     held[n_held] = NULL;
     ValSet vs;
-    if (valset_build(&vs, shards, n_shards, held, n_held, &rc, err, sizeof err)) {
-        LOG_E("%s", err);
-        return 1;
-    }
+    memset(&vs, 0, sizeof vs);
+    if (lead && valset_build(&vs, shards, n_shards, held, n_held, &rc, err, sizeof err)) START_FAIL("%s", err);
     long step = (long)rc.st.step;
     LoaderOptions lo = {mc->views_in, mc->views_target, mc->random_timesteps, mc->use_dust3r, mc->use_sapiens,
-                        tc->micro_batch, 1, 0, (uint64_t)tc->seed, n_held ? held : NULL,
+                        tc->micro_batch, d.world, d.rank, (uint64_t)tc->seed, n_held ? held : NULL,
                         tc->loader_threads, tc->loader_threads + 2, 0};
     Loader L;
-    if (loader_open(&L, (const char *const *)shards, n_shards, &lo, (uint64_t)rc.st.data_cursor, err, sizeof err)) {
-        LOG_E("training data: %s", err);
-        return 1;
-    }
-    if (check_loader_dims(&L, mc, "training data", err, sizeof err)) {
-        LOG_E("%s", err);
-        return 1;
-    }
+    if (loader_open(&L, (const char *const *)shards, n_shards, &lo, (uint64_t)rc.st.data_cursor, err, sizeof err))
+        START_FAIL("training data: %s", err);
+    if (check_loader_dims(&L, mc, "training data", err, sizeof err)) START_FAIL("%s", err);
 
     // LPIPS
     LpipsWeights lw;
     int have_lpips = 0;
     if (tc->w_lpips > 0 && tc->lpips_weights[0]) {
-        if (lpips_weights_load(&lw, tc->lpips_weights, err, sizeof err)) {
-            LOG_E("key 'lpips_weights': %s", err);
-            return 1;
-        }
-        if (lw.net != lpips_net_from_name(tc->lpips_net)) {
-            LOG_E("key 'lpips_weights': %s holds the other backbone than lpips_net = %s", tc->lpips_weights, tc->lpips_net);
-            return 1;
-        }
-        if (lpips_check_size(lw.net, mc->img_h, mc->img_w, err, sizeof err)) {
-            LOG_E("key 'lpips_net': %s", err);
-            return 1;
-        }
+        if (lpips_weights_load(&lw, tc->lpips_weights, err, sizeof err)) START_FAIL("key 'lpips_weights': %s", err);
+        if (lw.net != lpips_net_from_name(tc->lpips_net))
+            START_FAIL("key 'lpips_weights': %s holds the other backbone than lpips_net = %s", tc->lpips_weights,
+                       tc->lpips_net);
+        if (lpips_check_size(lw.net, mc->img_h, mc->img_w, err, sizeof err)) START_FAIL("key 'lpips_net': %s", err);
         have_lpips = 1;
         LOG_I("LPIPS (%s) from step %d with weight %g", tc->lpips_net, train_lpips_start(tc), tc->w_lpips);
-    } else {
+    } else if (lead) {
         LOG_W("LPIPS is OFF: %s; the loss is %g·L1 + %g·(1−SSIM)",
               tc->w_lpips > 0 ? "no weights file (key lpips_weights; tools/convert_lpips.py makes one)" : "w_lpips = 0",
               tc->w_l1, tc->w_ssim);
@@ -661,15 +753,48 @@ int train_run(const TrainRunOptions *o) {
     LOG_I("model: %zu parameters; %d shards (%d held out); micro-batch %d x %d accumulated; %d threads; "
           "validation on %d samples of %s", t.m.n_params, n_shards, n_held, tc->micro_batch, tc->grad_accum,
           omp_get_max_threads(), vs.n * vs.B, vs.from);
+    if (resumed && (ckpt_world != d.world || ckpt_mb != tc->micro_batch)) {
+        // the loader draws global samples (cursor·world + rank)·micro_batch + b: what a micro-step consumes is
+        // world·micro_batch samples, and the sequence continues exactly when that product is unchanged
+        double old_per = ckpt_world * ckpt_mb, new_per = (double)d.world * tc->micro_batch;
+        if (old_per == new_per)
+            LOG_I("resume: the checkpoint was written by %.0f rank(s) x micro_batch %d, this run has %d x %d: the same "
+                  "%.0f samples per micro-step, so the sample sequence continues exactly", ckpt_world, ckpt_mb, d.world,
+                  tc->micro_batch, new_per);
+        else
+            LOG_W("resume: the checkpoint was written by %.0f rank(s) x micro_batch %d (%.0f samples per micro-step), this "
+                  "run has %d x %d (%.0f): parameters and AdamW state carry over exactly, but the sample order differs "
+                  "from an uninterrupted run: it continues at global sample %.0f where that run would have drawn %.0f "
+                  "(docs/distributed.md)", ckpt_world, ckpt_mb, old_per, d.world, tc->micro_batch, new_per,
+                  rc.st.data_cursor * new_per, rc.st.data_cursor * old_per);
+    }
+    FILE *logf = NULL;
+    Grid grid = {0, 0, 0, 0, NULL}, sweep = {0, 0, 0, 0, NULL};
+    int status = 0;
+    if (multi) {
+        RankFacts f = rank_facts(&rc, &t, &L, n_shards);
+        int offender = 0;
+        if (ranks_agree(&d, &f, "the start-up check", "before the first step", &offender, err, sizeof err)) {
+            if (lead || offender || d.broken) LOG_E("%s", err);
+            status = d.broken ? 4 : 1;
+            goto done;
+        }
+        LOG_I("data parallel: %d ranks agree on the configuration, the starting parameters (step %ld) and the data; "
+              "%d samples per optimizer step in all (micro_batch %d x grad_accum %d x %d ranks); gradients averaged "
+              "across ranks before clipping and AdamW; dist_timeout %g s", d.world, step,
+              tc->micro_batch * tc->grad_accum * d.world, tc->micro_batch, tc->grad_accum, d.world, tc->dist_timeout);
+    }
 
     // logs
     snprintf(path, sizeof path, "%s/log.jsonl", o->out);
-    if (resumed) truncate_log(path, step);
-    else remove(path);
-    FILE *logf = fopenCheck(path, "a");
-    Grid grid = {vs.n * vs.B < 4 ? vs.n * vs.B : 4, mc->views_in + 2 * mc->views_target, mc->img_w, mc->img_h, NULL};
+    if (lead) {
+        if (resumed) truncate_log(path, step);
+        else remove(path);
+        logf = fopenCheck(path, "a");
+    }
+    grid = (Grid){vs.n * vs.B < 4 ? vs.n * vs.B : 4, mc->views_in + 2 * mc->views_target, mc->img_w, mc->img_h, NULL};
     grid.px = (uint8_t *)callocCheck((size_t)(grid.rows ? grid.rows : 1) * grid.H * grid.cols * grid.W * 3, 1);
-    Grid sweep = {3, vs.sweep_n, mc->img_w, mc->img_h, NULL};
+    sweep = (Grid){3, vs.sweep_n, mc->img_w, mc->img_h, NULL};
     sweep.px = (uint8_t *)callocCheck((size_t)3 * sweep.H * (sweep.cols ? sweep.cols : 1) * sweep.W * 3, 1);
     double baseline = NAN;
 
@@ -678,14 +803,17 @@ int train_run(const TrainRunOptions *o) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    const long kill_at = env_long("AVAT3R_FAULT_KILL_AT_STEP"), term_at = env_long("AVAT3R_FAULT_SIGTERM_AT_STEP");
-    const long nan_from = env_long("AVAT3R_FAULT_NAN_FROM_STEP");
+    const long fault_rank = env_long("AVAT3R_FAULT_RANK");
+    const int fault_here = fault_rank < 0 || fault_rank == d.rank;
+    const long kill_at = fault_here ? env_long("AVAT3R_FAULT_KILL_AT_STEP") : -1;
+    const long term_at = fault_here ? env_long("AVAT3R_FAULT_SIGTERM_AT_STEP") : -1;
+    const long nan_from = fault_here ? env_long("AVAT3R_FAULT_NAN_FROM_STEP") : -1;
+    const long hang_at = fault_here ? env_long("AVAT3R_FAULT_HANG_AT_STEP") : -1;
 
     const int lp_start = train_lpips_start(tc);
-    const double samples_per_step = (double)tc->micro_batch * tc->grad_accum;
+    const double samples_per_step = (double)tc->micro_batch * tc->grad_accum * d.world;
     double t_run0 = time_now_s(), ema_step_s = NAN, elapsed0 = rc.st.elapsed_s;
     long saved_at = step;
-    int status = 0;
     LOG_I("training: steps %ld..%d, lr %g (%s, warm-up %d), run folder %s", step + 1, tc->steps, tc->lr,
           tc->lr_schedule, tc->warmup_steps, o->out);
     while (step < tc->steps) {
@@ -698,7 +826,9 @@ int train_run(const TrainRunOptions *o) {
             const Batch *b = loader_next(&L, err, sizeof err);
             t_data += time_now_s() - td;
             if (!b) {
-                LOG_E("training data: %s", err);
+                snprintf(msg, sizeof msg, "training data: %s", err);
+                LOG_E("%s", msg);
+                dist_abort(&d, msg); // several ranks: the others stop with this message
                 status = 1;
                 goto done;
             }
@@ -709,6 +839,25 @@ int train_run(const TrainRunOptions *o) {
         }
         if (!with_lp) acc.lpips = NAN;
         if (nan_from > 0 && step + 1 >= nan_from) t.m.grads[0] = NAN;
+        // several ranks: the mean gradient (the same bits on every rank, so the updates stay identical), the
+        // mean loss terms, and whether any rank was asked to stop (so that all stop after the same step)
+        int stop_all = 0;
+        double t_comm = 0;
+        if (multi) {
+            double tc0 = time_now_s();
+            d.step = step + 1;
+            double v[5] = {acc.loss, acc.l1, acc.ssim, with_lp ? acc.lpips : 0, g_stop_signal ? 1 : 0};
+            if (dist_allreduce_mean_f32(&d, t.m.grads, t.m.n_params, "the gradient all-reduce") ||
+                dist_allreduce_sum_f64(&d, v, 5, "the loss all-reduce")) {
+                LOG_E("%s", d.err);
+                status = 4;
+                goto done;
+            }
+            acc.loss = v[0] / d.world, acc.l1 = v[1] / d.world, acc.ssim = v[2] / d.world;
+            if (with_lp) acc.lpips = v[3] / d.world;
+            stop_all = v[4] > 0;
+            t_comm = time_now_s() - tc0;
+        }
         double lr = train_lr(tc, step), norm = NAN;
         int bad = !isfinite(acc.loss);
         if (!bad) {
@@ -723,20 +872,24 @@ int train_run(const TrainRunOptions *o) {
         rc.st.elapsed_s = elapsed0 + time_now_s() - t_run0;
         if (bad) {
             rc.st.skipped++, rc.st.bad_in_row++;
-            LOG_W("step %ld: non-finite %s (loss %g, gradient norm %g): step skipped, parameters unchanged "
-                  "(%.0f in a row, limit %d)", step, isfinite(acc.loss) ? "gradient" : "loss", acc.loss, norm,
-                  rc.st.bad_in_row, tc->max_bad_steps);
+            if (lead)
+                LOG_W("step %ld: non-finite %s (loss %g, gradient norm %g): step skipped, parameters unchanged "
+                      "(%.0f in a row, limit %d)", step, isfinite(acc.loss) ? "gradient" : "loss", acc.loss, norm,
+                      rc.st.bad_in_row, tc->max_bad_steps);
         } else {
             rc.st.bad_in_row = 0;
         }
-        fprintf(logf, "{\"kind\":\"train\",\"step\":%ld", step);
-        json_num(logf, "loss", acc.loss), json_num(logf, "l1", acc.l1), json_num(logf, "ssim", acc.ssim);
-        json_num(logf, "lpips", acc.lpips), json_num(logf, "lr", lr), json_num(logf, "grad_norm", norm);
-        json_num(logf, "step_s", dt), json_num(logf, "data_s", t_data);
-        json_num(logf, "samples_per_s", samples_per_step / dt);
-        fprintf(logf, ",\"skipped\":%d}\n", bad);
-        fflush(logf);
-        if (step % tc->log_every == 0 || step == 1 || step == tc->steps) {
+        if (lead) {
+            fprintf(logf, "{\"kind\":\"train\",\"step\":%ld", step);
+            json_num(logf, "loss", acc.loss), json_num(logf, "l1", acc.l1), json_num(logf, "ssim", acc.ssim);
+            json_num(logf, "lpips", acc.lpips), json_num(logf, "lr", lr), json_num(logf, "grad_norm", norm);
+            json_num(logf, "step_s", dt), json_num(logf, "data_s", t_data);
+            if (multi) json_num(logf, "comm_s", t_comm);
+            json_num(logf, "samples_per_s", samples_per_step / dt);
+            fprintf(logf, ",\"skipped\":%d}\n", bad);
+            fflush(logf);
+        }
+        if (lead && (step % tc->log_every == 0 || step == 1 || step == tc->steps)) {
             char eta[32], lps[32];
             fmt_duration(eta, sizeof eta, ema_step_s * (tc->steps - step));
             if (isfinite(acc.lpips)) snprintf(lps, sizeof lps, "%.4f", acc.lpips);
@@ -747,7 +900,7 @@ int train_run(const TrainRunOptions *o) {
                    100 * t_data / dt, eta);
             fflush(stdout);
         }
-        if (rc.st.bad_in_row >= tc->max_bad_steps) {
+        if (rc.st.bad_in_row >= tc->max_bad_steps) { // every rank sees the same losses and norms: all stop here
             LOG_E("stopping: %.0f non-finite steps in a row (limit max_bad_steps = %d) at step %ld; parameters are "
                   "those of step %ld; last good checkpoint in %s. Lower lr or check the data.",
                   rc.st.bad_in_row, tc->max_bad_steps, step, step - (long)rc.st.bad_in_row, o->out);
@@ -756,11 +909,18 @@ int train_run(const TrainRunOptions *o) {
         }
         if (step == kill_at) raise(SIGKILL); // test hook: a hard kill between checkpoints
         if (step == term_at) raise(SIGTERM);
+        if (step == hang_at) raise(SIGSTOP); // test hook: a hung rank
         if (step % tc->ckpt_every == 0 || step == tc->steps) {
-            save_checkpoint(o->out, &rc, &t, step);
+            if (lead) save_checkpoint(o->out, &rc, &t, step);
             saved_at = step;
+            // nobody runs ahead of a checkpoint: when this returns, the file is complete
+            if (multi && dist_barrier(&d, "the barrier after a checkpoint")) {
+                LOG_E("%s", d.err);
+                status = 4;
+                goto done;
+            }
         }
-        if (vs.n && ((tc->val_every && step % tc->val_every == 0) || step == tc->steps)) {
+        if (lead && vs.n && ((tc->val_every && step % tc->val_every == 0) || step == tc->steps)) {
             ValResult vr = validate(&t, &vs, &grid, &sweep, o->out, step, &baseline);
             if (vr.psnr > rc.st.best_psnr) rc.st.best_psnr = vr.psnr;
             fprintf(logf, "{\"kind\":\"val\",\"step\":%ld", step);
@@ -776,19 +936,41 @@ int train_run(const TrainRunOptions *o) {
                        "| expr_%08ld.png\n", step, vr.psnr_expr, vr.psnr_expr_fixed, step);
             fflush(stdout);
         }
-        if (g_stop_signal) {
-            if (saved_at != step) save_checkpoint(o->out, &rc, &t, step);
-            LOG_W("%s at step %ld: checkpoint written to %s; continue with --resume", strsignal(g_stop_signal), step,
-                  o->out);
+        if (multi ? stop_all : g_stop_signal != 0) {
+            if (saved_at != step) {
+                if (lead) save_checkpoint(o->out, &rc, &t, step);
+                if (multi && dist_barrier(&d, "the barrier after the stop checkpoint")) {
+                    LOG_E("%s", d.err);
+                    status = 4;
+                    goto done;
+                }
+            }
+            if (lead)
+                LOG_W("%s at step %ld: checkpoint written to %s; continue with --resume",
+                      g_stop_signal ? strsignal(g_stop_signal) : "a stop signal to another rank", step, o->out);
             goto done;
         }
     }
     snprintf(path, sizeof path, "%s/final.ckpt", o->out);
-    checkpoint_save(path, mc, t.m.params, t.m.n_params);
+    if (lead) checkpoint_save(path, mc, t.m.params, t.m.n_params);
+    if (multi) { // the final barrier, and the proof that the ranks never diverged
+        RankFacts f = rank_facts(&rc, &t, &L, n_shards);
+        int offender = 0;
+        if (ranks_agree(&d, &f, "the final check", "at the end of the run (the ranks diverged: a bug)", &offender, err, sizeof err)) {
+            LOG_E("%s", err);
+            status = 4;
+            goto done;
+        }
+        LOG_I("data parallel: all %d ranks end with bit-identical parameters and AdamW moments (crc %08x)", d.world,
+              (unsigned)f.state_crc);
+    }
     LOG_I("done: %ld steps, %.0f skipped, %.1f s of training, peak memory %.0f MB; model %s", step, rc.st.skipped,
           rc.st.elapsed_s, peak_rss_mb(), path);
+    if (multi)
+        LOG_I("data parallel: %.1f s in collectives on rank 0 (%.0f MB sent and received), %.1f%% of the training time",
+              d.comm_s, d.comm_bytes / 1e6, 100 * d.comm_s / (rc.st.elapsed_s - elapsed0 + 1e-9));
 done:
-    fclose(logf);
+    if (logf) fclose(logf);
     loader_close(&L);
     trainer_free(&t);
     if (have_lpips) lpips_weights_free(&lw);
@@ -796,5 +978,7 @@ done:
     free(grid.px), free(sweep.px);
     for (int i = 0; i < n_shards; i++) free(shards[i]);
     free(shards);
+    dist_free(&d);
     return status;
+#undef START_FAIL
 }

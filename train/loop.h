@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "../data/data_config.h"
+#include "dist.h"
 #include "model_config.h"
 #include "train_config.h"
 
@@ -17,15 +18,24 @@ typedef struct {
     const char *out;                // run folder
     long steps;                     // > 0: overrides the config's `steps`
     int resume;                     // continue from the newest complete checkpoint in `out`
+    DistFlags dist;                 // ranks from flags; world 0 = from the environment (docs/distributed.md)
 } TrainRunOptions;
 
 // Runs to the end, to a signal, or to a fatal condition. Returns the process exit status:
-// 0 done or interrupted cleanly (checkpoint written), 1 bad input, 3 too many non-finite steps.
+// 0 done or interrupted cleanly (checkpoint written), 1 bad input, 3 too many non-finite steps,
+// 4 another rank failed, hung or disagreed (data-parallel runs; the message names the rank).
+//
+// With several ranks (train/dist.h, docs/distributed.md) every rank draws its own samples, the gradients
+// are averaged across ranks after the accumulation and before clipping and AdamW (the same bits on every
+// rank), and rank 0 alone validates, logs and writes the run folder. A world of 1 opens no socket and runs
+// exactly as before.
 //
 // Test hooks (fault injection), read from the environment:
 //   AVAT3R_FAULT_KILL_AT_STEP=N     SIGKILL itself right after step N's update, before its checkpoint
 //   AVAT3R_FAULT_SIGTERM_AT_STEP=N  raise SIGTERM at the same point (the handler's path)
 //   AVAT3R_FAULT_NAN_FROM_STEP=N    poison the gradients of every step from N on (1-based)
+//   AVAT3R_FAULT_HANG_AT_STEP=N     SIGSTOP itself at the same point (a hung rank)
+//   AVAT3R_FAULT_RANK=R             apply the hooks above on rank R only (default: every rank)
 int train_run(const TrainRunOptions *o);
 
 typedef struct { // the run state in a training checkpoint (docs/formats.md), counters as doubles (exact < 2^53)
@@ -35,6 +45,7 @@ typedef struct { // the run state in a training checkpoint (docs/formats.md), co
     double bad_in_row;    // ... of which in a row at the end
     double elapsed_s;     // training wall time so far
     double best_psnr;     // best validation PSNR so far (−1: none)
+    double world;         // ranks of the run that wrote it (1 for checkpoints from before issue #8)
 } RunState;
 
 typedef struct { // everything a training checkpoint says about its run

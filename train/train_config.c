@@ -41,6 +41,8 @@ static const CfgKey train_keys[] = {
     K_INT(seed, 0, 2147483647, "1", "model initialisation and data order"),
     K_INT(threads, 0, 1024, "0", "OpenMP threads (0 = all cores)"),
     K_INT(loader_threads, 1, 64, "2", "data prefetch threads"),
+    K_FLT(dist_timeout, 1, 86400, "300", "several ranks: seconds without progress (connecting, a collective) before "
+          "a rank counts as dead or hung and the run stops; must exceed rank 0's validation + checkpoint time"),
 };
 
 CfgTable train_config_table(TrainConfig *c) {

@@ -27,6 +27,7 @@ typedef struct {
     int seed;                   // model init and data order
     int threads;                // OpenMP threads of the step; 0 = all cores
     int loader_threads;         // prefetch workers
+    double dist_timeout;        // data-parallel runs: seconds a rank may make no progress before the run stops
 } TrainConfig;
 
 CfgTable train_config_table(TrainConfig *c);
