@@ -123,7 +123,6 @@ static int load_any(const char *path, ModelConfig *cfg, float **out[3], char **s
         snprintf(m2, sizeof m2, "%s", err);
         FAIL("bad config inside checkpoint: %s", m2);
     }
-    if (!strstr(text, "expr_norm")) cfg->expr_norm = 0; // written before the key existed: no such tensors
     size_t sizes[NUM_PARAM_TENSORS], n = param_sizes(cfg, sizes);
     if (n != h->n_params)
         FAIL("holds %llu parameters but its config implies %zu", (unsigned long long)h->n_params, n);

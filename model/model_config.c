@@ -21,7 +21,7 @@ static const CfgKey model_keys[] = {
     K_INT(expr_dim, 1, 4096, "256", "expression code size E"),
     K_INT(expr_tokens, 1, 256, "4", "expression tokens S"),
     K_INT(expr_hidden, 1, 8192, "256", "expression MLP hidden size"),
-    K_BOOL(expr_norm, "true", "LayerNorm on the expression tokens before cross-attention"),
+    K_BOOL(expr_norm, "false", "LayerNorm on the expression tokens before cross-attention"),
     K_INT(sapiens_ch, 1, 4096, "16", "Sapiens feature channels"),
     K_INT(sapiens_h, 1, 1024, "16", "Sapiens feature grid height"),
     K_INT(sapiens_w, 1, 1024, "16", "Sapiens feature grid width"),

@@ -20,6 +20,7 @@ static ModelConfig micro_config(int use_s, int use_d) {
     c.views_in = 2, c.img_h = 8, c.img_w = 12, c.patch = 4, c.width = 8, c.heads = 2, c.layers = 2;
     c.mlp_ratio = 2, c.expr_dim = 6, c.expr_tokens = 3, c.expr_hidden = 5, c.sapiens_ch = 3;
     c.sapiens_h = 3, c.sapiens_w = 5, c.use_sapiens = use_s, c.use_dust3r = use_d;
+    c.expr_norm = use_s && use_d; // the full case also covers the optional expression-token LayerNorm
     c.init_std = 0.3; // large enough that every branch moves the output measurably
     return c;
 }
@@ -191,7 +192,7 @@ static int test_param_counts(void) {
     size_t blocks = L * (2 * D + 3 * D * D + 3 * D + D * D + D + 2 * D + D * D + D + 2 * D * D + 2 * D + D * D + D +
                          2 * D + M * D + M + D * M + D);
     size_t enc = D * 16 * 16 * 12 + D + D * (D + 1920) + D + 32 * 32 * D;
-    size_t expr = 256 * 256 + 256 + 256 * 256 + 256 + 4 * D * 256 + 4 * D + 2 * D; // MLP + token LayerNorm
+    size_t expr = 256 * 256 + 256 + 256 * 256 + 256 + 4 * D * 256 + 4 * D; // the MLP (expr_norm is off)
     size_t up = 0, ci = D;
     for (int k = 0; k < 4; k++, ci /= 2) up += 4 * (ci / 2) * ci + 4 * (ci / 2);
     size_t want = enc + expr + blocks + 2 * D + up + 14 * (D / 16) + 14;
@@ -258,7 +259,7 @@ static int test_checkpoint(void) {
 }
 
 // A checkpoint written before the expr_norm key existed (no such line in its config, 37 tensors) still
-// loads, in C and in the Python reader, as expr_norm = false with its parameters unchanged.
+// loads, in C and in the Python reader, as expr_norm = false (the default) with its parameters unchanged.
 static int test_checkpoint_before_expr_norm(void) {
     ModelConfig c = micro_config(1, 1);
     c.expr_norm = 0;

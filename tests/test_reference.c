@@ -30,11 +30,13 @@ static int compare(const char *name, const float *c32, const double *c64, const 
 
 // via_export: the reference loads the parameters from `avat3r export`'s safetensors file instead of the
 // checkpoint (PyTorch-style names, docs/formats.md), so the same comparison checks the export.
-static int reference_case_ex(const char *cfg_file, int via_export) {
+// expr_norm: turn on the optional expression-token LayerNorm (docs/model.md step 6) on top of the file.
+static int reference_case_ex(const char *cfg_file, int via_export, int expr_norm) {
     char path[4096], err[1024], ck[1024], bt[1024], dbg[1024], cmd[8192];
     snprintf(path, sizeof path, "%s/configs/%s", test_source_root(), cfg_file);
     ModelConfig c;
     CHECK(!test_load_config(&c, path, err, sizeof err), "%s", err);
+    if (expr_norm) c.expr_norm = 1;
     int B = 2;
     Avat3r m;
     Avat3r_f64 md;
@@ -136,10 +138,11 @@ static int reference_case_ex(const char *cfg_file, int via_export) {
     return 0;
 }
 
-static int reference_case(const char *cfg_file) { return reference_case_ex(cfg_file, 0); }
+static int reference_case(const char *cfg_file) { return reference_case_ex(cfg_file, 0, 0); }
 static int test_ref_full(void) { return reference_case("ablations/tiny_full.cfg"); }
-static int test_export_full(void) { return reference_case_ex("ablations/tiny_full.cfg", 1); }
-static int test_export_no_sapiens(void) { return reference_case_ex("ablations/tiny_no_sapiens.cfg", 1); }
+static int test_ref_full_expr_norm(void) { return reference_case_ex("ablations/tiny_full.cfg", 0, 1); }
+static int test_export_full(void) { return reference_case_ex("ablations/tiny_full.cfg", 1, 1); }
+static int test_export_no_sapiens(void) { return reference_case_ex("ablations/tiny_no_sapiens.cfg", 1, 0); }
 static int test_ref_no_sapiens(void) { return reference_case("ablations/tiny_no_sapiens.cfg"); }
 static int test_ref_no_dust3r(void) { return reference_case("ablations/tiny_no_dust3r.cfg"); }
 static int test_ref_no_rand(void) { return reference_case("ablations/tiny_no_random_timesteps.cfg"); }
@@ -154,6 +157,7 @@ static int test_ref_selftest(void) {
 const TestCase reference_tests[] = {
     {"reference/selftest", test_ref_selftest},
     {"reference/tiny_full", test_ref_full},
+    {"reference/tiny_full_expr_norm", test_ref_full_expr_norm},
     {"reference/tiny_no_sapiens", test_ref_no_sapiens},
     {"reference/tiny_no_dust3r", test_ref_no_dust3r},
     {"reference/tiny_no_random_timesteps", test_ref_no_rand},

@@ -93,7 +93,7 @@ CONFIG_KEYS = [
     ("patch", int, 1, 64, 8), ("width", int, 1, 8192, 128), ("heads", int, 1, 256, 4),
     ("layers", int, 0, 128, 4), ("mlp_ratio", int, 1, 16, 4),
     ("expr_dim", int, 1, 4096, 256), ("expr_tokens", int, 1, 256, 4),
-    ("expr_hidden", int, 1, 8192, 256), ("expr_norm", bool, None, None, True),
+    ("expr_hidden", int, 1, 8192, 256), ("expr_norm", bool, None, None, False),
     ("sapiens_ch", int, 1, 4096, 16), ("sapiens_h", int, 1, 1024, 16),
     ("sapiens_w", int, 1, 1024, 16),
     ("use_sapiens", bool, None, None, True), ("use_dust3r", bool, None, None, True),
@@ -277,8 +277,6 @@ def read_ckpt(path):
         raise ValueError("%s: payload CRC mismatch" % path)
     try:
         cfg = check_config(parse_config_text(text.decode("ascii"), path + "[config]"))
-        if b"expr_norm" not in text:  # written before the key existed: no such tensors (formats.md)
-            cfg["expr_norm"] = False
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError("%s: config does not parse: %s" % (path, e))
     if npar != n_params(cfg):
