@@ -29,8 +29,14 @@ void pack_capture_name(const char *dir, char *out, size_t n) {
     snprintf(out, n, "%s", slash ? slash + 1 : tmp);
 }
 
-void pack_crop_origin(int w, int h, double cx, double cy, int *x0, int *y0) {
-    int side = w < h ? w : h;
+int pack_crop_side(int w, int h, double crop) {
+    int m = w < h ? w : h;
+    if (!(crop > 0) || crop >= 1) return m;
+    int s = (int)lround(crop * m);
+    return s < 1 ? 1 : s;
+}
+
+void pack_crop_origin(int w, int h, int side, double cx, double cy, int *x0, int *y0) {
     double fx = floor(cx - side / 2.0 + 0.5), fy = floor(cy - side / 2.0 + 0.5);
     if (!isfinite(fx)) fx = (w - side) / 2.0;
     if (!isfinite(fy)) fy = (h - side) / 2.0;
@@ -174,8 +180,8 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
                 for (int k = 0; k < 3; k++) p[k] = R[k * 4] * hp[3] + R[k * 4 + 1] * hp[7] + R[k * 4 + 2] * hp[11] + R[k * 4 + 3];
                 if (p[2] > 1e-6) ctr[0] = Kimg[0] * p[0] / p[2] + Kimg[2], ctr[1] = Kimg[4] * p[1] / p[2] + Kimg[5];
             }
-            int side = im.w < im.h ? im.w : im.h, x0, y0;
-            pack_crop_origin(im.w, im.h, ctr[0], ctr[1], &x0, &y0);
+            int side = pack_crop_side(im.w, im.h, o->crop), x0, y0;
+            pack_crop_origin(im.w, im.h, side, ctr[0], ctr[1], &x0, &y0);
             pack_crop_K(Kimg, x0, y0, side, S, j->K + ((size_t)f * j->n_sel + si) * 9);
             pack_resize(im.px + ((size_t)y0 * im.w + x0) * 3, im.w * 3, side, 3, rgb, S);
             int have_mask = ava256_read_mask(cap, ci, f, &mk, err, sizeof err) == AVA256_OK && mk.w == im.w && mk.h == im.h;

@@ -15,6 +15,7 @@ typedef struct {
     int threads;            // decode/resize threads per capture (0 = OpenMP default)
     int quiet;              // no progress bar
     int sapiens_h, sapiens_w; // grid the Sapiens maps are resampled to over the crop (the model's sapiens_h/w)
+    double crop;            // crop side as a fraction of the image's short side, (0, 1]; 0 = 1 (the largest square)
 } PackOptions;
 
 typedef struct {
@@ -28,9 +29,11 @@ int pack_capture(const char *capture_dir, const char *out_path, const PackOption
 // The capture's name from its folder or its decoder/ folder: ".../20240101--0900--TST001[/decoder][/]"
 // -> "20240101--0900--TST001" (the shard is named after it).
 void pack_capture_name(const char *dir, char *out, size_t n);
-// The square crop of a w×h image around pixel (cx, cy): side = min(w, h), clamped inside the image.
-// Returns the crop's top-left corner.
-void pack_crop_origin(int w, int h, double cx, double cy, int *x0, int *y0);
+// The square crop of side `side` (≤ min(w, h)) of a w×h image around pixel (cx, cy), clamped inside the
+// image. Returns the crop's top-left corner.
+void pack_crop_origin(int w, int h, int side, double cx, double cy, int *x0, int *y0);
+// The crop side for a w×h image: crop·min(w, h) rounded, at least 1 (crop 0 means 1).
+int pack_crop_side(int w, int h, double crop);
 // K of the crop resized to size×size, from K of the full image (row-major 3x3).
 void pack_crop_K(const double K_img[9], int x0, int y0, int side, int size, double K_out[9]);
 // Area-weighted resize of a square 8-bit crop (side×side, c channels, row stride `stride` bytes).

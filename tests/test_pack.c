@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "ava256.h"
+#include "pack.h"
 #include "shard.h"
 #include "test.h"
 
@@ -92,6 +93,31 @@ static int test_pack_fixture(void) {
     return 0;
 }
 
+// --crop F: the crop side, its clamping inside the image, and K following it (a 3D point's pixel in the full
+// image maps to its pixel in the resized crop); out-of-range values are refused by the command.
+static int test_pack_crop(void) {
+    CHECK(pack_crop_side(96, 144, 1.0) == 96 && pack_crop_side(96, 144, 0) == 96 && pack_crop_side(96, 144, 0.6) == 58,
+          "crop side");
+    int x0, y0;
+    pack_crop_origin(96, 144, 58, 2.0, 140.0, &x0, &y0); // near a corner: clamped inside
+    CHECK(x0 == 0 && y0 == 144 - 58, "clamped origin %d,%d", x0, y0);
+    pack_crop_origin(96, 144, 58, 50.3, 70.6, &x0, &y0);
+    CHECK(x0 == 21 && y0 == 42, "centred origin %d,%d", x0, y0);
+    const double K[9] = {120, 0, 47.5, 0, 118, 71.2, 0, 0, 1}, P[3] = {0.031, -0.042, 0.9};
+    double Kc[9];
+    pack_crop_K(K, x0, y0, 58, 64, Kc);
+    double u = K[0] * P[0] / P[2] + K[2], v = K[4] * P[1] / P[2] + K[5];
+    double uc = Kc[0] * P[0] / P[2] + Kc[2], vc = Kc[4] * P[1] / P[2] + Kc[5];
+    CHECK(fabs(uc - (u - x0) * 64 / 58) < 1e-9 && fabs(vc - (v - y0) * 64 / 58) < 1e-9, "K does not follow the crop");
+    char cmd[2048];
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "'%s' pack --ava256 /nonexistent --out '%s/x' --crop %s 2>&1 | grep -q -- '--crop in (0, 1]'",
+                 AVAT3R_BINARY, test_tmpdir(), k ? "1.5" : "0");
+        CHECK(test_system(cmd) == 0, "--crop %s not refused", k ? "1.5" : "0");
+    }
+    return 0;
+}
+
 // The DUSt3R/Sapiens precompute scripts' writers against what synth writes (stand-in arrays; the
 // networks are not installed here): tools/reference/precompute_selftest.py.
 static int test_precompute_writers(void) {
@@ -100,6 +126,7 @@ static int test_precompute_writers(void) {
 }
 
 const TestCase pack_tests[] = {
+    {"pack_crop", test_pack_crop},
     {"data/precompute_scripts_writers", test_precompute_writers},
     {"data/pack_fixture_resumable", test_pack_fixture},
     {NULL, NULL},

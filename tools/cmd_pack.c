@@ -16,7 +16,8 @@
 
 static const char *USAGE =
     "--ava256 DIR --out SHARDS [--size 512] [--quality 92] [--cameras ID,ID,...] [--subjects SID,...]\n"
-    "       [--threads N] [--background r,g,b] [--sapiens-size WxH] [--quiet]\n"
+    "       [--threads N] [--background r,g,b] [--sapiens-size WxH] [--crop F] [--quiet]\n"
+    "  --crop F: the square crop around the projected head is F times the image's short side (default 1).\n"
     "  DIR: a release root holding 256_ids.csv, or one capture folder. One SHARDS/<capture>.h5 per capture.";
 
 // Converts the expression-code pickle when its sidecar is missing; says how to do it by hand otherwise.
@@ -51,7 +52,7 @@ static int split_list(char *s, const char **out, int max) {
 int cmd_pack(int argc, char **argv) {
     const char *root = NULL, *out = NULL;
     char *cams_arg = NULL, *subj_arg = NULL;
-    PackOptions o = {512, 92, {1, 1, 1}, NULL, 0, 0, 0, 64, 64};
+    PackOptions o = {512, 92, {1, 1, 1}, NULL, 0, 0, 0, 64, 64, 1.0};
     for (int i = 1; i < argc; i++) {
         int has = i + 1 < argc;
         if (!strcmp(argv[i], "--help")) {
@@ -65,6 +66,7 @@ int cmd_pack(int argc, char **argv) {
         else if (!strcmp(argv[i], "--cameras") && has) cams_arg = argv[++i];
         else if (!strcmp(argv[i], "--subjects") && has) subj_arg = argv[++i];
         else if (!strcmp(argv[i], "--quiet")) o.quiet = 1;
+        else if (!strcmp(argv[i], "--crop") && has) o.crop = atof(argv[++i]);
         else if (!strcmp(argv[i], "--sapiens-size") && has && sscanf(argv[i + 1], "%dx%d", &o.sapiens_w, &o.sapiens_h) == 2) i++;
         else if (!strcmp(argv[i], "--background") && has &&
                  sscanf(argv[i + 1], "%lf,%lf,%lf", &o.background[0], &o.background[1], &o.background[2]) == 3)
@@ -75,8 +77,8 @@ int cmd_pack(int argc, char **argv) {
         }
     }
     if (!root || !out || o.size < 8 || o.size > 4096 || o.quality < 1 || o.quality > 100 || o.sapiens_w < 1 ||
-        o.sapiens_h < 1 || o.sapiens_w > 1024 || o.sapiens_h > 1024) {
-        fprintf(stderr, "avat3r pack: need --ava256 and --out; --size 8..4096, --quality 1..100\nusage: avat3r pack %s\n",
+        o.sapiens_h < 1 || o.sapiens_w > 1024 || o.sapiens_h > 1024 || !(o.crop > 0 && o.crop <= 1)) {
+        fprintf(stderr, "avat3r pack: need --ava256 and --out; --size 8..4096, --quality 1..100, --crop in (0, 1]\nusage: avat3r pack %s\n",
                 USAGE);
         return 2;
     }
