@@ -1,6 +1,7 @@
 // npy.c — strict .npy reader (see npy.h; format: numpy.lib.format).
 #include "npy.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,8 @@ int npy_parse_f32(const uint8_t *b, size_t n, const char *what, int64_t shape[NP
         char *end;
         long long v = strtoll(s, &end, 10);
         if (end == s || v < 0 || *ndim >= NPY_MAX_DIMS) return snprintf(err, errlen, "%s: bad shape in the .npy header", what), -1;
+        if (v > 0 && count > SIZE_MAX / 4 / (size_t)v) // the byte count would wrap and match a short file
+            return snprintf(err, errlen, "%s: shape in the .npy header is too large", what), -1;
         shape[(*ndim)++] = v;
         count *= (size_t)v;
         s = end;

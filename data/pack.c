@@ -2,6 +2,7 @@
 // worker with its own capture handle (zip handles are per thread); only the shard writes are serialised.
 #include "pack.h"
 
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
@@ -225,9 +226,10 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
             }
             // Sapiens map: a grid over the whole image; sample it bilinearly at the crop's cell centres
             int r3 = r2 < 0 ? 1 : aux_read(&sz, f, &abuf, &acap, shp, &nd, &raw, err, sizeof err);
-            if (r3 == 0 && (nd != 3 || shp[2] != j->sap_c)) {
-                snprintf(err, sizeof err, "%.900s: Sapiens map of frame %d has %d dims / %lld channels, expected %d", sz.path, f,
-                         nd, nd == 3 ? (long long)shp[2] : 0LL, j->sap_c);
+            if (r3 == 0 && (nd != 3 || shp[2] != j->sap_c || shp[0] < 1 || shp[1] < 1 || shp[0] > INT_MAX ||
+                            shp[1] > INT_MAX)) { // an empty grid would be sampled at index -1
+                snprintf(err, sizeof err, "%.900s: Sapiens map of frame %d has %d dims / %lld channels, expected a non-empty "
+                         "[h, w, %d] grid", sz.path, f, nd, nd == 3 ? (long long)shp[2] : 0LL, j->sap_c);
                 r3 = -1;
             }
             if (r3 == 0) {

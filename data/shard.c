@@ -12,7 +12,9 @@
 #include "../common/util.h"
 
 static const char *const BLOB_NAMES[SHARD_NBLOBS] = {"image_jpeg", "mask_zstd", "dust3r_zstd", "sapiens_zstd"};
+#ifndef BLOB_CHUNK // tests/fuzz/seed_shard.c builds with small chunks, to keep its seed small
 #define BLOB_CHUNK (1 << 20) // bytes per HDF5 chunk of the append-only blobs
+#endif
 
 struct ShardWriter {
     ShardMeta m;
@@ -46,10 +48,18 @@ static int put_attr_int(hid_t obj, const char *name, int v) {
     return r < 0 ? -1 : 0;
 }
 
+// 1 when attribute `a` holds exactly one value (H5Aread fills as many as it holds).
+static int attr_is_one(hid_t a) {
+    hid_t sp = H5Aget_space(a);
+    hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    if (sp >= 0) H5Sclose(sp);
+    return n == 1;
+}
+
 static int get_attr_int(hid_t obj, const char *name, int *v) {
     if (H5Aexists(obj, name) <= 0) return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_INT, v);
+    herr_t r = a < 0 || !attr_is_one(a) ? -1 : H5Aread(a, H5T_NATIVE_INT, v);
     if (a >= 0) H5Aclose(a);
     return r < 0 ? -1 : 0;
 }
@@ -59,7 +69,7 @@ static int get_attr_str(hid_t obj, const char *name, char *v, size_t cap) {
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
     size_t n = H5Tget_size(t);
     int r = -1;
-    if (n < cap && H5Tget_class(t) == H5T_STRING) {
+    if (n < cap && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t) && attr_is_one(a)) {
         H5Tset_size(mt, n);
         r = H5Aread(a, mt, v) < 0 ? -1 : 0;
         v[n] = 0;
@@ -334,11 +344,20 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
         return ERR("%s: shard version %d, this build reads %d", path, ver, SHARD_VERSION);
     }
     get_attr_str(f, "capture", m->capture, sizeof m->capture);
-    if (get_attr_int(f, "width", &m->W) || get_attr_int(f, "height", &m->H) || m->W < 1 || m->H < 1) {
+    if (get_attr_int(f, "width", &m->W) || get_attr_int(f, "height", &m->H) || m->W < 1 || m->H < 1 ||
+        m->W > SHARD_MAX_SIDE || m->H > SHARD_MAX_SIDE) {
         H5Fclose(f);
-        return ERR("%s: attributes 'width'/'height' missing or bad", path);
+        return ERR("%s: attributes 'width'/'height' missing or outside 1..%d", path, SHARD_MAX_SIDE);
     }
     get_attr_int(f, "sapiens_h", &m->sap_h), get_attr_int(f, "sapiens_w", &m->sap_w), get_attr_int(f, "sapiens_c", &m->sap_c);
+    // callers size buffers from these: all 0 (no maps) or all positive, with a bounded product
+    int sap_none = !m->sap_h && !m->sap_w && !m->sap_c;
+    if (!sap_none && (m->sap_h < 1 || m->sap_w < 1 || m->sap_c < 1 ||
+                      (int64_t)m->sap_h * m->sap_w * m->sap_c > SHARD_MAX_AUX_FLOATS)) {
+        H5Fclose(f);
+        return ERR("%s: attributes 'sapiens_h/w/c' = %d, %d, %d: expected all 0 or positive with at most %d floats",
+                   path, m->sap_h, m->sap_w, m->sap_c, SHARD_MAX_AUX_FLOATS);
+    }
     // sizes from the index datasets
     hid_t d = H5Dopen2(f, "K", H5P_DEFAULT);
     hsize_t dims[4] = {0};
@@ -350,11 +369,15 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
     hid_t sp = H5Dget_space(d);
     H5Sget_simple_extent_dims(sp, dims, NULL);
     H5Sclose(sp), H5Dclose(d);
-    m->n_frames = (int)dims[0], m->n_cams = (int)dims[1];
-    if (m->n_cams < 1 || m->n_cams > SHARD_MAX_CAMS || m->n_frames < 1 || dims[2] != 3 || dims[3] != 3) {
+    // the index arrays below are allocated from these dims before any data is read: bound them
+    if (dims[1] < 1 || dims[1] > SHARD_MAX_CAMS || dims[0] < 1 || dims[0] > SHARD_MAX_SAMPLES / dims[1] ||
+        dims[2] != 3 || dims[3] != 3) {
         H5Fclose(f);
-        return ERR("%s: dataset 'K' has shape [%d, %d, ...]", path, m->n_frames, m->n_cams);
+        return ERR("%s: dataset 'K' has shape [%llu, %llu, %llu, %llu]; expected [frames, cameras, 3, 3] with at most %d "
+                   "cameras and %d (frame, camera) pairs", path, (unsigned long long)dims[0], (unsigned long long)dims[1],
+                   (unsigned long long)dims[2], (unsigned long long)dims[3], SHARD_MAX_CAMS, SHARD_MAX_SAMPLES);
     }
+    m->n_frames = (int)dims[0], m->n_cams = (int)dims[1];
     size_t C = m->n_cams, F = m->n_frames;
     m->cam_ids = (char(*)[SHARD_ID_LEN])callocCheck(C, SHARD_ID_LEN);
     m->w2c = (double *)mallocCheck(8 * 12 * C);
@@ -397,15 +420,20 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
         }
         hid_t bs = H5Dget_space(ds);
         hsize_t total = 0;
-        H5Sget_simple_extent_dims(bs, &total, NULL);
+        int rank = H5Sget_simple_extent_ndims(bs);
+        if (rank == 1) H5Sget_simple_extent_dims(bs, &total, NULL); // a 1-element array: check the rank first
         H5Sclose(bs);
         bl->ds = ds, bl->size = (int64_t)total;
+        if (rank != 1 || total > (hsize_t)INT64_MAX) {
+            rc = ERR("%s: dataset '%s' is not a 1-D byte array", path, name);
+            break;
+        }
         snprintf(name, sizeof name, "blobs/%s_offset", BLOB_NAMES[b]);
         rc = get_ds(f, path, name, H5T_NATIVE_INT64, 2, d_fc, bl->off, err, errlen);
         snprintf(name, sizeof name, "blobs/%s_length", BLOB_NAMES[b]);
         if (!rc) rc = get_ds(f, path, name, H5T_NATIVE_INT64, 2, d_fc, bl->len, err, errlen);
         for (size_t i = 0; !rc && i < F * C; i++) {
-            if (bl->len[i] < 0 || bl->off[i] < 0 || bl->off[i] + bl->len[i] > bl->size)
+            if (bl->len[i] < 0 || bl->off[i] < 0 || bl->len[i] > bl->size - bl->off[i] || bl->len[i] > SHARD_MAX_PAYLOAD)
                 rc = ERR("%s: blobs/%s index entry %zu points outside the blob (corrupt file)", path, BLOB_NAMES[b], i);
             s->has[b] |= bl->len[i] > 0;
         }

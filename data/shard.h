@@ -10,6 +10,11 @@
 
 #define SHARD_VERSION 1
 #define SHARD_MAX_CAMS 1024
+// Reader limits (shard_open refuses more: buffers are sized from these fields before any data is read)
+#define SHARD_MAX_SIDE 16384             // width, height
+#define SHARD_MAX_SAMPLES (1 << 22)      // frames x cameras
+#define SHARD_MAX_AUX_FLOATS (1 << 28)   // sapiens_h x sapiens_w x sapiens_c
+#define SHARD_MAX_PAYLOAD ((int64_t)1 << 30) // bytes of one (frame, camera) payload
 #define SHARD_ID_LEN 32 // bytes per camera id, NUL included
 
 enum { SHARD_IMAGE = 0, SHARD_MASK = 1, SHARD_DUST3R = 2, SHARD_SAPIENS = 3, SHARD_NBLOBS = 4 };
