@@ -49,6 +49,21 @@ int test_load_config(void *model_config, const char *path, char *err, size_t err
 static char tmpdir[512];
 const char *test_tmpdir(void) { return tmpdir; }
 
+const char *test_micro_shards(const char *tag, int subjects, int frames) {
+    static char shards[1024]; // valid until the next call
+    char caps[1024], cmd[8192], done[1100];
+    snprintf(shards, sizeof shards, "%s/%s_shards", tmpdir, tag);
+    snprintf(done, sizeof done, "%s/.done", shards);
+    if (access(done, F_OK) == 0) return shards; // made by an earlier test of this run
+    snprintf(caps, sizeof caps, "%s/%s_caps", tmpdir, tag);
+    snprintf(cmd, sizeof cmd,
+             "'%s' synth --out '%s' --subjects %d --cameras 8 --frames %d --size 48x72 --sapiens-size 8x8 --no-drop "
+             "--threads 2 > '%s.log' 2>&1 && '%s' pack --ava256 '%s' --out '%s' --size 32 --sapiens-size 8x8 --quiet "
+             "--threads 2 >> '%s.log' 2>&1 && touch '%s'",
+             AVAT3R_BINARY, caps, subjects, frames, caps, AVAT3R_BINARY, caps, shards, caps, done);
+    return test_system(cmd) ? NULL : shards;
+}
+
 const char *test_source_root(void) {
     const char *r = getenv("AVAT3R_SOURCE_ROOT");
 #ifdef AVAT3R_SOURCE_ROOT_DEFAULT

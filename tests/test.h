@@ -34,6 +34,11 @@ int test_python_script(const char *script);
 // The same with arguments after the script (e.g. a verb: "selftest").
 int test_python_script_args(const char *script, const char *args);
 
+// Synthetic captures (`avat3r synth`, 8 cameras, 48×72) packed to 32×32 shards in TMP/<tag>_shards, made
+// once per test run and shared by the tests that ask for the same tag. NULL if synth or pack failed; the
+// string is valid until the next call.
+const char *test_micro_shards(const char *tag, int subjects, int frames);
+
 // Loads a config file the way `avat3r` does: model keys beside the data and training keys (configs/*.cfg
 // hold all three). model_config_load alone accepts only model keys.
 int test_load_config(void *model_config, const char *path, char *err, size_t errlen);

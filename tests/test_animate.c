@@ -33,20 +33,13 @@ typedef struct {
 // Synthetic captures → shards → 40 training steps with the last capture held out (made once per test run).
 static const Fixture *fixture(void) {
     static Fixture fx;
-    char caps[1024], run[1024], done[1100], cmd[8192];
-    snprintf(caps, sizeof caps, "%s/anim_caps", test_tmpdir());
-    snprintf(fx.shards, sizeof fx.shards, "%s/anim_shards", test_tmpdir());
+    char run[1024], done[1100], cmd[8192];
+    const char *sh = test_micro_shards("train", 3, 6); // the training tests' captures
+    if (!sh) return NULL;
+    snprintf(fx.shards, sizeof fx.shards, "%s", sh);
     snprintf(run, sizeof run, "%s/anim_run", test_tmpdir());
     snprintf(fx.ckpt, sizeof fx.ckpt, "%s/final.ckpt", run);
     snprintf(done, sizeof done, "%s/.done", run);
-    if (access(done, F_OK) != 0) {
-        snprintf(cmd, sizeof cmd,
-                 "'%s' synth --out '%s' --subjects 3 --cameras 8 --frames 6 --size 48x72 --sapiens-size 8x8 --no-drop "
-                 "--threads 2 > '%s.log' 2>&1 && '%s' pack --ava256 '%s' --out '%s' --size 32 --sapiens-size 8x8 --quiet "
-                 "--threads 2 >> '%s.log' 2>&1",
-                 AVAT3R_BINARY, caps, caps, AVAT3R_BINARY, caps, fx.shards, caps);
-        if (test_system(cmd)) return NULL;
-    }
     // the subject: the last capture (held out from training: a novel identity, as the paper animates)
     snprintf(cmd, sizeof cmd, "ls '%s' | grep '\\.h5$' | tail -n 1", fx.shards);
     FILE *p = popen(cmd, "r");

@@ -393,21 +393,7 @@ static int test_rank_hangs(void) { return dies_or_hangs(2); }
 // ------------------------------------------------------------------------------------------------
 // `avat3r train` with several ranks
 
-static const char *fixture_shards(void) {
-    static char shards[1024];
-    char caps[1024], cmd[8192], done[1100];
-    snprintf(caps, sizeof caps, "%s/dist_caps", test_tmpdir());
-    snprintf(shards, sizeof shards, "%s/dist_shards", test_tmpdir());
-    snprintf(done, sizeof done, "%s/.done", shards);
-    if (access(done, F_OK) == 0) return shards;
-    snprintf(cmd, sizeof cmd,
-             "'%s' synth --out '%s' --subjects 2 --cameras 8 --frames 4 --size 48x72 --sapiens-size 8x8 --no-drop "
-             "--threads 2 > '%s.log' 2>&1 && '%s' pack --ava256 '%s' --out '%s' --size 32 --sapiens-size 8x8 --quiet "
-             "--threads 2 >> '%s.log' 2>&1 && touch '%s'",
-             AVAT3R_BINARY, caps, caps, AVAT3R_BINARY, caps, shards, caps, done);
-    if (test_system(cmd)) return NULL;
-    return shards;
-}
+static const char *fixture_shards(void) { return test_micro_shards("dist", 2, 4); }
 
 // The micro model of tests/test_train.c, one thread per rank, no validation, a checkpoint every 2 steps.
 // adam_eps 1e-4 (as the step-reference test): with 1e-8, Adam's g/(√v + eps) turns float rounding in

@@ -381,21 +381,7 @@ static int test_step_reference(void) {
 // ------------------------------------------------------------------------------------------------
 // `avat3r train` end to end on a small synthetic set (made once per test run, shared by the tests)
 
-static const char *fixture_shards(void) {
-    static char shards[1024];
-    char caps[1024], cmd[8192], done[1100];
-    snprintf(caps, sizeof caps, "%s/train_caps", test_tmpdir());
-    snprintf(shards, sizeof shards, "%s/train_shards", test_tmpdir());
-    snprintf(done, sizeof done, "%s/.done", shards);
-    if (access(done, F_OK) == 0) return shards;
-    snprintf(cmd, sizeof cmd,
-             "'%s' synth --out '%s' --subjects 3 --cameras 8 --frames 6 --size 48x72 --sapiens-size 8x8 --no-drop "
-             "--threads 2 > '%s.log' 2>&1 && '%s' pack --ava256 '%s' --out '%s' --size 32 --sapiens-size 8x8 --quiet "
-             "--threads 2 >> '%s.log' 2>&1 && touch '%s'",
-             AVAT3R_BINARY, caps, caps, AVAT3R_BINARY, caps, shards, caps, done);
-    if (test_system(cmd)) return NULL;
-    return shards;
-}
+static const char *fixture_shards(void) { return test_micro_shards("train", 3, 6); }
 
 // The micro model the loop tests train: 32×32 inputs, patch 4, width 32, 2 layers; 16 Sapiens channels
 // are what `avat3r synth` writes (docs/formats.md "Aux maps").
