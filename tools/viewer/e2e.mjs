@@ -120,7 +120,7 @@ async function main() {
       return 1;
     }
     // playback advances; pause; the slider shows the last frame; then the held frame is drawn a few times
-    if (st.frames > 1) await page.waitForFunction(() => window.avat3r.frame >= 1, null, { timeout: 30000, polling: 50 });
+    if (st.frames > 1) await page.waitForFunction(() => window.avat3r.frame >= 1, null, { timeout: timeoutS * 1000, polling: 50 });
     const d0 = await page.evaluate(() => {
       const play = document.getElementById('play'), slider = document.getElementById('slider');
       if (play.textContent === 'pause') play.click();
@@ -129,7 +129,7 @@ async function main() {
       return window.avat3r.drawn;
     });
     await page.waitForFunction((d) => !window.avat3r.busy && window.avat3r.frame === window.avat3r.frames - 1 &&
-                                      window.avat3r.drawn >= d + 3, d0, { timeout: 30000, polling: 100 });
+                                      window.avat3r.drawn >= d + 3, d0, { timeout: timeoutS * 1000, polling: 100 });
     const png = await page.locator('#view').screenshot();
     if (shot) writeFileSync(shot, png);
     const r = judge(decodePng(png));
