@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "loop.h"
 #include "npy.h"
 #include "ply.h"
+#include "png_write.h"
 
 // ------------------------------------------------------------------------------------------------
 // the avatar (animate.h)
@@ -215,22 +215,6 @@ static void mkdirs(const char *path) {
     mkdir(p, 0755);
 }
 
-static void write_png(const char *path, const float *img, int W, int H) {
-    unsigned char *px = (unsigned char *)mallocCheck((size_t)W * H * 3);
-    for (size_t i = 0; i < (size_t)W * H * 3; i++) {
-        float v = img[i];
-        px[i] = (unsigned char)lrintf(255.f * (v < 0 ? 0 : v > 1 ? 1 : v));
-    }
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    im.width = (png_uint_32)W, im.height = (png_uint_32)H, im.format = PNG_FORMAT_RGB;
-    AtomicFile af;
-    atomicOpen(&af, path);
-    if (!png_image_write_to_stdio(&im, af.f, 0, px, 0, NULL)) FATAL("writing %s: %s", path, im.message);
-    atomicClose(&af);
-    free(px);
-}
 
 // cams [n] images [H, W, 3] → one strip [H, n·W, 3]
 static void strip(float *dst, const float *imgs, int n, int W, int H) {
@@ -615,7 +599,7 @@ static int anim_run(Anim *x) {
         double t3 = time_now_s();
         strip(png, a.r.image, N, W, H);
         snprintf(path, sizeof path, "%s/%s", x->o.out, pn);
-        write_png(path, png, N * W, H);
+        png_write_rgbf(path, png, N * W, H);
         t_net += t1 - t0, t_render += t3 - t2;
         cJSON *jf = cJSON_CreateObject();
         cJSON_AddNumberToObject(jf, "index", k);

@@ -1,7 +1,6 @@
 // cmd_render.c — `avat3r render --ply F --camera ... --out img.png`: look at a PLY with the project's
 // own rasterizer.
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "cli.h"
 #include "ply.h"
 #include "raster.h"
+#include "png_write.h"
 
 static int parse_vec(const char *s, double *v, int n) {
     char *end;
@@ -87,23 +87,11 @@ int cmd_render(int argc, char **argv) {
     raster_build(&r, d, 16); // generous: a close-up view puts one Gaussian on many tiles
     RasterIn in = {means, quats, scales, opac, cols, w2cf, Kf, bgf};
     raster_forward(&r, &in);
-    unsigned char *px = mallocCheck((size_t)W * H * 3);
-    for (size_t i = 0; i < (size_t)W * H * 3; i++) {
-        float v = r.image[i];
-        px[i] = (unsigned char)lrintf(255.f * (v < 0 ? 0 : v > 1 ? 1 : v));
-    }
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    img.width = (png_uint_32)W, img.height = (png_uint_32)H, img.format = PNG_FORMAT_RGB;
-    AtomicFile af;
-    atomicOpen(&af, out);
-    if (!png_image_write_to_stdio(&img, af.f, 0, px, 0, NULL)) FATAL("writing %s: %s", out, img.message);
-    atomicClose(&af);
+    png_write_rgbf(out, r.image, W, H);
     printf("rendered %zu Gaussians (%ld invalid, %ld culled) to %s (%dx%d), eye (%.3f, %.3f, %.3f)\n", n, r.n_invalid,
            r.n_culled, out, W, H, eye[0], eye[1], eye[2]);
     raster_free(&r);
     ply_free(&p);
-    free(means), free(quats), free(scales), free(opac), free(cols), free(px);
+    free(means), free(quats), free(scales), free(opac), free(cols);
     return 0;
 }

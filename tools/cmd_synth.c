@@ -4,7 +4,6 @@
 #include <ftw.h>
 #include <glob.h>
 #include <inttypes.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include "../common/util.h"
 #include "ava256_write.h"
 #include "synth_head.h"
+#include "png_write.h"
 
 int cmd_synth(int argc, char **argv);
 
@@ -444,15 +444,7 @@ int cmd_synth(int argc, char **argv) {
     path_join(path, sizeof path, o.out, "256_ids.csv");
     avw_write_ids(path, pm, pm + o.subjects, pm + 2 * o.subjects, o.subjects);
     if (sh) {
-        png_image p;
-        memset(&p, 0, sizeof p);
-        p.version = PNG_IMAGE_VERSION;
-        p.width = (png_uint_32)(sheet.cols * o.W), p.height = (png_uint_32)(sheet.rows * o.H),
-        p.format = PNG_FORMAT_RGB;
-        AtomicFile af;
-        atomicOpen(&af, o.preview);
-        if (!png_image_write_to_stdio(&p, af.f, 0, sheet.px, 0, NULL)) FATAL("writing %s: %s", o.preview, p.message);
-        atomicClose(&af);
+        png_write_rgb8(o.preview, sheet.px, sheet.cols * o.W, sheet.rows * o.H);
         printf("synth: preview %s (%d captures x %d frames by %d cameras)\n", o.preview,
                sheet.rows / (o.frames < 4 ? o.frames : 4), o.frames < 4 ? o.frames : 4, sheet.cols);
         free(sheet.px);

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
-#include <png.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include "checkpoint.h"
 #include "params.h"
 #include "step.h"
+#include "png_write.h"
 
 #define MAX_SHARDS 65536
 #define MAX_HELD 256
@@ -343,17 +343,7 @@ static void grid_put(Grid *g, int row, int col, const float *img) {
             }
 }
 
-static void grid_write(const Grid *g, const char *path) {
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    img.width = (png_uint_32)(g->cols * g->W), img.height = (png_uint_32)(g->rows * g->H);
-    img.format = PNG_FORMAT_RGB;
-    AtomicFile af;
-    atomicOpen(&af, path);
-    if (!png_image_write_to_stdio(&img, af.f, 0, g->px, 0, NULL)) FATAL("writing %s: %s", path, img.message);
-    atomicClose(&af);
-}
+static void grid_write(const Grid *g, const char *path) { png_write_rgb8(path, g->px, g->cols * g->W, g->rows * g->H); }
 
 typedef struct {
     double psnr, psnr_baseline, l1, ssim;
