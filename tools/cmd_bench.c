@@ -62,7 +62,7 @@ int cmd_bench(int argc, char **argv) {
                         "[--flops-only]\n       avat3r bench render --scale tiny|paper|small [--iters N] [--no-ref]\n"
                         "       avat3r bench data [--size 512] [--images 64] [--quality 92]\n"
                         "       avat3r bench train --config FILE [--batch B] [--iters N] [--threads T] [--no-ref]\n"
-                        "       avat3r bench animate --config FILE [--frames N] [--threads T]\n");
+                        "       avat3r bench animate --config FILE [--frames N] [--threads T] [--size WxH]\n");
         return 2;
     }
     CliOpts o;
