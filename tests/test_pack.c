@@ -118,6 +118,32 @@ static int test_pack_crop(void) {
     return 0;
 }
 
+// A Sapiens map of shape (0, W, C) is a valid .npy; pack once read it at index -1 (found while fuzzing,
+// docs/robustness.md). It must now fail with the file named, never crash.
+static int test_pack_empty_sapiens(void) {
+    char caps[1024], cmd[8192];
+    snprintf(caps, sizeof caps, "%s/empty_sap", test_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "'%s' synth --out '%s/caps' --subjects 1 --cameras 2 --frames 2 --size 32x48 --sapiens-size 8x8 --no-drop "
+             "--threads 1 > '%s.log' 2>&1 && cd \"$(ls -d '%s'/caps/*/decoder/aux/sapiens)\" && /usr/bin/python3 -c \""
+             "import io, sys, zipfile, numpy as np\n"
+             "z = sorted(__import__('glob').glob('*.zip'))[0]\n"
+             "src = zipfile.ZipFile(z); names = src.namelist(); items = [(n, src.read(n)) for n in names]; src.close()\n"
+             "a = np.load(io.BytesIO(items[0][1])); b = io.BytesIO(); np.save(b, np.zeros((0,) + a.shape[1:], a.dtype))\n"
+             "items[0] = (items[0][0], b.getvalue())\n"
+             "with zipfile.ZipFile(z, 'w') as out:\n"
+             "    [out.writestr(n, d) for n, d in items]\n"
+             "print(z, items[0][0])\" >> '%s.log' 2>&1",
+             AVAT3R_BINARY, caps, caps, caps, caps);
+    CHECK(test_system(cmd) == 0, "could not make the capture with an empty Sapiens map (%s.log)", caps);
+    snprintf(cmd, sizeof cmd, "'%s' pack --ava256 \"$(ls -d '%s'/caps/*/)\" --out '%s/shards' --size 16 --sapiens-size 8x8 "
+             "--quiet > '%s.pack' 2>&1; echo \"exit $?\" >> '%s.pack'; cat '%s.pack' | sed 's/^/    /'; "
+             "grep -q 'exit 1' '%s.pack' && grep -q 'sapiens' '%s.pack'",
+             AVAT3R_BINARY, caps, caps, caps, caps, caps, caps, caps);
+    CHECK(test_system(cmd) == 0, "pack did not refuse the empty Sapiens map with a message naming it");
+    return 0;
+}
+
 // The DUSt3R/Sapiens precompute scripts' writers against what synth writes (stand-in arrays; the
 // networks are not installed here): tools/reference/precompute_selftest.py.
 static int test_precompute_writers(void) {
@@ -127,6 +153,7 @@ static int test_precompute_writers(void) {
 
 const TestCase pack_tests[] = {
     {"pack_crop", test_pack_crop},
+    {"pack_empty_sapiens_map", test_pack_empty_sapiens},
     {"data/precompute_scripts_writers", test_precompute_writers},
     {"data/pack_fixture_resumable", test_pack_fixture},
     {NULL, NULL},
