@@ -110,6 +110,11 @@ static void meta_copy(ShardMeta *dst, const ShardMeta *m) {
     size_t C = m->n_cams, F = m->n_frames;
     dst->cam_ids = (char(*)[SHARD_ID_LEN])mallocCheck(SHARD_ID_LEN * C + 1);
     memcpy(dst->cam_ids, m->cam_ids, SHARD_ID_LEN * C);
+    for (size_t c = 0; c < C; c++) { // zeros after each id's NUL: the file holds no stale caller bytes
+        char *id = dst->cam_ids[c];
+        size_t n = strnlen(id, SHARD_ID_LEN);
+        if (n < SHARD_ID_LEN) memset(id + n, 0, SHARD_ID_LEN - n);
+    }
     dst->w2c = (double *)mallocCheck(8 * 12 * C + 8);
     memcpy(dst->w2c, m->w2c, 8 * 12 * C);
     dst->K = (double *)mallocCheck(8 * 9 * F * C + 8);

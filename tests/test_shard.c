@@ -29,7 +29,7 @@ typedef struct {
 
 static void meta(MetaFx *x) {
     ShardMeta *m = &x->m;
-    memset(m, 0, sizeof *m);
+    memset(x, 0, sizeof *x); // the id strings' tails too: they are compared with memcmp
     snprintf(m->capture, sizeof m->capture, "20240101--0900--TST001");
     m->n_cams = C, m->n_frames = F, m->W = W, m->H = H, m->expr_dim = 7, m->sap_h = SH, m->sap_w = SW, m->sap_c = SC;
     for (int c = 0; c < C; c++) snprintf(x->ids[c], SHARD_ID_LEN, "4001%02d", c);
@@ -123,6 +123,7 @@ static void *reader(void *p) {
     char err[256];
     for (int f = 0; f < F; f++)
         for (int c = 0; c < C; c++) j->bad |= shard_get_image(j->s, f, c, j->out + (size_t)(f * C + c) * W * H * 3, err, sizeof err) < 0;
+    shard_thread_release(); // this thread's TurboJPEG handle and buffer
     return NULL;
 }
 
