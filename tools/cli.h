@@ -23,6 +23,10 @@ typedef struct {
 } CliOpts;
 int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const char *usage);
 
+typedef struct cJSON cJSON;
+// Writes j as indented JSON plus a newline to path, atomically (NAME.tmp.<pid>, then renamed).
+void cli_write_json(const char *path, const cJSON *j);
+
 int cmd_init(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);

@@ -631,13 +631,7 @@ static int anim_run(Anim *x) {
         else cJSON_AddNullToObject(root, "video");
         char path[4200];
         snprintf(path, sizeof path, "%s/manifest.json", x->o.out);
-        char *js = cJSON_Print(root);
-        AtomicFile af;
-        atomicOpen(&af, path);
-        fputs(js, af.f);
-        fputc('\n', af.f);
-        atomicClose(&af);
-        free(js);
+        cli_write_json(path, root);
         double total = time_now_s() - t_start;
         printf("%d frames in %.2f s (%.2f frames/s; network %.2f s, render %.2f s, the rest files) -> %s\n", F, total,
                F / total, t_net, t_render, path);

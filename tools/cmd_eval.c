@@ -283,12 +283,8 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "subjects_skipped", n_skipped);
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.json", out);
-    char *js = cJSON_Print(root);
+    cli_write_json(path, root);
     AtomicFile af;
-    atomicOpen(&af, path);
-    fputs(js, af.f);
-    fputc('\n', af.f);
-    atomicClose(&af);
     snprintf(path, sizeof path, "%s/metrics.md", out);
     atomicOpen(&af, path);
     fprintf(af.f, "| subjects | images | inputs | PSNR ↑ | SSIM ↑ | LPIPS ↓ | AKD ↓ |\n|---|---|---|---|---|---|---|\n");
@@ -308,7 +304,6 @@ int cmd_eval(int argc, char **argv) {
     else if (no_akd) akds[0] = 0;
     printf("mean over %d images of %d subjects: PSNR %.2f dB, SSIM %.4f%s%s -> %s/metrics.json\n", n_img, n_subj,
            sum_psnr / n_img, sum_ssim / n_img, have_lpips ? "" : " (LPIPS: pass --lpips ALEX_WEIGHTS)", akds, out);
-    free(js);
     cJSON_Delete(root);
     free(ssim_per), free(lp_per);
     for (int d = 0; d < n_shards; d++) free(shards[d]);

@@ -131,6 +131,15 @@ static cJSON *config_json(ModelConfig *c) {
     return o;
 }
 
+void cli_write_json(const char *path, const cJSON *j) {
+    char *s = cJSON_Print(j);
+    AtomicFile af;
+    atomicOpen(&af, path);
+    fprintf(af.f, "%s\n", s);
+    atomicClose(&af);
+    cJSON_free(s);
+}
+
 static int print_json(cJSON *j) {
     char *s = cJSON_Print(j);
     printf("%s\n", s);
