@@ -146,9 +146,10 @@ int loader_open(Loader *L, const char *const *paths, int n, const LoaderOptions 
     L->shards = (Shard *)callocCheck(n, sizeof(Shard));
     L->subj = (SamplerSubject *)callocCheck(n, sizeof(SamplerSubject));
     int opened = 0;
-    for (int i = 0; i < n; i++, opened++) {
+    for (int i = 0; i < n; i++) {
         Shard *s = &L->shards[i];
         if (shard_open(s, paths[i], err, errlen)) goto fail;
+        opened++; // counted as soon as it is open: the checks below close it on failure
         if (i == 0) L->W = s->m.W, L->H = s->m.H, L->E = s->m.expr_dim, L->sh = s->m.sap_h, L->sw = s->m.sap_w, L->sc = s->m.sap_c;
         if (s->m.W != L->W || s->m.H != L->H || s->m.expr_dim != L->E || s->m.sap_h != L->sh || s->m.sap_w != L->sw ||
             s->m.sap_c != L->sc) {

@@ -9,6 +9,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define LEAK_CHECK() __lsan_do_leak_check() // reports and exits non-zero on a leak
+#else
+#define LEAK_CHECK() ((void)0)
+#endif
+
 #include "data_config.h"
 #include "model_config.h"
 #include "test.h"
@@ -127,6 +134,9 @@ int main(int argc, char **argv) {
                 int rc = t->fn();
                 fflush(stdout);
                 fflush(stderr);
+                // _exit skips the atexit hook where LeakSanitizer would run: run it here, so a test or
+                // library leak fails the test under ASan (tools/test.sh)
+                LEAK_CHECK();
                 _exit(rc == 0 ? 0 : 1);
             }
             int st = 0;

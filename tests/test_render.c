@@ -291,6 +291,7 @@ static int test_ply(void) {
           "PLY round trip not bit-exact");
     float *m = malloc(12 * n), *qu = malloc(16 * n), *sc = malloc(12 * n), *op = malloc(4 * n), *co = malloc(12 * n);
     ply_to_activated(&q, m, qu, sc, op, co);
+    ply_free(&q); // q is read into again below
     double e = 0;
     for (size_t i = 0; i < 3 * n; i++) {
         e = fmax(e, fabs(sc[i] - s.scales32[i]) / s.scales32[i]);
