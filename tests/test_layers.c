@@ -13,7 +13,7 @@
 
 // Every buffer of these helpers is kept in `kept` until the test's process ends (one forked child per
 // test), so LeakSanitizer sees them as reachable, not lost.
-static void *kept[4096];
+static void *volatile kept[4096]; // volatile: the stores must not be optimised away
 static int n_kept;
 static void *keep(void *p) {
     if (n_kept < (int)(sizeof kept / sizeof kept[0])) kept[n_kept++] = p;
