@@ -15,150 +15,21 @@
 #define KMAX(KC) ((KC) > 0 ? (KC) : RASTER_MAX_K)
 
 // the constants of docs/render.md as float, exactly as the CPU casts them ((real)RASTER_...)
-#define D_NEAR ((float)RASTER_NEAR)
-#define D_BLUR ((float)RASTER_BLUR)
 #define D_ALPHA_MAX ((float)RASTER_ALPHA_MAX)
 #define D_ALPHA_MIN ((float)RASTER_ALPHA_MIN)
 #define D_T_MIN ((float)RASTER_T_MIN)
-#define D_CLAMP_FOV ((float)RASTER_CLAMP_FOV)
 #define D_OMA_MIN ((float)RASTER_ONE_MINUS_ALPHA_MIN)
 
 // ----------------------------------------------------------------------------------------------
-// projection of one Gaussian into one camera: a line-by-line copy of R_(project) in render/raster.c
+// projection of one Gaussian into one camera and its backward: render/raster_project.h, the CPU's own code
 
-typedef struct {
-    float p[3];
-    float qn[4], qlen;
-    float Rq[3][3], M[3][3], Sig[3][3], J[2][3], T[2][3];
-    int clamp_x, clamp_y;
-    float a, b, c, det;
-    float u, v;
-    float A, B, C;
-    int x0, x1, y0, y1;
-} Proj;
-
-__device__ static int project(Proj *P, const float *mean, const float *quat, const float *scale, const float *w2c,
-                              const float *K, int W, int H, int tiles_x, int tiles_y) {
-    for (int i = 0; i < 3; i++)
-        P->p[i] = w2c[i * 4 + 0] * mean[0] + w2c[i * 4 + 1] * mean[1] + w2c[i * 4 + 2] * mean[2] + w2c[i * 4 + 3];
-    float z = P->p[2];
-    if (!(z >= D_NEAR)) return 0;
-    float qw = quat[0], qx = quat[1], qy = quat[2], qz = quat[3];
-    P->qlen = sqrtf(qw * qw + qx * qx + qy * qy + qz * qz);
-    qw /= P->qlen, qx /= P->qlen, qy /= P->qlen, qz /= P->qlen;
-    P->qn[0] = qw, P->qn[1] = qx, P->qn[2] = qy, P->qn[3] = qz;
-    float R[3][3] = {{1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)},
-                     {2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)},
-                     {2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)}};
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) {
-            P->Rq[i][j] = R[i][j];
-            P->M[i][j] = R[i][j] * scale[j];
-        }
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++)
-            P->Sig[i][j] = P->M[i][0] * P->M[j][0] + P->M[i][1] * P->M[j][1] + P->M[i][2] * P->M[j][2];
-    float fx = K[0], fy = K[4], cx = K[2], cy = K[5];
-    float limx = D_CLAMP_FOV * 0.5f * W / fx, limy = D_CLAMP_FOV * 0.5f * H / fy;
-    float xz = P->p[0] / z, yz = P->p[1] / z;
-    P->clamp_x = xz < -limx ? -1 : xz > limx ? 1 : 0;
-    P->clamp_y = yz < -limy ? -1 : yz > limy ? 1 : 0;
-    float tx = z * (P->clamp_x ? P->clamp_x * limx : xz), ty = z * (P->clamp_y ? P->clamp_y * limy : yz);
-    P->J[0][0] = fx / z, P->J[0][1] = 0, P->J[0][2] = -fx * tx / (z * z);
-    P->J[1][0] = 0, P->J[1][1] = fy / z, P->J[1][2] = -fy * ty / (z * z);
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 3; j++)
-            P->T[i][j] = P->J[i][0] * w2c[0 * 4 + j] + P->J[i][1] * w2c[1 * 4 + j] + P->J[i][2] * w2c[2 * 4 + j];
-    float TS[2][3];
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 3; j++) TS[i][j] = P->T[i][0] * P->Sig[0][j] + P->T[i][1] * P->Sig[1][j] + P->T[i][2] * P->Sig[2][j];
-    P->a = TS[0][0] * P->T[0][0] + TS[0][1] * P->T[0][1] + TS[0][2] * P->T[0][2] + D_BLUR;
-    P->b = TS[0][0] * P->T[1][0] + TS[0][1] * P->T[1][1] + TS[0][2] * P->T[1][2];
-    P->c = TS[1][0] * P->T[1][0] + TS[1][1] * P->T[1][1] + TS[1][2] * P->T[1][2] + D_BLUR;
-    P->det = P->a * P->c - P->b * P->b;
-    if (!(P->det > 0)) return 0;
-    P->A = P->c / P->det, P->B = -P->b / P->det, P->C = P->a / P->det;
-    P->u = fx * xz + cx, P->v = fy * yz + cy;
-    float mid = 0.5f * (P->a + P->c), disc = mid * mid - P->det;
-    float lmax = mid + sqrtf(disc > 0.1f ? disc : 0.1f);
-    float rad = ceilf(3 * sqrtf(lmax));
-    const float TL = (float)TILE;
-    float fx0 = floorf((P->u - rad) / TL), fx1 = floorf((P->u + rad + TL - 1) / TL);
-    float fy0 = floorf((P->v - rad) / TL), fy1 = floorf((P->v + rad + TL - 1) / TL);
-    // clamp in floating point first (exact for these integer values; NaN -> 0 like fmax on the CPU)
-    P->x0 = (int)fminf(fmaxf(fx0, 0.f), (float)tiles_x), P->x1 = (int)fminf(fmaxf(fx1, 0.f), (float)tiles_x);
-    P->y0 = (int)fminf(fmaxf(fy0, 0.f), (float)tiles_y), P->y1 = (int)fminf(fmaxf(fy1, 0.f), (float)tiles_y);
-    return P->x1 > P->x0 && P->y1 > P->y0;
-}
-
-// Projection backward: a line-by-line copy of R_(project_backward) in render/raster.c.
-__device__ static void project_backward(const Proj *P, const float *w2c, const float *K, const float *scale,
-                                        const float *gr, float *dmean, float *dquat, float *dscale) {
-    float du = gr[0], dv = gr[1], dA = gr[2], dB = gr[3], dC = gr[4], dzd = gr[6];
-    float a = P->a, b = P->b, c = P->c, det2 = P->det * P->det;
-    float da = dA * (-c * c / det2) + dB * (b * c / det2) + dC * (-b * b / det2);
-    float db = dA * (2 * b * c / det2) + dB * (-1 / P->det - 2 * b * b / det2) + dC * (2 * a * b / det2);
-    float dc = dA * (-b * b / det2) + dB * (a * b / det2) + dC * (-a * a / det2);
-    float G2[2][2] = {{da, db / 2}, {db / 2, dc}};
-    float dSig[3][3], dT[2][3], G2T[2][3];
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 3; j++) G2T[i][j] = G2[i][0] * P->T[0][j] + G2[i][1] * P->T[1][j];
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) dSig[i][j] = P->T[0][i] * G2T[0][j] + P->T[1][i] * G2T[1][j];
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 3; j++)
-            dT[i][j] = 2 * (G2T[i][0] * P->Sig[0][j] + G2T[i][1] * P->Sig[1][j] + G2T[i][2] * P->Sig[2][j]);
-    float dJ[2][3];
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 3; j++) dJ[i][j] = dT[i][0] * w2c[j * 4 + 0] + dT[i][1] * w2c[j * 4 + 1] + dT[i][2] * w2c[j * 4 + 2];
-    float fx = K[0], fy = K[4], x = P->p[0], y = P->p[1], z = P->p[2], z2 = z * z, z3 = z2 * z;
-    float dp[3] = {0, 0, dzd};
-    dp[0] += du * fx / z;
-    dp[1] += dv * fy / z;
-    dp[2] += -du * fx * x / z2 - dv * fy * y / z2;
-    dp[2] += -dJ[0][0] * fx / z2 - dJ[1][1] * fy / z2;
-    if (!P->clamp_x) {
-        dp[0] += dJ[0][2] * (-fx / z2);
-        dp[2] += dJ[0][2] * (2 * fx * x / z3);
-    } else {
-        float tx_z = -P->J[0][2] * z / fx;
-        dp[2] += dJ[0][2] * (fx * tx_z / z2);
-    }
-    if (!P->clamp_y) {
-        dp[1] += dJ[1][2] * (-fy / z2);
-        dp[2] += dJ[1][2] * (2 * fy * y / z3);
-    } else {
-        float ty_z = -P->J[1][2] * z / fy;
-        dp[2] += dJ[1][2] * (fy * ty_z / z2);
-    }
-    for (int j = 0; j < 3; j++) dmean[j] += w2c[0 * 4 + j] * dp[0] + w2c[1 * 4 + j] * dp[1] + w2c[2 * 4 + j] * dp[2];
-    float dM[3][3], dR[3][3];
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) {
-            float acc = 0;
-            for (int k = 0; k < 3; k++) acc += (dSig[i][k] + dSig[k][i]) * P->M[k][j];
-            dM[i][j] = acc;
-        }
-    for (int j = 0; j < 3; j++) {
-        float acc = 0;
-        for (int i = 0; i < 3; i++) {
-            acc += P->Rq[i][j] * dM[i][j];
-            dR[i][j] = dM[i][j] * scale[j];
-        }
-        dscale[j] += acc;
-    }
-    float w = P->qn[0], qx = P->qn[1], qy = P->qn[2], qz = P->qn[3];
-    float dq[4];
-    dq[0] = 2 * (-qz * dR[0][1] + qy * dR[0][2] + qz * dR[1][0] - qx * dR[1][2] - qy * dR[2][0] + qx * dR[2][1]);
-    dq[1] = 2 * (qy * dR[0][1] + qz * dR[0][2] + qy * dR[1][0] - w * dR[1][2] + qz * dR[2][0] + w * dR[2][1]) -
-            4 * qx * (dR[1][1] + dR[2][2]);
-    dq[2] = 2 * (qx * dR[0][1] + w * dR[0][2] + qx * dR[1][0] + qz * dR[1][2] - w * dR[2][0] + qz * dR[2][1]) -
-            4 * qy * (dR[0][0] + dR[2][2]);
-    dq[3] = 2 * (-w * dR[0][1] + qx * dR[0][2] + w * dR[1][0] + qy * dR[1][2] + qx * dR[2][0] + qy * dR[2][1]) -
-            4 * qz * (dR[0][0] + dR[1][1]);
-    float dot = w * dq[0] + qx * dq[1] + qy * dq[2] + qz * dq[3];
-    for (int k = 0; k < 4; k++) dquat[k] += (dq[k] - P->qn[k] * dot) / P->qlen;
-}
+#define real float
+#define R_(name) name
+#define RASTER_FN __device__ static
+#include "../raster_project.h"
+#undef RASTER_FN
+#undef R_
+#undef real
 
 __device__ static inline float clamp01(float o) { return o < 0 ? 0 : (o > 1 ? 1 : o); }
 
