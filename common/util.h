@@ -54,6 +54,9 @@ void atomic_close(AtomicFile *af, const char *file, int line);
 #define atomicOpen(af, path) atomic_open(af, path, __FILE__, __LINE__)
 #define atomicClose(af) atomic_close(af, __FILE__, __LINE__)
 
+// mkdir -p (mode 0755): 0, or -1 with errno set (existing folders are fine).
+int mkdir_p(const char *path);
+
 // Size of an open file in bytes (restores the position).
 int64_t file_size(FILE *f);
 

@@ -19,17 +19,7 @@
 #endif
 
 void avw_mkdirs(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) FATAL("path too long: %s", path);
-    for (char *p = buf + 1;; p++) {
-        char c = *p;
-        if (c == '/' || c == 0) {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) FATAL("mkdir '%s': %s", buf, strerror(errno));
-            *p = c;
-        }
-        if (c == 0) break;
-    }
+    if (mkdir_p(path)) FATAL("mkdir -p '%s': %s", path, strerror(errno));
 }
 
 void avw_capture_name(char *buf, size_t n, const char *mcd, const char *mct, const char *sid) {

@@ -22,11 +22,15 @@ static float *to_f32(const double *x, size_t n) {
     return y;
 }
 
-void camera_look_at(double *w2c, const double eye[3], const double target[3]) {
-    double z[3] = {target[0] - eye[0], target[1] - eye[1], target[2] - eye[2]}, a[3] = {0, 1, 0}, x[3], y[3];
-    double nz = sqrt(z[0] * z[0] + z[1] * z[1] + z[2] * z[2]);
+void camera_look_at_up(double *w2c, const double eye[3], const double target[3], const double up[3]) {
+    double z[3] = {target[0] - eye[0], target[1] - eye[1], target[2] - eye[2]}, x[3], y[3];
+    double nz = sqrt(z[0] * z[0] + z[1] * z[1] + z[2] * z[2]), nu = sqrt(up[0] * up[0] + up[1] * up[1] + up[2] * up[2]);
     for (int i = 0; i < 3; i++) z[i] /= nz;
-    if (fabs(z[1]) > 0.999) a[1] = 0, a[2] = 1; // looking straight along y: pick another hint
+    double a[3] = {-up[0] / nu + 0.0, -up[1] / nu + 0.0, -up[2] / nu + 0.0}; // image y (down); + 0.0: no −0
+    if (fabs(a[0] * z[0] + a[1] * z[1] + a[2] * z[2]) > 0.999) { // looking (nearly) along up: another hint
+        int zfree = fabs(a[2]) < 0.9;
+        a[0] = zfree ? 0 : 1, a[1] = 0, a[2] = zfree ? 1 : 0;
+    }
     x[0] = a[1] * z[2] - a[2] * z[1];
     x[1] = a[2] * z[0] - a[0] * z[2];
     x[2] = a[0] * z[1] - a[1] * z[0];
@@ -40,6 +44,11 @@ void camera_look_at(double *w2c, const double eye[3], const double target[3]) {
         for (int j = 0; j < 3; j++) w2c[i * 4 + j] = R[i][j];
         w2c[i * 4 + 3] = -(R[i][0] * eye[0] + R[i][1] * eye[1] + R[i][2] * eye[2]);
     }
+}
+
+void camera_look_at(double *w2c, const double eye[3], const double target[3]) {
+    const double up[3] = {0, -1, 0};
+    camera_look_at_up(w2c, eye, target, up);
 }
 
 void random_camera(double *w2c, double *K, int W, int H, Rng *r) {

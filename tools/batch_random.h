@@ -15,7 +15,10 @@ typedef struct {
     size_t n_rgb, n_pos, n_conf, n_sap, n_w2c, n_K, n_expr, n_w;
 } RandomBatch;
 
-// World-to-camera [R|t] (OpenCV axes) of a camera at eye looking at target, image y along world −y.
+// World-to-camera [R|t] (OpenCV axes: x right, y down, z forward) of a camera at eye looking at target with
+// `up` pointing up in the image; within ~2.6° of looking along `up`, another hint axis keeps it defined.
+void camera_look_at_up(double *w2c, const double eye[3], const double target[3], const double up[3]);
+// The same with image y along world −y (up = (0, −1, 0)).
 void camera_look_at(double *w2c, const double eye[3], const double target[3]);
 // A camera ~1 m from the origin looking at it (OpenCV), focal 1.2·W, principal point at the centre.
 void random_camera(double *w2c, double *K, int W, int H, Rng *r);

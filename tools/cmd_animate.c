@@ -15,6 +15,7 @@
 #include "../common/timer.h"
 #include "../common/util.h"
 #include "animate.h"
+#include "batch_random.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "loader.h"
@@ -207,13 +208,6 @@ static int parse_range(const char *s, int F, int *a, int *b, const char *shard, 
     return 0;
 }
 
-static void mkdirs(const char *path) {
-    char p[4096];
-    snprintf(p, sizeof p, "%s", path);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') *s = 0, mkdir(p, 0755), *s = '/';
-    mkdir(p, 0755);
-}
 
 
 // cams [n] images [H, W, 3] → one strip [H, n·W, 3]
@@ -230,25 +224,6 @@ static void cross3(double *o, const double *a, const double *b) {
 static void norm3(double *a) {
     double n = sqrt(dot3(a, a));
     for (int k = 0; k < 3; k++) a[k] /= n > 1e-30 ? n : 1;
-}
-
-// World-to-camera (OpenCV) at eye looking at target with `up` upwards in the image.
-static void look_at_up(float *w2c, const double eye[3], const double target[3], const double up[3]) {
-    double z[3] = {target[0] - eye[0], target[1] - eye[1], target[2] - eye[2]}, down[3] = {-up[0], -up[1], -up[2]};
-    double x[3], y[3];
-    norm3(z);
-    cross3(x, down, z);
-    if (dot3(x, x) < 1e-12) { // looking along the up axis: any right vector
-        double h[3] = {fabs(z[0]) < 0.9 ? 1 : 0, fabs(z[0]) < 0.9 ? 0 : 1, 0};
-        cross3(x, h, z);
-    }
-    norm3(x);
-    cross3(y, z, x);
-    const double *R[3] = {x, y, z};
-    for (int i = 0; i < 3; i++) {
-        for (int j = 0; j < 3; j++) w2c[i * 4 + j] = (float)R[i][j];
-        w2c[i * 4 + 3] = (float)-dot3(R[i], eye);
-    }
 }
 
 static void cam_centre(const float *w2c, double *o) { // o = −Rᵀt
@@ -272,24 +247,13 @@ static void gaussian_centre(const Avatar *a, double *ctr) {
     free(v);
 }
 
-static cJSON *json_floats(const float *v, int n) {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
-    return a;
-}
-static cJSON *json_doubles(const double *v, int n) {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
-    return a;
-}
-
 // A camera for the manifest: the matrices the PNG used, and the same as position / look-at / up / vertical
 // field of view (what a three.js viewer takes), looking at the head's centre distance.
 static cJSON *camera_json(const char *name, const float *w2c, const float *K, int W, int H, const double *ctr) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", name);
-    cJSON_AddItemToObject(o, "w2c", json_floats(w2c, 12));
-    cJSON_AddItemToObject(o, "K", json_floats(K, 9));
+    cJSON_AddItemToObject(o, "w2c", cJSON_CreateFloatArray(w2c, 12));
+    cJSON_AddItemToObject(o, "K", cJSON_CreateFloatArray(K, 9));
     cJSON_AddNumberToObject(o, "width", W);
     cJSON_AddNumberToObject(o, "height", H);
     double pos[3], at[3], up[3], d[3];
@@ -297,9 +261,9 @@ static cJSON *camera_json(const char *name, const float *w2c, const float *K, in
     for (int k = 0; k < 3; k++) d[k] = ctr[k] - pos[k];
     double dist = sqrt(dot3(d, d));
     for (int k = 0; k < 3; k++) at[k] = pos[k] + dist * w2c[8 + k], up[k] = -w2c[4 + k];
-    cJSON_AddItemToObject(o, "position", json_doubles(pos, 3));
-    cJSON_AddItemToObject(o, "look_at", json_doubles(at, 3));
-    cJSON_AddItemToObject(o, "up", json_doubles(up, 3));
+    cJSON_AddItemToObject(o, "position", cJSON_CreateDoubleArray(pos, 3));
+    cJSON_AddItemToObject(o, "look_at", cJSON_CreateDoubleArray(at, 3));
+    cJSON_AddItemToObject(o, "up", cJSON_CreateDoubleArray(up, 3));
     cJSON_AddNumberToObject(o, "fov_y_deg", 2 * atan(0.5 * H / K[4]) * 180 / M_PI);
     return o;
 }
@@ -501,8 +465,7 @@ static int anim_view_setup(Anim *x, char *err, size_t errlen) {
         for (int j = 0; j < 3; j++) x->up[j] -= w[4 + j];
     }
     norm3(x->up);
-    mkdirs(x->o.out);
-    if (access(x->o.out, W_OK)) return error_set(err, errlen, "--out %s: cannot create or write this folder", x->o.out);
+    if (mkdir_p(x->o.out) || access(x->o.out, W_OK)) return error_set(err, errlen, "--out %s: cannot create or write this folder", x->o.out);
     return 0;
 }
 
@@ -535,7 +498,7 @@ static cJSON *manifest_head(const Anim *x) {
     cJSON_AddNumberToObject(root, "views", x->N);
     cJSON_AddNumberToObject(root, "width", x->W);
     cJSON_AddNumberToObject(root, "height", x->H);
-    cJSON_AddItemToObject(root, "up", json_doubles(x->up, 3));
+    cJSON_AddItemToObject(root, "up", cJSON_CreateDoubleArray(x->up, 3));
     return root;
 }
 
@@ -555,7 +518,7 @@ static int anim_run(Anim *x) {
     printf("; %d codes from %s; %dx%d x %d view(s); %d thread(s)\n", F, x->o.frames ? "the capture's frames" : x->o.codes,
            W, H, N, omp_get_max_threads());
     cJSON *root = manifest_head(x), *jframes = cJSON_CreateArray();
-    cJSON_AddItemToObject(root, "background", json_floats(bg, 3));
+    cJSON_AddItemToObject(root, "background", cJSON_CreateFloatArray(bg, 3));
     PlyGaussians ply;
     memset(&ply, 0, sizeof ply);
     float *png = (float *)mallocCheck(sizeof(float) * (size_t)N * W * H * 3), tw2c[12], tK[9];
@@ -589,7 +552,9 @@ static int anim_run(Anim *x) {
             double th = 2 * M_PI * k / F, cs = cos(th), sn = sin(th), uxo[3], eye[3], ud = dot3(x->up, orbit0);
             cross3(uxo, x->up, orbit0);
             for (int j = 0; j < 3; j++) eye[j] = ctr[j] + orbit0[j] * cs + uxo[j] * sn + x->up[j] * ud * (1 - cs);
-            look_at_up(tw2c, eye, ctr, x->up);
+            double w2c_d[12];
+            camera_look_at_up(w2c_d, eye, ctr, x->up);
+            for (int j = 0; j < 12; j++) tw2c[j] = (float)w2c_d[j];
             const float Kt[9] = {x->cK[0], 0, 0.5f * W, 0, x->cK[4], 0.5f * H, 0, 0, 1};
             memcpy(tK, Kt, sizeof Kt);
             rw2c = tw2c, rK = tK;
@@ -622,7 +587,7 @@ static int anim_run(Anim *x) {
         cJSON *jcams = cJSON_AddArrayToObject(root, "cameras"); // the fixed cameras (turntable: where it starts)
         for (int v = 0; v < N; v++)
             cJSON_AddItemToArray(jcams, camera_json(x->cam_names[v], x->cw2c + v * 12, x->cK + v * 9, W, H, ctr));
-        cJSON_AddItemToObject(root, "centre", json_doubles(ctr, 3));
+        cJSON_AddItemToObject(root, "centre", cJSON_CreateDoubleArray(ctr, 3));
         cJSON_AddNumberToObject(root, "gaussians", (double)a.n);
         cJSON_AddItemToObject(root, "frames", jframes);
         jframes = NULL;
