@@ -179,3 +179,11 @@ int mkdir_p(const char *path) {
         if (c == 0) return 0;
     }
 }
+
+long env_long(const char *name) {
+    const char *v = getenv(name);
+    if (!v || !*v) return -1;
+    char *end;
+    long x = strtol(v, &end, 10);
+    return *end || x < 0 ? -2 : x;
+}

@@ -54,6 +54,9 @@ void atomic_close(AtomicFile *af, const char *file, int line);
 #define atomicOpen(af, path) atomic_open(af, path, __FILE__, __LINE__)
 #define atomicClose(af) atomic_close(af, __FILE__, __LINE__)
 
+// A whole-number environment variable: its value (≥ 0), −1 when unset or empty, −2 when not a whole number.
+long env_long(const char *name);
+
 // mkdir -p (mode 0755): 0, or -1 with errno set (existing folders are fine).
 int mkdir_p(const char *path);
 

@@ -23,6 +23,9 @@ typedef struct {
 } CliOpts;
 int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const char *usage);
 
+// A whole-number option value in lo..hi: 0, or -1 after "avat3r VERB: FLAG 'V': expected ..." on stderr.
+int cli_parse_int(const char *verb, const char *flag, const char *v, int lo, int hi, int *out);
+
 typedef struct cJSON cJSON;
 // Writes j as indented JSON plus a newline to path, atomically (NAME.tmp.<pid>, then renamed).
 void cli_write_json(const char *path, const cJSON *j);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/timer.h"
 #include "cli.h"
 #include "dist.h"
 
@@ -39,20 +40,9 @@ static void forward(int sig) {
         if (g_pids[i] > 0) kill(g_pids[i], sig);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
+// A whole-number option, or the usage after cli_parse_int's message.
 static int parse_pos(const char *flag, const char *v, int lo, int hi, int *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "avat3r launch: %s '%s': expected a whole number in %d..%d\n%s\n", flag, v, lo, hi, USAGE);
-        return -1;
-    }
-    *out = (int)x;
+    if (cli_parse_int("launch", flag, v, lo, hi, out)) return fprintf(stderr, "%s\n", USAGE), -1;
     return 0;
 }
 
@@ -167,7 +157,7 @@ int cmd_launch(int argc, char **argv) {
         if (pid < 0 && errno == EINTR) continue;
         if (pid < 0) break;
         if (pid == 0) {
-            if (termed && !killed && now_s() >= kill_at) {
+            if (termed && !killed && time_now_s() >= kill_at) {
                 fprintf(stderr, "avat3r launch: %d rank(s) still running %d s after SIGTERM: SIGKILL\n", alive, grace);
                 for (int i = 0; i < procs; i++)
                     if (g_pids[i] > 0) kill(g_pids[i], SIGKILL);
@@ -193,7 +183,7 @@ int cmd_launch(int argc, char **argv) {
                 for (int i = 0; i < procs; i++)
                     if (g_pids[i] > 0) kill(g_pids[i], SIGTERM), kill(g_pids[i], SIGCONT);
                 termed = 1;
-                kill_at = now_s() + grace;
+                kill_at = time_now_s() + grace;
             }
         } else if (!ok) {
             char what[128];

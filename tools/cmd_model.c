@@ -131,6 +131,17 @@ static cJSON *config_json(ModelConfig *c) {
     return o;
 }
 
+int cli_parse_int(const char *verb, const char *flag, const char *v, int lo, int hi, int *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "avat3r %s: %s '%s': expected a whole number in %d..%d\n", verb, flag, v, lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
 void cli_write_json(const char *path, const cJSON *j) {
     char *s = cJSON_Print(j);
     AtomicFile af;

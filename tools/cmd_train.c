@@ -20,17 +20,6 @@ static const char *USAGE =
     "  --device cpu is the only device so far (cuda: issue #7).\n"
     "  Keys: docs/training.md, or `avat3r train --keys`.";
 
-static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "avat3r train: %s '%s': expected a whole number in %d..%d\n", flag, v, lo, hi);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
 int cmd_train(int argc, char **argv) {
     TrainRunOptions o;
     memset(&o, 0, sizeof o);
@@ -50,11 +39,11 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--steps") && has) o.steps = atol(argv[++i]);
         else if (!strcmp(a, "--resume")) o.resume = 1;
         else if (!strcmp(a, "--world") && has) {
-            if (parse_int(a, argv[++i], 1, DIST_MAX_WORLD, &o.dist.world)) return 2;
+            if (cli_parse_int("train", a, argv[++i], 1, DIST_MAX_WORLD, &o.dist.world)) return 2;
         } else if (!strcmp(a, "--rank") && has) {
-            if (parse_int(a, argv[++i], 0, DIST_MAX_WORLD - 1, &o.dist.rank)) return 2;
+            if (cli_parse_int("train", a, argv[++i], 0, DIST_MAX_WORLD - 1, &o.dist.rank)) return 2;
         } else if (!strcmp(a, "--local-rank") && has) {
-            if (parse_int(a, argv[++i], 0, DIST_MAX_WORLD - 1, &o.dist.local_rank)) return 2;
+            if (cli_parse_int("train", a, argv[++i], 0, DIST_MAX_WORLD - 1, &o.dist.local_rank)) return 2;
         } else if (!strcmp(a, "--master") && has) o.dist.master = argv[++i];
         else if (!strcmp(a, "--device") && has) {
             const char *dev = argv[++i];

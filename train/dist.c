@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../common/timer.h"
 #include "../common/util.h"
 
 #define DIST_MAGIC 0x44335641u // "AV3D"
@@ -54,36 +55,12 @@ typedef struct {
 // ------------------------------------------------------------------------------------------------
 // small helpers
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static void sleep_s(double s) {
     struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) && errno == EINTR) {}
 }
 
 static void copy_str(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
-
-// An integer environment variable; −1 when unset, empty or not a whole number ≥ 0.
-static long env_int(const char *name) {
-    const char *v = getenv(name);
-    if (!v || !*v) return -1;
-    char *end;
-    long x = strtol(v, &end, 10);
-    return *end || x < 0 ? -2 : x;
-}
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 // " at step N" when the caller set a step
 static const char *at_step(const Dist *d) {
@@ -142,14 +119,14 @@ int dist_first_host(const char *list, char *out, size_t n) {
 
 // "HOST:PORT" or "HOST" (port unchanged)
 static int parse_master(const char *s, char *host, size_t hn, int *port, char *err, size_t errlen, const char *origin) {
-    if (!s || !*s) return set_err(err, errlen, "%s: empty master address", origin);
+    if (!s || !*s) return error_set(err, errlen, "%s: empty master address", origin);
     const char *colon = strrchr(s, ':');
     size_t hl = colon ? (size_t)(colon - s) : strlen(s);
-    if (!hl || hl >= hn) return set_err(err, errlen, "%s: '%s' is not HOST:PORT", origin, s);
+    if (!hl || hl >= hn) return error_set(err, errlen, "%s: '%s' is not HOST:PORT", origin, s);
     if (colon) {
         char *end;
         long p = strtol(colon + 1, &end, 10);
-        if (*end || p < 1 || p > 65535) return set_err(err, errlen, "%s: '%s': the port must be 1..65535", origin, s);
+        if (*end || p < 1 || p > 65535) return error_set(err, errlen, "%s: '%s': the port must be 1..65535", origin, s);
         *port = (int)p;
     }
     memcpy(host, s, hl);
@@ -160,8 +137,8 @@ static int parse_master(const char *s, char *host, size_t hn, int *port, char *e
 // MASTER_ADDR / MASTER_PORT (torchrun's names) over whatever host/port hold. 1 when MASTER_ADDR is set.
 static int master_from_env(Dist *d, char *err, size_t errlen) {
     const char *a = getenv("MASTER_ADDR");
-    long p = env_int("MASTER_PORT");
-    if (p == -2 || p > 65535 || p == 0) return set_err(err, errlen, "MASTER_PORT='%s' is not a port number", getenv("MASTER_PORT"));
+    long p = env_long("MASTER_PORT");
+    if (p == -2 || p > 65535 || p == 0) return error_set(err, errlen, "MASTER_PORT='%s' is not a port number", getenv("MASTER_PORT"));
     if (p > 0) d->port = (int)p;
     if (a && *a) {
         if (parse_master(a, d->host, sizeof d->host, &d->port, err, errlen, "MASTER_ADDR")) return -1;
@@ -188,26 +165,25 @@ int dist_resolve(Dist *d, const DistFlags *f, char *err, size_t errlen) {
     long w = -1, r = -1, lr = -1;
     int have_master = 0;
     if (f->world > 0 || f->rank >= 0 || f->local_rank >= 0) { // flags
-        if (f->world <= 0) return set_err(err, errlen, "--rank/--local-rank need --world");
+        if (f->world <= 0) return error_set(err, errlen, "--rank/--local-rank need --world");
         w = f->world, r = f->world == 1 && f->rank < 0 ? 0 : f->rank;
-        if (r < 0) return set_err(err, errlen, "--world %d needs --rank (0..%d)", f->world, f->world - 1);
+        if (r < 0) return error_set(err, errlen, "--world %d needs --rank (0..%d)", f->world, f->world - 1);
         lr = f->local_rank >= 0 ? f->local_rank : r;
         copy_str(d->source, sizeof d->source, "the --world/--rank flags");
         if (master_from_env(d, err, errlen) < 0) return -1;
     } else if (getenv("AVAT3R_WORLD")) { // avat3r launch
-        w = env_int("AVAT3R_WORLD"), r = env_int("AVAT3R_RANK"), lr = env_int("AVAT3R_LOCAL_RANK");
-        if (w < 1 || r < 0) return set_err(err, errlen, "AVAT3R_WORLD='%s' / AVAT3R_RANK='%s' (set by avat3r launch) are not "
+        w = env_long("AVAT3R_WORLD"), r = env_long("AVAT3R_RANK"), lr = env_long("AVAT3R_LOCAL_RANK");
+        if (w < 1 || r < 0) return error_set(err, errlen, "AVAT3R_WORLD='%s' / AVAT3R_RANK='%s' (set by avat3r launch) are not "
                                            "a world size and a rank", getenv("AVAT3R_WORLD"), getenv("AVAT3R_RANK") ? getenv("AVAT3R_RANK") : "");
         if (lr < 0) lr = r;
         const char *m = getenv("AVAT3R_MASTER");
         if (m && parse_master(m, d->host, sizeof d->host, &d->port, err, errlen, "AVAT3R_MASTER")) return -1;
-        have_master = m != NULL;
         copy_str(d->source, sizeof d->source, "avat3r launch (AVAT3R_WORLD, AVAT3R_RANK)");
         copy_str(d->job, sizeof d->job, getenv("AVAT3R_RUN_ID"));
     } else if (getenv("OMPI_COMM_WORLD_SIZE")) { // mpirun (OpenMPI)
-        w = env_int("OMPI_COMM_WORLD_SIZE"), r = env_int("OMPI_COMM_WORLD_RANK"), lr = env_int("OMPI_COMM_WORLD_LOCAL_RANK");
-        long ls = env_int("OMPI_COMM_WORLD_LOCAL_SIZE");
-        if (w < 1 || r < 0) return set_err(err, errlen, "OMPI_COMM_WORLD_SIZE / OMPI_COMM_WORLD_RANK are not a world size and a rank");
+        w = env_long("OMPI_COMM_WORLD_SIZE"), r = env_long("OMPI_COMM_WORLD_RANK"), lr = env_long("OMPI_COMM_WORLD_LOCAL_RANK");
+        long ls = env_long("OMPI_COMM_WORLD_LOCAL_SIZE");
+        if (w < 1 || r < 0) return error_set(err, errlen, "OMPI_COMM_WORLD_SIZE / OMPI_COMM_WORLD_RANK are not a world size and a rank");
         if (lr < 0) lr = r;
         copy_str(d->source, sizeof d->source, "OpenMPI (OMPI_COMM_WORLD_SIZE, OMPI_COMM_WORLD_RANK)");
         const char *job = getenv("OMPI_MCA_ess_base_jobid") ? getenv("OMPI_MCA_ess_base_jobid") : getenv("PMIX_NAMESPACE");
@@ -215,15 +191,15 @@ int dist_resolve(Dist *d, const DistFlags *f, char *err, size_t errlen) {
         have_master = master_from_env(d, err, errlen);
         if (have_master < 0) return -1;
         if (!have_master && !f->master && w > 1 && ls != w)
-            return set_err(err, errlen, "mpirun across several hosts: set MASTER_ADDR (rank 0's host) or pass --master HOST:PORT");
+            return error_set(err, errlen, "mpirun across several hosts: set MASTER_ADDR (rank 0's host) or pass --master HOST:PORT");
     } else if (getenv("SLURM_PROCID") && getenv("SLURM_STEP_ID")) { // srun (not the batch script itself)
-        w = env_int("SLURM_STEP_NUM_TASKS");
-        if (w < 1) w = env_int("SLURM_NTASKS");
-        r = env_int("SLURM_PROCID"), lr = env_int("SLURM_LOCALID");
-        if (w < 1 || r < 0) return set_err(err, errlen, "SLURM_NTASKS / SLURM_PROCID are not a task count and a task id");
+        w = env_long("SLURM_STEP_NUM_TASKS");
+        if (w < 1) w = env_long("SLURM_NTASKS");
+        r = env_long("SLURM_PROCID"), lr = env_long("SLURM_LOCALID");
+        if (w < 1 || r < 0) return error_set(err, errlen, "SLURM_NTASKS / SLURM_PROCID are not a task count and a task id");
         if (lr < 0) lr = r;
         copy_str(d->source, sizeof d->source, "Slurm (SLURM_NTASKS, SLURM_PROCID)");
-        long job = env_int("SLURM_JOB_ID"), step = env_int("SLURM_STEP_ID");
+        long job = env_long("SLURM_JOB_ID"), step = env_long("SLURM_STEP_ID");
         snprintf(d->job, sizeof d->job, "slurm:%ld.%ld", job, step);
         if (job >= 0) d->port = DIST_DEFAULT_PORT + (int)((job * 16 + (step > 0 ? step : 0)) % 8192);
         have_master = master_from_env(d, err, errlen);
@@ -233,15 +209,14 @@ int dist_resolve(Dist *d, const DistFlags *f, char *err, size_t errlen) {
             const char *list = NULL;
             for (int k = 0; k < 3 && !list; k++) list = getenv(lists[k]);
             if (w > 1 && (!list || dist_first_host(list, d->host, sizeof d->host)))
-                return set_err(err, errlen, "Slurm: cannot tell rank 0's host from the node list '%s'; set MASTER_ADDR or "
+                return error_set(err, errlen, "Slurm: cannot tell rank 0's host from the node list '%s'; set MASTER_ADDR or "
                                "pass --master HOST:PORT", list ? list : "");
         }
     }
     if (f->master && parse_master(f->master, d->host, sizeof d->host, &d->port, err, errlen, "--master")) return -1;
-    (void)have_master;
     if (w >= 1) {
-        if (w > DIST_MAX_WORLD) return set_err(err, errlen, "world size %ld: at most %d", w, DIST_MAX_WORLD);
-        if (r >= w) return set_err(err, errlen, "rank %ld is not below the world size %ld (from %s)", r, w, d->source);
+        if (w > DIST_MAX_WORLD) return error_set(err, errlen, "world size %ld: at most %d", w, DIST_MAX_WORLD);
+        if (r >= w) return error_set(err, errlen, "rank %ld is not below the world size %ld (from %s)", r, w, d->source);
         d->world = (int)w, d->rank = (int)r, d->local_rank = (int)lr;
     }
     if (d->world == 1) copy_str(d->source, sizeof d->source, "a single process");
@@ -259,9 +234,9 @@ static void sock_setup(int fd) {
 
 // Waits until fd is readable (events = POLLIN) or writable; 1 ready, 0 timed out, −1 error/hang-up.
 static int wait_fd(int fd, short events, double timeout_s) {
-    double end = now_s() + timeout_s;
+    double end = time_now_s() + timeout_s;
     for (;;) {
-        double left = end - now_s();
+        double left = end - time_now_s();
         if (left <= 0) return 0;
         struct pollfd p = {fd, events, 0};
         int ms = left > 1e6 ? 1000000000 : (int)(left * 1000) + 1;
@@ -332,12 +307,11 @@ static void io_message(Dist *d, int peer, int rc, int e, int sending, double tim
 static double peer_timeout(const Dist *d) { return d->rank == 0 ? d->timeout_s : 2 * d->timeout_s + 5; }
 
 // After a lost connection to rank 0: an ABORT it sent before closing may still be queued.
-static int read_abort(Dist *d, int fd, char *text, size_t n) {
+static int read_abort(int fd, char *text, size_t n) {
     Header h;
     if (xfer(fd, &h, sizeof h, 0, 0.5, NULL) != IO_OK || h.tag != TAG_ABORT || h.len >= n) return 0;
     if (xfer(fd, text, h.len, 0, 0.5, NULL) != IO_OK) return 0;
     text[h.len] = 0;
-    (void)d;
     return 1;
 }
 
@@ -350,7 +324,7 @@ static int send_msg(Dist *d, int peer, const void *data, size_t len, const char 
     d->comm_bytes += sizeof h + len;
     if (rc == IO_OK) return 0;
     char text[1100];
-    if (d->rank != 0 && rc == IO_CLOSED && read_abort(d, fd, text, sizeof text))
+    if (d->rank != 0 && rc == IO_CLOSED && read_abort(fd, text, sizeof text))
         return fail(d, "rank 0 stopped the run: %s", text);
     io_message(d, peer, rc, e, 1, t, what);
     return -1;
@@ -409,12 +383,12 @@ void dist_abort(Dist *d, const char *why) {
     // send, then reads the ABORT) for at most 2 s in all
     for (int r = 1; r < d->world; r++)
         if (d->fd[r] >= 0) shutdown(d->fd[r], SHUT_WR);
-    double end = now_s() + 2;
+    double end = time_now_s() + 2;
     unsigned char sink[65536];
     for (int r = 1; r < d->world; r++) {
         if (d->fd[r] < 0 || (d->broken && r == d->failed_peer)) continue; // the culprit may never close
         for (;;) {
-            double left = end - now_s();
+            double left = end - time_now_s();
             if (left <= 0 || wait_fd(d->fd[r], POLLIN, left) != 1) break;
             ssize_t k = recv(d->fd[r], sink, sizeof sink, 0);
             if (k <= 0 && !(k < 0 && (errno == EINTR || errno == EAGAIN))) break;
@@ -444,7 +418,7 @@ static void random_bytes(unsigned char *p, size_t n) {
     FILE *f = fopen("/dev/urandom", "rb");
     size_t got = f ? fread(p, 1, n, f) : 0;
     if (f) fclose(f);
-    uint64_t x = fnv1a("avat3r") ^ (uint64_t)getpid() ^ (uint64_t)(now_s() * 1e9);
+    uint64_t x = fnv1a("avat3r") ^ (uint64_t)getpid() ^ (uint64_t)(time_now_s() * 1e9);
     for (size_t i = got; i < n; i++) { // no /dev/urandom: splitmix64 of pid and time
         x += 0x9e3779b97f4a7c15ull;
         uint64_t z = x;
@@ -473,7 +447,7 @@ static void judge_hello(const Dist *d, const Hello *h, char *why, size_t n) {
 
 static int bootstrap_root(Dist *d, double timeout_s, char *err, size_t errlen) {
     int ls = socket(AF_INET, SOCK_STREAM, 0);
-    if (ls < 0) return set_err(err, errlen, "rank 0: socket: %s", strerror(errno));
+    if (ls < 0) return error_set(err, errlen, "rank 0: socket: %s", strerror(errno));
     int one = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in a;
@@ -482,21 +456,21 @@ static int bootstrap_root(Dist *d, double timeout_s, char *err, size_t errlen) {
     if (bind(ls, (struct sockaddr *)&a, sizeof a) || listen(ls, d->world < 128 ? 128 : d->world)) {
         int e = errno;
         close(ls);
-        return set_err(err, errlen, "rank 0 cannot listen on port %d: %s%s", d->port, strerror(e),
+        return error_set(err, errlen, "rank 0 cannot listen on port %d: %s%s", d->port, strerror(e),
                        e == EADDRINUSE ? " (another run uses it: pick another port with --master HOST:PORT, MASTER_PORT "
                                          "or launch --master-port)" : "");
     }
     sock_setup(ls);
-    double end = now_s() + timeout_s;
+    double end = time_now_s() + timeout_s;
     int arrived = 0;
     while (arrived < d->world - 1) {
-        double left = end - now_s();
+        double left = end - time_now_s();
         if (left <= 0 || wait_fd(ls, POLLIN, left) != 1) break;
         int c = accept(ls, NULL, NULL);
         if (c < 0) continue;
         sock_setup(c);
         Hello h;
-        left = end - now_s();
+        left = end - time_now_s();
         if (xfer(c, &h, sizeof h, 0, left < 10 ? (left > 0.5 ? left : 0.5) : 10, NULL) != IO_OK) {
             LOG_W("rank 0: a connection on port %d sent no valid hello; ignored", d->port);
             close(c);
@@ -531,7 +505,7 @@ static int bootstrap_root(Dist *d, double timeout_s, char *err, size_t errlen) {
             missing++;
         }
         if (missing > 8) snprintf(list + strlen(list), sizeof list - strlen(list), " and %d more", missing - 8);
-        set_err(err, errlen, "rank%s %s did not connect within %g s (rank 0 listens on port %d; the others connect to "
+        error_set(err, errlen, "rank%s %s did not connect within %g s (rank 0 listens on port %d; the others connect to "
                 "%s:%d)", missing > 1 ? "s" : "", list, timeout_s, d->port, d->host, d->port);
         Welcome w;
         memset(&w, 0, sizeof w);
@@ -559,14 +533,14 @@ static int bootstrap_root(Dist *d, double timeout_s, char *err, size_t errlen) {
 }
 
 static int bootstrap_rank(Dist *d, double timeout_s, char *err, size_t errlen) {
-    double end = now_s() + timeout_s;
+    double end = time_now_s() + timeout_s;
     char port[16], last[512] = "no attempt";
     snprintf(port, sizeof port, "%d", d->port);
     int fd = -1;
     while (fd < 0) {
-        double left = end - now_s();
+        double left = end - time_now_s();
         if (left <= 0)
-            return set_err(err, errlen, "rank %d could not connect to rank 0 at %s:%d within %g s: %s (is rank 0 running, "
+            return error_set(err, errlen, "rank %d could not connect to rank 0 at %s:%d within %g s: %s (is rank 0 running, "
                            "and listening there?)", d->rank, d->host, d->port, timeout_s, last);
         struct addrinfo hints, *res = NULL;
         memset(&hints, 0, sizeof hints);
@@ -603,15 +577,15 @@ static int bootstrap_rank(Dist *d, double timeout_s, char *err, size_t errlen) {
     // rank 0 may wait up to its own timeout for the last rank before it answers
     if (rc == IO_OK) rc = xfer(fd, &w, sizeof w, 0, 2 * timeout_s + 5, &e);
     if (rc == IO_CLOSED)
-        return set_err(err, errlen, "rank %d: rank 0 at %s:%d closed the connection during start-up (see its messages)",
+        return error_set(err, errlen, "rank %d: rank 0 at %s:%d closed the connection during start-up (see its messages)",
                        d->rank, d->host, d->port);
     if (rc == IO_TIMEOUT)
-        return set_err(err, errlen, "rank %d: rank 0 at %s:%d did not answer within %g s", d->rank, d->host, d->port,
+        return error_set(err, errlen, "rank %d: rank 0 at %s:%d did not answer within %g s", d->rank, d->host, d->port,
                        2 * timeout_s + 5);
-    if (rc != IO_OK) return set_err(err, errlen, "rank %d: start-up with rank 0 failed: %s", d->rank, strerror(e));
+    if (rc != IO_OK) return error_set(err, errlen, "rank %d: start-up with rank 0 failed: %s", d->rank, strerror(e));
     w.reason[sizeof w.reason - 1] = 0;
-    if (w.magic != DIST_MAGIC) return set_err(err, errlen, "rank %d: %s:%d is not an avat3r rank 0", d->rank, d->host, d->port);
-    if (w.status) return set_err(err, errlen, "rank %d: rank 0 at %s:%d refused this rank: %s", d->rank, d->host, d->port, w.reason);
+    if (w.magic != DIST_MAGIC) return error_set(err, errlen, "rank %d: %s:%d is not an avat3r rank 0", d->rank, d->host, d->port);
+    if (w.status) return error_set(err, errlen, "rank %d: rank 0 at %s:%d refused this rank: %s", d->rank, d->host, d->port, w.reason);
     memcpy(d->unique_id, w.unique_id, DIST_ID_BYTES);
     return 0;
 }
@@ -624,14 +598,14 @@ int dist_connect(Dist *d, double timeout_s, char *err, size_t errlen) {
     for (int i = 0; i < nfd; i++) d->fd[i] = -1;
     if (d->rank == 0) d->peer_host = (char(*)[64])callocCheck((size_t)d->world, 64);
     d->scratch = (unsigned char *)mallocCheck(DIST_CHUNK);
-    double t0 = now_s();
+    double t0 = time_now_s();
     int rc = d->rank == 0 ? bootstrap_root(d, timeout_s, err, errlen) : bootstrap_rank(d, timeout_s, err, errlen);
     if (rc) {
         copy_str(d->err, sizeof d->err, err);
         d->broken = 1;
         return -1;
     }
-    d->comm_s += now_s() - t0;
+    d->comm_s += time_now_s() - t0;
     return 0;
 }
 
@@ -670,7 +644,7 @@ static void combine(int op, void *acc, const void *in, size_t bytes) {
 static int allreduce(Dist *d, void *x, size_t n, size_t esize, int op, const char *what) {
     if (d->world <= 1) return 0;
     if (d->broken) return -1;
-    double t0 = now_s();
+    double t0 = time_now_s();
     const size_t total = n * esize, chunk = DIST_CHUNK / esize * esize;
     unsigned char *p = (unsigned char *)x;
     size_t off = 0;
@@ -694,7 +668,7 @@ static int allreduce(Dist *d, void *x, size_t n, size_t esize, int op, const cha
         off += len;
     } while (off < total);
     d->seq++;
-    d->comm_s += now_s() - t0;
+    d->comm_s += time_now_s() - t0;
     return 0;
 }
 
@@ -711,7 +685,7 @@ int dist_barrier(Dist *d, const char *what) { return allreduce(d, NULL, 0, sizeo
 int dist_broadcast_bytes(Dist *d, void *buf, size_t n, const char *what) {
     if (d->world <= 1) return 0;
     if (d->broken) return -1;
-    double t0 = now_s();
+    double t0 = time_now_s();
     unsigned char *p = (unsigned char *)buf;
     size_t off = 0;
     do {
@@ -725,7 +699,7 @@ int dist_broadcast_bytes(Dist *d, void *buf, size_t n, const char *what) {
         off += len;
     } while (off < n);
     d->seq++;
-    d->comm_s += now_s() - t0;
+    d->comm_s += time_now_s() - t0;
     return 0;
 }
 

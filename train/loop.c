@@ -58,11 +58,6 @@ static char *state_text(RunConfig *r) {
 static volatile sig_atomic_t g_stop_signal = 0;
 static void on_signal(int sig) { g_stop_signal = sig; }
 
-static long env_long(const char *name) {
-    const char *v = getenv(name);
-    return v && *v ? atol(v) : -1;
-}
-
 static int is_dir(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
