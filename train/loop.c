@@ -450,8 +450,7 @@ static void save_checkpoint(const char *dir, RunConfig *rc, Trainer *t, long ste
     }
 }
 
-// Loads the newest checkpoint of the run that verifies (a corrupt newest one is reported and skipped).
-// Returns 1 loaded, 0 none in the folder, −1 error.
+// One training checkpoint's configs, state and arrays (loop.h).
 int run_checkpoint_read(const char *path, RunConfig *rc, float **params, float **m, float **v, char *err,
                         size_t errlen) {
     float *p = NULL, *m1 = NULL, *m2 = NULL;
@@ -494,8 +493,7 @@ static int load_latest(const char *dir, RunConfig *rc, float **params, float **m
         }
         if (r == 0 && (long)rc->st.step != steps[i]) {
             free(*params), free(*m), free(*v);
-            r = error_set(err, errlen, "%s: inconsistent training state (step %.0f, data cursor %.0f)", path,
-                          rc->st.step, rc->st.data_cursor);
+            r = error_set(err, errlen, "%s: inconsistent training state (it holds step %.0f)", path, rc->st.step);
         }
         if (r) return -1;
         LOG_I("resume: %s (step %.0f)", path, rc->st.step);
@@ -639,6 +637,15 @@ int train_run(const TrainRunOptions *o) {
     do {                                                 \
         snprintf(msg, sizeof msg, __VA_ARGS__);          \
         return start_failed(&d, msg);                    \
+    } while (0)
+    // a failed collective (another rank died, hung or stopped the run): say why and end with status 4
+#define RANKS_OR_STOP(call)                              \
+    do {                                                 \
+        if (call) {                                      \
+            LOG_E("%s", d.err);                          \
+            status = 4;                                  \
+            goto done;                                   \
+        }                                                \
     } while (0)
     RunConfig rc;
     memset(&rc, 0, sizeof rc);
@@ -832,12 +839,8 @@ int train_run(const TrainRunOptions *o) {
             double tc0 = time_now_s();
             d.step = step + 1;
             double v[5] = {acc.loss, acc.l1, acc.ssim, with_lp ? acc.lpips : 0, g_stop_signal ? 1 : 0};
-            if (dist_allreduce_mean_f32(&d, t.m.grads, t.m.n_params, "the gradient all-reduce") ||
-                dist_allreduce_sum_f64(&d, v, 5, "the loss all-reduce")) {
-                LOG_E("%s", d.err);
-                status = 4;
-                goto done;
-            }
+            RANKS_OR_STOP(dist_allreduce_mean_f32(&d, t.m.grads, t.m.n_params, "the gradient all-reduce") ||
+                          dist_allreduce_sum_f64(&d, v, 5, "the loss all-reduce"));
             acc.loss = v[0] / d.world, acc.l1 = v[1] / d.world, acc.ssim = v[2] / d.world;
             if (with_lp) acc.lpips = v[3] / d.world;
             stop_all = v[4] > 0;
@@ -899,11 +902,7 @@ int train_run(const TrainRunOptions *o) {
             if (lead) save_checkpoint(o->out, &rc, &t, step);
             saved_at = step;
             // nobody runs ahead of a checkpoint: when this returns, the file is complete
-            if (multi && dist_barrier(&d, "the barrier after a checkpoint")) {
-                LOG_E("%s", d.err);
-                status = 4;
-                goto done;
-            }
+            RANKS_OR_STOP(multi && dist_barrier(&d, "the barrier after a checkpoint"));
         }
         if (lead && vs.n && ((tc->val_every && step % tc->val_every == 0) || step == tc->steps)) {
             ValResult vr = validate(&t, &vs, &grid, &sweep, o->out, step, &baseline);
@@ -924,11 +923,7 @@ int train_run(const TrainRunOptions *o) {
         if (multi ? stop_all : g_stop_signal != 0) {
             if (saved_at != step) {
                 if (lead) save_checkpoint(o->out, &rc, &t, step);
-                if (multi && dist_barrier(&d, "the barrier after the stop checkpoint")) {
-                    LOG_E("%s", d.err);
-                    status = 4;
-                    goto done;
-                }
+                RANKS_OR_STOP(multi && dist_barrier(&d, "the barrier after the stop checkpoint"));
             }
             if (lead)
                 LOG_W("%s at step %ld: checkpoint written to %s; continue with --resume",
@@ -966,4 +961,5 @@ done:
     dist_free(&d);
     return status;
 #undef START_FAIL
+#undef RANKS_OR_STOP
 }
