@@ -171,8 +171,7 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
     R_(matmul_forward)(a->e2, a->e1r, p->expr2_w, p->expr2_b, B, Hx, Hx);
     R_(relu_forward)(a->e2r, a->e2, (size_t)B * Hx);
     R_(matmul_forward)(a->etok, a->e2r, p->expr3_w, p->expr3_b, B, Hx, S * D);
-    // expr_norm: unit-scale tokens, so the code's signal into every cross-attention does not depend on
-    // how small the three-layer MLP's output starts (without it the pathway trains far slower)
+    // expr_norm (off by default; docs/model.md step 6): the tokens at unit scale before every cross-attention
     const real *ekv = a->etok;
     if (c->expr_norm) {
         R_(layernorm_forward)(a->etokn, a->lne_mean, a->lne_rstd, a->etok, p->lne_w, p->lne_b, B * S, D, c->ln_eps);

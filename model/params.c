@@ -4,13 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/util.h"
+
 const char *const param_names[NUM_PARAM_TENSORS] = {
-    "patch_w", "patch_b", "sap_w",   "sap_b",     "pos_emb",  "expr1_w",  "expr1_b",  "expr2_w",
-    "expr2_b", "expr3_w", "expr3_b", "lne_w",     "lne_b",    "ln1_w",    "ln1_b",    "qkv_w",
-    "qkv_b",   "attproj_w",
-    "attproj_b", "ln2_w", "ln2_b",   "cq_w",      "cq_b",     "ckv_w",    "ckv_b",    "cproj_w",
-    "cproj_b", "ln3_w",   "ln3_b",   "fc_w",      "fc_b",     "fcproj_w", "fcproj_b", "lnf_w",
-    "lnf_b",   "up_w",    "up_b",    "head_w",    "head_b"};
+    "patch_w", "patch_b", "sap_w", "sap_b", "pos_emb",                              // encoder
+    "expr1_w", "expr1_b", "expr2_w", "expr2_b", "expr3_w", "expr3_b", "lne_w", "lne_b", // expression
+    "ln1_w", "ln1_b", "qkv_w", "qkv_b", "attproj_w", "attproj_b",                   // blocks: self-attention,
+    "ln2_w", "ln2_b", "cq_w", "cq_b", "ckv_w", "ckv_b", "cproj_w", "cproj_b",       //   cross-attention,
+    "ln3_w", "ln3_b", "fc_w", "fc_b", "fcproj_w", "fcproj_b",                       //   MLP
+    "lnf_w", "lnf_b", "up_w", "up_b", "head_w", "head_b"};                          // final norm, upsampler, head
 
 ParamInit param_init_rule(int i) {
     const char *n = param_names[i];
@@ -23,12 +25,19 @@ ParamInit param_init_rule(int i) {
     return n[len - 1] == 'b' && n[len - 2] == '_' ? INIT_ZERO : INIT_NORMAL;
 }
 
+// Index of a tensor in the table by name, so that nothing below hard-codes the table's order.
+static int idx(const char *name) {
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++)
+        if (!strcmp(param_names[i], name)) return i;
+    FATAL("no parameter tensor named %s", name);
+}
+
 const char *param_group(int i) {
-    if (i <= 4) return "encoder";
-    if (i <= 12) return "expression";
-    if (i <= 32) return "blocks";
-    if (i <= 34) return "final_norm";
-    if (i <= 36) return "upsampler";
+    if (i < idx("expr1_w")) return "encoder";
+    if (i < idx("ln1_w")) return "expression";
+    if (i < idx("lnf_w")) return "blocks";
+    if (i < idx("up_w")) return "final_norm";
+    if (i < idx("head_w")) return "upsampler";
     return "head";
 }
 
@@ -117,7 +126,7 @@ int param_export_entries(const ModelConfig *c, ParamExport *e) {
         px_add(e, &n, &off, "expr_norm.weight", D, 0);
         px_add(e, &n, &off, "expr_norm.bias", D, 0);
     }
-    // tensors 13..32 are stacked [L, ...]: block l's slice of tensor i starts at start[i] + l·sz[i]/L
+    // the 20 tensors from ln1_w on are stacked [L, ...]: block l's slice of tensor i starts at start[i] + l·sz[i]/L
     static const char *const blk[20] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
                                         "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
                                         "cross_attn.q.weight", "cross_attn.q.bias", "cross_attn.kv.weight",
@@ -129,14 +138,15 @@ int param_export_entries(const ModelConfig *c, ParamExport *e) {
     for (int l = 0; l < c->layers; l++)
         for (int k = 0; k < 20; k++) {
             snprintf(nm, sizeof nm, "blocks.%d.%s", l, blk[k]);
-            size_t o = start[13 + k] + (size_t)l * (sz[13 + k] / c->layers);
+            const int i = idx("ln1_w") + k;
+            size_t o = start[i] + (size_t)l * (sz[i] / c->layers);
             px_add(e, &n, &o, nm, rows[k], cols[k]);
         }
-    off = start[33];
+    off = start[idx("lnf_w")];
     px_add(e, &n, &off, "norm.weight", D, 0);
     px_add(e, &n, &off, "norm.bias", D, 0);
     const int U = mc_up_stages(c);
-    size_t ow = start[35], ob = start[36];
+    size_t ow = start[idx("up_w")], ob = start[idx("up_b")];
     for (int k = 0; k < U; k++) {
         int64_t ci = mc_up_channels(c, k), co = mc_up_channels(c, k + 1);
         snprintf(nm, sizeof nm, "upsampler.%d.weight", k);
@@ -144,7 +154,7 @@ int param_export_entries(const ModelConfig *c, ParamExport *e) {
         snprintf(nm, sizeof nm, "upsampler.%d.bias", k);
         px_add(e, &n, &ob, nm, 4 * co, 0);
     }
-    off = start[37];
+    off = start[idx("head_w")];
     px_add(e, &n, &off, "head.weight", 14, mc_up_channels(c, U));
     px_add(e, &n, &off, "head.bias", 14, 0);
     return n;
