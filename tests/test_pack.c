@@ -126,9 +126,10 @@ static int test_pack_empty_sapiens(void) {
     snprintf(cmd, sizeof cmd,
              "'%s' synth --out '%s/caps' --subjects 1 --cameras 2 --frames 2 --size 32x48 --sapiens-size 8x8 --no-drop "
              "--threads 1 > '%s.log' 2>&1 && cd \"$(ls -d '%s'/caps/*/decoder/aux/sapiens)\" && /usr/bin/python3 -c \""
-             "import io, sys, zipfile, numpy as np\n"
-             "z = sorted(__import__('glob').glob('*.zip'))[0]\n"
-             "src = zipfile.ZipFile(z); names = src.namelist(); items = [(n, src.read(n)) for n in names]; src.close()\n"
+             "import glob, io, zipfile, numpy as np\n"
+             "z = sorted(glob.glob('*.zip'))[0]\n"
+             "with zipfile.ZipFile(z) as src:\n"
+             "    items = [(n, src.read(n)) for n in src.namelist()]\n"
              "a = np.load(io.BytesIO(items[0][1])); b = io.BytesIO(); np.save(b, np.zeros((0,) + a.shape[1:], a.dtype))\n"
              "items[0] = (items[0][0], b.getvalue())\n"
              "with zipfile.ZipFile(z, 'w') as out:\n"

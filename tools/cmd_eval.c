@@ -38,6 +38,12 @@ static void to_rgb8(const float *x, size_t n, uint8_t *out) {
     }
 }
 
+// A metric, or null where it was not computed (no weights, no model, no scored image).
+static void json_num_or_null(cJSON *o, const char *name, int have, double v) {
+    if (have) cJSON_AddNumberToObject(o, name, v);
+    else cJSON_AddNullToObject(o, name);
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *subjects = NULL, *lpips_path = NULL, *akd_path = NULL, *data[1024];
     int ndata = 0, samples = 8, timesteps = -1, no_akd = 0;
@@ -204,8 +210,7 @@ int cmd_eval(int argc, char **argv) {
                 cJSON_AddNumberToObject(o, "target_camera", b->sample[0].target_cam[v]);
                 cJSON_AddNumberToObject(o, "psnr", psnr);
                 cJSON_AddNumberToObject(o, "ssim", ssim_per[v]);
-                if (have_lpips) cJSON_AddNumberToObject(o, "lpips", lp_per[v]);
-                else cJSON_AddNullToObject(o, "lpips");
+                json_num_or_null(o, "lpips", have_lpips, have_lpips ? lp_per[v] : 0);
                 // AKD in the face box of the ground-truth head projection (the target camera, head frame)
                 LandmarkBox box;
                 int box_ok = landmarks_face_box(b->tgt_w2c + 12 * v, b->tgt_K + 9 * v, c.img_w, c.img_h, &box) == 0;
@@ -241,10 +246,8 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "images", ni);
         cJSON_AddNumberToObject(o, "psnr", sp / ni);
         cJSON_AddNumberToObject(o, "ssim", ss / ni);
-        if (have_lpips) cJSON_AddNumberToObject(o, "lpips", sl / ni);
-        else cJSON_AddNullToObject(o, "lpips");
-        if (na) cJSON_AddNumberToObject(o, "akd", sa / na);
-        else cJSON_AddNullToObject(o, "akd");
+        json_num_or_null(o, "lpips", have_lpips, sl / ni);
+        json_num_or_null(o, "akd", na, na ? sa / na : 0);
         cJSON_AddNumberToObject(o, "akd_images", na);
         cJSON_AddNumberToObject(o, "akd_skipped", na_skip);
         cJSON_AddItemToArray(subj_json, o);
@@ -262,10 +265,8 @@ int cmd_eval(int argc, char **argv) {
     cJSON *mean = cJSON_AddObjectToObject(root, "mean");
     cJSON_AddNumberToObject(mean, "psnr", sum_psnr / n_img);
     cJSON_AddNumberToObject(mean, "ssim", sum_ssim / n_img);
-    if (have_lpips) cJSON_AddNumberToObject(mean, "lpips", sum_lp / n_img);
-    else cJSON_AddNullToObject(mean, "lpips");
-    if (n_akd) cJSON_AddNumberToObject(mean, "akd", sum_akd / n_akd);
-    else cJSON_AddNullToObject(mean, "akd");
+    json_num_or_null(mean, "lpips", have_lpips, sum_lp / n_img);
+    json_num_or_null(mean, "akd", n_akd, n_akd ? sum_akd / n_akd : 0);
     cJSON_AddNumberToObject(root, "images_scored", n_img);
     cJSON *aj = cJSON_AddObjectToObject(root, "akd");
     if (have_akd) cJSON_AddStringToObject(aj, "model", akd_model);
