@@ -19,12 +19,16 @@ void png_write_rgb8(const char *path, const uint8_t *px, int W, int H) {
     atomicClose(&af);
 }
 
+void rgb8_from_unit(const float *x, size_t n, uint8_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        out[i] = (uint8_t)lrintf(255.f * (v < 0 ? 0 : v > 1 ? 1 : v));
+    }
+}
+
 void png_write_rgbf(const char *path, const float *img, int W, int H) {
     uint8_t *px = (uint8_t *)mallocCheck((size_t)W * H * 3);
-    for (size_t i = 0; i < (size_t)W * H * 3; i++) {
-        float v = img[i];
-        px[i] = (uint8_t)lrintf(255.f * (v < 0 ? 0 : v > 1 ? 1 : v));
-    }
+    rgb8_from_unit(img, (size_t)W * H * 3, px);
     png_write_rgb8(path, px, W, H);
     free(px);
 }

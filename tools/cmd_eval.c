@@ -18,6 +18,7 @@
 #include "landmarks.h"
 #include "loader.h"
 #include "loop.h"
+#include "png_write.h"
 #include "step.h"
 
 static const char *USAGE =
@@ -29,14 +30,6 @@ static const char *USAGE =
     "  random_timesteps. --akd: a dlib shape predictor for AKD (docs/akd.md), default when it exists\n"
     "  " LANDMARKS_DLIB_68 " (without it AKD is skipped and counted).\n"
     "  Writes DIR/metrics.json (per image and means) and DIR/metrics.md.";
-
-// Float image in [0, 1] -> 8 bit, the one rounding rule for prediction and ground truth alike.
-static void to_rgb8(const float *x, size_t n, uint8_t *out) {
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i] < 0 ? 0 : (x[i] > 1 ? 1 : x[i]);
-        out[i] = (uint8_t)floorf(v * 255.0f + 0.5f);
-    }
-}
 
 // A metric, or null where it was not computed (no weights, no model, no scored image).
 static void json_num_or_null(cJSON *o, const char *name, int have, double v) {
@@ -220,8 +213,8 @@ int cmd_eval(int argc, char **argv) {
                     for (int q = 0; q < 4; q++) cJSON_AddItemToArray(bj, cJSON_CreateNumber((double)bb[q]));
                 }
                 if (have_akd && box_ok) {
-                    to_rgb8(t.r.image + v * HW3, HW3, pred8);
-                    to_rgb8(b->tgt_rgb + v * HW3, HW3, gt8);
+                    rgb8_from_unit(t.r.image + v * HW3, HW3, pred8);
+                    rgb8_from_unit(b->tgt_rgb + v * HW3, HW3, gt8);
                     double akd = landmarks_akd(&lm, pred8, gt8, c.img_w, c.img_h, box);
                     cJSON_AddNumberToObject(o, "akd", akd);
                     sa += akd, na++;

@@ -330,12 +330,7 @@ typedef struct {
 static void grid_put(Grid *g, int row, int col, const float *img) {
     const int W = g->W, H = g->H, stride = g->cols * W * 3;
     for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++)
-            for (int c = 0; c < 3; c++) {
-                float v = img[((size_t)y * W + x) * 3 + c];
-                v = v < 0 ? 0 : (v > 1 ? 1 : v);
-                g->px[(size_t)(row * H + y) * stride + (size_t)(col * W + x) * 3 + c] = (uint8_t)lrintf(v * 255);
-            }
+        rgb8_from_unit(img + (size_t)y * W * 3, (size_t)W * 3, g->px + (size_t)(row * H + y) * stride + (size_t)col * W * 3);
 }
 
 static void grid_write(const Grid *g, const char *path) { png_write_rgb8(path, g->px, g->cols * g->W, g->rows * g->H); }
