@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -16,6 +15,7 @@
 #define LEAK_CHECK() ((void)0)
 #endif
 
+#include "../common/timer.h"
 #include "data_config.h"
 #include "model_config.h"
 #include "test.h"
@@ -100,12 +100,6 @@ int test_python_script_args(const char *script, const char *args) {
 
 int test_python_script(const char *script) { return test_python_script_args(script, ""); }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static int matches(const char *name, int argc, char **argv) {
     if (argc <= 1) return 1;
     for (int i = 1; i < argc; i++)
@@ -127,7 +121,7 @@ int main(int argc, char **argv) {
             if (!matches(t->name, argc, argv)) continue;
             printf("RUN  %s\n", t->name);
             fflush(stdout);
-            double t0 = now_s();
+            double t0 = time_now_s();
             pid_t pid = fork();
             if (pid == 0) {
                 alarm(timeout_s); // a hung test is killed and counted as failed
@@ -141,7 +135,7 @@ int main(int argc, char **argv) {
             }
             int st = 0;
             waitpid(pid, &st, 0);
-            double dt = now_s() - t0;
+            double dt = time_now_s() - t0;
             if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
                 printf("PASS %s (%.2f s)\n", t->name, dt);
                 passed++;

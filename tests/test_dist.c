@@ -15,16 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/timer.h"
 #include "../common/rng.h"
 #include "checkpoint.h"
 #include "dist.h"
 #include "test.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 // ------------------------------------------------------------------------------------------------
 // ranks from flags and the environment
@@ -145,13 +140,13 @@ static void kill_all(pid_t *pids, int n) {
 // Waits for the listed ranks (mask) until the deadline; their exit codes into code[] (−1 killed/timeout).
 // Kills and reaps everything on return, so no child outlives a test.
 static int wait_ranks(pid_t *pids, int n, unsigned mask, double timeout_s, int *code) {
-    double end = now_s() + timeout_s;
+    double end = time_now_s() + timeout_s;
     int left = 0;
     for (int i = 0; i < n; i++) {
         code[i] = -1;
         left += (mask >> i) & 1;
     }
-    while (left && now_s() < end) {
+    while (left && time_now_s() < end) {
         int st;
         pid_t p = waitpid(-1, &st, WNOHANG);
         if (p <= 0) {
@@ -227,9 +222,9 @@ static int collectives_rank(Dist *d, FILE *log) {
     // throughput: 8 M floats (32 MB) once, printed by rank 0
     size_t n = 8u << 20;
     float *x = (float *)calloc(n, 4);
-    double t0 = now_s();
+    double t0 = time_now_s();
     if (dist_allreduce_mean_f32(d, x, n, "the timed all-reduce")) return 2;
-    double dt = now_s() - t0;
+    double dt = time_now_s() - t0;
     free(x);
     if (r == 0) fprintf(log, "%.3f s for 32 MB (%.0f MB/s of gradient through rank 0)\n", dt, 32 / dt);
     return 0;
@@ -290,7 +285,7 @@ static int test_collectives(void) {
         Scenario s = {W, dist_free_port(), 20, "collectives", -1, 0, 0, 0};
         pid_t pids[3] = {0};
         int code[3];
-        double t0 = now_s();
+        double t0 = time_now_s();
         CHECK(!spawn(&s, "coll", pids, 0, W - 1), "fork");
         int rc = wait_ranks(pids, W, (1u << W) - 1, 120, code);
         char text[2048], path[1024];
@@ -302,7 +297,7 @@ static int test_collectives(void) {
         CHECK(rc == 0, "ranks did not finish");
         for (int r = 0; r < W; r++) CHECK(code[r] == 0, "rank %d of %d failed", r, W);
         printf("    world %d: bootstrap, all-reduce (exact sums; 1 M random floats bit-equal to the rank-order sum on "
-               "every rank), f64 sum, broadcast, allgather of the unique id, barrier: ok in %.2f s\n", W, now_s() - t0);
+               "every rank), f64 sum, broadcast, allgather of the unique id, barrier: ok in %.2f s\n", W, time_now_s() - t0);
     }
     return 0;
 }
@@ -315,16 +310,16 @@ static int test_rank_missing(void) {
     char master[64];
     snprintf(master, sizeof master, "127.0.0.1:%d", port);
     DistFlags f0 = {2, 0, -1, master, "runA"};
-    double t0 = now_s();
+    double t0 = time_now_s();
     int rc = dist_init(&d, &f0, 2, err, sizeof err);
-    double dt = now_s() - t0;
+    double dt = time_now_s() - t0;
     dist_free(&d);
     printf("    rank 0 alone, timeout 2 s: after %.2f s: %s\n", dt, err);
     CHECK(rc == -1 && strstr(err, "rank 1 did not connect within 2 s") && dt >= 1.9 && dt < 4, "missing rank: %s", err);
     DistFlags f1 = {2, 1, -1, master, "runA"}; // nobody listens
-    t0 = now_s();
+    t0 = time_now_s();
     rc = dist_init(&d, &f1, 1.5, err, sizeof err);
-    dt = now_s() - t0;
+    dt = time_now_s() - t0;
     dist_free(&d);
     printf("    rank 1 alone, timeout 1.5 s: after %.2f s: %s\n", dt, err);
     CHECK(rc == -1 && strstr(err, "could not connect to rank 0") && strstr(err, master) && dt < 4, "no rank 0: %s", err);
@@ -367,10 +362,10 @@ static int dies_or_hangs(int how) {
     Scenario s = {3, dist_free_port(), 2, "runC", 2, 4, how, 1000};
     pid_t pids[3] = {0};
     int code[3];
-    double t0 = now_s();
+    double t0 = time_now_s();
     CHECK(!spawn(&s, name, pids, 0, 2), "fork");
     int rc = wait_ranks(pids, 3, 3, 30, code); // ranks 0 and 1; rank 2 is killed afterwards if it hangs
-    double dt = now_s() - t0;
+    double dt = time_now_s() - t0;
     char t0s[2048], t1s[2048], path[1024];
     errfile(path, sizeof path, name, 0);
     read_text(path, t0s, sizeof t0s);
@@ -463,9 +458,9 @@ static const char *two_rank_run(const char **how, double *secs) {
                      geteuid() == 0 ? "--allow-run-as-root" : "", dist_free_port(), AVAT3R_BINARY);
         else
             snprintf(prefix, sizeof prefix, "'%s' launch --procs 2 --", AVAT3R_BINARY);
-        double t0 = now_s();
+        double t0 = time_now_s();
         if (run_train(prefix, run, "--set micro_batch=1", NULL)) return NULL;
-        took = now_s() - t0, used = mpi ? "mpirun" : "avat3r launch";
+        took = time_now_s() - t0, used = mpi ? "mpirun" : "avat3r launch";
     }
     if (how) *how = used;
     if (secs) *secs = took;
@@ -519,9 +514,9 @@ static int test_train_kill_resume(void) {
     char run[1024], prefix[2048], a[1100], b[1100], cmd[8192];
     snprintf(run, sizeof run, "%s/dist_killed", test_tmpdir());
     snprintf(prefix, sizeof prefix, "'%s' launch --procs 2 --grace 5 --", AVAT3R_BINARY);
-    double t0 = now_s();
+    double t0 = time_now_s();
     int rc = run_train(prefix, run, "--set micro_batch=1", "AVAT3R_FAULT_RANK=1 AVAT3R_FAULT_KILL_AT_STEP=3");
-    double dt = now_s() - t0;
+    double dt = time_now_s() - t0;
     CHECK(rc != 0, "launch exited 0 although rank 1 was killed");
     snprintf(cmd, sizeof cmd, "grep -E 'rank 1.*closed its connection during the gradient all-reduce at step 4|rank 1 was "
              "killed' '%s.log' | sed 's/^/    /'", run);

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../common/timer.h"
 #include "../common/util.h"
 #include "landmarks.h"
 #include "synth_head.h"
@@ -27,21 +27,15 @@ static int have_model(void) {
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static int load_model(LandmarkModel *m) {
     char err[1024];
-    double t0 = now_s();
+    double t0 = time_now_s();
     if (landmarks_load(m, model_path(), err, sizeof err)) {
         printf("    %s\n", err);
         return -1;
     }
     printf("    model %s: %d parts, %d levels, %d trees, loaded in %.2f s\n", model_path(), m->n_parts, m->n_cascades,
-           m->n_trees, now_s() - t0);
+           m->n_trees, time_now_s() - t0);
     return 0;
 }
 
@@ -160,9 +154,9 @@ static int test_vs_dlib(void) {
             Job *j = &jobs[nj++];
             snprintf(j->path, sizeof j->path, "%s", k == 4 ? pgm : ppm);
             j->W = W, j->H = W, j->channels = k == 4 ? 1 : 3, j->box = boxes[k];
-            double t0 = now_s();
+            double t0 = time_now_s();
             landmarks_predict(&m, k == 4 ? gray : rgb, W, W, W * j->channels, j->channels, j->box, j->pts);
-            t_pred += now_s() - t0, n_pred++;
+            t_pred += time_now_s() - t0, n_pred++;
         }
         free(rgb), free(gray);
     }
