@@ -48,7 +48,19 @@ static int frame_usable(const Shard *s, int f) {
     return 1;
 }
 
-// Decodes one view: image (and mask or aux maps) into the batch. Returns 0 or -1 with err set.
+// -1 with a message naming the map, file, frame, camera and element when a decoded map holds a NaN or
+// an infinity (the CRC only proves the bytes are those that were written).
+static int first_nonfinite(const float *x, size_t n, const Shard *s, const char *what, int f, int c, char *err,
+                           size_t errlen) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return error_set(err, errlen, "%.900s: %s map of frame %d camera %d holds %g at element %zu", s->path, what,
+                             f, c, x[i], i);
+    return 0;
+}
+
+// Decodes one view: image (and mask or aux maps) into the batch. Returns 0, -1 with err set when the
+// data is damaged (the sample is skipped), or -2 for what is not the data's fault (the batch fails).
 static int load_view(Loader *L, Batch *b, int bi, int is_target, int v, int si, int f, int c, uint8_t *u8,
                      float *aux) {
     Shard *s = &L->shards[si];
@@ -57,7 +69,10 @@ static int load_view(Loader *L, Batch *b, int bi, int is_target, int v, int si, 
     size_t slot = (size_t)bi * nv + v;
     int r = shard_get_image(s, f, c, u8, b->err, sizeof b->err);
     if (r) {
-        if (r == 1) snprintf(b->err, sizeof b->err, "%.900s: no image for frame %d camera %d (sampler bug)", s->path, f, c);
+        if (r == 1) {
+            snprintf(b->err, sizeof b->err, "%.900s: no image for frame %d camera %d (sampler bug)", s->path, f, c);
+            return -2;
+        }
         return -1;
     }
     float *dst = (is_target ? b->tgt_rgb : b->rgb) + slot * HW * 3;
@@ -74,6 +89,7 @@ static int load_view(Loader *L, Batch *b, int bi, int is_target, int v, int si, 
     } else {
         if (L->o.use_dust3r) {
             if (shard_get_aux(s, SHARD_DUST3R, f, c, aux, b->err, sizeof b->err)) return -1;
+            if (first_nonfinite(aux, HW * 4, s, "DUSt3R", f, c, b->err, sizeof b->err)) return -1;
             for (size_t i = 0; i < HW; i++) {
                 for (int k = 0; k < 3; k++) b->pos[(slot * HW + i) * 3 + k] = aux[i * 4 + k];
                 b->conf[slot * HW + i] = aux[i * 4 + 3];
@@ -82,6 +98,7 @@ static int load_view(Loader *L, Batch *b, int bi, int is_target, int v, int si, 
         if (L->o.use_sapiens) {
             size_t n = (size_t)L->sh * L->sw * L->sc;
             if (shard_get_aux(s, SHARD_SAPIENS, f, c, b->sap + slot * n, b->err, sizeof b->err)) return -1;
+            if (first_nonfinite(b->sap + slot * n, n, s, "Sapiens", f, c, b->err, sizeof b->err)) return -1;
         }
     }
     __atomic_add_fetch(&L->n_decoded, 1, __ATOMIC_RELAXED);
@@ -89,17 +106,41 @@ static int load_view(Loader *L, Batch *b, int bi, int is_target, int v, int si, 
 }
 
 static void fill_batch(Loader *L, Batch *b, uint64_t step, uint8_t *u8, float *aux) {
-    b->failed = 0, b->err[0] = 0, b->step = step;
+    b->failed = 0, b->err[0] = 0, b->step = step, b->drawn = 0, b->skipped = 0;
     for (int bi = 0; bi < L->o.micro_batch && !b->failed; bi++) {
         Sample *sm = &b->sample[bi];
-        sampler_draw(&L->sampler, sampler_index(step, L->o.world, L->o.rank, L->o.micro_batch, bi), sm);
-        const Shard *s = &L->shards[sm->subject];
-        if (L->E) memcpy(b->expr + (size_t)bi * L->E, s->m.expr + (size_t)sm->target_frame * L->E, 4 * (size_t)L->E);
-        for (int v = 0; v < sm->n_input && !b->failed; v++)
-            b->failed = load_view(L, b, bi, 0, v, sm->subject, sm->input_frame[v], sm->input_cam[v], u8, aux) != 0;
-        for (int t = 0; t < sm->n_target && !b->failed; t++)
-            b->failed = load_view(L, b, bi, 1, t, sm->subject, sm->target_frame, sm->target_cam[t], u8, aux) != 0;
+        const uint64_t index = sampler_index(step, L->o.world, L->o.rank, L->o.micro_batch, bi);
+        for (int attempt = 0;; attempt++) {
+            sampler_draw_attempt(&L->sampler, index, attempt, sm);
+            const Shard *s = &L->shards[sm->subject];
+            if (L->E) memcpy(b->expr + (size_t)bi * L->E, s->m.expr + (size_t)sm->target_frame * L->E, 4 * (size_t)L->E);
+            int bad = 0;
+            for (int v = 0; v < sm->n_input && !bad; v++)
+                bad = load_view(L, b, bi, 0, v, sm->subject, sm->input_frame[v], sm->input_cam[v], u8, aux);
+            for (int t = 0; t < sm->n_target && !bad; t++)
+                bad = load_view(L, b, bi, 1, t, sm->subject, sm->target_frame, sm->target_cam[t], u8, aux);
+            b->drawn++;
+            if (!bad) break;
+            if (bad == -2) {
+                b->failed = 1;
+                break;
+            }
+            // damaged data: skip this draw, note it, and draw again (deterministically: attempt + 1)
+            if (b->skipped < LOADER_SKIP_NOTES)
+                snprintf(b->skip_note[b->skipped], sizeof b->skip_note[0], "sample %llu draw %d: %.980s",
+                         (unsigned long long)index, attempt, b->err);
+            b->skipped++;
+            if (attempt + 1 == LOADER_MAX_DRAWS) {
+                char last[1024];
+                snprintf(last, sizeof last, "%s", b->err);
+                snprintf(b->err, sizeof b->err, "sample %llu: %d draws in a row hit damaged data; the last: %.900s",
+                         (unsigned long long)index, LOADER_MAX_DRAWS, last);
+                b->failed = 1;
+                break;
+            }
+        }
     }
+    if (!b->failed) b->err[0] = 0;
 }
 
 static void *worker(void *arg) {
@@ -142,29 +183,46 @@ int loader_open(Loader *L, const char *const *paths, int n, const LoaderOptions 
                  o->micro_batch, o->threads, o->depth, o->rank, o->world);
         return -1;
     }
-    L->n_shards = n;
     L->shards = (Shard *)callocCheck(n, sizeof(Shard));
     L->subj = (SamplerSubject *)callocCheck(n, sizeof(SamplerSubject));
     int opened = 0;
-    for (int i = 0; i < n; i++) {
-        Shard *s = &L->shards[i];
-        if (shard_open(s, paths[i], err, errlen)) goto fail;
-        opened++; // counted as soon as it is open: the checks below close it on failure
+    for (int k = 0; k < n; k++) {
+        Shard *s = &L->shards[opened];
+        char why[1024];
+        if (shard_open(s, paths[k], why, sizeof why)) {
+            // a damaged shard is skipped while such shards stay within max_skip_rate of all
+            if (L->n_unreadable == 0) snprintf(L->unreadable, sizeof L->unreadable, "%s", why);
+            L->n_unreadable++;
+            if (L->n_unreadable > o->max_skip_rate * n) {
+                snprintf(err, errlen, "%s%s", why,
+                         L->n_unreadable > 1 ? " (and other shards: more than max_skip_rate of them cannot be read)" : "");
+                goto fail;
+            }
+            continue;
+        }
+        int i = opened++; // counted as soon as it is open: the checks below close it on failure
+        L->n_shards = opened;
         if (i == 0) L->W = s->m.W, L->H = s->m.H, L->E = s->m.expr_dim, L->sh = s->m.sap_h, L->sw = s->m.sap_w, L->sc = s->m.sap_c;
         if (s->m.W != L->W || s->m.H != L->H || s->m.expr_dim != L->E || s->m.sap_h != L->sh || s->m.sap_w != L->sw ||
             s->m.sap_c != L->sc) {
-            snprintf(err, errlen, "%s: image size, code size or Sapiens map size differs from %s", paths[i], paths[0]);
+            snprintf(err, errlen, "%s: image size, code size or Sapiens map size differs from %s", s->path,
+                     L->shards[0].path);
             goto fail;
         }
         if (o->use_dust3r && !s->has[SHARD_DUST3R]) {
-            snprintf(err, errlen, "%s: the config uses DUSt3R maps but this shard has none (pack them, or set use_dust3r = false)", paths[i]);
+            snprintf(err, errlen, "%s: the config uses DUSt3R maps but this shard has none (pack them, or set use_dust3r = false)", s->path);
             goto fail;
         }
         if (o->use_sapiens && !s->has[SHARD_SAPIENS]) {
-            snprintf(err, errlen, "%s: the config uses Sapiens maps but this shard has none (pack them, or set use_sapiens = false)", paths[i]);
+            snprintf(err, errlen, "%s: the config uses Sapiens maps but this shard has none (pack them, or set use_sapiens = false)", s->path);
             goto fail;
         }
     }
+    if (!opened) {
+        snprintf(err, errlen, "no shard could be opened; the first: %.900s", L->unreadable);
+        goto fail;
+    }
+    n = L->n_shards = opened;
     // sampler catalogue: camera directions from the mean head position; usable images
     L->dirs = (double *)callocCheck((size_t)n * SHARD_MAX_CAMS * 3, 8);
     size_t total = 0;

@@ -22,7 +22,15 @@ typedef struct {
     int threads;                     // prefetch workers (≥ 1)
     int depth;                       // batches in the ring (≥ threads + 1; one is the batch in use)
     int only_held_out;               // invert held_out: draw only those captures (validation)
+    double max_skip_rate;            // shards that cannot be opened are skipped while they are at most this
+                                     // fraction of all (0: any such shard fails loader_open)
 } LoaderOptions;
+
+// A sample whose images or maps cannot be read (CRC mismatch, undecodable JPEG, non-finite aux map) is
+// skipped and redrawn (draw attempt 1, 2, ... of the same index: deterministic); after LOADER_MAX_DRAWS
+// damaged draws in a row the batch fails.
+#define LOADER_MAX_DRAWS 16
+#define LOADER_SKIP_NOTES 4 // skipped samples described per batch (the rest only counted)
 
 typedef struct {
     uint64_t step;
@@ -42,11 +50,15 @@ typedef struct {
     int ready;          // filled for `step`
     int failed;
     char err[1024];
+    int drawn, skipped; // samples drawn for this batch, and those skipped (damaged data); drawn = B + skipped
+    char skip_note[LOADER_SKIP_NOTES][1024]; // the first skipped ones: file, frame, camera and what is wrong
 } Batch;
 
 typedef struct {
     LoaderOptions o;
-    int n_shards, W, H, E, sh, sw, sc;
+    int n_shards, W, H, E, sh, sw, sc; // n_shards: those opened
+    int n_unreadable;      // shards skipped because they could not be opened (max_skip_rate)
+    char unreadable[1024]; // the first one's error
     Shard *shards;
     SamplerSubject *subj;
     double *dirs;          // [n_shards, C_max, 3]
@@ -63,7 +75,9 @@ typedef struct {
 } Loader;
 
 // Opens the shards, builds the sampler, starts the workers at `first_step` (the step to resume from).
-// Returns 0, or -1 with a message naming the shard and what is wrong.
+// A shard that cannot be opened (truncated, corrupt metadata) is skipped and counted (n_unreadable) while
+// such shards are at most max_skip_rate of all. Returns 0, or -1 with a message naming the shard and what
+// is wrong.
 int loader_open(Loader *L, const char *const *shard_paths, int n_shards, const LoaderOptions *o, uint64_t first_step,
                 char *err, size_t errlen);
 // The batch of the next step (first_step, first_step + 1, ...); blocks until it is decoded. Valid until

@@ -105,10 +105,13 @@ static int pick_uniform(const uint8_t *ok, int n, int k, Rng *r, int *out) {
     return k;
 }
 
-void sampler_draw(const Sampler *s, uint64_t index, Sample *o) {
+void sampler_draw(const Sampler *s, uint64_t index, Sample *o) { sampler_draw_attempt(s, index, 0, o); }
+
+void sampler_draw_attempt(const Sampler *s, uint64_t index, int attempt, Sample *o) {
     memset(o, 0, sizeof *o);
-    // one Philox stream per sample: key (seed, stream), counter starts at index·2^20
-    Rng r = rng_make(s->seed, SAMPLER_STREAM);
+    // one Philox stream per sample: key (seed, stream), counter starts at index·2^20; a redraw keys
+    // another stream (the attempt in the stream's high 32 bits)
+    Rng r = rng_make(s->seed, SAMPLER_STREAM | (uint64_t)(uint32_t)attempt << 32);
     r.counter = index << 20;
     int64_t p = (int64_t)(((uint64_t)rng_next_u32(&r) << 32 | rng_next_u32(&r)) % (uint64_t)s->n_pairs);
     int si = s->pair_subject[p], tf = s->pair_frame[p];

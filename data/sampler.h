@@ -43,6 +43,9 @@ void sampler_free(Sampler *s);
 // Sample number `index` of the global sequence. Rank r of W, micro-batch B, step t uses indices
 // (t·W + r)·B + b, b < B: see sampler_index().
 void sampler_draw(const Sampler *s, uint64_t index, Sample *out);
+// Draw `attempt` of sample `index`: attempt 0 is sampler_draw; later attempts are independent draws, used
+// in place of a sample whose data turned out damaged (the same files give the same replacements).
+void sampler_draw_attempt(const Sampler *s, uint64_t index, int attempt, Sample *out);
 static inline uint64_t sampler_index(uint64_t step, int world, int rank, int micro_batch, int b) {
     return ((step * (uint64_t)world + (uint64_t)rank) * (uint64_t)micro_batch) + (uint64_t)b;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <turbojpeg.h>
 #include <unistd.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include "../common/util.h"
@@ -54,6 +55,22 @@ static int attr_is_one(hid_t a) {
     hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
     if (sp >= 0) H5Sclose(sp);
     return n == 1;
+}
+
+static int put_attr_u32(hid_t obj, const char *name, uint32_t v) {
+    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(obj, name, H5T_STD_U32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_UINT32, &v);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return r < 0 ? -1 : 0;
+}
+
+static int get_attr_u32(hid_t obj, const char *name, uint32_t *v) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    herr_t r = a < 0 || !attr_is_one(a) ? -1 : H5Aread(a, H5T_NATIVE_UINT32, v);
+    if (a >= 0) H5Aclose(a);
+    return r < 0 ? -1 : 0;
 }
 
 static int get_attr_int(hid_t obj, const char *name, int *v) {
@@ -135,6 +152,35 @@ static void meta_free(ShardMeta *m) {
     memset(m, 0, sizeof *m);
 }
 
+static uint32_t crc_add(uint32_t crc, const void *p, size_t n) {
+    const Bytef *b = (const Bytef *)p;
+    while (n > 0) { // zlib's length is a uInt
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, b, k);
+        b += k, n -= k;
+    }
+    return crc;
+}
+
+// CRC-32 of everything shard_open reads besides the payloads, in file byte order (little-endian hosts):
+// camera ids, w2c, K, frame ids, head poses, codes, and each blob's offsets, lengths and payload CRCs.
+static uint32_t meta_crc(const ShardMeta *m, const ShardBlob *blob) {
+    size_t C = m->n_cams, F = m->n_frames;
+    uint32_t c = (uint32_t)crc32(0L, Z_NULL, 0);
+    c = crc_add(c, m->cam_ids, SHARD_ID_LEN * C);
+    c = crc_add(c, m->w2c, 8 * 12 * C);
+    c = crc_add(c, m->K, 8 * 9 * F * C);
+    c = crc_add(c, m->frame_ids, 4 * F);
+    c = crc_add(c, m->head_pose, 8 * 12 * F);
+    if (m->expr_dim) c = crc_add(c, m->expr, 4 * F * (size_t)m->expr_dim);
+    for (int b = 0; b < SHARD_NBLOBS; b++) {
+        c = crc_add(c, blob[b].off, 8 * F * C);
+        c = crc_add(c, blob[b].len, 8 * F * C);
+        c = crc_add(c, blob[b].crc, 4 * F * C);
+    }
+    return c;
+}
+
 ShardWriter *shard_create(const char *path, const ShardMeta *m, int quality, char *err, size_t errlen) {
     if (m->n_cams < 1 || m->n_cams > SHARD_MAX_CAMS || m->n_frames < 1 || m->W < 1 || m->H < 1 || quality < 1 ||
         quality > 100) {
@@ -159,6 +205,7 @@ ShardWriter *shard_create(const char *path, const ShardMeta *m, int quality, cha
         size_t n = (size_t)m->n_frames * m->n_cams;
         w->blob[b].off = (int64_t *)callocCheck(n, 8);
         w->blob[b].len = (int64_t *)callocCheck(n, 8);
+        w->blob[b].crc = (uint32_t *)callocCheck(n, 4);
         hsize_t dim = 0, maxd = H5S_UNLIMITED, chunk = BLOB_CHUNK;
         hid_t sp = H5Screate_simple(1, &dim, &maxd), pl = H5Pcreate(H5P_DATASET_CREATE);
         H5Pset_chunk(pl, 1, &chunk);
@@ -190,6 +237,7 @@ static int blob_append(ShardWriter *w, int b, int f, int c, const void *bytes, s
     H5Sclose(ms), H5Sclose(fs);
     if (r < 0) return ERR("%s: writing blobs/%s failed (disk full?)", w->tmp, BLOB_NAMES[b]);
     bl->off[i] = (int64_t)start, bl->len[i] = (int64_t)n, bl->size = (int64_t)newsize;
+    bl->crc[i] = crc_add((uint32_t)crc32(0L, Z_NULL, 0), bytes, n);
     return 0;
 }
 
@@ -265,7 +313,7 @@ void shard_abort(ShardWriter *w) {
     if (!w) return;
     for (int b = 0; b < SHARD_NBLOBS; b++) {
         if (w->blob[b].ds > 0) H5Dclose((hid_t)w->blob[b].ds);
-        free(w->blob[b].off), free(w->blob[b].len);
+        free(w->blob[b].off), free(w->blob[b].len), free(w->blob[b].crc);
     }
     if (w->file >= 0 && w->file) H5Fclose(w->file);
     free(w->jpg);
@@ -292,6 +340,7 @@ int shard_finish(ShardWriter *w, char *err, size_t errlen) {
     bad |= put_attr_int(root, "sapiens_h", m->sap_h);
     bad |= put_attr_int(root, "sapiens_w", m->sap_w);
     bad |= put_attr_int(root, "sapiens_c", m->sap_c);
+    bad |= put_attr_u32(root, "meta_crc32", meta_crc(m, w->blob));
     H5Gclose(root);
     bad |= put_ds(w->file, "camera_ids", st, st, 1, d_c, m->cam_ids);
     bad |= put_ds(w->file, "w2c", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, d_c34, m->w2c);
@@ -306,6 +355,8 @@ int shard_finish(ShardWriter *w, char *err, size_t errlen) {
         bad |= put_ds(w->file, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 2, d_fc, w->blob[b].off);
         snprintf(name, sizeof name, "blobs/%s_length", BLOB_NAMES[b]);
         bad |= put_ds(w->file, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 2, d_fc, w->blob[b].len);
+        snprintf(name, sizeof name, "blobs/%s_crc32", BLOB_NAMES[b]);
+        bad |= put_ds(w->file, name, H5T_STD_U32LE, H5T_NATIVE_UINT32, 2, d_fc, w->blob[b].crc);
         H5Dclose((hid_t)w->blob[b].ds);
         w->blob[b].ds = 0;
     }
@@ -355,6 +406,8 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
         return ERR("%s: attributes 'width'/'height' missing or outside 1..%d", path, SHARD_MAX_SIDE);
     }
     get_attr_int(f, "sapiens_h", &m->sap_h), get_attr_int(f, "sapiens_w", &m->sap_w), get_attr_int(f, "sapiens_c", &m->sap_c);
+    uint32_t want_meta_crc = 0;
+    const int has_meta_crc = get_attr_u32(f, "meta_crc32", &want_meta_crc) == 0;
     // callers size buffers from these: all 0 (no maps) or all positive, with a bounded product
     int sap_none = !m->sap_h && !m->sap_w && !m->sap_c;
     if (!sap_none && (m->sap_h < 1 || m->sap_w < 1 || m->sap_c < 1 ||
@@ -437,11 +490,25 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
         rc = get_ds(f, path, name, H5T_NATIVE_INT64, 2, d_fc, bl->off, err, errlen);
         snprintf(name, sizeof name, "blobs/%s_length", BLOB_NAMES[b]);
         if (!rc) rc = get_ds(f, path, name, H5T_NATIVE_INT64, 2, d_fc, bl->len, err, errlen);
+        snprintf(name, sizeof name, "blobs/%s_crc32", BLOB_NAMES[b]);
+        if (!rc && (has_meta_crc || H5Lexists(f, name, H5P_DEFAULT) > 0)) { // absent in shards written before checksums
+            bl->crc = (uint32_t *)mallocCheck(4 * F * C);
+            rc = get_ds(f, path, name, H5T_NATIVE_UINT32, 2, d_fc, bl->crc, err, errlen);
+        }
         for (size_t i = 0; !rc && i < F * C; i++) {
             if (bl->len[i] < 0 || bl->off[i] < 0 || bl->len[i] > bl->size - bl->off[i] || bl->len[i] > SHARD_MAX_PAYLOAD)
                 rc = ERR("%s: blobs/%s index entry %zu points outside the blob (corrupt file)", path, BLOB_NAMES[b], i);
             s->has[b] |= bl->len[i] > 0;
         }
+    }
+    if (!rc && has_meta_crc) {
+        int all = 1;
+        for (int b = 0; b < SHARD_NBLOBS; b++) all &= s->blob[b].crc != NULL;
+        uint32_t got = all ? meta_crc(m, s->blob) : 0;
+        if (!all || got != want_meta_crc)
+            rc = ERR("%s: the metadata (cameras, intrinsics, frames, head poses, codes, payload index) fails its CRC-32 "
+                     "check (attribute meta_crc32 %08x, computed %08x): corrupt file; re-pack the capture",
+                     path, want_meta_crc, got);
     }
     if (rc) {
         shard_close(s);
@@ -454,7 +521,7 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
 void shard_close(Shard *s) {
     for (int b = 0; b < SHARD_NBLOBS; b++) {
         if (s->blob[b].ds > 0) H5Dclose((hid_t)s->blob[b].ds);
-        free(s->blob[b].off), free(s->blob[b].len);
+        free(s->blob[b].off), free(s->blob[b].len), free(s->blob[b].crc);
     }
     if (s->file > 0) {
         H5Fclose((hid_t)s->file);
@@ -485,6 +552,12 @@ static int read_payload(Shard *s, int b, int f, int c, const uint8_t **out, size
     H5Sclose(ms), H5Sclose(fs);
     pthread_mutex_unlock(&s->lock);
     if (r < 0) return ERR("%s: reading blobs/%s for frame %d camera %d failed (corrupt file?)", s->path, BLOB_NAMES[b], f, c);
+    if (s->blob[b].crc) {
+        uint32_t got = crc_add((uint32_t)crc32(0L, Z_NULL, 0), tl_buf, (size_t)len);
+        if (got != s->blob[b].crc[i])
+            return ERR("%s: blobs/%s of frame %d camera %d fails its CRC-32 check (stored %08x, read %08x): corrupt "
+                       "bytes", s->path, BLOB_NAMES[b], f, c, s->blob[b].crc[i], got);
+    }
     *out = tl_buf, *n = (size_t)len;
     return 0;
 }

@@ -34,6 +34,7 @@ typedef struct {
 
 typedef struct {
     int64_t *off, *len; // [F, C] byte ranges in the blob; len 0 = missing
+    uint32_t *crc;      // [F, C] CRC-32 (zlib) of each payload; NULL for a shard written before checksums
     int64_t size;       // bytes written so far
     long ds;            // hid_t of the blob dataset (kept as long so this header needs no HDF5)
 } ShardBlob;
@@ -69,10 +70,13 @@ typedef struct {
     pthread_mutex_t lock;      // HDF5 reads are serialised; decoding happens outside the lock
 } Shard;
 
+// Opens and checks a shard: attributes, shapes, every index entry inside its blob, and the CRC-32 of the
+// metadata (attribute `meta_crc32`, when the shard has one). Payload CRCs are checked on every read.
 int shard_open(Shard *s, const char *path, char *err, size_t errlen);
 void shard_close(Shard *s);
 // Decoders into caller buffers: rgb [H, W, 3]; gray [H, W]; aux as above. Return 0, 1 when that
-// (frame, camera) has no such payload, or -1 with a message naming the file, frame and camera.
+// (frame, camera) has no such payload, or -1 with a message naming the file, frame and camera (a payload
+// whose bytes fail their CRC-32, or that does not decode).
 // Safe to call from several threads on one Shard.
 int shard_get_image(Shard *s, int f, int c, uint8_t *rgb, char *err, size_t errlen);
 int shard_get_mask(Shard *s, int f, int c, uint8_t *gray, char *err, size_t errlen);

@@ -105,15 +105,16 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
     RasterDims d = r->d;
     int G = d.G, K = d.K, W = d.W, H = d.H, txs = r->tiles_x, tys = r->tiles_y, nt = txs * tys, ni = r->n_img;
     // 1. validity per Gaussian
-    long n_invalid = 0;
-#pragma omp parallel for reduction(+ : n_invalid)
+    long n_invalid = 0, n_nonfinite = 0;
+#pragma omp parallel for reduction(+ : n_invalid, n_nonfinite)
     for (long bg = 0; bg < (long)d.B * G; bg++) {
         const real *q = in->quats + bg * 4, *s = in->scales + bg * 3;
-        int ok = R_(finite_all)(in->means + bg * 3, 3) && R_(finite_all)(q, 4) && R_(finite_all)(s, 3) &&
-                 R_(finite_all)(in->opacities + bg, 1) && R_(finite_all)(in->colors + bg * K, K);
-        ok = ok && s[0] > 0 && s[1] > 0 && s[2] > 0 && sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]) >= 1e-12;
+        int finite = R_(finite_all)(in->means + bg * 3, 3) && R_(finite_all)(q, 4) && R_(finite_all)(s, 3) &&
+                     R_(finite_all)(in->opacities + bg, 1) && R_(finite_all)(in->colors + bg * K, K);
+        int ok = finite && s[0] > 0 && s[1] > 0 && s[2] > 0 &&
+                 sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]) >= 1e-12;
         r->valid[bg] = (uint8_t)ok;
-        n_invalid += !ok;
+        n_invalid += !ok, n_nonfinite += !finite;
     }
     // 2. projection per (image, Gaussian)
     long n_culled = 0;
@@ -135,7 +136,7 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
         r->zcam[ig] = P.p[2];
         rc[0] = P.x0, rc[1] = P.x1, rc[2] = P.y0, rc[3] = P.y1;
     }
-    r->n_invalid = n_invalid;
+    r->n_invalid = n_invalid, r->n_nonfinite = n_nonfinite;
     r->n_culled = n_culled;
     // 3. bin: count per (image, tile), prefix sum, fill in Gaussian order
     memset(r->tile_off, 0, sizeof(int64_t) * ((size_t)ni * nt + 1));

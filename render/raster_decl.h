@@ -39,8 +39,9 @@ typedef struct {
     real *isect_grad;              // [capacity, 7 + K]: du dv dA dB dC dopacity dz dcolor[K]
     real *g_acc;                   // [G, 7 + K] one image's per-Gaussian sums
     real *bg_tile;                 // [n_img · tiles, K] per-tile background gradient
-    // counters of the last forward
-    long n_invalid, n_culled;
+    // counters of the last forward: Gaussians left out (n_nonfinite of them for a NaN or Inf; the others
+    // for a zero scale or rotation), and (image, Gaussian) pairs culled by the projection
+    long n_invalid, n_nonfinite, n_culled;
 } R_(Raster);
 
 // Allocates everything for these dimensions. isect_per_gaussian sizes the intersection pool

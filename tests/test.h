@@ -39,6 +39,12 @@ int test_python_script_args(const char *script, const char *args);
 // string is valid until the next call.
 const char *test_micro_shards(const char *tag, int subjects, int frames);
 
+// Flips byte `at` (0 ≤ at < payload length; −1: the middle) of the payload of (blob, frame f, camera c) in
+// the shard file at `path`, in place on disk (found through the HDF5 chunk index). 0, or −1 with err.
+int test_flip_shard_payload(const char *path, int blob, int f, int c, long at, char *err, size_t errlen);
+// Flips one byte of the first occurrence of the `n` bytes `what` in the file at `path`. 0, or −1 if absent.
+int test_flip_file_bytes(const char *path, const void *what, size_t n);
+
 // Loads a config file the way `avat3r` does: model keys beside the data and training keys (configs/*.cfg
 // hold all three). model_config_load alone accepts only model keys.
 int test_load_config(void *model_config, const char *path, char *err, size_t errlen);

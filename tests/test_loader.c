@@ -7,6 +7,7 @@
 
 #include "data_config.h"
 #include "loader.h"
+#include "shard.h"
 #include "model_config.h"
 #include "test.h"
 #include "train_config.h"
@@ -25,7 +26,7 @@ static int pack_fixture(char shards[2][1200]) {
 }
 
 static LoaderOptions opts(int threads) {
-    LoaderOptions o = {4, 2, 1, 0, 0, 2, 1, 0, 5, NULL, threads, threads + 2, 0};
+    LoaderOptions o = {4, 2, 1, 0, 0, 2, 1, 0, 5, NULL, threads, threads + 2, 0, 0};
     return o;
 }
 
@@ -200,7 +201,174 @@ static int test_aux_maps(void) {
     return 0;
 }
 
+// 1 when the sample uses image (f, c) of its subject's shard
+static int sample_uses(const Sample *sm, int f, int c) {
+    for (int v = 0; v < sm->n_input; v++)
+        if (sm->input_frame[v] == f && sm->input_cam[v] == c) return 1;
+    for (int t = 0; t < sm->n_target; t++)
+        if (sm->target_frame == f && sm->target_cam[t] == c) return 1;
+    return 0;
+}
+
+// Damaged data (docs/robustness.md "Damaged data in training"): images whose bytes fail their CRC are never
+// handed out. The samples that would use them are skipped, counted and noted with the file, frame and
+// camera, and redrawn; the batches are the same for 1 and 2 workers, and every batch without a skip equals
+// the clean shards' batch of that step. Data damaged everywhere fails the batch with a message. A shard
+// that cannot be opened is left out while within max_skip_rate, and named otherwise.
+static int test_damaged(void) {
+    char sh[2][1200], dmg[2][1300], cmd[8192], err[1024];
+    if (pack_fixture(sh)) return 1;
+    for (int i = 0; i < 2; i++) {
+        snprintf(dmg[i], sizeof dmg[i], "%s/dmg_%d.h5", test_tmpdir(), i);
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", sh[i], dmg[i]);
+        CHECK(test_system(cmd) == 0, "copy");
+    }
+    Shard s;
+    CHECK(!shard_open(&s, dmg[0], err, sizeof err), "%s", err);
+    const int F = s.m.n_frames, C = s.m.n_cams;
+    uint8_t *bad = calloc((size_t)F * C, 1);
+    int n_bad = 0;
+    for (int f = 0; f < F; f++)
+        for (int c = 0; c < C; c++)
+            if ((f * C + c) % 4 == 1 && s.blob[SHARD_IMAGE].len[(size_t)f * C + c] > 0) bad[f * C + c] = 1, n_bad++;
+    shard_close(&s);
+    for (int f = 0; f < F; f++)
+        for (int c = 0; c < C; c++)
+            if (bad[f * C + c]) CHECK(!test_flip_shard_payload(dmg[0], SHARD_IMAGE, f, c, -1, err, sizeof err), "%s", err);
+    const char *clean[2] = {sh[0], sh[1]}, *paths[2] = {dmg[0], dmg[1]};
+    Loader a, b, k;
+    LoaderOptions o2 = opts(2), o1 = opts(1);
+    CHECK(!loader_open(&a, paths, 2, &o2, 0, err, sizeof err), "%s", err);
+    CHECK(!loader_open(&b, paths, 2, &o1, 0, err, sizeof err), "%s", err);
+    CHECK(!loader_open(&k, clean, 2, &o1, 0, err, sizeof err), "%s", err);
+    long skipped = 0, drawn = 0, same = 0, clean_batches = 0;
+    const size_t nin = batch_floats(), ntg = (size_t)2 * 2 * 32 * 32 * 3;
+    for (int step = 0; step < 24; step++) {
+        const Batch *x = loader_next(&a, err, sizeof err), *y = loader_next(&b, err, sizeof err);
+        CHECK(x && y, "step %d: %s", step, err);
+        const Batch *z = loader_next(&k, err, sizeof err);
+        CHECK(z, "%s", err);
+        CHECK(x->skipped == y->skipped && x->drawn == y->drawn && !memcmp(x->sample, y->sample, sizeof x->sample) &&
+                  !memcmp(x->rgb, y->rgb, 4 * nin) && !memcmp(x->tgt_rgb, y->tgt_rgb, 4 * ntg),
+              "step %d differs between 1 and 2 workers", step);
+        CHECK(x->drawn == 2 + x->skipped, "step %d: drawn %d, skipped %d", step, x->drawn, x->skipped);
+        for (int bi = 0; bi < 2; bi++)
+            for (int f = 0; f < F; f++)
+                for (int c = 0; c < C; c++)
+                    CHECK(!(x->sample[bi].subject == 0 && bad[f * C + c] && sample_uses(&x->sample[bi], f, c)),
+                          "step %d: a damaged image (frame %d camera %d) reached the batch", step, f, c);
+        for (int j = 0; j < x->skipped && j < LOADER_SKIP_NOTES; j++) {
+            CHECK(strstr(x->skip_note[j], dmg[0]) && strstr(x->skip_note[j], "CRC-32") && strstr(x->skip_note[j], "camera"),
+                  "note '%s'", x->skip_note[j]);
+            if (skipped == 0 && j == 0) printf("    step %d: %s\n", step, x->skip_note[j]);
+        }
+        if (!x->skipped) {
+            clean_batches++;
+            same += !memcmp(x->rgb, z->rgb, 4 * nin) && !memcmp(x->tgt_rgb, z->tgt_rgb, 4 * ntg) &&
+                    !memcmp(x->sample, z->sample, sizeof x->sample);
+        }
+        skipped += x->skipped, drawn += x->drawn;
+    }
+    printf("    %d of %d images of one shard damaged: %ld of %ld samples drawn skipped; %ld of %ld batches without a "
+           "skip equal the clean shards' batches\n", n_bad, F * C, skipped, drawn, same, clean_batches);
+    CHECK(skipped > 0 && clean_batches > 0 && same == clean_batches, "skips or clean batches not as expected");
+    loader_close(&a), loader_close(&b), loader_close(&k);
+    // every image damaged: a batch fails after LOADER_MAX_DRAWS draws, with the reason
+    for (int i = 0; i < 2; i++) {
+        CHECK(!shard_open(&s, dmg[i], err, sizeof err), "%s", err);
+        int F2 = s.m.n_frames, C2 = s.m.n_cams;
+        int64_t *len = malloc(8 * (size_t)F2 * C2);
+        memcpy(len, s.blob[SHARD_IMAGE].len, 8 * (size_t)F2 * C2);
+        shard_close(&s);
+        for (int j = 0; j < F2 * C2; j++)
+            if (len[j] > 0 && !(i == 0 && bad[j]))
+                CHECK(!test_flip_shard_payload(dmg[i], SHARD_IMAGE, j / C2, j % C2, 0, err, sizeof err), "%s", err);
+        free(len);
+    }
+    CHECK(!loader_open(&a, paths, 2, &o1, 0, err, sizeof err), "%s", err);
+    const Batch *x = loader_next(&a, err, sizeof err);
+    CHECK(!x && strstr(err, "draws in a row hit damaged data") && strstr(err, "CRC-32"), "all damaged: '%s'", err);
+    printf("    all damaged: %.200s\n", err);
+    loader_close(&a);
+    // a truncated shard: named at max_skip_rate 0, left out at 0.5
+    snprintf(cmd, sizeof cmd, "head -c 5000 '%s' > '%s'", sh[1], dmg[1]);
+    CHECK(test_system(cmd) == 0, "truncate");
+    paths[0] = sh[0];
+    CHECK(loader_open(&a, paths, 2, &o1, 0, err, sizeof err) != 0 && strstr(err, dmg[1]), "truncated shard: '%s'", err);
+    o1.max_skip_rate = 0.5;
+    CHECK(!loader_open(&a, paths, 2, &o1, 0, err, sizeof err), "%s", err);
+    CHECK(a.n_shards == 1 && a.n_unreadable == 1 && strstr(a.unreadable, dmg[1]), "%d open, %d unreadable", a.n_shards,
+          a.n_unreadable);
+    x = loader_next(&a, err, sizeof err);
+    CHECK(x && x->skipped == 0 && x->sample[0].subject == 0 && x->sample[1].subject == 0, "%s", err);
+    loader_close(&a);
+    free(bad);
+    return 0;
+}
+
+// A DUSt3R map holding a NaN (bytes intact: its CRC passes) is damaged data too: the sample is skipped with
+// the map, frame, camera and element named. The shard is rewritten through the writer with one bad map.
+static int test_nonfinite_aux(void) {
+    char cmd[8192], err[1024], src[1300], dst[1300], list[1300], name[256];
+    snprintf(cmd, sizeof cmd,
+             "'%s' synth --out '%s/synn' --subjects 1 --cameras 6 --frames 4 --size 48x64 --seed 5 > /dev/null && "
+             "'%s' pack --ava256 '%s/synn' --out '%s/synnsh' --size 32 --quiet > /dev/null && ls '%s/synnsh' > '%s/listn.txt'",
+             AVAT3R_BINARY, test_tmpdir(), AVAT3R_BINARY, test_tmpdir(), test_tmpdir(), test_tmpdir(), test_tmpdir());
+    CHECK(test_system(cmd) == 0, "synth + pack failed");
+    snprintf(list, sizeof list, "%s/listn.txt", test_tmpdir());
+    FILE *lf = fopen(list, "r");
+    CHECK(lf && fscanf(lf, "%255s", name) == 1, "no shard");
+    fclose(lf);
+    snprintf(src, sizeof src, "%s/synnsh/%s", test_tmpdir(), name);
+    snprintf(dst, sizeof dst, "%s/nan_%s", test_tmpdir(), name);
+    Shard s;
+    CHECK(!shard_open(&s, src, err, sizeof err), "%s", err);
+    CHECK(s.has[SHARD_DUST3R], "the synthetic shard has no DUSt3R maps");
+    ShardWriter *w = shard_create(dst, &s.m, 95, err, sizeof err);
+    CHECK(w, "%s", err);
+    const int F = s.m.n_frames, C = s.m.n_cams, HW = s.m.W * s.m.H;
+    uint8_t *rgb = malloc((size_t)HW * 3), *mask = malloc(HW);
+    float *d3 = malloc(16 * (size_t)HW);
+    int nan_f = 1, nan_c = 2;
+    for (int f = 0; f < F; f++)
+        for (int c = 0; c < C; c++) {
+            if (shard_get_image(&s, f, c, rgb, err, sizeof err)) continue;
+            CHECK(!shard_put_image(w, f, c, rgb, err, sizeof err), "%s", err);
+            if (!shard_get_mask(&s, f, c, mask, err, sizeof err)) CHECK(!shard_put_mask(w, f, c, mask, err, sizeof err), "%s", err);
+            if (!shard_get_aux(&s, SHARD_DUST3R, f, c, d3, err, sizeof err)) {
+                if (f == nan_f && c == nan_c) d3[4 * 37 + 1] = NAN;
+                CHECK(!shard_put_aux(w, SHARD_DUST3R, f, c, d3, err, sizeof err), "%s", err);
+            }
+        }
+    CHECK(!shard_finish(w, err, sizeof err), "%s", err);
+    shard_close(&s);
+    free(rgb), free(mask), free(d3);
+    const char *paths[1] = {dst};
+    LoaderOptions o = opts(1);
+    o.use_dust3r = 1;
+    Loader L;
+    CHECK(!loader_open(&L, paths, 1, &o, 0, err, sizeof err), "%s", err);
+    int noted = 0;
+    char where[64];
+    snprintf(where, sizeof where, "DUSt3R map of frame %d camera %d holds nan", nan_f, nan_c);
+    for (int step = 0; step < 40 && !noted; step++) {
+        const Batch *x = loader_next(&L, err, sizeof err);
+        CHECK(x, "%s", err);
+        for (int bi = 0; bi < 2; bi++)
+            for (int v = 0; v < 4 * 32 * 32 * 3; v++) CHECK(isfinite(x->pos[(size_t)bi * 4 * 32 * 32 * 3 + v]), "NaN handed out");
+        for (int j = 0; j < x->skipped && j < LOADER_SKIP_NOTES; j++) {
+            CHECK(strstr(x->skip_note[j], where), "note '%s'", x->skip_note[j]);
+            if (!noted++) printf("    step %d: %s\n", step, x->skip_note[j]);
+        }
+    }
+    CHECK(noted, "the NaN map was never drawn in 40 steps (fixture too large?)");
+    loader_close(&L);
+    return 0;
+}
+
 const TestCase loader_tests[] = {
+    {"data/loader_skips_damaged_data", test_damaged},
+    {"data/loader_skips_nonfinite_aux_map", test_nonfinite_aux},
     {"data/loader_aux_maps_reproject", test_aux_maps},
     {"data/loader_synth_pack_end_to_end", test_synth_pack_load},
     {"data/loader_deterministic_resumable_headframe", test_loader},

@@ -6,8 +6,64 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <hdf5.h>
+
+#include "../common/util.h"
 #include "shard.h"
 #include "test.h"
+
+static const char *const BLOB_DS[SHARD_NBLOBS] = {"blobs/image_jpeg", "blobs/mask_zstd", "blobs/dust3r_zstd",
+                                                  "blobs/sapiens_zstd"};
+
+static int flip_at(const char *path, long long pos) {
+    int fd = open(path, O_RDWR);
+    unsigned char b = 0;
+    int ok = fd >= 0 && pread(fd, &b, 1, pos) == 1;
+    b ^= 0x5a;
+    ok = ok && pwrite(fd, &b, 1, pos) == 1;
+    if (fd >= 0) close(fd);
+    return ok ? 0 : -1;
+}
+
+int test_flip_shard_payload(const char *path, int blob, int f, int c, long at, char *err, size_t errlen) {
+    Shard s;
+    if (shard_open(&s, path, err, errlen)) return -1;
+    size_t i = (size_t)f * s.m.n_cams + c;
+    long long off = s.blob[blob].off[i], len = s.blob[blob].len[i];
+    shard_close(&s);
+    if (len <= 0 || at >= len) return error_set(err, errlen, "%s: no payload byte %ld for frame %d camera %d", path, at, f, c);
+    long long pos = off + (at < 0 ? len / 2 : at); // in the blob dataset
+    hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), ds = H5Dopen2(fid, BLOB_DS[blob], H5P_DEFAULT);
+    hid_t pl = H5Dget_create_plist(ds);
+    hsize_t chunk = 0, coord, size = 0;
+    haddr_t addr = 0;
+    unsigned mask = 0;
+    int ok = H5Pget_chunk(pl, 1, &chunk) == 1 && chunk > 0;
+    coord = ok ? (hsize_t)pos / chunk * chunk : 0;
+    ok = ok && H5Dget_chunk_info_by_coord(ds, &coord, &mask, &addr, &size) >= 0 && addr != HADDR_UNDEF;
+    H5Pclose(pl), H5Dclose(ds), H5Fclose(fid);
+    if (!ok) return error_set(err, errlen, "%s: cannot locate the chunk of %s byte %lld", path, BLOB_DS[blob], pos);
+    if (flip_at(path, (long long)addr + (pos - (long long)coord)))
+        return error_set(err, errlen, "%s: cannot rewrite byte %lld", path, (long long)addr + (pos - (long long)coord));
+    return 0;
+}
+
+int test_flip_file_bytes(const char *path, const void *what, size_t n) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    fseek(fp, 0, SEEK_END);
+    long size = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    unsigned char *buf = malloc(size > 0 ? (size_t)size : 1);
+    size_t got = fread(buf, 1, (size_t)size, fp);
+    fclose(fp);
+    long long pos = -1;
+    for (size_t i = 0; n && i + n <= got && pos < 0; i++)
+        if (!memcmp(buf + i, what, n)) pos = (long long)(i + n / 2);
+    free(buf);
+    return pos < 0 ? -1 : flip_at(path, pos);
+}
 
 enum { C = 3, F = 4, W = 48, H = 40, SH = 4, SW = 5, SC = 6 };
 
@@ -168,6 +224,97 @@ static int test_concurrent_and_damaged(void) {
     return 0;
 }
 
+// Every payload carries a CRC-32 and the metadata one more: a flipped byte in an image, mask or aux payload
+// fails that (frame, camera) alone with a message naming the file, blob, frame, camera and the CRC, while
+// every other payload still reads bit-identically; a flipped byte in the cameras or head poses fails
+// shard_open. A shard written before checksums (no meta_crc32, no *_crc32 datasets) still reads; one whose
+// CRC datasets were removed while meta_crc32 stayed is refused.
+static int test_crc(void) {
+    char path[1024], bad[1100], cmd[4096], err[1024];
+    snprintf(path, sizeof path, "%s/crc.h5", test_tmpdir());
+    if (write_shard(path)) return 1;
+    snprintf(bad, sizeof bad, "%s/crc_flipped.h5", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, bad);
+    CHECK(test_system(cmd) == 0, "copy");
+    CHECK(!test_flip_shard_payload(bad, SHARD_IMAGE, 1, 0, -1, err, sizeof err), "%s", err);
+    CHECK(!test_flip_shard_payload(bad, SHARD_MASK, 3, 2, 0, err, sizeof err), "%s", err);
+    CHECK(!test_flip_shard_payload(bad, SHARD_DUST3R, 0, 2, -1, err, sizeof err), "%s", err);
+    CHECK(!test_flip_shard_payload(bad, SHARD_SAPIENS, 3, 1, -1, err, sizeof err), "%s", err);
+    Shard a, b;
+    CHECK(!shard_open(&a, path, err, sizeof err), "%s", err);
+    CHECK(!shard_open(&b, bad, err, sizeof err), "payload flips must not fail the open: %s", err);
+    uint8_t ra[W * H * 3], rb[W * H * 3];
+    float fa[W * H * 4], fb[W * H * 4];
+    int failed = 0;
+    for (int f = 0; f < F; f++)
+        for (int c = 0; c < C; c++) {
+            for (int kind = 0; kind < SHARD_NBLOBS; kind++) {
+                int want_bad = (kind == SHARD_IMAGE && f == 1 && c == 0) || (kind == SHARD_MASK && f == 3 && c == 2) ||
+                               (kind == SHARD_DUST3R && f == 0 && c == 2) || (kind == SHARD_SAPIENS && f == 3 && c == 1);
+                int r1, r2;
+                size_t n;
+                if (kind == SHARD_IMAGE || kind == SHARD_MASK) {
+                    r1 = kind ? shard_get_mask(&a, f, c, ra, err, sizeof err) : shard_get_image(&a, f, c, ra, err, sizeof err);
+                    r2 = kind ? shard_get_mask(&b, f, c, rb, err, sizeof err) : shard_get_image(&b, f, c, rb, err, sizeof err);
+                    n = kind ? (size_t)W * H : (size_t)W * H * 3;
+                } else {
+                    r1 = shard_get_aux(&a, kind, f, c, fa, err, sizeof err);
+                    r2 = shard_get_aux(&b, kind, f, c, fb, err, sizeof err);
+                    n = 4 * (kind == SHARD_DUST3R ? (size_t)W * H * 4 : (size_t)SH * SW * SC);
+                }
+                CHECK(r1 == (f == 2 && c == 1), "clean shard: kind %d frame %d camera %d gave %d", kind, f, c, r1);
+                if (want_bad) {
+                    char where[64];
+                    snprintf(where, sizeof where, "frame %d camera %d", f, c);
+                    CHECK(r2 == -1 && strstr(err, "CRC-32") && strstr(err, bad) && strstr(err, where),
+                          "kind %d %s: rc %d, '%s'", kind, where, r2, err);
+                    if (!failed++) printf("    %s\n", err);
+                    continue;
+                }
+                CHECK(r2 == r1, "kind %d frame %d camera %d: %d vs %d (%s)", kind, f, c, r2, r1, err);
+                const void *pa = kind < 2 ? (const void *)ra : (const void *)fa, *pb = kind < 2 ? (const void *)rb : (const void *)fb;
+                CHECK(r1 || !memcmp(pa, pb, n), "kind %d frame %d camera %d differs from the clean shard", kind, f, c);
+            }
+        }
+    CHECK(failed == 4, "%d damaged payloads reported, want 4", failed);
+    shard_close(&a), shard_close(&b);
+    // metadata: a camera's translation, a head pose
+    MetaFx x;
+    meta(&x);
+    const void *what[2] = {&x.w2c[7], &x.hp[13]};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, bad);
+        CHECK(test_system(cmd) == 0, "copy");
+        CHECK(!test_flip_file_bytes(bad, what[k], 8), "value %d not found in the file", k);
+        CHECK(shard_open(&b, bad, err, sizeof err) != 0 && strstr(err, "meta_crc32") && strstr(err, bad),
+              "a flipped metadata byte was accepted: '%s'", err);
+        if (!k) printf("    %s\n", err);
+    }
+    // a shard from before checksums; and one stripped of its CRC datasets
+    for (int keep_attr = 0; keep_attr < 2; keep_attr++) {
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, bad);
+        CHECK(test_system(cmd) == 0, "copy");
+        hid_t fid = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+        CHECK(fid >= 0, "reopen");
+        if (!keep_attr) CHECK(H5Adelete(fid, "meta_crc32") >= 0, "attribute");
+        for (int k = 0; k < SHARD_NBLOBS; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s_crc32", BLOB_DS[k]);
+            CHECK(H5Ldelete(fid, name, H5P_DEFAULT) >= 0, "%s", name);
+        }
+        H5Fclose(fid);
+        int rc = shard_open(&b, bad, err, sizeof err);
+        if (!keep_attr) {
+            CHECK(rc == 0 && !b.blob[0].crc, "a shard without checksums: %s", err);
+            CHECK(shard_get_image(&b, 1, 0, rb, err, sizeof err) == 0, "%s", err);
+            shard_close(&b);
+        } else {
+            CHECK(rc != 0 && strstr(err, "crc32"), "CRC datasets removed but meta_crc32 kept: accepted (%s)", err);
+        }
+    }
+    return 0;
+}
+
 // Shards that fuzzing and review found broke the reader (docs/robustness.md, tests/fuzz/regress/shard/):
 // each must be refused with a message naming the file, never crash, exit or allocate without bound.
 // hdf5-alloc-1tb.h5 needs ASan's allocator_may_return_null (libhdf5 asks for 1 TB), so it stays with the
@@ -191,6 +338,7 @@ static int test_fuzz_regressions(void) {
 const TestCase shard_tests[] = {
     {"data/shard_fuzz_regressions", test_fuzz_regressions},
     {"data/shard_roundtrip", test_roundtrip},
+    {"data/shard_crc_flipped_bytes", test_crc},
     {"data/shard_concurrent_damaged_atomic", test_concurrent_and_damaged},
     {NULL, NULL},
 };

@@ -19,6 +19,7 @@
 #include "lpips.h"
 #include "optim.h"
 #include "params.h"
+#include "shard.h"
 #include "step.h"
 #include "test.h"
 #include "train_config.h"
@@ -497,10 +498,136 @@ static int test_nonfinite_steps(void) {
                        "AVAT3R_FAULT_NAN_FROM_STEP=4");
     CHECK(WIFEXITED(rc) ? WEXITSTATUS(rc) == 3 : rc == 3 || rc == 3 << 8, "expected exit status 3, got %d", rc);
     snprintf(cmd, sizeof cmd,
-             "grep -q 'non-finite steps in a row' '%s.log' && test \"$(grep -c '\"skipped\":1' '%s/log.jsonl')\" = 3 && "
+             "grep -q 'bad steps (non-finite or loss spikes) in a row' '%s.log' && test \"$(grep -c '\"skipped\":1' '%s/log.jsonl')\" = 3 && "
              "test \"$(grep -c '\"skipped\":0' '%s/log.jsonl')\" = 3",
              r, r, r);
     CHECK(test_system(cmd) == 0, "expected 3 good steps, 3 skipped ones and a clear message (%s.log)", r);
+    return 0;
+}
+
+// Every checkpoint in the run folder holds finite parameters and moments (no NaN is ever written).
+static int checkpoints_finite(const char *run) {
+    char cmd[2048], line[1400];
+    snprintf(cmd, sizeof cmd, "ls '%s'/*.ckpt 2>/dev/null", run);
+    FILE *p = popen(cmd, "r");
+    int n = 0, bad = 0;
+    while (p && fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = 0;
+        ModelConfig c;
+        float *P = NULL, *M = NULL, *V = NULL;
+        char *S = NULL, err[1024];
+        CkptHeader h;
+        if (checkpoint_load_train(line, &c, &P, &M, &V, &S, &h, err, sizeof err)) {
+            printf("    %s\n", err);
+            bad++;
+            continue;
+        }
+        for (size_t i = 0; i < h.n_params; i++) bad += !isfinite(P[i]) || !isfinite(M[i]) || !isfinite(V[i]);
+        free(P), free(M), free(V), free(S);
+        n++;
+    }
+    if (p) pclose(p);
+    return n > 0 && bad == 0;
+}
+
+// NaN/Inf injected into an input pixel and into the network's output activations, and an exploding loss
+// (targets × 1e4) caught by loss_spike: each bad step is skipped (parameters unchanged) and counted, the
+// run stops after max_bad_steps in a row with exit status 3, and every checkpoint written is finite.
+// Without loss_spike the exploding loss is not caught (the check is what catches it).
+static int test_nonfinite_kinds(void) {
+    const char *shards = fixture_shards();
+    CHECK(shards, "fixture failed");
+    struct {
+        const char *tag, *extra, *env, *why;
+        int good;
+    } cases[] = {
+        {"nan_input", "--steps 10", "AVAT3R_FAULT_NAN_INPUT_FROM_STEP=4", "non-finite", 3},
+        {"inf_act", "--steps 10", "AVAT3R_FAULT_INF_ACT_FROM_STEP=4", "non-finite", 3},
+        {"explode", "--steps 30 --set loss_spike=5", "AVAT3R_FAULT_EXPLODE_FROM_STEP=24", "loss spike", 23},
+    };
+    char r[1024], cmd[8192], extra[1024];
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(r, sizeof r, "%s/run_bad_%s", test_tmpdir(), cases[k].tag);
+        snprintf(extra, sizeof extra, "%s --set max_bad_steps=3 --set ckpt_every=2 --set val_every=0 --set warmup_steps=2",
+                 cases[k].extra);
+        int rc = run_train(shards, r, extra, cases[k].env);
+        CHECK(rc == 3, "%s: expected exit status 3, got %d (%s.log)",
+              cases[k].tag, rc, r);
+        snprintf(cmd, sizeof cmd,
+                 "grep -q 'bad steps (non-finite or loss spikes) in a row' '%s.log' && grep -q '%s' '%s.log' && "
+                 "test \"$(grep -c '\"skipped\":1' '%s/log.jsonl')\" = 3 && test \"$(grep -c '\"skipped\":0' '%s/log.jsonl')\" = %d",
+                 r, cases[k].why, r, r, r, cases[k].good);
+        CHECK(test_system(cmd) == 0, "%s: expected %d good steps, 3 skipped ones (%s) and a clear message (%s.log)",
+              cases[k].tag, cases[k].good, cases[k].why, r);
+        CHECK(checkpoints_finite(r), "%s: a checkpoint holds a non-finite value, or none was written", cases[k].tag);
+        snprintf(cmd, sizeof cmd, "grep -m1 'step skipped' '%s.log' | sed 's/^/    /' | cut -c1-200", r);
+        test_system(cmd);
+    }
+    snprintf(r, sizeof r, "%s/run_bad_explode_unchecked", test_tmpdir());
+    CHECK(run_train(shards, r, "--steps 26 --set max_bad_steps=3 --set val_every=0 --set warmup_steps=2",
+                    "AVAT3R_FAULT_EXPLODE_FROM_STEP=24") == 0,
+          "without loss_spike the run should go on (%s.log)", r);
+    return 0;
+}
+
+// Damaged data in training: a quarter of one shard's images have a flipped byte. Within max_skip_rate the
+// run goes on, names the file in its warnings and counts the skipped samples in log.jsonl and the run
+// state; a run killed at step 3 and resumed ends bit-identical to the straight run, with the same counts.
+// Past the limit it stops with exit status 5 and a message naming max_skip_rate.
+static int test_damaged_data(void) {
+    const char *shards = fixture_shards();
+    CHECK(shards, "fixture failed");
+    char dir[1024], cmd[4096], first[1400] = "", err[1024];
+    snprintf(dir, sizeof dir, "%s/train_damaged_shards", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", dir, shards, dir);
+    CHECK(test_system(cmd) == 0, "copy");
+    snprintf(cmd, sizeof cmd, "ls '%s'/*.h5 | head -n 1", dir);
+    FILE *p = popen(cmd, "r");
+    CHECK(p && fgets(first, sizeof first, p), "no shard");
+    pclose(p);
+    first[strcspn(first, "\n")] = 0;
+    Shard s;
+    CHECK(!shard_open(&s, first, err, sizeof err), "%s", err);
+    int F = s.m.n_frames, C = s.m.n_cams, n_bad = 0;
+    int64_t *len = malloc(8 * (size_t)F * C);
+    memcpy(len, s.blob[SHARD_IMAGE].len, 8 * (size_t)F * C);
+    shard_close(&s);
+    for (int i = 0; i < F * C; i++)
+        if (len[i] > 0 && i % 4 == 2) {
+            CHECK(!test_flip_shard_payload(first, SHARD_IMAGE, i / C, i % C, -1, err, sizeof err), "%s", err);
+            n_bad++;
+        }
+    free(len);
+    char a[1024], b[1024], pa[1100], pb[1100];
+    snprintf(a, sizeof a, "%s/run_dmg_straight", test_tmpdir());
+    snprintf(b, sizeof b, "%s/run_dmg_killed", test_tmpdir());
+    const char *common = "--steps 6 --set ckpt_every=2 --set val_every=0 --set max_skip_rate=0.9 --set skip_rate_after=0";
+    CHECK(run_train(dir, a, common, NULL) == 0, "training on damaged data failed (%s.log)", a);
+    snprintf(cmd, sizeof cmd, "grep -q 'damaged data skipped and redrawn: .*%s.*CRC-32' '%s.log' && "
+             "awk -F'\"data_skipped\":' 'NF > 1 { s += $2 + 0 } END { exit !(s > 0) }' '%s/log.jsonl' && "
+             "grep -q 'samples skipped for damaged data' '%s.log'", first, a, a, a);
+    CHECK(test_system(cmd) == 0, "no skipped sample named in %s.log or counted in log.jsonl", a);
+    CHECK(run_train(dir, b, common, "AVAT3R_FAULT_KILL_AT_STEP=3") != 0, "the killed run exited 0");
+    CHECK(run_train(dir, b, "--resume", NULL) == 0, "resume failed (%s.log)", b);
+    snprintf(pa, sizeof pa, "%s/final.ckpt", a);
+    snprintf(pb, sizeof pb, "%s/final.ckpt", b);
+    CHECK(same_params(pa, pb), "kill + resume on damaged data is not bit-identical to the straight run");
+    snprintf(cmd, sizeof cmd, "cmp <(grep -a 'state_data_' '%s/ckpt_00000006.ckpt') <(grep -a 'state_data_' "
+             "'%s/ckpt_00000006.ckpt') > /dev/null", a, b);
+    char bash[4200];
+    snprintf(bash, sizeof bash, "bash -c \"%s\"", cmd);
+    CHECK(test_system(bash) == 0, "the resumed run's skip counts differ from the straight run's");
+    snprintf(cmd, sizeof cmd, "grep -a -m3 'state_data_' '%s/ckpt_00000006.ckpt' | tr '\\n' ' ' | sed 's/^/    /'; "
+             "echo; grep -m1 'damaged data skipped' '%s.log' | cut -c1-220 | sed 's/^/    /'", a, a);
+    test_system(cmd);
+    // past the limit
+    char c[1024];
+    snprintf(c, sizeof c, "%s/run_dmg_limit", test_tmpdir());
+    int rc = run_train(dir, c, "--steps 6 --set val_every=0 --set max_skip_rate=0.05 --set skip_rate_after=4", NULL);
+    CHECK(rc == 5, "expected exit status 5, got %d (%s.log)", rc, c);
+    snprintf(cmd, sizeof cmd, "grep -q 'skipped for damaged data (limit max_skip_rate = 0.05' '%s.log'", c);
+    CHECK(test_system(cmd) == 0, "no message naming max_skip_rate (%s.log)", c);
+    printf("    %d of %d images of one shard damaged; the limit stops the run with exit status 5\n", n_bad, F * C);
     return 0;
 }
 
@@ -647,6 +774,8 @@ const TestCase train_tests[] = {
     {"train_grad_accumulation", test_grad_accumulation},
     {"train_resume_bit_identical", test_resume_bit_identical},
     {"train_nonfinite_steps", test_nonfinite_steps},
+    {"train_nonfinite_inputs_activations_spikes", test_nonfinite_kinds},
+    {"train_damaged_data_skipped", test_damaged_data},
     {"train_lpips_in_loop", test_lpips_in_loop},
     {"train_bad_input", test_bad_input},
     {"train_eval_metrics", test_eval_metrics},

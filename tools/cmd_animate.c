@@ -380,7 +380,7 @@ static int anim_inputs(Anim *x, char *err, size_t errlen) {
     const int V = c->views_in;
     x->N = x->o.camera ? 1 : x->o.views;
     const int Vt = x->N > c->views_target ? x->N : c->views_target;
-    LoaderOptions lo = {V, Vt, c->random_timesteps, c->use_dust3r, c->use_sapiens, 1, 1, 0, x->o.seed, NULL, 1, 2, 0};
+    LoaderOptions lo = {V, Vt, c->random_timesteps, c->use_dust3r, c->use_sapiens, 1, 1, 0, x->o.seed, NULL, 1, 2, 0, 0};
     Loader L;
     const char *one[1] = {x->shard_path};
     if (loader_open(&L, one, 1, &lo, 0, err, errlen)) return -1;

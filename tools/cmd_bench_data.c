@@ -103,7 +103,7 @@ static double loader_rate(const char *dir, int size, int quality, int threads, i
     free(rgb);
     if (shard_finish(w, err, sizeof err)) FATAL("%s", err);
     const char *paths[1] = {path};
-    LoaderOptions o = {4, 8, 1, 0, 0, 1, 1, 0, 1, NULL, threads, threads + 2, 0};
+    LoaderOptions o = {4, 8, 1, 0, 0, 1, 1, 0, 1, NULL, threads, threads + 2, 0, 0};
     Loader L;
     if (loader_open(&L, paths, 1, &o, 0, err, sizeof err)) FATAL("%s", err);
     if (!loader_next(&L, err, sizeof err)) FATAL("%s", err); // warm-up

@@ -167,7 +167,7 @@ int cmd_eval(int argc, char **argv) {
         snprintf(cap, sizeof cap, "%s", s.m.capture);
         shard_close(&s);
         if (!want) continue;
-        LoaderOptions lo = {c.views_in, Vt, rt, c.use_dust3r, c.use_sapiens, 1, 1, 0, seed, NULL, 1, 2, 0};
+        LoaderOptions lo = {c.views_in, Vt, rt, c.use_dust3r, c.use_sapiens, 1, 1, 0, seed, NULL, 1, 2, 0, 0};
         Loader L;
         const char *one[1] = {shards[d]};
         if (loader_open(&L, one, 1, &lo, 0, err, sizeof err)) {

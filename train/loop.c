@@ -32,8 +32,12 @@
 static const CfgKey state_keys[] = {
     {"state_step", CFG_FLOAT, offsetof(RunState, step), 0, 1e15, "0", "completed optimizer steps"},
     {"state_data_cursor", CFG_FLOAT, offsetof(RunState, data_cursor), 0, 1e15, "0", "next micro-batch index"},
-    {"state_skipped", CFG_FLOAT, offsetof(RunState, skipped), 0, 1e15, "0", "non-finite steps skipped"},
+    {"state_skipped", CFG_FLOAT, offsetof(RunState, skipped), 0, 1e15, "0", "bad steps skipped"},
     {"state_bad_in_row", CFG_FLOAT, offsetof(RunState, bad_in_row), 0, 1e15, "0", "... in a row"},
+    {"state_loss_mean", CFG_FLOAT, offsetof(RunState, loss_mean), 0, 1e30, "0", "running mean loss of good steps"},
+    {"state_loss_n", CFG_FLOAT, offsetof(RunState, loss_n), 0, 1e15, "0", "good steps in that mean"},
+    {"state_data_drawn", CFG_FLOAT, offsetof(RunState, data_drawn), 0, 1e15, "0", "samples drawn"},
+    {"state_data_skipped", CFG_FLOAT, offsetof(RunState, data_skipped), 0, 1e15, "0", "samples skipped: damaged data"},
     {"state_elapsed_s", CFG_FLOAT, offsetof(RunState, elapsed_s), 0, 1e15, "0", "training wall time"},
     {"state_best_psnr", CFG_FLOAT, offsetof(RunState, best_psnr), -1, 1e3, "-1", "best validation PSNR"},
     {"state_world", CFG_FLOAT, offsetof(RunState, world), 1, 1e9, "1", "ranks of the run that wrote it"},
@@ -266,7 +270,7 @@ static int valset_build(ValSet *v, char **shards, int n_shards, const char **hel
     memset(v, 0, sizeof *v);
     if (tc->val_samples <= 0) return 0;
     LoaderOptions lo = {mc->views_in, mc->views_target, mc->random_timesteps, mc->use_dust3r, mc->use_sapiens,
-                        tc->micro_batch, 1, 0, (uint64_t)tc->seed + 0x5eed, NULL, 1, 2, 0};
+                        tc->micro_batch, 1, 0, (uint64_t)tc->seed + 0x5eed, NULL, 1, 2, 0, tc->max_skip_rate};
     const char *list[MAX_HELD + 1];
     for (int i = 0; i < n_held; i++) list[i] = held[i];
     list[n_held] = NULL;
@@ -557,7 +561,7 @@ static RankFacts rank_facts(RunConfig *rc, const Trainer *t, const Loader *L, in
     free(txt);
     const size_t nb = sizeof(float) * t->m.n_params;
     f.state_crc = crc32_update(crc32_update(crc32_update(0, t->m.params, nb), t->adam_m, nb), t->adam_v, nb);
-    f.step = (int64_t)rc->st.step, f.n_shards = n_shards, f.n_pairs = L->sampler.n_pairs;
+    f.step = (int64_t)rc->st.step, f.n_shards = L->n_shards, f.n_pairs = L->sampler.n_pairs;
     return f;
 }
 
@@ -703,7 +707,7 @@ int train_run(const TrainRunOptions *o) {
     long step = (long)rc.st.step;
     LoaderOptions lo = {mc->views_in, mc->views_target, mc->random_timesteps, mc->use_dust3r, mc->use_sapiens,
                         tc->micro_batch, d.world, d.rank, (uint64_t)tc->seed, n_held ? held : NULL,
-                        tc->loader_threads, tc->loader_threads + 2, 0};
+                        tc->loader_threads, tc->loader_threads + 2, 0, tc->max_skip_rate};
     Loader L;
     if (loader_open(&L, (const char *const *)shards, n_shards, &lo, (uint64_t)rc.st.data_cursor, err, sizeof err))
         START_FAIL("training data: %s", err);
@@ -796,6 +800,12 @@ int train_run(const TrainRunOptions *o) {
     const long term_at = fault_here ? env_long("AVAT3R_FAULT_SIGTERM_AT_STEP") : -1;
     const long nan_from = fault_here ? env_long("AVAT3R_FAULT_NAN_FROM_STEP") : -1;
     const long hang_at = fault_here ? env_long("AVAT3R_FAULT_HANG_AT_STEP") : -1;
+    const long nan_input_from = fault_here ? env_long("AVAT3R_FAULT_NAN_INPUT_FROM_STEP") : -1;
+    const long inf_act_from = fault_here ? env_long("AVAT3R_FAULT_INF_ACT_FROM_STEP") : -1;
+    const long explode_from = fault_here ? env_long("AVAT3R_FAULT_EXPLODE_FROM_STEP") : -1;
+    if (L.n_unreadable)
+        LOG_W("training data: %d of %d shards cannot be read and are left out (max_skip_rate %g); the first: %s",
+              L.n_unreadable, n_shards, tc->max_skip_rate, L.unreadable);
 
     const int lp_start = train_lpips_start(tc);
     const double samples_per_step = (double)tc->micro_batch * tc->grad_accum * d.world;
@@ -808,6 +818,8 @@ int train_run(const TrainRunOptions *o) {
         trainer_zero_grad(&t);
         LossTerms acc = {0, 0, 0, 0};
         int with_lp = have_lpips && step >= lp_start;
+        double drawn = 0, dskipped = 0; // samples drawn and skipped for damaged data in this step (this rank)
+        long nonfinite_gauss = 0;
         for (int k = 0; k < tc->grad_accum; k++) {
             double td = time_now_s();
             const Batch *b = loader_next(&L, err, sizeof err);
@@ -819,8 +831,20 @@ int train_run(const TrainRunOptions *o) {
                 status = 1;
                 goto done;
             }
+            drawn += b->drawn, dskipped += b->skipped;
+            for (int j = 0; j < b->skipped && j < LOADER_SKIP_NOTES; j++)
+                LOG_W("step %ld: damaged data skipped and redrawn: %s", step + 1, b->skip_note[j]);
+            if (b->skipped > LOADER_SKIP_NOTES)
+                LOG_W("step %ld: %d more damaged samples skipped", step + 1, b->skipped - LOADER_SKIP_NOTES);
+            if (nan_input_from > 0 && step + 1 >= nan_input_from) b->rgb[0] = NAN; // the batch is ours until the next call
+            if (explode_from > 0 && step + 1 >= explode_from) {
+                const size_t n = (size_t)tc->micro_batch * mc->views_target * mc->img_h * mc->img_w * 3;
+                for (size_t i = 0; i < n; i++) b->tgt_rgb[i] *= 1e4f;
+            }
             TrainBatch tb = loader_batch(b, mc);
+            t.fault_inf_act = inf_act_from > 0 && step + 1 >= inf_act_from;
             LossTerms l = trainer_micro_step(&t, &tb, 1.0 / tc->grad_accum, with_lp);
+            nonfinite_gauss += t.n_nonfinite_gauss;
             acc.loss += l.loss / tc->grad_accum, acc.l1 += l.l1 / tc->grad_accum, acc.ssim += l.ssim / tc->grad_accum;
             acc.lpips += with_lp ? l.lpips / tc->grad_accum : 0;
         }
@@ -833,20 +857,35 @@ int train_run(const TrainRunOptions *o) {
         if (multi) {
             double tc0 = time_now_s();
             d.step = step + 1;
-            double v[5] = {acc.loss, acc.l1, acc.ssim, with_lp ? acc.lpips : 0, g_stop_signal ? 1 : 0};
+            double v[7] = {acc.loss, acc.l1, acc.ssim, with_lp ? acc.lpips : 0, g_stop_signal ? 1 : 0, drawn, dskipped};
             RANKS_OR_STOP(dist_allreduce_mean_f32(&d, t.m.grads, t.m.n_params, "the gradient all-reduce") ||
-                          dist_allreduce_sum_f64(&d, v, 5, "the loss all-reduce"));
+                          dist_allreduce_sum_f64(&d, v, 7, "the loss all-reduce"));
             acc.loss = v[0] / d.world, acc.l1 = v[1] / d.world, acc.ssim = v[2] / d.world;
             if (with_lp) acc.lpips = v[3] / d.world;
             stop_all = v[4] > 0;
+            drawn = v[5], dskipped = v[6]; // every rank counts the same totals, so all stop together
             t_comm = time_now_s() - tc0;
         }
         double lr = train_lr(tc, step), norm = NAN;
-        int bad = !isfinite(acc.loss);
-        if (!bad) {
+        // a bad step changes nothing: a non-finite loss, a loss spike (loss_spike × the running mean of the
+        // good steps, once 20 are in), or a non-finite gradient norm (trainer_update then leaves the
+        // parameters and moments alone)
+        char whybuf[96];
+        snprintf(whybuf, sizeof whybuf, "non-finite Gaussians (%ld on rank %d)", nonfinite_gauss, d.rank);
+        const char *why = !isfinite(acc.loss) ? (nonfinite_gauss ? whybuf : "non-finite loss")
+                          : tc->loss_spike > 0 && rc.st.loss_n >= 20 && acc.loss > tc->loss_spike * rc.st.loss_mean
+                              ? "loss spike"
+                              : NULL;
+        if (!why) {
             norm = trainer_update(&t, step, &lr);
-            bad = !isfinite(norm);
+            if (!isfinite(norm)) why = "non-finite gradient";
         }
+        const int bad = why != NULL;
+        if (!bad) { // the running mean loss_spike compares with: the last ~100 good steps
+            rc.st.loss_n++;
+            rc.st.loss_mean += (acc.loss - rc.st.loss_mean) / fmin(rc.st.loss_n, 100);
+        }
+        rc.st.data_drawn += drawn, rc.st.data_skipped += dskipped;
         step++;
         double dt = time_now_s() - t0;
         ema_step_s = isnan(ema_step_s) ? dt : 0.9 * ema_step_s + 0.1 * dt;
@@ -856,8 +895,8 @@ int train_run(const TrainRunOptions *o) {
         if (bad) {
             rc.st.skipped++, rc.st.bad_in_row++;
             if (lead)
-                LOG_W("step %ld: non-finite %s (loss %g, gradient norm %g): step skipped, parameters unchanged "
-                      "(%.0f in a row, limit %d)", step, isfinite(acc.loss) ? "gradient" : "loss", acc.loss, norm,
+                LOG_W("step %ld: %s (loss %g, running mean %g, gradient norm %g): step skipped, parameters unchanged "
+                      "(%.0f in a row, limit max_bad_steps = %d)", step, why, acc.loss, rc.st.loss_mean, norm,
                       rc.st.bad_in_row, tc->max_bad_steps);
         } else {
             rc.st.bad_in_row = 0;
@@ -869,7 +908,7 @@ int train_run(const TrainRunOptions *o) {
             json_num(logf, "step_s", dt), json_num(logf, "data_s", t_data);
             if (multi) json_num(logf, "comm_s", t_comm);
             json_num(logf, "samples_per_s", samples_per_step / dt);
-            fprintf(logf, ",\"skipped\":%d}\n", bad);
+            fprintf(logf, ",\"skipped\":%d,\"data_skipped\":%.0f}\n", bad, dskipped);
             fflush(logf);
         }
         if (lead && (step % tc->log_every == 0 || step == 1 || step == tc->steps)) {
@@ -884,10 +923,19 @@ int train_run(const TrainRunOptions *o) {
             fflush(stdout);
         }
         if (rc.st.bad_in_row >= tc->max_bad_steps) { // every rank sees the same losses and norms: all stop here
-            LOG_E("stopping: %.0f non-finite steps in a row (limit max_bad_steps = %d) at step %ld; parameters are "
-                  "those of step %ld; last good checkpoint in %s. Lower lr or check the data.",
+            LOG_E("stopping: %.0f bad steps (non-finite or loss spikes) in a row (limit max_bad_steps = %d) at step "
+                  "%ld; parameters are those of step %ld; last good checkpoint in %s. Lower lr or check the data.",
                   rc.st.bad_in_row, tc->max_bad_steps, step, step - (long)rc.st.bad_in_row, o->out);
             status = 3;
+            goto done;
+        }
+        // damaged data: a budget of max_skip_rate × max(drawn, skip_rate_after) skipped samples
+        if (rc.st.data_skipped > tc->max_skip_rate * fmax(rc.st.data_drawn, tc->skip_rate_after)) {
+            LOG_E("stopping at step %ld: %.0f of the %.0f samples drawn so far were skipped for damaged data (limit "
+                  "max_skip_rate = %g over at least skip_rate_after = %d samples); the warnings above name the files. "
+                  "Re-pack those captures, or raise max_skip_rate. Last checkpoint in %s.", step, rc.st.data_skipped,
+                  rc.st.data_drawn, tc->max_skip_rate, tc->skip_rate_after, o->out);
+            status = 5;
             goto done;
         }
         if (step == kill_at) raise(SIGKILL); // test hook: a hard kill between checkpoints
@@ -939,8 +987,9 @@ int train_run(const TrainRunOptions *o) {
         LOG_I("data parallel: all %d ranks end with bit-identical parameters and AdamW moments (crc %08x)", d.world,
               (unsigned)f.state_crc);
     }
-    LOG_I("done: %ld steps, %.0f skipped, %.1f s of training, peak memory %.0f MB; model %s", step, rc.st.skipped,
-          rc.st.elapsed_s, peak_rss_mb(), path);
+    LOG_I("done: %ld steps, %.0f skipped, %.0f of %.0f samples skipped for damaged data, %.1f s of training, peak "
+          "memory %.0f MB; model %s", step, rc.st.skipped, rc.st.data_skipped, rc.st.data_drawn, rc.st.elapsed_s,
+          peak_rss_mb(), path);
     if (multi)
         LOG_I("data parallel: %.1f s in collectives on rank 0 (%.0f MB sent and received), %.1f%% of the training time",
               d.comm_s, d.comm_bytes / 1e6, 100 * d.comm_s / (rc.st.elapsed_s - elapsed0 + 1e-9));

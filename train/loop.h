@@ -34,6 +34,9 @@ typedef struct {
 //   AVAT3R_FAULT_KILL_AT_STEP=N     SIGKILL itself right after step N's update, before its checkpoint
 //   AVAT3R_FAULT_SIGTERM_AT_STEP=N  raise SIGTERM at the same point (the handler's path)
 //   AVAT3R_FAULT_NAN_FROM_STEP=N    poison the gradients of every step from N on (1-based)
+//   AVAT3R_FAULT_NAN_INPUT_FROM_STEP=N  an input pixel is NaN from step N on
+//   AVAT3R_FAULT_INF_ACT_FROM_STEP=N    the network's output Gaussians (activations) get +Inf colours from N on
+//   AVAT3R_FAULT_EXPLODE_FROM_STEP=N    the target images are scaled by 1e4 from N on (an exploding loss)
 //   AVAT3R_FAULT_HANG_AT_STEP=N     SIGSTOP itself at the same point (a hung rank)
 //   AVAT3R_FAULT_RANK=R             apply the hooks above on rank R only (default: every rank)
 int train_run(const TrainRunOptions *o);
@@ -41,8 +44,12 @@ int train_run(const TrainRunOptions *o);
 typedef struct { // the run state in a training checkpoint (docs/formats.md), counters as doubles (exact < 2^53)
     double step;          // completed optimizer steps
     double data_cursor;   // next micro-batch index of the training stream (= step · grad_accum)
-    double skipped;       // non-finite steps skipped so far
+    double skipped;       // bad steps (non-finite, loss spike) skipped so far
     double bad_in_row;    // ... of which in a row at the end
+    double loss_mean;     // running mean of the good steps' losses (loss_spike), and how many went in
+    double loss_n;
+    double data_drawn;    // samples drawn by the loader(s), all ranks
+    double data_skipped;  // ... of which skipped for damaged data
     double elapsed_s;     // training wall time so far
     double best_psnr;     // best validation PSNR so far (−1: none)
     double world;         // ranks of the run that wrote it (1 for checkpoints from before issue #8)

@@ -110,10 +110,13 @@ LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale,
     const size_t n_img = (size_t)t->B * t->Vt, npx = n_img * t->H * t->W * 3;
     double t0 = time_now_s();
     avat3r_forward(&t->m, &b->in);
+    if (t->fault_inf_act)
+        for (size_t i = 0; i < (size_t)t->B * t->G; i++) t->m.a.gauss[i * GAUSS_DIM + GAUSS_OFF_RGB] = INFINITY;
     split_gaussians(t, t->m.a.gauss);
     double t1 = time_now_s();
     RasterIn rin = raster_in(t, b);
     raster_forward(&t->r, &rin);
+    t->n_nonfinite_gauss = t->r.n_nonfinite;
     double t2 = time_now_s();
     const float *img = t->r.image; // [B, Vt, H, W, 3]
     LossTerms L = {0, 0, 0, NAN};
@@ -125,6 +128,9 @@ LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale,
         L.lpips = lpips_forward(&t->lp, img, b->tgt_rgb, NULL);
         L.loss += tc->w_lpips * L.lpips;
     }
+    // the rasterizer leaves non-finite Gaussians out of the image, so the loss alone would look fine while
+    // the network's output is broken: such a step is a non-finite one
+    if (t->n_nonfinite_gauss) L.loss = NAN;
     // dLoss/dimage, already multiplied by grad_scale
     memset(t->dimage, 0, sizeof(float) * npx);
     l1_backward(t->dimage, img, b->tgt_rgb, npx, grad_scale * tc->w_l1);

@@ -41,6 +41,8 @@ typedef struct {
     float *dgauss;            // [B·G, 14] dLoss/dGaussians (also the baseline's raw scratch)
     // seconds spent in each phase since trainer_build (or the caller's reset): the benchmark's breakdown
     double t_net_fwd, t_render_fwd, t_loss, t_render_bwd, t_net_bwd, t_opt;
+    int fault_inf_act;        // test hook (train/loop.h): the output Gaussians' colours become +Inf
+    long n_nonfinite_gauss;   // Gaussians with a NaN or Inf in the last micro-step (its loss is then NaN)
 } Trainer;
 
 // lw may be NULL (no LPIPS term); B = micro-batch size. Parameters are left uninitialised.

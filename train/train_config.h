@@ -23,7 +23,10 @@ typedef struct {
     int ckpt_every, ckpt_keep;  // checkpoint period (steps) and how many to keep
     int log_every;              // progress line period (the JSONL log gets every step)
     int val_every, val_samples; // validation period and held-out samples per validation
-    int max_bad_steps;          // stop after this many non-finite steps in a row
+    int max_bad_steps;          // stop after this many bad steps (non-finite, or a loss spike) in a row
+    double loss_spike;          // a step whose loss passes this × the running mean is skipped (0 = off)
+    double max_skip_rate;       // stop when samples skipped for damaged data pass this fraction of those drawn
+    int skip_rate_after;        // ... counted over at least this many samples (a budget at the start)
     int seed;                   // model init and data order
     int threads;                // OpenMP threads of the step; 0 = all cores
     int loader_threads;         // prefetch workers
