@@ -124,11 +124,18 @@ typedef struct {
     int sap_h, sap_w, sap_c; // Sapiens output grid (0 = no Sapiens maps in this capture)
     int64_t n_dust3r, n_sapiens;
     double *K;           // [F, n_sel, 9] filled by workers
-    int64_t done, total, missing, masks;
+    int64_t done, total, missing, masks, corrupt;
+    int64_t n_present;   // images the selected cameras' zips list: the denominator of --max-corrupt
+    int64_t max_corrupt; // more corrupt images than this fail the capture
     double t0, last_print;
     int failed;
     char err[1024];
 } PackJob;
+
+// The first failure wins; the workers stop at their next image. Call with j->lock held.
+static void job_fail(PackJob *j, const char *msg) {
+    if (!j->failed) j->failed = 1, snprintf(j->err, sizeof j->err, "%s", msg);
+}
 
 static void progress(PackJob *j, const char *name) {
     double now = time_now_s();
@@ -141,145 +148,197 @@ static void progress(PackJob *j, const char *name) {
             "##############################", 30 - bar, "", (long long)j->done, (long long)j->total, rate, eta);
 }
 
-// Decode, crop, resize, composite and encode camera `ci` for every frame; hand the bytes to the writer.
+// One worker's buffers and aux zips for one camera.
+typedef struct {
+    Ava256Image im, mk;
+    uint8_t *rgb, *mask, *jpg, *abuf; // rgb [S, S, 3], mask [S, S], the JPEG bytes, aux member bytes
+    size_t jcap, jn, acap;
+    float *dmap, *smap;               // DUSt3R [S, S, 4], Sapiens [sap_h, sap_w, sap_c]
+    AuxZip dz, sz;
+    double K[9];                      // K of the stored crop
+    int have_mask, have_d, have_s;
+} CamWork;
+
+enum { IMG_OK = 0, IMG_MISSING = 1, IMG_CORRUPT = 2, IMG_FAIL = -1 };
+
+// Decodes, crops, resizes and composites (frame f, camera si), samples its DUSt3R/Sapiens maps and encodes
+// the JPEG, all into w; writes nothing to the shard. IMG_MISSING: no image member (dropped). IMG_CORRUPT:
+// one of this image's members (*what: "image", "mask", "DUSt3R map", "Sapiens map") does not read or
+// decode, or does not fit the image; err names the zip, the member and the reason. IMG_FAIL: the packer
+// itself failed (JPEG encoding).
+static int prepare_image(const PackJob *j, Ava256Capture *cap, int si, int f, CamWork *w, const char **what,
+                         char *err, size_t errlen) {
+    const PackOptions *o = j->o;
+    int ci = j->sel[si], S = o->size;
+    const Ava256Calib *cal = &cap->cams[ci].calib;
+    w->have_mask = w->have_d = w->have_s = 0;
+    *what = "image";
+    int r = ava256_read_image(cap, ci, f, &w->im, err, errlen);
+    if (r == AVA256_MISSING) return IMG_MISSING;
+    if (r != AVA256_OK) return IMG_CORRUPT;
+    const Ava256Image *im = &w->im;
+    // crop around the head centre (head pose translation) projected into this camera
+    double Kimg[9], ctr[2] = {im->w / 2.0, im->h / 2.0};
+    ava256_scale_K(cal->K, im->w, im->h, Kimg);
+    const Ava256Frame *fr = &cap->frames[f];
+    if (fr->has_head_pose) {
+        const double *R = cal->w2c, *hp = fr->head;
+        double p[3];
+        for (int k = 0; k < 3; k++) p[k] = R[k * 4] * hp[3] + R[k * 4 + 1] * hp[7] + R[k * 4 + 2] * hp[11] + R[k * 4 + 3];
+        if (p[2] > 1e-6) ctr[0] = Kimg[0] * p[0] / p[2] + Kimg[2], ctr[1] = Kimg[4] * p[1] / p[2] + Kimg[5];
+    }
+    int side = pack_crop_side(im->w, im->h, o->crop), x0, y0;
+    pack_crop_origin(im->w, im->h, side, ctr[0], ctr[1], &x0, &y0);
+    pack_crop_K(Kimg, x0, y0, side, S, w->K);
+    pack_resize(im->px + ((size_t)y0 * im->w + x0) * 3, im->w * 3, side, 3, w->rgb, S);
+    // The mask. A corrupt one skips the image: kept without it, the image would be the only one of its
+    // capture whose dome background is not replaced, and nothing downstream could tell (docs/data.md).
+    // A capture or camera without masks keeps its images as they are.
+    *what = "mask";
+    r = ava256_read_mask(cap, ci, f, &w->mk, err, errlen);
+    if (r == AVA256_ERROR) return IMG_CORRUPT;
+    if (r == AVA256_OK) {
+        const Ava256Image *mk = &w->mk;
+        if (mk->w != im->w || mk->h != im->h) {
+            snprintf(err, errlen, "%.900s/foreground_masks/cam%s.zip: member '%s': mask is %dx%d, the image is %dx%d",
+                     cap->dir, cal->id, ava_zip_name(cap->cams[ci].mask, cap->cams[ci].mask_member[f]), mk->w,
+                     mk->h, im->w, im->h);
+            return IMG_CORRUPT;
+        }
+        pack_resize(mk->px + (size_t)y0 * mk->w + x0, mk->w, side, 1, w->mask, S);
+        for (size_t i = 0; i < (size_t)S * S; i++) {
+            double a = w->mask[i] / 255.0;
+            for (int k = 0; k < 3; k++)
+                w->rgb[i * 3 + k] = (uint8_t)lrint(w->rgb[i * 3 + k] * a + 255.0 * o->background[k] * (1 - a));
+        }
+        w->have_mask = 1;
+    }
+    int64_t shp[NPY_MAX_DIMS];
+    int nd = 0;
+    const uint8_t *raw;
+    // DUSt3R map: nearest sample at each output pixel (averaging 3D points across a silhouette would
+    // invent points in mid-air), world mm -> this frame's head frame in metres
+    *what = "DUSt3R map";
+    r = aux_read(&w->dz, f, &w->abuf, &w->acap, shp, &nd, &raw, err, errlen);
+    if (r < 0) return IMG_CORRUPT;
+    if (r == 0 && (nd != 3 || shp[0] != im->h || shp[1] != im->w || shp[2] != 4)) {
+        snprintf(err, errlen, "%.900s: member '%s': DUSt3R map of frame %lld is not [%d, %d, 4]", w->dz.path,
+                 ava_zip_name(w->dz.z, w->dz.member[f]), (long long)fr->id, im->h, im->w);
+        return IMG_CORRUPT;
+    }
+    if (r == 0 && fr->has_head_pose) {
+        const double *hp = fr->head;
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                int sx = x0 + (int)((x + 0.5) * side / S), sy = y0 + (int)((y + 0.5) * side / S);
+                float v[4];
+                memcpy(v, raw + ((size_t)sy * im->w + sx) * 16, 16);
+                double wp[3] = {v[0] * 1e-3 - hp[3], v[1] * 1e-3 - hp[7], v[2] * 1e-3 - hp[11]};
+                float *out = w->dmap + ((size_t)y * S + x) * 4;
+                for (int k = 0; k < 3; k++) out[k] = (float)(hp[k] * wp[0] + hp[4 + k] * wp[1] + hp[8 + k] * wp[2]); // Rhᵀ
+                out[3] = v[3];
+            }
+        w->have_d = 1;
+    }
+    // Sapiens map: a grid over the whole image; sample it bilinearly at the crop's cell centres
+    *what = "Sapiens map";
+    r = aux_read(&w->sz, f, &w->abuf, &w->acap, shp, &nd, &raw, err, errlen);
+    if (r < 0) return IMG_CORRUPT;
+    if (r == 0 && (nd != 3 || shp[2] != j->sap_c || shp[0] < 1 || shp[1] < 1 || shp[0] > INT_MAX ||
+                   shp[1] > INT_MAX)) { // an empty grid would be sampled at index -1
+        snprintf(err, errlen, "%.900s: member '%s': Sapiens map of frame %lld has %d dims / %lld channels, expected a "
+                 "non-empty [h, w, %d] grid", w->sz.path, ava_zip_name(w->sz.z, w->sz.member[f]), (long long)fr->id,
+                 nd, nd == 3 ? (long long)shp[2] : 0LL, j->sap_c);
+        return IMG_CORRUPT;
+    }
+    if (r == 0) {
+        int gh = (int)shp[0], gw = (int)shp[1], C = j->sap_c;
+        for (int y = 0; y < j->sap_h; y++)
+            for (int x = 0; x < j->sap_w; x++) {
+                double px = x0 + (x + 0.5) * side / j->sap_w, py = y0 + (y + 0.5) * side / j->sap_h;
+                double gx = px / im->w * gw - 0.5, gy = py / im->h * gh - 0.5;
+                gx = fmin(fmax(gx, 0), gw - 1), gy = fmin(fmax(gy, 0), gh - 1);
+                int ax = (int)gx, ay = (int)gy, bx = ax + (ax < gw - 1), by = ay + (ay < gh - 1);
+                double lx = gx - ax, ly = gy - ay;
+                for (int k = 0; k < C; k++) {
+                    float q[4];
+                    memcpy(&q[0], raw + (((size_t)ay * gw + ax) * C + k) * 4, 4);
+                    memcpy(&q[1], raw + (((size_t)ay * gw + bx) * C + k) * 4, 4);
+                    memcpy(&q[2], raw + (((size_t)by * gw + ax) * C + k) * 4, 4);
+                    memcpy(&q[3], raw + (((size_t)by * gw + bx) * C + k) * 4, 4);
+                    w->smap[((size_t)y * j->sap_w + x) * C + k] =
+                        (float)((1 - ly) * ((1 - lx) * q[0] + lx * q[1]) + ly * ((1 - lx) * q[2] + lx * q[3]));
+                }
+            }
+        w->have_s = 1;
+    }
+    *what = "image";
+    if (shard_encode_jpeg(w->rgb, S, S, o->quality, &w->jpg, &w->jcap, &w->jn)) {
+        snprintf(err, errlen, "%.900s: frame %lld camera %s: JPEG encoding failed", cap->dir, (long long)fr->id, cal->id);
+        return IMG_FAIL;
+    }
+    return IMG_OK;
+}
+
+// Packs camera `si` for every frame: prepare_image in this worker, then the shard writes under the lock.
+// A missing or corrupt image stores nothing (the sampler never draws it); its K slot keeps the native K so
+// the table holds no garbage.
 static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name) {
     const PackOptions *o = j->o;
     int ci = j->sel[si], S = o->size;
-    Ava256Image im = {0}, mk = {0};
-    uint8_t *rgb = (uint8_t *)mallocCheck((size_t)S * S * 3), *mask = (uint8_t *)mallocCheck((size_t)S * S);
-    uint8_t *jpg = NULL;
-    size_t jcap = 0, jn = 0;
-    char err[1024];
     const Ava256Calib *cal = &cap->cams[ci].calib;
-    AuxZip dz, sz;
-    uint8_t *abuf = NULL;
-    size_t acap = 0;
-    float *dmap = (float *)mallocCheck(4 * (size_t)S * S * 4);
-    float *smap = (float *)mallocCheck(4 * ((size_t)j->sap_h * j->sap_w * j->sap_c + 1));
-    if (aux_open(cap, ci, "dust3r", &dz, err, sizeof err) || aux_open(cap, ci, "sapiens", &sz, err, sizeof err)) {
+    CamWork w;
+    memset(&w, 0, sizeof w);
+    w.rgb = (uint8_t *)mallocCheck((size_t)S * S * 3), w.mask = (uint8_t *)mallocCheck((size_t)S * S);
+    w.dmap = (float *)mallocCheck(4 * (size_t)S * S * 4);
+    w.smap = (float *)mallocCheck(4 * ((size_t)j->sap_h * j->sap_w * j->sap_c + 1));
+    char err[1024], msg[1024];
+    if (aux_open(cap, ci, "dust3r", &w.dz, err, sizeof err) || aux_open(cap, ci, "sapiens", &w.sz, err, sizeof err)) {
         pthread_mutex_lock(&j->lock);
-        if (!j->failed) j->failed = 1, snprintf(j->err, sizeof j->err, "%s", err);
+        job_fail(j, err);
         pthread_mutex_unlock(&j->lock);
     }
     for (int f = 0; f < cap->n_frames && !j->failed; f++) {
-        int r = ava256_read_image(cap, ci, f, &im, err, sizeof err);
-        int64_t missing = r == AVA256_MISSING;
-        if (r == AVA256_ERROR) {
-            pthread_mutex_lock(&j->lock);
-            if (!j->failed) j->failed = 1, snprintf(j->err, sizeof j->err, "%s", err);
-            pthread_mutex_unlock(&j->lock);
-            break;
-        }
-        // crop around the head centre (head pose translation) projected into this camera
-        double Kimg[9], ctr[2] = {im.w / 2.0, im.h / 2.0};
-        if (r == AVA256_OK) {
-            ava256_scale_K(cal->K, im.w, im.h, Kimg);
-            const Ava256Frame *fr = &cap->frames[f];
-            if (fr->has_head_pose) {
-                const double *R = cal->w2c, *hp = fr->head;
-                double p[3];
-                for (int k = 0; k < 3; k++) p[k] = R[k * 4] * hp[3] + R[k * 4 + 1] * hp[7] + R[k * 4 + 2] * hp[11] + R[k * 4 + 3];
-                if (p[2] > 1e-6) ctr[0] = Kimg[0] * p[0] / p[2] + Kimg[2], ctr[1] = Kimg[4] * p[1] / p[2] + Kimg[5];
-            }
-            int side = pack_crop_side(im.w, im.h, o->crop), x0, y0;
-            pack_crop_origin(im.w, im.h, side, ctr[0], ctr[1], &x0, &y0);
-            pack_crop_K(Kimg, x0, y0, side, S, j->K + ((size_t)f * j->n_sel + si) * 9);
-            pack_resize(im.px + ((size_t)y0 * im.w + x0) * 3, im.w * 3, side, 3, rgb, S);
-            int have_mask = ava256_read_mask(cap, ci, f, &mk, err, sizeof err) == AVA256_OK && mk.w == im.w && mk.h == im.h;
-            if (have_mask) {
-                pack_resize(mk.px + (size_t)y0 * mk.w + x0, mk.w, side, 1, mask, S);
-                for (size_t i = 0; i < (size_t)S * S; i++) {
-                    double a = mask[i] / 255.0;
-                    for (int k = 0; k < 3; k++)
-                        rgb[i * 3 + k] = (uint8_t)lrint(rgb[i * 3 + k] * a + 255.0 * o->background[k] * (1 - a));
+        const char *what = "image";
+        int r = prepare_image(j, cap, si, f, &w, &what, err, sizeof err);
+        double *K = j->K + ((size_t)f * j->n_sel + si) * 9;
+        pthread_mutex_lock(&j->lock);
+        if (r == IMG_FAIL) {
+            job_fail(j, err);
+        } else if (r == IMG_OK) {
+            memcpy(K, w.K, sizeof w.K);
+            if (!j->failed && w.have_d && shard_put_aux(j->w, SHARD_DUST3R, f, si, w.dmap, j->err, sizeof j->err)) j->failed = 1;
+            if (!j->failed && w.have_s && shard_put_aux(j->w, SHARD_SAPIENS, f, si, w.smap, j->err, sizeof j->err)) j->failed = 1;
+            j->n_dust3r += w.have_d, j->n_sapiens += w.have_s;
+            if (!j->failed && shard_put_jpeg(j->w, f, si, w.jpg, w.jn, j->err, sizeof j->err)) j->failed = 1;
+            if (!j->failed && w.have_mask && shard_put_mask(j->w, f, si, w.mask, j->err, sizeof j->err)) j->failed = 1;
+            j->masks += w.have_mask;
+        } else {
+            memcpy(K, cal->K, sizeof cal->K);
+            j->missing += r == IMG_MISSING;
+            if (r == IMG_CORRUPT) {
+                j->corrupt++;
+                if (!o->quiet) fputc('\n', stderr); // off the progress line
+                fprintf(stderr, "warning: %s: frame %lld camera %s: skipped (corrupt %s): %s\n", name,
+                        (long long)cap->frames[f].id, cal->id, what, err);
+                if (j->corrupt > j->max_corrupt) {
+                    snprintf(msg, sizeof msg,
+                             "%s: %lld corrupt images of its %lld, more than --max-corrupt %g allows (%lld); packing "
+                             "stopped there, no shard written. Each corrupt image is named in a warning above: "
+                             "re-download those zips, or raise --max-corrupt to pack the rest",
+                             name, (long long)j->corrupt, (long long)j->n_present, o->max_corrupt,
+                             (long long)j->max_corrupt);
+                    job_fail(j, msg);
                 }
             }
-            if (shard_encode_jpeg(rgb, S, S, o->quality, &jpg, &jcap, &jn)) {
-                pthread_mutex_lock(&j->lock);
-                if (!j->failed) j->failed = 1, snprintf(j->err, sizeof j->err, "%s: JPEG encoding failed", name);
-                pthread_mutex_unlock(&j->lock);
-                break;
-            }
-            int64_t shp[NPY_MAX_DIMS];
-            int nd = 0, have_d = 0, have_s = 0;
-            const uint8_t *raw;
-            // DUSt3R map: nearest sample at each output pixel (averaging 3D points across a silhouette would
-            // invent points in mid-air), world mm -> this frame's head frame in metres
-            int r2 = aux_read(&dz, f, &abuf, &acap, shp, &nd, &raw, err, sizeof err);
-            if (r2 == 0 && (nd != 3 || shp[0] != im.h || shp[1] != im.w || shp[2] != 4)) {
-                snprintf(err, sizeof err, "%.900s: DUSt3R map of frame %d is not [%d, %d, 4]", dz.path, f, im.h, im.w);
-                r2 = -1;
-            }
-            if (r2 == 0 && cap->frames[f].has_head_pose) {
-                const double *hp = cap->frames[f].head;
-                for (int y = 0; y < S; y++)
-                    for (int x = 0; x < S; x++) {
-                        int sx = x0 + (int)((x + 0.5) * side / S), sy = y0 + (int)((y + 0.5) * side / S);
-                        float v[4];
-                        memcpy(v, raw + ((size_t)sy * im.w + sx) * 16, 16);
-                        double w[3] = {v[0] * 1e-3 - hp[3], v[1] * 1e-3 - hp[7], v[2] * 1e-3 - hp[11]};
-                        float *o = dmap + ((size_t)y * S + x) * 4;
-                        for (int k = 0; k < 3; k++) o[k] = (float)(hp[k] * w[0] + hp[4 + k] * w[1] + hp[8 + k] * w[2]); // Rhᵀ
-                        o[3] = v[3];
-                    }
-                have_d = 1;
-            }
-            // Sapiens map: a grid over the whole image; sample it bilinearly at the crop's cell centres
-            int r3 = r2 < 0 ? 1 : aux_read(&sz, f, &abuf, &acap, shp, &nd, &raw, err, sizeof err);
-            if (r3 == 0 && (nd != 3 || shp[2] != j->sap_c || shp[0] < 1 || shp[1] < 1 || shp[0] > INT_MAX ||
-                            shp[1] > INT_MAX)) { // an empty grid would be sampled at index -1
-                snprintf(err, sizeof err, "%.900s: Sapiens map of frame %d has %d dims / %lld channels, expected a non-empty "
-                         "[h, w, %d] grid", sz.path, f, nd, nd == 3 ? (long long)shp[2] : 0LL, j->sap_c);
-                r3 = -1;
-            }
-            if (r3 == 0) {
-                int gh = (int)shp[0], gw = (int)shp[1], C = j->sap_c;
-                for (int y = 0; y < j->sap_h; y++)
-                    for (int x = 0; x < j->sap_w; x++) {
-                        double px = x0 + (x + 0.5) * side / j->sap_w, py = y0 + (y + 0.5) * side / j->sap_h;
-                        double gx = px / im.w * gw - 0.5, gy = py / im.h * gh - 0.5;
-                        gx = fmin(fmax(gx, 0), gw - 1), gy = fmin(fmax(gy, 0), gh - 1);
-                        int ax = (int)gx, ay = (int)gy, bx = ax + (ax < gw - 1), by = ay + (ay < gh - 1);
-                        double lx = gx - ax, ly = gy - ay;
-                        for (int k = 0; k < C; k++) {
-                            float q[4];
-                            memcpy(&q[0], raw + (((size_t)ay * gw + ax) * C + k) * 4, 4);
-                            memcpy(&q[1], raw + (((size_t)ay * gw + bx) * C + k) * 4, 4);
-                            memcpy(&q[2], raw + (((size_t)by * gw + ax) * C + k) * 4, 4);
-                            memcpy(&q[3], raw + (((size_t)by * gw + bx) * C + k) * 4, 4);
-                            smap[((size_t)y * j->sap_w + x) * C + k] =
-                                (float)((1 - ly) * ((1 - lx) * q[0] + lx * q[1]) + ly * ((1 - lx) * q[2] + lx * q[3]));
-                        }
-                    }
-                have_s = 1;
-            }
-            if (r2 < 0 || r3 < 0) {
-                pthread_mutex_lock(&j->lock);
-                if (!j->failed) j->failed = 1, snprintf(j->err, sizeof j->err, "%s", err);
-                pthread_mutex_unlock(&j->lock);
-                break;
-            }
-            pthread_mutex_lock(&j->lock);
-            if (!j->failed && have_d && shard_put_aux(j->w, SHARD_DUST3R, f, si, dmap, j->err, sizeof j->err)) j->failed = 1;
-            if (!j->failed && have_s && shard_put_aux(j->w, SHARD_SAPIENS, f, si, smap, j->err, sizeof j->err)) j->failed = 1;
-            j->n_dust3r += have_d, j->n_sapiens += have_s;
-            if (!j->failed && shard_put_jpeg(j->w, f, si, jpg, jn, j->err, sizeof j->err)) j->failed = 1;
-            if (!j->failed && have_mask && shard_put_mask(j->w, f, si, mask, j->err, sizeof j->err)) j->failed = 1;
-            j->masks += have_mask;
-            pthread_mutex_unlock(&j->lock);
-        } else {
-            // a dropped image: nothing is stored and the sampler never draws it; its K slot keeps the
-            // native K so the table holds no garbage
-            memcpy(j->K + ((size_t)f * j->n_sel + si) * 9, cal->K, sizeof cal->K);
         }
-        pthread_mutex_lock(&j->lock);
-        j->done++, j->missing += missing;
+        j->done++;
         progress(j, name);
         pthread_mutex_unlock(&j->lock);
     }
-    ava256_image_free(&im), ava256_image_free(&mk);
-    aux_close(&dz), aux_close(&sz);
-    free(rgb), free(mask), free(jpg), free(abuf), free(dmap), free(smap);
+    ava256_image_free(&w.im), ava256_image_free(&w.mk);
+    aux_close(&w.dz), aux_close(&w.sz);
+    free(w.rgb), free(w.mask), free(w.jpg), free(w.abuf), free(w.dmap), free(w.smap);
 }
 
 int pack_capture(const char *dir, const char *out, const PackOptions *o, PackStats *st, char *err, size_t errlen) {
@@ -352,6 +411,9 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
         }
     }
     j.total = (int64_t)F * C;
+    for (int s = 0; s < C; s++) j.n_present += cap.cams[j.sel[s]].n_images;
+    double mc = o->max_corrupt > 0 ? (o->max_corrupt < 1 ? o->max_corrupt : 1) : 0;
+    j.max_corrupt = (int64_t)floor(mc * (double)j.n_present + 1e-9); // 0.29 × 100 allows 29, not 28
     // create the shard first (fail early); the workers fill j.K, which is handed over before finishing
     j.w = shard_create(out, &m, o->quality, err, errlen);
     if (!j.w) goto done;
@@ -386,7 +448,8 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
     }
     shard_set_K(j.w, j.K);
     if (shard_finish(j.w, err, errlen)) goto fail;
-    st->images = j.total - j.missing, st->missing_images = j.missing, st->masks = j.masks, st->frames = F, st->cameras = C;
+    st->images = j.total - j.missing - j.corrupt, st->missing_images = j.missing, st->corrupt_images = j.corrupt;
+    st->masks = j.masks, st->frames = F, st->cameras = C;
     st->dust3r = j.n_dust3r, st->sapiens = j.n_sapiens;
 done:
     ava256_close(&cap);

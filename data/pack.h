@@ -16,13 +16,22 @@ typedef struct {
     int quiet;              // no progress bar
     int sapiens_h, sapiens_w; // grid the Sapiens maps are resampled to over the crop (the model's sapiens_h/w)
     double crop;            // crop side as a fraction of the image's short side, (0, 1]; 0 = 1 (the largest square)
+    double max_corrupt;     // in [0, 1]: the capture fails once more than this fraction of its images (those
+                            // its zips list, selected cameras) is corrupt; 0 = any corrupt image fails it
 } PackOptions;
 
 typedef struct {
-    int64_t images, missing_images, masks, frames, cameras, dust3r, sapiens;
+    int64_t images;          // stored in the shard
+    int64_t missing_images;  // dropped: no member in the camera's zip
+    int64_t corrupt_images;  // skipped: image, mask, DUSt3R or Sapiens member unreadable (stored like missing)
+    int64_t masks, frames, cameras, dust3r, sapiens;
 } PackStats;
 
 // Packs one capture folder into out_path (atomic). Returns 0, or -1 with a message naming the file.
+// A corrupt image (a (frame, camera) whose image, mask, DUSt3R or Sapiens member does not read or decode)
+// is skipped: nothing is stored for it, as for a dropped image, and a warning on stderr names the capture,
+// frame, camera, zip, member and reason. Capture-level damage (a zip that does not open, e.g. truncated)
+// and more than o->max_corrupt corrupt images fail the capture; no shard is written then.
 int pack_capture(const char *capture_dir, const char *out_path, const PackOptions *o, PackStats *st, char *err,
                  size_t errlen);
 

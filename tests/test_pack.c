@@ -1,12 +1,20 @@
 // test_pack.c — `avat3r pack` on the ava256 fixture: every image packed or counted missing, K follows
 // the crop (the head centre projects onto the disc in the packed image), codes and poses carried over
-// exactly, background composited from the mask, resumable over stale and broken outputs.
+// exactly, background composited from the mask, resumable over stale and broken outputs. Corrupt payloads
+// (issue #9): damaged image, mask and aux members are skipped, counted and named, the rest packed as from
+// the undamaged capture; truncated zips and captures over --max-corrupt fail with a message, no shard.
+#include <glob.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <zip.h>
+#include <zlib.h>
 
 #include "ava256.h"
+#include "ava256_internal.h"
 #include "pack.h"
 #include "shard.h"
 #include "test.h"
@@ -121,7 +129,7 @@ static int test_pack_crop(void) {
 // A Sapiens map of shape (0, W, C) is a valid .npy; pack once read it at index -1 (found while fuzzing,
 // docs/robustness.md). It must now fail with the file named, never crash.
 static int test_pack_empty_sapiens(void) {
-    char caps[1024], cmd[8192];
+    char caps[1024], cmd[12288];
     snprintf(caps, sizeof caps, "%s/empty_sap", test_tmpdir());
     snprintf(cmd, sizeof cmd,
              "'%s' synth --out '%s/caps' --subjects 1 --cameras 2 --frames 2 --size 32x48 --sapiens-size 8x8 --no-drop "
@@ -142,6 +150,391 @@ static int test_pack_empty_sapiens(void) {
              "grep -q 'exit 1' '%s.pack' && grep -q 'sapiens' '%s.pack'",
              AVAT3R_BINARY, caps, caps, caps, caps, caps, caps, caps);
     CHECK(test_system(cmd) == 0, "pack did not refuse the empty Sapiens map with a message naming it");
+    // the empty map is a corrupt payload of one image (docs/data.md): 1 of 4 images is over the default
+    // --max-corrupt; with the limit lifted the other three are packed
+    snprintf(cmd, sizeof cmd, "'%s' pack --ava256 \"$(ls -d '%s'/caps/*/)\" --out '%s/shards' --size 16 --sapiens-size 8x8 "
+             "--quiet --max-corrupt 1 > '%s.pack' 2>&1; echo \"exit $?\" >> '%s.pack'; cat '%s.pack' | sed 's/^/    /'; "
+             "grep -q 'exit 0' '%s.pack' && grep -q '3 images (0 missing, 1 corrupt, skipped)' '%s.pack' && "
+             "grep -q 'skipped (corrupt Sapiens map): .*aux/sapiens/cam.*zip: member' '%s.pack'",
+             AVAT3R_BINARY, caps, caps, caps, caps, caps, caps, caps, caps);
+    CHECK(test_system(cmd) == 0, "with --max-corrupt 1 the empty Sapiens map was not skipped and counted");
+    return 0;
+}
+
+// ---- corrupt payloads (issue #9) ----
+
+// A file read whole, NUL-terminated (NULL when unreadable).
+static char *slurp_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *b = malloc((size_t)n + 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
+    fclose(f);
+    b[n] = 0;
+    if (len) *len = (size_t)n;
+    return b;
+}
+
+static int count_occurrences(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
+static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+static unsigned le16(const uint8_t *p) { return p[0] | p[1] << 8; }
+static void put_le32(uint8_t *p, uint32_t v) { p[0] = v, p[1] = v >> 8, p[2] = v >> 16, p[3] = v >> 24; }
+
+// Damages member `name` of the STORED zip at `path` in place (synth writes STORED zips without ZIP64 at
+// this size): garbage = 0 flips 16 bytes in the middle of its data, so libzip's CRC check fails; garbage = 1
+// overwrites all of its data with a pattern and rewrites both CRC fields, so the zip stays valid and only
+// the payload is wrong. The member is found through the central directory, its data through its local
+// header. Returns 0, or -1 with a message.
+static int zip_damage(const char *path, const char *name, int garbage) {
+    size_t n;
+    uint8_t *z = (uint8_t *)slurp_text(path, &n);
+    if (!z || n < 22) return fprintf(stderr, "    %s: unreadable\n", path), free(z), -1;
+    size_t eocd = n - 22;
+    while (eocd > 0 && le32(z + eocd) != 0x06054b50) eocd--;
+    size_t cd = le32(z + eocd + 16), entries = le16(z + eocd + 10), data = 0, size = 0, crc_local = 0, crc_central = 0;
+    int found = 0;
+    for (size_t e = 0; e < entries && cd + 46 <= n && le32(z + cd) == 0x02014b50; e++) {
+        size_t nl = le16(z + cd + 28), xl = le16(z + cd + 30), cl = le16(z + cd + 32), lho = le32(z + cd + 42);
+        if (nl == strlen(name) && !memcmp(z + cd + 46, name, nl)) {
+            if (le16(z + cd + 10) != 0 || lho + 30 > n) break; // not STORED, or a broken offset: not our fixture
+            found = 1, crc_central = cd + 16, crc_local = lho + 14, size = le32(z + cd + 20);
+            data = lho + 30 + le16(z + lho + 26) + le16(z + lho + 28);
+            break;
+        }
+        cd += 46 + nl + xl + cl;
+    }
+    if (!found || data + size > n || size < 16) {
+        fprintf(stderr, "    %s: no STORED member '%s' of 16+ bytes\n", path, name);
+        free(z);
+        return -1;
+    }
+    if (garbage) {
+        for (size_t i = 0; i < size; i++) z[data + i] = (uint8_t)(0x5a ^ (i * 37));
+        uint32_t crc = (uint32_t)crc32(0L, z + data, (uInt)size);
+        put_le32(z + crc_local, crc), put_le32(z + crc_central, crc);
+    } else {
+        for (size_t i = 0; i < 16; i++) z[data + size / 2 - 8 + i] ^= 0xff;
+    }
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(z, 1, n, f) == n;
+    if (f) ok &= fclose(f) == 0;
+    free(z);
+    return ok ? 0 : -1;
+}
+
+// The clean captures (2 subjects × 4 cameras × 5 frames of 32×48, masks, DUSt3R and Sapiens maps, no
+// dropped image) and their pack TMP/pkc/clean/, made once per run; `caps` gets a fresh copy of the
+// captures for one test to damage. The packs of the tests use the same options (PACK_ARGS).
+#define PACK_ARGS "--size 16 --sapiens-size 4x4 --quiet --threads 2"
+static int corrupt_fixture(const char *tag, char *caps, size_t n) {
+    char base[1024], cmd[8192];
+    snprintf(base, sizeof base, "%s/pkc", test_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "test -e '%s/.done' || { '%s' synth --out '%s/caps' --subjects 2 --cameras 4 --frames 5 --size 32x48 "
+             "--sapiens-size 8x8 --no-drop --no-seg --threads 1 > '%s.log' 2>&1 && '%s' pack --ava256 '%s/caps' --out "
+             "'%s/clean' " PACK_ARGS " >> '%s.log' 2>&1 && touch '%s/.done'; }",
+             base, AVAT3R_BINARY, base, base, AVAT3R_BINARY, base, base, base, base);
+    CHECK(test_system(cmd) == 0, "could not make the clean captures and their pack (%s.log)", base);
+    snprintf(caps, n, "%s/%s", test_tmpdir(), tag);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s/caps' '%s'", caps, base, caps);
+    CHECK(test_system(cmd) == 0, "copy");
+    return 0;
+}
+
+// Capture k's folder and name (in 256_ids.csv order).
+static int capture_dir(const char *caps, int k, char *dir, size_t n, char *name, size_t nn) {
+    char **dirs, err[1024];
+    int nd;
+    CHECK(!ava256_list_captures(caps, &dirs, &nd, err, sizeof err), "%s", err);
+    CHECK(k < nd, "only %d captures", nd);
+    snprintf(dir, n, "%s", dirs[k]);
+    pack_capture_name(dirs[k], name, nn);
+    ava256_free_list(dirs, nd);
+    return 0;
+}
+
+// The member of (frame f, camera c) in capture `dir`: kind 0 the image, 1 the mask, 2 the DUSt3R map;
+// zip gets the zip's path, member the member's name.
+static int member_of(const char *dir, int f, int c, int kind, char *zip, size_t zn, char *member, size_t mn) {
+    Ava256Capture cap;
+    char err[1024];
+    CHECK(!ava256_open(&cap, dir, 0, err, sizeof err), "%s", err);
+    const char *id = cap.cams[c].calib.id;
+    long long fid = (long long)cap.frames[f].id;
+    if (kind == 0) snprintf(zip, zn, "%s/image/cam%s.zip", cap.dir, id), snprintf(member, mn, "cam%s/%06lld.avif", id, fid);
+    if (kind == 1) snprintf(zip, zn, "%s/foreground_masks/cam%s.zip", cap.dir, id), snprintf(member, mn, "%06lld.avif", fid);
+    if (kind == 2) snprintf(zip, zn, "%s/aux/dust3r/cam%s.zip", cap.dir, id), snprintf(member, mn, "%06lld.npy", fid);
+    ava256_close(&cap);
+    return 0;
+}
+
+// The shard at `path` against the clean pack of the same capture: the (frame, camera) pairs with bad[f·C + c]
+// hold nothing (no image, mask or aux map; native K), every other pair has exactly the clean pair's image,
+// mask, DUSt3R and Sapiens payloads and K.
+static int compare_to_clean(const char *path, const char *dir, const char *name, const int *bad, int n_bad_expected) {
+    char clean[1300], err[1024];
+    Ava256Capture cap;
+    CHECK(!ava256_open(&cap, dir, 0, err, sizeof err), "%s", err);
+    snprintf(clean, sizeof clean, "%s/pkc/clean/%s.h5", test_tmpdir(), name);
+    Shard a, b;
+    CHECK(!shard_open(&a, path, err, sizeof err), "%s", err);
+    CHECK(!shard_open(&b, clean, err, sizeof err), "%s", err);
+    int F = a.m.n_frames, C = a.m.n_cams, W = a.m.W, H = a.m.H, na = a.m.sap_h * a.m.sap_w * a.m.sap_c, n_bad = 0;
+    CHECK(F == b.m.n_frames && C == b.m.n_cams && W == b.m.W && H == b.m.H && na == b.m.sap_h * b.m.sap_w * b.m.sap_c,
+          "sizes differ from the clean pack");
+    size_t px = (size_t)W * H;
+    uint8_t *ia = malloc(px * 3), *ib = malloc(px * 3);
+    float *fa = malloc(4 * (px * 4 + (size_t)na)), *fb = malloc(4 * (px * 4 + (size_t)na));
+    int fails = 0;
+    for (int f = 0; f < F && !fails; f++)
+        for (int c = 0; c < C && !fails; c++) {
+            const double *Ka = a.m.K + ((size_t)f * C + c) * 9, *Kb = b.m.K + ((size_t)f * C + c) * 9;
+            int r[2][4];
+            r[0][0] = shard_get_image(&a, f, c, ia, err, sizeof err), r[1][0] = shard_get_image(&b, f, c, ib, err, sizeof err);
+            int same = r[0][0] == r[1][0] && (r[0][0] != 0 || !memcmp(ia, ib, px * 3));
+            r[0][1] = shard_get_mask(&a, f, c, ia, err, sizeof err), r[1][1] = shard_get_mask(&b, f, c, ib, err, sizeof err);
+            same &= r[0][1] == r[1][1] && (r[0][1] != 0 || !memcmp(ia, ib, px));
+            for (int k = 0; k < 2; k++) {
+                int kind = k ? SHARD_SAPIENS : SHARD_DUST3R;
+                size_t cnt = k ? (size_t)na : px * 4;
+                r[0][2 + k] = shard_get_aux(&a, kind, f, c, fa, err, sizeof err);
+                r[1][2 + k] = shard_get_aux(&b, kind, f, c, fb, err, sizeof err);
+                same &= r[0][2 + k] == r[1][2 + k] && (r[0][2 + k] != 0 || !memcmp(fa, fb, 4 * cnt));
+            }
+            if (bad[f * C + c]) {
+                n_bad++;
+                int none = r[0][0] == 1 && r[0][1] == 1 && r[0][2] == 1 && r[0][3] == 1;
+                if (!none || r[1][0] != 0 || memcmp(Ka, cap.cams[c].calib.K, 72))
+                    fails = 1, fprintf(stderr, "    frame %d camera %d: not skipped, or K is not the native K\n", f, c);
+            } else if (!same || memcmp(Ka, Kb, 72)) {
+                fails = 1, fprintf(stderr, "    frame %d camera %d: differs from the clean pack\n", f, c);
+            }
+        }
+    free(ia), free(ib), free(fa), free(fb);
+    shard_close(&a), shard_close(&b);
+    ava256_close(&cap);
+    CHECK(!fails, "%s against %s", path, clean);
+    CHECK(n_bad == n_bad_expected, "%d damaged pairs inside the shard, want %d", n_bad, n_bad_expected);
+    return 0;
+}
+
+// Runs pack with `args`, output to `log` (and echoed, indented, when `echo`); returns its exit status.
+static int run_pack_echo(const char *args, const char *log, int echo) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' pack %s > '%s' 2>&1", AVAT3R_BINARY, args, log);
+    fflush(stdout), fflush(stderr);
+    int st = system(cmd);
+    char *t = echo ? slurp_text(log, NULL) : NULL;
+    if (t) { // the pack's own lines, indented so the runner never reads them as its own
+        for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) printf("      | %s\n", line);
+        free(t);
+    }
+    return st == -1 ? -1 : WEXITSTATUS(st);
+}
+static int run_pack(const char *args, const char *log) { return run_pack_echo(args, log, 1); }
+
+// Flipped bytes inside two AVIF members of one capture's image zips (libzip: CRC error): exactly those two
+// images are skipped, counted as corrupt and named once each (zip, member, reason); the other 18 are packed
+// bit-identically to the undamaged capture's pack.
+static int test_pack_corrupt_flipped(void) {
+    char caps[1024], dir[1300], name[256], zip[4400], member[256], args[4096], log[1300], shard[1600];
+    if (corrupt_fixture("pkc_flip", caps, sizeof caps)) return 1;
+    if (capture_dir(caps, 0, dir, sizeof dir, name, sizeof name)) return 1;
+    const int damaged[2][2] = {{1, 0}, {3, 2}}; // (frame, camera)
+    int bad[5 * 4] = {0};
+    char named[2][4800];
+    for (int k = 0; k < 2; k++) {
+        if (member_of(dir, damaged[k][0], damaged[k][1], 0, zip, sizeof zip, member, sizeof member)) return 1;
+        CHECK(!zip_damage(zip, member, 0), "damage %s", zip);
+        snprintf(named[k], sizeof named[k], "%s: member '%s': read failed (CRC error)", zip, member);
+        bad[damaged[k][0] * 4 + damaged[k][1]] = 1;
+    }
+    snprintf(log, sizeof log, "%s/pack.log", caps);
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
+    CHECK(run_pack(args, log) == 0, "pack failed on 2 corrupt images of 20 with --max-corrupt 0.1");
+    char *t = slurp_text(log, NULL);
+    int lines = count_occurrences(t, "skipped (corrupt image)"), ok_count = strstr(t, "18 images (0 missing, 2 corrupt, skipped)") != NULL;
+    int ok_named = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1;
+    int ok_summary = strstr(t, "20 images") == NULL && strstr(t, "18 images (0 missing, 2 corrupt) in") != NULL;
+    free(t);
+    CHECK(lines == 2, "%d corrupt-image warnings, want 2", lines);
+    CHECK(ok_named, "the warnings do not name the zip, member and CRC error once each ('%s')", named[0]);
+    CHECK(ok_count && ok_summary, "the capture line or the summary does not count 18 images and 2 corrupt");
+    snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name);
+    return compare_to_clean(shard, dir, name, bad, 2);
+}
+
+// A valid zip whose AVIF member is garbage (CRCs rewritten: libzip reads it, libavif refuses it), and a
+// DUSt3R .npy member with flipped bytes: both images are skipped as corrupt, the rest packed as clean.
+static int test_pack_corrupt_garbage(void) {
+    char caps[1024], dir[1300], name[256], zip[4400], member[256], args[4096], log[1300], shard[1600], err[1024];
+    char named[2][4800];
+    if (corrupt_fixture("pkc_garbage", caps, sizeof caps)) return 1;
+    if (capture_dir(caps, 1, dir, sizeof dir, name, sizeof name)) return 1;
+    int bad[5 * 4] = {0};
+    if (member_of(dir, 2, 1, 0, zip, sizeof zip, member, sizeof member)) return 1;
+    CHECK(!zip_damage(zip, member, 1), "damage %s", zip);
+    snprintf(named[0], sizeof named[0], "skipped (corrupt image): %s: member '%s': not a readable AVIF image", zip, member);
+    bad[2 * 4 + 1] = 1;
+    { // the zip itself is intact: the member reads with its length and CRC checked
+        struct zip *z;
+        CHECK(ava_zip_open(zip, &z, err, sizeof err) == AVA256_OK, "%s", err);
+        uint8_t *buf = NULL;
+        size_t cap = 0, len = 0;
+        int rd = -2;
+        for (int64_t i = 0; i < ava_zip_count(z); i++)
+            if (!strcmp(ava_zip_name(z, i), member)) rd = ava_zip_read(z, zip, i, &buf, &cap, &len, err, sizeof err);
+        zip_discard(z);
+        free(buf);
+        CHECK(rd == AVA256_OK, "the rewritten zip does not read: %s", rd == -2 ? "no member" : err);
+    }
+    if (member_of(dir, 0, 3, 2, zip, sizeof zip, member, sizeof member)) return 1;
+    CHECK(!zip_damage(zip, member, 0), "damage %s", zip);
+    snprintf(named[1], sizeof named[1], "skipped (corrupt DUSt3R map): %s: member '%s': read failed (CRC error)", zip, member);
+    bad[0 * 4 + 3] = 1;
+    snprintf(log, sizeof log, "%s/pack.log", caps);
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
+    CHECK(run_pack(args, log) == 0, "pack failed");
+    char *t = slurp_text(log, NULL);
+    int ok = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
+             count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, skipped)");
+    free(t);
+    CHECK(ok, "want exactly two warnings, '%s' and '%s', and 2 corrupt counted", named[0], named[1]);
+    snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name);
+    return compare_to_clean(shard, dir, name, bad, 2);
+}
+
+// A corrupt mask skips its image (docs/data.md: an un-composited image among composited ones is not kept):
+// one mask member with flipped bytes (CRC error), one valid zip member that is not AVIF.
+static int test_pack_corrupt_mask(void) {
+    char caps[1024], dir[1300], name[256], zip[4400], member[256], args[4096], log[1300], shard[1600];
+    char named[2][4800];
+    if (corrupt_fixture("pkc_mask", caps, sizeof caps)) return 1;
+    if (capture_dir(caps, 0, dir, sizeof dir, name, sizeof name)) return 1;
+    int bad[5 * 4] = {0};
+    for (int k = 0; k < 2; k++) {
+        int f = k ? 0 : 4, c = k ? 2 : 0;
+        if (member_of(dir, f, c, 1, zip, sizeof zip, member, sizeof member)) return 1;
+        CHECK(!zip_damage(zip, member, k), "damage %s", zip);
+        snprintf(named[k], sizeof named[k], "skipped (corrupt mask): %s: member '%s': %s", zip, member,
+                 k ? "not a readable AVIF image" : "read failed (CRC error)");
+        bad[f * 4 + c] = 1;
+    }
+    snprintf(log, sizeof log, "%s/pack.log", caps);
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
+    CHECK(run_pack(args, log) == 0, "pack failed");
+    char *t = slurp_text(log, NULL);
+    int ok = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
+             count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, skipped), 18 masks");
+    free(t);
+    CHECK(ok, "want exactly two warnings, '%s' and '%s', 2 corrupt and 18 masks counted", named[0], named[1]);
+    snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name);
+    return compare_to_clean(shard, dir, name, bad, 2);
+}
+
+// No shard file or temporary of capture `name` in `out`.
+static int no_shard(const char *out, const char *name) {
+    char pat[1600];
+    snprintf(pat, sizeof pat, "%s/%s.h5*", out, name);
+    glob_t g;
+    int r = glob(pat, 0, NULL, &g);
+    if (r == 0) {
+        fprintf(stderr, "    left behind: %s\n", g.gl_pathv[0]);
+        globfree(&g);
+    }
+    return r == GLOB_NOMATCH;
+}
+
+// An image zip cut in the middle has lost its central directory (at the end): libzip cannot open it, so
+// the capture fails with a message naming the zip (docs/data.md), no shard; the other capture is packed
+// and pack exits 1.
+static int test_pack_corrupt_truncated(void) {
+    char caps[1024], dir[1300], name[256], name1[256], zip[4400], member[256], args[4096], log[1300], cmd[9200], err[1024];
+    if (corrupt_fixture("pkc_trunc", caps, sizeof caps)) return 1;
+    if (capture_dir(caps, 0, dir, sizeof dir, name, sizeof name)) return 1;
+    if (capture_dir(caps, 1, cmd, sizeof cmd, name1, sizeof name1)) return 1;
+    if (member_of(dir, 0, 1, 0, zip, sizeof zip, member, sizeof member)) return 1;
+    snprintf(cmd, sizeof cmd, "truncate -s $(( $(stat -c %%s '%s') / 2 )) '%s'", zip, zip);
+    CHECK(test_system(cmd) == 0, "truncate");
+    snprintf(log, sizeof log, "%s/pack.log", caps);
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' " PACK_ARGS, caps, caps);
+    CHECK(run_pack(args, log) == 1, "pack did not exit 1 with a truncated zip");
+    char want[4800];
+    snprintf(want, sizeof want, "error: %s: not a readable zip archive", zip);
+    char *t = slurp_text(log, NULL);
+    int ok = strstr(t, want) && strstr(t, "truncated download?") && strstr(t, "1 captures packed, 0 already done, 1 failed");
+    free(t);
+    CHECK(ok, "want '%s ... truncated download?' and 1 packed, 1 failed", want);
+    snprintf(cmd, sizeof cmd, "%s/shards", caps);
+    CHECK(no_shard(cmd, name), "a shard or temporary of the failed capture is left");
+    Shard sh;
+    snprintf(cmd, sizeof cmd, "%s/shards/%s.h5", caps, name1);
+    CHECK(!shard_open(&sh, cmd, err, sizeof err), "the undamaged capture was not packed: %s", err);
+    shard_close(&sh);
+    return 0;
+}
+
+// 6 of 20 images of one capture corrupt (30 %) with --max-corrupt 0.1: that capture stops with a message
+// naming it and the flag, leaves no shard, the other capture is packed, pack exits 1. The default limit
+// (0.01) refuses it too; --max-corrupt 1 packs the 14 intact images. Out-of-range values are refused.
+static int test_pack_corrupt_over_limit(void) {
+    char caps[1024], dir[1300], name[256], name1[256], zip[4400], member[256], args[4096], log[1300], path[4600], err[1024];
+    if (corrupt_fixture("pkc_limit", caps, sizeof caps)) return 1;
+    if (capture_dir(caps, 0, dir, sizeof dir, name, sizeof name)) return 1;
+    if (capture_dir(caps, 1, path, sizeof path, name1, sizeof name1)) return 1;
+    for (int k = 0; k < 6; k++) {
+        if (member_of(dir, k % 5, (k * 3) % 4, 0, zip, sizeof zip, member, sizeof member)) return 1;
+        CHECK(!zip_damage(zip, member, 0), "damage %s", zip);
+    }
+    snprintf(log, sizeof log, "%s/pack.log", caps);
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, caps, caps);
+    CHECK(run_pack(args, log) == 1, "pack did not exit 1 with 30%% of a capture's images corrupt");
+    char want[1024];
+    snprintf(want, sizeof want, "error: %s: ", name);
+    char *t = slurp_text(log, NULL);
+    const char *e = strstr(t, want);
+    int warnings = count_occurrences(t, "skipped (corrupt image)");
+    int ok = e && strstr(e, "corrupt images of its 20, more than --max-corrupt 0.1 allows (2)") &&
+             strstr(t, "1 captures packed, 0 already done, 1 failed");
+    free(t);
+    CHECK(ok, "want '%s... corrupt images of its 20, more than --max-corrupt 0.1 allows (2)' and 1 packed, 1 failed", want);
+    CHECK(warnings >= 3 && warnings <= 6, "%d corrupt-image warnings (packing stops after the 3rd; 2 workers)", warnings);
+    snprintf(path, sizeof path, "%s/shards", caps);
+    CHECK(no_shard(path, name), "a shard or temporary of the failed capture is left");
+    Shard sh;
+    snprintf(path, sizeof path, "%s/shards/%s.h5", caps, name1);
+    CHECK(!shard_open(&sh, path, err, sizeof err), "the undamaged capture was not packed: %s", err);
+    shard_close(&sh);
+    // the default limit; then no limit
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' " PACK_ARGS, dir, caps);
+    CHECK(run_pack(args, log) == 1, "the default --max-corrupt 0.01 let 6 of 20 corrupt images through");
+    t = slurp_text(log, NULL);
+    ok = strstr(t, "1 corrupt images of its 20, more than --max-corrupt 0.01 allows (0)") != NULL;
+    free(t);
+    CHECK(ok, "the default limit's message");
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 1 " PACK_ARGS, dir, caps);
+    CHECK(run_pack(args, log) == 0, "--max-corrupt 1 did not pack the intact images");
+    t = slurp_text(log, NULL);
+    ok = strstr(t, "14 images (0 missing, 6 corrupt, skipped)") && count_occurrences(t, "skipped (corrupt image)") == 6;
+    free(t);
+    CHECK(ok, "want 14 images packed, 6 corrupt named");
+    const char *badv[] = {"1.5", "-0.1", "x", "0.1x"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt %s", dir, caps, badv[k]);
+        CHECK(run_pack_echo(args, log, 0) == 2, "--max-corrupt %s not refused", badv[k]);
+        t = slurp_text(log, NULL);
+        ok = strstr(t, "--max-corrupt in [0, 1]") != NULL;
+        free(t);
+        CHECK(ok, "--max-corrupt %s: the message does not say the range", badv[k]);
+    }
     return 0;
 }
 
@@ -155,6 +548,11 @@ static int test_precompute_writers(void) {
 const TestCase pack_tests[] = {
     {"pack_crop", test_pack_crop},
     {"pack_empty_sapiens_map", test_pack_empty_sapiens},
+    {"pack_corrupt_flipped_image_bytes", test_pack_corrupt_flipped},
+    {"pack_corrupt_garbage_avif_and_dust3r", test_pack_corrupt_garbage},
+    {"pack_corrupt_mask", test_pack_corrupt_mask},
+    {"pack_corrupt_truncated_zip", test_pack_corrupt_truncated},
+    {"pack_corrupt_over_limit", test_pack_corrupt_over_limit},
     {"data/precompute_scripts_writers", test_precompute_writers},
     {"data/pack_fixture_resumable", test_pack_fixture},
     {NULL, NULL},

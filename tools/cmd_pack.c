@@ -16,8 +16,11 @@
 
 static const char *USAGE =
     "--ava256 DIR --out SHARDS [--size 512] [--quality 92] [--cameras ID,ID,...] [--subjects SID,...]\n"
-    "       [--threads N] [--background r,g,b] [--sapiens-size WxH] [--crop F] [--quiet]\n"
+    "       [--threads N] [--background r,g,b] [--sapiens-size WxH] [--crop F] [--max-corrupt F] [--quiet]\n"
     "  --crop F: the square crop around the projected head is F times the image's short side (default 1).\n"
+    "  --max-corrupt F: a corrupt image (its image, mask, DUSt3R or Sapiens member does not read or decode) is\n"
+    "    skipped, counted and named in a warning; a capture with more than F of its images corrupt is not\n"
+    "    packed (default 0.01; 0 = none tolerated, 1 = no limit). Pack exits 1 when a capture failed.\n"
     "  DIR: a release root holding 256_ids.csv, or one capture folder. One SHARDS/<capture>.h5 per capture.";
 
 // Converts the expression-code pickle when its sidecar is missing; says how to do it by hand otherwise.
@@ -52,7 +55,8 @@ static int split_list(char *s, const char **out, int max) {
 int cmd_pack(int argc, char **argv) {
     const char *root = NULL, *out = NULL;
     char *cams_arg = NULL, *subj_arg = NULL;
-    PackOptions o = {512, 92, {1, 1, 1}, NULL, 0, 0, 0, 64, 64, 1.0};
+    PackOptions o = {512, 92, {1, 1, 1}, NULL, 0, 0, 0, 64, 64, 1.0, 0.01};
+    int bad_max_corrupt = 0;
     for (int i = 1; i < argc; i++) {
         int has = i + 1 < argc;
         if (!strcmp(argv[i], "--help")) {
@@ -67,6 +71,11 @@ int cmd_pack(int argc, char **argv) {
         else if (!strcmp(argv[i], "--subjects") && has) subj_arg = argv[++i];
         else if (!strcmp(argv[i], "--quiet")) o.quiet = 1;
         else if (!strcmp(argv[i], "--crop") && has) o.crop = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--max-corrupt") && has) {
+            char *end;
+            o.max_corrupt = strtod(argv[++i], &end);
+            bad_max_corrupt = end == argv[i] || *end || !(o.max_corrupt >= 0 && o.max_corrupt <= 1);
+        }
         else if (!strcmp(argv[i], "--sapiens-size") && has && sscanf(argv[i + 1], "%dx%d", &o.sapiens_w, &o.sapiens_h) == 2) i++;
         else if (!strcmp(argv[i], "--background") && has &&
                  sscanf(argv[i + 1], "%lf,%lf,%lf", &o.background[0], &o.background[1], &o.background[2]) == 3)
@@ -77,9 +86,9 @@ int cmd_pack(int argc, char **argv) {
         }
     }
     if (!root || !out || o.size < 8 || o.size > 4096 || o.quality < 1 || o.quality > 100 || o.sapiens_w < 1 ||
-        o.sapiens_h < 1 || o.sapiens_w > 1024 || o.sapiens_h > 1024 || !(o.crop > 0 && o.crop <= 1)) {
-        fprintf(stderr, "avat3r pack: need --ava256 and --out; --size 8..4096, --quality 1..100, --crop in (0, 1]\nusage: avat3r pack %s\n",
-                USAGE);
+        o.sapiens_h < 1 || o.sapiens_w > 1024 || o.sapiens_h > 1024 || !(o.crop > 0 && o.crop <= 1) || bad_max_corrupt) {
+        fprintf(stderr, "avat3r pack: need --ava256 and --out; --size 8..4096, --quality 1..100, --crop in (0, 1], "
+                "--max-corrupt in [0, 1]\nusage: avat3r pack %s\n", USAGE);
         return 2;
     }
     const char *cams[1024], *subjects[1024];
@@ -141,13 +150,15 @@ int cmd_pack(int argc, char **argv) {
         }
         packed++;
         tot.images += st.images, tot.missing_images += st.missing_images, tot.masks += st.masks;
-        printf("%s: %lld frames x %lld cameras, %lld images (%lld missing, skipped), %lld masks, %lld DUSt3R and %lld "
-               "Sapiens maps\n",
+        tot.corrupt_images += st.corrupt_images;
+        printf("%s: %lld frames x %lld cameras, %lld images (%lld missing, %lld corrupt, skipped), %lld masks, %lld "
+               "DUSt3R and %lld Sapiens maps\n",
                path, (long long)st.frames, (long long)st.cameras, (long long)st.images, (long long)st.missing_images,
-               (long long)st.masks, (long long)st.dust3r, (long long)st.sapiens);
+               (long long)st.corrupt_images, (long long)st.masks, (long long)st.dust3r, (long long)st.sapiens);
     }
-    printf("pack: %d captures packed, %d already done, %d failed; %lld images (%lld missing) in %.1f s\n", packed,
-           skipped, failed, (long long)tot.images, (long long)tot.missing_images, time_now_s() - t0);
+    printf("pack: %d captures packed, %d already done, %d failed; %lld images (%lld missing, %lld corrupt) in %.1f s\n",
+           packed, skipped, failed, (long long)tot.images, (long long)tot.missing_images, (long long)tot.corrupt_images,
+           time_now_s() - t0);
     ava256_free_list(dirs, n);
     return failed ? 1 : 0;
 }
