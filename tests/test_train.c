@@ -16,7 +16,9 @@
 #include "../common/rng.h"
 #include "batch_random.h"
 #include "checkpoint.h"
+#include "data_config.h"
 #include "lpips.h"
+#include "model_config.h"
 #include "optim.h"
 #include "params.h"
 #include "shard.h"
@@ -631,6 +633,64 @@ static int test_damaged_data(void) {
     return 0;
 }
 
+// Every key of the three tables a config file may hold (model, training, data), each with a value of the
+// wrong type, below its minimum, above its maximum, and its name misspelt: the load fails with
+// "FILE:LINE: key 'NAME'" (or "unknown key") for each. String keys take any text at load time; the
+// validated ones (lr_schedule, lpips_net, background) are covered by train_bad_input.
+static int test_config_every_key(void) {
+    ModelConfig mc;
+    DataConfig dc;
+    TrainConfig tc;
+    const CfgTable all[3] = {model_config_table(&mc), train_config_table(&tc), data_config_table(&dc)};
+    char path[1100], err[2048], want[512], value[96];
+    snprintf(path, sizeof path, "%s/every_key.cfg", test_tmpdir());
+    int checked = 0, keys = 0;
+    for (int t = 0; t < 3; t++)
+        for (int k = 0; k < all[t].n; k++) {
+            const CfgKey *key = &all[t].keys[k];
+            keys++;
+            for (int kind = 0; kind < 4; kind++) {
+                const char *name = key->name;
+                char misspelt[128];
+                if (kind == 0) { // wrong type
+                    if (key->type == CFG_STRING) continue;
+                    snprintf(value, sizeof value, "%s", key->type == CFG_BOOL ? "maybe" : key->type == CFG_INT ? "1.5x" : "abc");
+                } else if (kind == 1 || kind == 2) { // out of range
+                    if (key->type != CFG_INT && key->type != CFG_FLOAT) continue;
+                    double v = kind == 1 ? key->min - 1 : key->max + 1;
+                    if (fabs(v) > 1e15) continue; // no practical bound on that side
+                    snprintf(value, sizeof value, key->type == CFG_INT ? "%.0f" : "%.17g", v);
+                } else { // unknown name
+                    snprintf(misspelt, sizeof misspelt, "%sx", key->name);
+                    name = misspelt;
+                    snprintf(value, sizeof value, "1");
+                }
+                FILE *f = fopen(path, "w");
+                CHECK(f, "cannot write %s", path);
+                fprintf(f, "# every key\ninclude = %s/configs/tiny.cfg\n%s = %s\n", test_source_root(), name, value);
+                fclose(f);
+                if (kind < 3) snprintf(want, sizeof want, "every_key.cfg:3: key '%s'", name);
+                else snprintf(want, sizeof want, "every_key.cfg:3: unknown key '%s'", name);
+                int rc = test_load_config(&mc, path, err, sizeof err);
+                CHECK(rc != 0 && strstr(err, want), "'%s = %s' gave rc %d, '%s' (want '%s')", name, value, rc, err, want);
+                checked++;
+            }
+        }
+    printf("    %d keys, %d bad lines: each refused with file, line and key\n", keys, checked);
+    // and through the program
+    char cmd[8192], run[1100];
+    snprintf(run, sizeof run, "%s/run_every_key", test_tmpdir());
+    FILE *f = fopen(path, "w");
+    CHECK(f, "cannot write %s", path);
+    fprintf(f, "# every key\ninclude = %s/configs/tiny.cfg\nmax_skip_rate = 2\n", test_source_root());
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s' train --config '%s' --data '%s' --out '%s' > '%s.log' 2>&1; test $? -ne 0 && "
+             "grep -q \"every_key.cfg:3: key 'max_skip_rate': value 2 out of range\" '%s.log'",
+             AVAT3R_BINARY, path, test_tmpdir(), run, run, run);
+    CHECK(test_system(cmd) == 0, "avat3r train did not name file, line and key (%s.log)", run);
+    return 0;
+}
+
 // Bad input to `avat3r train` is refused with a message naming what to fix, before any training.
 static int test_bad_input(void) {
     const char *shards = fixture_shards();
@@ -778,6 +838,7 @@ const TestCase train_tests[] = {
     {"train_damaged_data_skipped", test_damaged_data},
     {"train_lpips_in_loop", test_lpips_in_loop},
     {"train_bad_input", test_bad_input},
+    {"train_config_every_key_errors", test_config_every_key},
     {"train_eval_metrics", test_eval_metrics},
     {"train_loss_falls", test_loss_falls},
     {NULL, NULL},
