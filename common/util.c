@@ -4,17 +4,98 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+// ---- temporaries of atomic files ----
+// atomic_open registers (FILE *, temporary path) here and atomic_close unregisters it, so that a failed
+// write names its file and every exit through FATAL or a failed check removes the temporaries still open:
+// no "*.tmp.<pid>" outlives a run that failed. A fixed table (no allocation) under a spin lock: the
+// critical sections are a few copies. Files beyond the table's size are written as before, only without
+// that clean-up (and a failed write names them through /proc/self/fd).
+#define ATOMIC_TABLE 128
+static struct {
+    int used;
+    pid_t pid;            // the process that opened it (a forked child that fails leaves it alone)
+    FILE *f;              // NULL once closed (the temporary is still to be renamed)
+    char tmp[4200];
+} atomic_table[ATOMIC_TABLE];
+static atomic_flag atomic_table_lock = ATOMIC_FLAG_INIT;
+
+static void table_lock(void) {
+    while (atomic_flag_test_and_set_explicit(&atomic_table_lock, memory_order_acquire)) {
+    }
+}
+static void table_unlock(void) { atomic_flag_clear_explicit(&atomic_table_lock, memory_order_release); }
+
+static void atomic_register(FILE *f, const char *tmp) {
+    table_lock();
+    for (int k = 0; k < ATOMIC_TABLE; k++)
+        if (!atomic_table[k].used) {
+            atomic_table[k].used = 1, atomic_table[k].f = f, atomic_table[k].pid = getpid();
+            snprintf(atomic_table[k].tmp, sizeof atomic_table[k].tmp, "%s", tmp);
+            break;
+        }
+    table_unlock();
+}
+
+// The entry of temporary `tmp`: its stream is being closed (close = 1: keep the entry, forget the FILE *,
+// which fopen may hand out again) or the file is renamed (close = 0: drop the entry).
+static void atomic_release(const char *tmp, int close) {
+    table_lock();
+    for (int k = 0; k < ATOMIC_TABLE; k++)
+        if (atomic_table[k].used && !strcmp(atomic_table[k].tmp, tmp)) {
+            atomic_table[k].f = NULL;
+            if (!close) atomic_table[k].used = 0;
+        }
+    table_unlock();
+}
+
+// The path f writes to, into buf: a registered temporary with the file it becomes, else what
+// /proc/self/fd says, else "(unknown file)".
+static const char *name_of(FILE *f, char *buf, size_t n) {
+    int found = 0;
+    table_lock();
+    for (int k = 0; k < ATOMIC_TABLE && !found; k++)
+        if (f && atomic_table[k].used && atomic_table[k].f == f) {
+            const char *t = atomic_table[k].tmp, *dot = strstr(t, ".tmp.");
+            // "X.tmp.<pid>" becomes X
+            snprintf(buf, n, "'%.*s' (temporary '%s')", dot ? (int)(dot - t) : (int)strlen(t), t, t);
+            found = 1;
+        }
+    table_unlock();
+    if (found) return buf;
+    char link[64], path[4096];
+    int fd = f ? fileno(f) : -1;
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t l = fd >= 0 ? readlink(link, path, sizeof path - 1) : -1;
+    if (l < 0) return snprintf(buf, n, "(unknown file)"), buf;
+    path[l] = 0;
+    snprintf(buf, n, "'%s'", path);
+    return buf;
+}
+
+// Removes every temporary this process registered (it is about to exit with an error).
+static void remove_temporaries(void) {
+    pid_t me = getpid();
+    table_lock();
+    for (int k = 0; k < ATOMIC_TABLE; k++)
+        if (atomic_table[k].used) {
+            if (atomic_table[k].pid == me) unlink(atomic_table[k].tmp);
+            atomic_table[k].used = 0, atomic_table[k].f = NULL;
+        }
+    table_unlock();
+}
+
 // "FATAL file:line: <what> (<strerror>)\n  hint: <hint>\n", then exit(1). err = 0 omits the strerror part.
 static void fatal_hint(const char *file, int line, int err, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 5, 6), noreturn));
 static void fatal_hint(const char *file, int line, int err, const char *hint, const char *fmt, ...) {
-    char what[1024];
+    char what[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
@@ -23,6 +104,7 @@ static void fatal_hint(const char *file, int line, int err, const char *hint, co
         fprintf(stderr, "FATAL %s:%d: %s (%s)\n  hint: %s\n", file, line, what, strerror(err), hint);
     else
         fprintf(stderr, "FATAL %s:%d: %s\n  hint: %s\n", file, line, what, hint);
+    remove_temporaries();
     exit(1);
 }
 
@@ -33,6 +115,7 @@ void fatal_at(const char *file, int line, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     fprintf(stderr, "FATAL %s:%d: %s\n", file, line, msg);
+    remove_temporaries();
     exit(1);
 }
 
@@ -85,9 +168,12 @@ void fwrite_check(const void *ptr, size_t size, size_t n, FILE *f, const char *f
     if (size == 0 || n == 0) return;
     errno = 0;
     size_t put = fwrite(ptr, size, n, f);
-    if (put != n)
-        fatal_hint(file, line, errno, "disk full, or the file is not writable?",
-                   "fwrite wrote %zu of %zu items of %zu bytes", put, n, size);
+    if (put != n) {
+        int e = errno;
+        char name[8600];
+        fatal_hint(file, line, e, "disk full, or the file is not writable?", "writing %s: fwrite wrote %zu of %zu items of %zu bytes",
+                   name_of(f, name, sizeof name), put, n, size);
+    }
 }
 
 void fseek_check(FILE *f, long off, int whence, const char *file, int line) {
@@ -97,9 +183,10 @@ void fseek_check(FILE *f, long off, int whence, const char *file, int line) {
 }
 
 void fclose_check(FILE *f, const char *file, int line) {
+    char name[8600];
+    name_of(f, name, sizeof name); // before the descriptor is gone
     if (fclose(f) != 0)
-        fatal_hint(file, line, errno, "disk full? buffered data may not have been written",
-                   "fclose failed");
+        fatal_hint(file, line, errno, "disk full? buffered data may not have been written", "fclose of %s failed", name);
 }
 
 void atomic_open(AtomicFile *af, const char *path, const char *file, int line) {
@@ -112,36 +199,40 @@ void atomic_open(AtomicFile *af, const char *path, const char *file, int line) {
     if (!af->f)
         fatal_hint(file, line, errno, "check the directory exists and is writable",
                    "cannot create temporary file '%s' for '%s'", af->tmp, path);
+    atomic_register(af->f, af->tmp);
 }
 
+// Every failure below removes the temporary and leaves the old file, if any, untouched.
 void atomic_close(AtomicFile *af, const char *file, int line) {
     // flush stdio, then the kernel, before the rename makes the new file visible: otherwise a crash
     // could leave a renamed but empty file in place of the old one
-    if (fflush(af->f) != 0) {
-        int e = errno;
-        fclose(af->f);
-        remove(af->tmp);
-        fatal_hint(file, line, e, "disk full? the old file (if any) is untouched", "fflush of '%s' failed", af->tmp);
-    }
-    if (fsync(fileno(af->f)) != 0) {
-        int e = errno;
-        fclose(af->f);
-        remove(af->tmp);
-        fatal_hint(file, line, e, "disk full or I/O error? the old file (if any) is untouched",
-                   "fsync of '%s' failed", af->tmp);
-    }
-    if (fclose(af->f) != 0) {
-        int e = errno;
-        remove(af->tmp);
-        fatal_hint(file, line, e, "disk full? the old file (if any) is untouched", "fclose of '%s' failed", af->tmp);
-    }
+    FILE *f = af->f;
+    const char *what = NULL, *hint = NULL;
+    int e = 0;
+    if (fflush(f) != 0) e = errno, what = "fflush", hint = "disk full? the old file (if any) is untouched";
+    else if (fsync(fileno(f)) != 0)
+        e = errno, what = "fsync", hint = "disk full or I/O error? the old file (if any) is untouched";
+    atomic_release(af->tmp, 1);
     af->f = NULL;
-    if (rename(af->tmp, af->path) != 0) {
-        int e = errno;
-        remove(af->tmp);
-        fatal_hint(file, line, e, "check the target is not a directory and its directory is writable",
-                   "rename of '%s' to '%s' failed", af->tmp, af->path);
+    if (what) {
+        fclose(f);
+        unlink(af->tmp);
+        fatal_hint(file, line, e, hint, "writing '%s': %s of the temporary '%s' failed", af->path, what, af->tmp);
     }
+    if (fclose(f) != 0) {
+        e = errno;
+        unlink(af->tmp);
+        fatal_hint(file, line, e, "disk full? the old file (if any) is untouched",
+                   "writing '%s': fclose of the temporary '%s' failed", af->path, af->tmp);
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        e = errno;
+        unlink(af->tmp);
+        fatal_hint(file, line, e,
+                   "the old file (if any) is untouched; is the target a directory, its folder not writable, or the disk full?",
+                   "writing '%s': rename of the temporary '%s' over it failed", af->path, af->tmp);
+    }
+    atomic_release(af->tmp, 0);
 }
 
 int64_t file_size(FILE *f) {

@@ -1,5 +1,6 @@
 // util.h — checked wrappers for allocation and file I/O, in the spirit of llm.c's utils.h.
-// Every failure prints file:line of the caller, what failed, and a hint, then exits(1).
+// Every failure prints file:line of the caller, what failed (a failed write names its file), and a hint,
+// then exits(1).
 // Nothing here returns an error code: callers never have to check.
 #ifndef AVAT3R_UTIL_H
 #define AVAT3R_UTIL_H
@@ -24,7 +25,8 @@ void fclose_check(FILE *f, const char *file, int line);
 #define fseekCheck(f, off, whence) fseek_check(f, off, whence, __FILE__, __LINE__)
 #define fcloseCheck(f) fclose_check(f, __FILE__, __LINE__)
 
-// Prints "FATAL file:line: <message>" to stderr and exits(1).
+// Prints "FATAL file:line: <message>" to stderr and exits(1). Like every failed check here, it first
+// removes the temporaries of the atomic files still open (below).
 void fatal_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
 #define FATAL(...) fatal_at(__FILE__, __LINE__, __VA_ARGS__)
 
@@ -43,7 +45,11 @@ int error_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((for
     } while (0)
 
 // Atomic file writing: open "path.tmp.<pid>" for writing; atomic_close fsyncs, closes and renames it
-// over path. A crash in between leaves the old file (if any) untouched.
+// over path. A crash in between leaves the old file (if any) untouched. Until atomic_close the temporary
+// is registered: a failed fwriteCheck on af.f names path, and a failed check or FATAL anywhere in the
+// process removes the temporary before exiting, so only a kill (SIGKILL, power loss) leaves a
+// "*.tmp.<pid>" behind. A failing fflush, fsync, fclose or rename in atomic_close exits the same way,
+// naming path and what failed.
 typedef struct {
     FILE *f;
     char path[4096];

@@ -92,7 +92,8 @@ typedef struct {
     char expr_note[4096];      // why there are no codes ("" when loaded)
     // counters of decode calls answered AVA256_MISSING (skipped, never fatal)
     int64_t n_skipped_images, n_skipped_masks, n_skipped_expr;
-    int img_w, img_h;          // size of the first decoded image (0 before); later ones must match
+    int img_w, img_h;          // the capture's image size (ava256_image_size, or else the first decoded image;
+                               // 0 before); ava256_read_image refuses images of another size
     uint8_t *buf;              // scratch for member bytes
     size_t buf_cap;
 } Ava256Capture;
@@ -117,8 +118,17 @@ int ava256_find_camera(const Ava256Capture *cap, const char *id);
 
 // Decodes camera `cam`'s image of frame index `frame` to RGB8 (c = 3). AVA256_OK, AVA256_MISSING
 // (dropped member; counted in n_skipped_images) or AVA256_ERROR (unreadable zip member, corrupt AVIF,
-// a size that differs from earlier images of this capture).
+// a size other than cap->img_w × img_h once that is known: see ava256_image_size).
 int ava256_read_image(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen);
+// Decides the capture's image size before any image is decoded, so that it does not depend on which image
+// comes first: the size most of its images have. Only AVIF headers are parsed; members that do not read or
+// parse are left out. First AVA256_SIZE_SAMPLES images per camera (of `cams`, n_cams indices; NULL = all
+// cameras), spread evenly over its frames, first and last included: when they all have one size, that is
+// it; otherwise every image of those cameras is read and the most common size wins. Sets cap->img_w/img_h
+// (copy them into other handles of the capture). AVA256_MISSING when no image header reads at all (the size
+// is then left to the first decode); AVA256_ERROR, naming the two sizes, when two sizes are equally common.
+#define AVA256_SIZE_SAMPLES 5
+int ava256_image_size(Ava256Capture *cap, const int *cams, int n_cams, char *err, size_t errlen);
 // Foreground mask to gray8 (c = 1; channel 0 of libavif's RGB conversion). MISSING also when the
 // capture has no mask zip for this camera (counted in n_skipped_masks).
 int ava256_read_mask(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen);

@@ -100,10 +100,89 @@ int ava256_read_image(Ava256Capture *cap, int cam, int frame, Ava256Image *out, 
         cap->img_w = out->w;
         cap->img_h = out->h;
     } else if (out->w != cap->img_w || out->h != cap->img_h) {
-        return error_set(err, errlen, "%s: member '%s': image is %dx%d, earlier images of this capture are %dx%d", zpath,
+        return error_set(err, errlen, "%s: member '%s': image is %dx%d, the capture's images are %dx%d", zpath,
                         ava_zip_name(c->img, c->img_member[frame]), out->w, out->h, cap->img_w, cap->img_h);
     }
     return AVA256_OK;
+}
+
+// The size an AVIF declares (its header; no pixel is decoded). 0, or -1 when it does not parse.
+static int avif_size(const uint8_t *data, size_t size, int *w, int *h) {
+    avifDecoder *d = avifDecoderCreate();
+    if (!d) FATAL("avifDecoderCreate failed (out of memory)");
+    d->ignoreExif = AVIF_TRUE;
+    d->ignoreXMP = AVIF_TRUE;
+    avifResult r = avifDecoderSetIOMemory(d, data, size);
+    if (r == AVIF_RESULT_OK) r = avifDecoderParse(d);
+    *w = r == AVIF_RESULT_OK ? (int)d->image->width : 0;
+    *h = r == AVIF_RESULT_OK ? (int)d->image->height : 0;
+    avifDecoderDestroy(d);
+    return r == AVIF_RESULT_OK && *w > 0 && *h > 0 && *w <= AVA_IMAGE_MAX_SIDE && *h <= AVA_IMAGE_MAX_SIDE ? 0 : -1;
+}
+
+typedef struct {
+    int w, h;
+    int64_t n;
+} SizeVote;
+
+// Adds one image of w×h to the tally (at most `cap` distinct sizes are kept; later new ones are dropped).
+static void vote(SizeVote *v, int *nv, int cap, int w, int h) {
+    for (int i = 0; i < *nv; i++)
+        if (v[i].w == w && v[i].h == h) {
+            v[i].n++;
+            return;
+        }
+    if (*nv < cap) v[(*nv)++] = (SizeVote){w, h, 1};
+}
+
+// Votes the sizes of camera `cam`'s present images, all of them or (samples > 0) up to `samples` spread
+// evenly over its frames. Members that do not read or parse cast no vote.
+static void vote_camera(Ava256Capture *cap, int cam, int samples, SizeVote *v, int *nv, int vcap) {
+    const Ava256Camera *c = &cap->cams[cam];
+    int n = 0;
+    for (int f = 0; f < cap->n_frames; f++) n += c->img_member[f] >= 0;
+    int want = samples > 0 && samples < n ? samples : n;
+    char zpath[4200], e[64];
+    snprintf(zpath, sizeof zpath, "%s/image/cam%s.zip", cap->dir, c->calib.id);
+    for (int k = 0, seen = 0, f = 0; k < want && f < cap->n_frames; f++) {
+        if (c->img_member[f] < 0) continue;
+        // the k-th sample is present image round(k·(n−1)/(want−1)): the first and the last always
+        int64_t pick = want == 1 ? 0 : ((int64_t)k * (n - 1) + (want - 1) / 2) / (want - 1);
+        if (seen++ != pick) continue;
+        k++;
+        size_t len;
+        int w, h;
+        if (ava_zip_read(c->img, zpath, c->img_member[f], &cap->buf, &cap->buf_cap, &len, e, sizeof e) == AVA256_OK &&
+            avif_size(cap->buf, len, &w, &h) == 0)
+            vote(v, nv, vcap, w, h);
+    }
+}
+
+int ava256_image_size(Ava256Capture *cap, const int *cams, int n_cams, char *err, size_t errlen) {
+    enum { VCAP = 64 };
+    SizeVote v[VCAP];
+    int nv = 0;
+    if (!cams) n_cams = cap->n_cams;
+    for (int pass = 0; pass < 2; pass++) { // a sample of each camera; every image when the sample disagrees
+        nv = 0;
+        for (int i = 0; i < n_cams; i++) vote_camera(cap, cams ? cams[i] : i, pass ? 0 : AVA256_SIZE_SAMPLES, v, &nv, VCAP);
+        int best = -1, tie = -1;
+        for (int i = 0; i < nv; i++) {
+            if (best < 0 || v[i].n > v[best].n) best = i, tie = -1;
+            else if (v[i].n == v[best].n) tie = i;
+        }
+        if (best < 0) return AVA256_MISSING; // no image header reads: leave the size to the first decode
+        if ((pass == 0 && nv == 1) || (pass == 1 && tie < 0)) {
+            cap->img_w = v[best].w, cap->img_h = v[best].h;
+            return AVA256_OK;
+        }
+        if (pass == 1)
+            return error_set(err, errlen, "%s/image: as many images are %dx%d as %dx%d (%lld each), so the capture's "
+                             "image size is ambiguous; expected one size for all images (re-download the zips of the "
+                             "cameras whose images have the wrong size)", cap->dir, v[best].w, v[best].h, v[tie].w,
+                             v[tie].h, (long long)v[best].n);
+    }
+    return AVA256_MISSING; // not reached
 }
 
 int ava256_read_mask(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen) {

@@ -124,7 +124,8 @@ typedef struct {
     int sap_h, sap_w, sap_c; // Sapiens output grid (0 = no Sapiens maps in this capture)
     int64_t n_dust3r, n_sapiens;
     double *K;           // [F, n_sel, 9] filled by workers
-    int64_t done, total, missing, masks, corrupt;
+    int64_t done, total, missing, masks, corrupt, no_mask;
+    int img_w, img_h;    // the capture's image size (ava256_image_size), 0 when undecided
     int64_t n_present;   // images the selected cameras' zips list: the denominator of --max-corrupt
     int64_t max_corrupt; // more corrupt images than this fail the capture
     double t0, last_print;
@@ -159,10 +160,11 @@ typedef struct {
     int have_mask, have_d, have_s;
 } CamWork;
 
-enum { IMG_OK = 0, IMG_MISSING = 1, IMG_CORRUPT = 2, IMG_FAIL = -1 };
+enum { IMG_OK = 0, IMG_MISSING = 1, IMG_CORRUPT = 2, IMG_NO_MASK = 3, IMG_FAIL = -1 };
 
 // Decodes, crops, resizes and composites (frame f, camera si), samples its DUSt3R/Sapiens maps and encodes
-// the JPEG, all into w; writes nothing to the shard. IMG_MISSING: no image member (dropped). IMG_CORRUPT:
+// the JPEG, all into w; writes nothing to the shard. IMG_MISSING: no image member (dropped). IMG_NO_MASK:
+// the camera has a mask zip without a member for this frame; err names the zip and the frame. IMG_CORRUPT:
 // one of this image's members (*what: "image", "mask", "DUSt3R map", "Sapiens map") does not read or
 // decode, or does not fit the image; err names the zip, the member and the reason. IMG_FAIL: the packer
 // itself failed (JPEG encoding).
@@ -171,7 +173,16 @@ static int prepare_image(const PackJob *j, Ava256Capture *cap, int si, int f, Ca
     const PackOptions *o = j->o;
     int ci = j->sel[si], S = o->size;
     const Ava256Calib *cal = &cap->cams[ci].calib;
+    const Ava256Camera *cam = &cap->cams[ci];
     w->have_mask = w->have_d = w->have_s = 0;
+    // A camera with a mask zip composites every image it keeps: an image whose mask member is absent is
+    // skipped (counted as no_mask) rather than kept with the dome behind the head among flat backgrounds.
+    if (cam->img_member[f] >= 0 && cam->mask && cam->mask_member[f] < 0) {
+        *what = "mask";
+        snprintf(err, errlen, "%.900s/foreground_masks/cam%s.zip: no member for frame %lld", cap->dir, cal->id,
+                 (long long)cap->frames[f].id);
+        return IMG_NO_MASK;
+    }
     *what = "image";
     int r = ava256_read_image(cap, ci, f, &w->im, err, errlen);
     if (r == AVA256_MISSING) return IMG_MISSING;
@@ -193,7 +204,7 @@ static int prepare_image(const PackJob *j, Ava256Capture *cap, int si, int f, Ca
     pack_resize(im->px + ((size_t)y0 * im->w + x0) * 3, im->w * 3, side, 3, w->rgb, S);
     // The mask. A corrupt one skips the image: kept without it, the image would be the only one of its
     // capture whose dome background is not replaced, and nothing downstream could tell (docs/data.md).
-    // A capture or camera without masks keeps its images as they are.
+    // A capture or camera without a mask zip keeps all its images as they are (MISSING here).
     *what = "mask";
     r = ava256_read_mask(cap, ci, f, &w->mk, err, errlen);
     if (r == AVA256_ERROR) return IMG_CORRUPT;
@@ -316,6 +327,12 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
         } else {
             memcpy(K, cal->K, sizeof cal->K);
             j->missing += r == IMG_MISSING;
+            if (r == IMG_NO_MASK) {
+                j->no_mask++;
+                if (!o->quiet) fputc('\n', stderr); // off the progress line
+                fprintf(stderr, "warning: %s: frame %lld camera %s: skipped (no mask): %s\n", name,
+                        (long long)cap->frames[f].id, cal->id, err);
+            }
             if (r == IMG_CORRUPT) {
                 j->corrupt++;
                 if (!o->quiet) fputc('\n', stderr); // off the progress line
@@ -362,6 +379,14 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
         return -1;
     }
     int F = cap.n_frames, C = j.n_sel;
+    // the image size every image must have, decided once over the capture (not by whichever image a worker
+    // decodes first); an ambiguous one fails the capture
+    if (ava256_image_size(&cap, j.sel, C, err, errlen) == AVA256_ERROR) {
+        ava256_close(&cap);
+        free(j.sel);
+        return -1;
+    }
+    j.img_w = cap.img_w, j.img_h = cap.img_h;
     // Sapiens channels: from the first map found (the shard records the grid it stores)
     for (int s2 = 0; s2 < C && !j.sap_c; s2++) {
         AuxZip a;
@@ -432,7 +457,10 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
                     if (!j.failed) j.failed = 1, snprintf(j.err, sizeof j.err, "%s", e3);
                     pthread_mutex_unlock(&j.lock);
                     own = 0, cp = NULL;
-                } else cp = &mine;
+                } else {
+                    cp = &mine;
+                    mine.img_w = j.img_w, mine.img_h = j.img_h;
+                }
             }
 #pragma omp for schedule(dynamic, 1)
             for (int s = 0; s < C; s++)
@@ -447,8 +475,10 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
         goto fail;
     }
     shard_set_K(j.w, j.K);
+    shard_set_counts(j.w, j.missing, j.corrupt, j.no_mask);
     if (shard_finish(j.w, err, errlen)) goto fail;
-    st->images = j.total - j.missing - j.corrupt, st->missing_images = j.missing, st->corrupt_images = j.corrupt;
+    st->images = j.total - j.missing - j.corrupt - j.no_mask, st->missing_images = j.missing;
+    st->corrupt_images = j.corrupt, st->no_mask_images = j.no_mask;
     st->masks = j.masks, st->frames = F, st->cameras = C;
     st->dust3r = j.n_dust3r, st->sapiens = j.n_sapiens;
 done:

@@ -24,14 +24,18 @@ typedef struct {
     int64_t images;          // stored in the shard
     int64_t missing_images;  // dropped: no member in the camera's zip
     int64_t corrupt_images;  // skipped: image, mask, DUSt3R or Sapiens member unreadable (stored like missing)
+    int64_t no_mask_images;  // skipped: the camera has a mask zip but it lacks this frame (stored like missing)
     int64_t masks, frames, cameras, dust3r, sapiens;
 } PackStats;
 
 // Packs one capture folder into out_path (atomic). Returns 0, or -1 with a message naming the file.
 // A corrupt image (a (frame, camera) whose image, mask, DUSt3R or Sapiens member does not read or decode)
 // is skipped: nothing is stored for it, as for a dropped image, and a warning on stderr names the capture,
-// frame, camera, zip, member and reason. Capture-level damage (a zip that does not open, e.g. truncated)
-// and more than o->max_corrupt corrupt images fail the capture; no shard is written then.
+// frame, camera, zip, member and reason. An image whose camera has a mask zip without a member for its
+// frame is skipped the same way and counted apart (no_mask_images). Every image must have the capture's
+// size (ava256_image_size); two equally common sizes fail the capture. Capture-level damage (a zip that
+// does not open, e.g. truncated) and more than o->max_corrupt corrupt images fail the capture; no shard is
+// written then. The shard records the missing, corrupt and no-mask counts (shard_set_counts).
 int pack_capture(const char *capture_dir, const char *out_path, const PackOptions *o, PackStats *st, char *err,
                  size_t errlen);
 

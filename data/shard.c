@@ -1,6 +1,8 @@
 // shard.c — HDF5 shard writer/reader (see shard.h and docs/formats.md "Shard").
 #include "shard.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +27,11 @@ struct ShardWriter {
     int quality;
     uint8_t *jpg; // shard_put_image's encode buffer
     size_t jpg_cap;
+    int has_counts; // shard_set_counts was called
+    int64_t counts[3]; // missing, corrupt, no_mask
 };
+
+static const char *const COUNT_NAMES[3] = {"missing_images", "corrupt_images", "no_mask_images"};
 
 #define ERR(...) error_set(err, errlen, __VA_ARGS__)
 
@@ -70,6 +76,26 @@ static int get_attr_u32(hid_t obj, const char *name, uint32_t *v) {
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     herr_t r = a < 0 || !attr_is_one(a) ? -1 : H5Aread(a, H5T_NATIVE_UINT32, v);
     if (a >= 0) H5Aclose(a);
+    return r < 0 ? -1 : 0;
+}
+
+static int put_attr_i64(hid_t obj, const char *name, int64_t v) {
+    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return r < 0 ? -1 : 0;
+}
+
+// An integer attribute holding one value (a float one is refused rather than converted).
+static int get_attr_i64(hid_t obj, const char *name, int64_t *v) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t t = H5Aget_type(a);
+    herr_t r = t < 0 || H5Tget_class(t) != H5T_INTEGER || !attr_is_one(a) ? -1 : H5Aread(a, H5T_NATIVE_INT64, v);
+    if (t >= 0) H5Tclose(t);
+    H5Aclose(a);
     return r < 0 ? -1 : 0;
 }
 
@@ -187,6 +213,14 @@ static uint32_t meta_crc(const ShardMeta *m, const ShardBlob *blob) {
     return c;
 }
 
+// libhdf5 1.10 crashes in its exit handler (H5F__close_cb, a NULL dereference) when an H5Fclose failed earlier
+// in the process, e.g. a full disk while a shard is flushed: the failed file stays registered in the library,
+// which closes it again at exit (fixed upstream by HDFGroup/hdf5#2291). Every file here is closed explicitly,
+// so the handler is not needed. H5dont_atexit must come before the library's first use.
+static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+static void h5_init_once(void) { H5dont_atexit(); }
+static void h5_init(void) { pthread_once(&h5_once, h5_init_once); }
+
 ShardWriter *shard_create(const char *path, const ShardMeta *m, int quality, char *err, size_t errlen) {
     if (m->n_cams < 1 || m->n_cams > SHARD_MAX_CAMS || m->n_frames < 1 || m->W < 1 || m->H < 1 || quality < 1 ||
         quality > 100) {
@@ -194,6 +228,7 @@ ShardWriter *shard_create(const char *path, const ShardMeta *m, int quality, cha
             m->W, m->H, quality);
         return NULL;
     }
+    h5_init();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); // we check every return value and report ourselves
     ShardWriter *w = (ShardWriter *)callocCheck(1, sizeof *w);
     meta_copy(&w->m, m);
@@ -328,6 +363,11 @@ void shard_abort(ShardWriter *w) {
     free(w);
 }
 
+void shard_set_counts(ShardWriter *w, int64_t missing, int64_t corrupt, int64_t no_mask) {
+    w->has_counts = 1;
+    w->counts[0] = missing, w->counts[1] = corrupt, w->counts[2] = no_mask;
+}
+
 int shard_finish(ShardWriter *w, char *err, size_t errlen) {
     const ShardMeta *m = &w->m;
     hsize_t C = m->n_cams, F = m->n_frames;
@@ -347,6 +387,7 @@ int shard_finish(ShardWriter *w, char *err, size_t errlen) {
     bad |= put_attr_int(root, "sapiens_w", m->sap_w);
     bad |= put_attr_int(root, "sapiens_c", m->sap_c);
     bad |= put_attr_u32(root, "meta_crc32", meta_crc(m, w->blob));
+    for (int k = 0; k < 3 && w->has_counts; k++) bad |= put_attr_i64(root, COUNT_NAMES[k], w->counts[k]);
     H5Gclose(root);
     bad |= put_ds(w->file, "camera_ids", st, st, 1, d_c, m->cam_ids);
     bad |= put_ds(w->file, "w2c", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, d_c34, m->w2c);
@@ -369,12 +410,22 @@ int shard_finish(ShardWriter *w, char *err, size_t errlen) {
     bad |= H5Fclose(w->file) < 0;
     w->file = 0;
     if (bad) {
-        ERR("%s: writing the shard index failed (disk full?)", w->tmp);
+        ERR("%s: writing or closing the shard failed (disk full?)", w->tmp);
         shard_abort(w);
         return -1;
     }
+    // the bytes on disk before the name: a crash after the rename must not leave a torn shard
+    int fd = open(w->tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        ERR("%s: fsync failed: %s (disk full or I/O error?)", w->tmp, strerror(e));
+        shard_abort(w);
+        return -1;
+    }
+    close(fd);
     if (rename(w->tmp, w->path) != 0) {
-        ERR("%s: cannot rename to %s", w->tmp, w->path);
+        ERR("%s: cannot rename to %s: %s", w->tmp, w->path, strerror(errno));
         shard_abort(w);
         return -1;
     }
@@ -387,6 +438,7 @@ int shard_finish(ShardWriter *w, char *err, size_t errlen) {
 
 int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
+    h5_init();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     snprintf(s->path, sizeof s->path, "%s", path);
     if (access(path, R_OK) != 0) return ERR("%s: cannot read the file", path);
@@ -520,6 +572,17 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
         shard_close(s);
         return -1;
     }
+    // the packer's counts: informational (not in meta_crc32), so values that cannot be right — negative, or
+    // more than the (frame, camera) pairs without an image — read as unknown rather than failing the shard
+    int64_t cnt[3], absent = 0, sum = 0;
+    int ok = 1;
+    for (size_t i = 0; i < F * C; i++) absent += s->blob[SHARD_IMAGE].len[i] == 0;
+    for (int k = 0; k < 3; k++) {
+        ok &= get_attr_i64(f, COUNT_NAMES[k], &cnt[k]) == 0 && cnt[k] >= 0 && cnt[k] <= absent;
+        if (ok) sum += cnt[k];
+    }
+    ok &= sum <= absent;
+    s->missing_images = ok ? cnt[0] : -1, s->corrupt_images = ok ? cnt[1] : -1, s->no_mask_images = ok ? cnt[2] : -1;
     pthread_mutex_init(&s->lock, NULL);
     return 0;
 }

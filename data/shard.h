@@ -57,6 +57,10 @@ int shard_put_mask(ShardWriter *w, int f, int c, const uint8_t *gray, char *err,
 int shard_put_aux(ShardWriter *w, int kind, int f, int c, const float *data, char *err, size_t errlen);
 // Replaces the [F, C, 3, 3] intrinsics given at create (a packer learns them while it decodes).
 void shard_set_K(ShardWriter *w, const double *K);
+// The packer's counts of (frame, camera) images it did not store: dropped (no image member), corrupt, and
+// skipped for a missing mask member. Written by shard_finish as the root attributes missing_images,
+// corrupt_images and no_mask_images (informational: not covered by meta_crc32). Not called: not written.
+void shard_set_counts(ShardWriter *w, int64_t missing, int64_t corrupt, int64_t no_mask);
 // Writes the indices and metadata, closes and renames over PATH. Frees w in every case.
 int shard_finish(ShardWriter *w, char *err, size_t errlen);
 void shard_abort(ShardWriter *w); // removes the temporary file
@@ -68,6 +72,9 @@ typedef struct {
     ShardBlob blob[SHARD_NBLOBS];
     int has[SHARD_NBLOBS];
     pthread_mutex_t lock;      // HDF5 reads are serialised; decoding happens outside the lock
+    // The packer's counts (attributes missing_images, corrupt_images, no_mask_images; shard_set_counts);
+    // -1 when the shard has none (written before them, or not by pack) or they do not fit the shard.
+    int64_t missing_images, corrupt_images, no_mask_images;
 } Shard;
 
 // Opens and checks a shard: attributes, shapes, every index entry inside its blob, and the CRC-32 of the

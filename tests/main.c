@@ -39,12 +39,13 @@ extern const TestCase train_tests[];
 extern const TestCase animate_tests[];
 extern const TestCase landmarks_tests[];
 extern const TestCase dist_tests[];
+extern const TestCase fault_tests[];
 
 static const TestCase *suites[] = {common_tests, layer_tests, model_tests, reference_tests, render_tests,
                                     render_reference_tests, sampler_tests, shard_tests,
                                     data_reader_tests, pack_tests, loader_tests, synth_tests,
                                     loss_image_tests, lpips_tests, train_tests, animate_tests,
-                                    landmarks_tests, dist_tests};
+                                    landmarks_tests, dist_tests, fault_tests};
 
 int test_load_config(void *model_config, const char *path, char *err, size_t errlen) {
     DataConfig dc;

@@ -15,6 +15,7 @@
 
 #include "ava256.h"
 #include "ava256_internal.h"
+#include "ava256_write.h"
 #include "pack.h"
 #include "shard.h"
 #include "test.h"
@@ -119,8 +120,8 @@ static int test_pack_crop(void) {
     CHECK(fabs(uc - (u - x0) * 64 / 58) < 1e-9 && fabs(vc - (v - y0) * 64 / 58) < 1e-9, "K does not follow the crop");
     char cmd[2048];
     for (int k = 0; k < 2; k++) {
-        snprintf(cmd, sizeof cmd, "'%s' pack --ava256 /nonexistent --out '%s/x' --crop %s 2>&1 | grep -q -- '--crop in (0, 1]'",
-                 AVAT3R_BINARY, test_tmpdir(), k ? "1.5" : "0");
+        snprintf(cmd, sizeof cmd, "'%s' pack --ava256 /nonexistent --out '%s/x' --crop %s 2>&1 | grep -qF -- \"--crop '%s': "
+                 "expected a number in (0, 1]\"", AVAT3R_BINARY, test_tmpdir(), k ? "1.5" : "0", k ? "1.5" : "0");
         CHECK(test_system(cmd) == 0, "--crop %s not refused", k ? "1.5" : "0");
     }
     return 0;
@@ -154,7 +155,7 @@ static int test_pack_empty_sapiens(void) {
     // --max-corrupt; with the limit lifted the other three are packed
     snprintf(cmd, sizeof cmd, "'%s' pack --ava256 \"$(ls -d '%s'/caps/*/)\" --out '%s/shards' --size 16 --sapiens-size 8x8 "
              "--quiet --max-corrupt 1 > '%s.pack' 2>&1; echo \"exit $?\" >> '%s.pack'; cat '%s.pack' | sed 's/^/    /'; "
-             "grep -q 'exit 0' '%s.pack' && grep -q '3 images (0 missing, 1 corrupt, skipped)' '%s.pack' && "
+             "grep -q 'exit 0' '%s.pack' && grep -q '3 images (0 missing, 1 corrupt, 0 no mask, skipped)' '%s.pack' && "
              "grep -q 'skipped (corrupt Sapiens map): .*aux/sapiens/cam.*zip: member' '%s.pack'",
              AVAT3R_BINARY, caps, caps, caps, caps, caps, caps, caps, caps);
     CHECK(test_system(cmd) == 0, "with --max-corrupt 1 the empty Sapiens map was not skipped and counted");
@@ -361,9 +362,9 @@ static int test_pack_corrupt_flipped(void) {
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
     CHECK(run_pack(args, log) == 0, "pack failed on 2 corrupt images of 20 with --max-corrupt 0.1");
     char *t = slurp_text(log, NULL);
-    int lines = count_occurrences(t, "skipped (corrupt image)"), ok_count = strstr(t, "18 images (0 missing, 2 corrupt, skipped)") != NULL;
+    int lines = count_occurrences(t, "skipped (corrupt image)"), ok_count = strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask, skipped)") != NULL;
     int ok_named = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1;
-    int ok_summary = strstr(t, "20 images") == NULL && strstr(t, "18 images (0 missing, 2 corrupt) in") != NULL;
+    int ok_summary = strstr(t, "20 images") == NULL && strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask) in") != NULL;
     free(t);
     CHECK(lines == 2, "%d corrupt-image warnings, want 2", lines);
     CHECK(ok_named, "the warnings do not name the zip, member and CRC error once each ('%s')", named[0]);
@@ -405,7 +406,7 @@ static int test_pack_corrupt_garbage(void) {
     CHECK(run_pack(args, log) == 0, "pack failed");
     char *t = slurp_text(log, NULL);
     int ok = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
-             count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, skipped)");
+             count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask, skipped)");
     free(t);
     CHECK(ok, "want exactly two warnings, '%s' and '%s', and 2 corrupt counted", named[0], named[1]);
     snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name);
@@ -433,7 +434,7 @@ static int test_pack_corrupt_mask(void) {
     CHECK(run_pack(args, log) == 0, "pack failed");
     char *t = slurp_text(log, NULL);
     int ok = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
-             count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, skipped), 18 masks");
+             count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask, skipped), 18 masks");
     free(t);
     CHECK(ok, "want exactly two warnings, '%s' and '%s', 2 corrupt and 18 masks counted", named[0], named[1]);
     snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name);
@@ -523,7 +524,7 @@ static int test_pack_corrupt_over_limit(void) {
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 1 " PACK_ARGS, dir, caps);
     CHECK(run_pack(args, log) == 0, "--max-corrupt 1 did not pack the intact images");
     t = slurp_text(log, NULL);
-    ok = strstr(t, "14 images (0 missing, 6 corrupt, skipped)") && count_occurrences(t, "skipped (corrupt image)") == 6;
+    ok = strstr(t, "14 images (0 missing, 6 corrupt, 0 no mask, skipped)") && count_occurrences(t, "skipped (corrupt image)") == 6;
     free(t);
     CHECK(ok, "want 14 images packed, 6 corrupt named");
     const char *badv[] = {"1.5", "-0.1", "x", "0.1x"};
@@ -531,10 +532,203 @@ static int test_pack_corrupt_over_limit(void) {
         snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt %s", dir, caps, badv[k]);
         CHECK(run_pack_echo(args, log, 0) == 2, "--max-corrupt %s not refused", badv[k]);
         t = slurp_text(log, NULL);
-        ok = strstr(t, "--max-corrupt in [0, 1]") != NULL;
+        char wantv[256];
+        snprintf(wantv, sizeof wantv, "--max-corrupt '%s': expected a number in [0, 1]", badv[k]);
+        ok = strstr(t, wantv) != NULL;
         free(t);
         CHECK(ok, "--max-corrupt %s: the message does not say the range", badv[k]);
     }
+    return 0;
+}
+
+// Replaces member `name` of the zip at `path` with `size` bytes of `data` (STORED), or deletes it when data is
+// NULL; libzip rewrites the archive. Returns 0, or -1 with a message.
+static int zip_edit(const char *path, const char *name, const void *data, size_t size) {
+    int e = 0;
+    zip_t *z = zip_open(path, 0, &e);
+    if (!z) return fprintf(stderr, "    %s: zip_open failed (libzip error %d)\n", path, e), -1;
+    zip_int64_t i = zip_name_locate(z, name, 0);
+    int ok = i >= 0;
+    if (ok && data) {
+        void *copy = malloc(size);
+        memcpy(copy, data, size);
+        zip_source_t *src = zip_source_buffer(z, copy, size, 1);
+        ok = src && zip_file_replace(z, (zip_uint64_t)i, src, 0) == 0;
+        if (!ok && src) zip_source_free(src);
+        if (!src) free(copy);
+        ok = ok && zip_set_file_compression(z, (zip_uint64_t)i, ZIP_CM_STORE, 0) == 0;
+    } else if (ok) {
+        ok = zip_delete(z, (zip_uint64_t)i) == 0;
+    }
+    if (!ok || zip_close(z) != 0) {
+        fprintf(stderr, "    %s: cannot %s member '%s': %s\n", path, data ? "replace" : "delete", name, zip_strerror(z));
+        zip_discard(z);
+        return -1;
+    }
+    return 0;
+}
+
+// A valid lossless AVIF of w×h (a smooth pattern), malloc'd.
+static uint8_t *avif_of_size(int w, int h, size_t *n) {
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    for (int i = 0; i < w * h * 3; i++) rgb[i] = (uint8_t)(40 + (i * 7) % 170);
+    AvwAvifOpts ao = {0, 0, 8};
+    uint8_t *b = avw_avif_rgb8(rgb, w, h, &ao, n);
+    free(rgb);
+    return b;
+}
+
+// The shard's pack counts (attributes missing_images, corrupt_images, no_mask_images) are m, k and nm.
+static int shard_counts_are(const char *path, int64_t m, int64_t k, int64_t nm) {
+    Shard sh;
+    char err[1024];
+    CHECK(!shard_open(&sh, path, err, sizeof err), "%s", err);
+    int64_t got[3] = {sh.missing_images, sh.corrupt_images, sh.no_mask_images};
+    shard_close(&sh);
+    CHECK(got[0] == m && got[1] == k && got[2] == nm, "%s: attributes missing/corrupt/no_mask_images read %lld/%lld/%lld, "
+          "want %lld/%lld/%lld", path, (long long)got[0], (long long)got[1], (long long)got[2], (long long)m, (long long)k,
+          (long long)nm);
+    return 0;
+}
+
+// The capture's image size is decided once over the capture (the size most images have), not by the first
+// image a worker decodes: a capture whose FIRST image in (camera, frame) order is a valid AVIF of another size
+// loses only that image, with 1 and with 2 workers; the rest is packed bit-identically to the clean capture,
+// and the shard records 1 corrupt image. Two sizes equally common fail the capture with both named.
+static int test_pack_first_image_wrong_size(void) {
+    char caps[1024], dir[1300], name[256], zip[4400], member[256], args[4096], log[1300], shard[1600], named[4800];
+    if (corrupt_fixture("pkc_size", caps, sizeof caps)) return 1;
+    if (capture_dir(caps, 0, dir, sizeof dir, name, sizeof name)) return 1;
+    size_t n;
+    uint8_t *avif = avif_of_size(24, 36, &n);
+    if (member_of(dir, 0, 0, 0, zip, sizeof zip, member, sizeof member)) return 1;
+    int rz = zip_edit(zip, member, avif, n);
+    CHECK(rz == 0, "could not replace %s in %s", member, zip);
+    snprintf(named, sizeof named, "skipped (corrupt image): %s: member '%s': image is 24x36, the capture's images are 32x48",
+             zip, member);
+    int bad[5 * 4] = {0};
+    bad[0] = 1;
+    for (int threads = 1; threads <= 2; threads++) {
+        snprintf(log, sizeof log, "%s/pack%d.log", caps, threads);
+        snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards%d' --max-corrupt 0.1 --size 16 --sapiens-size 4x4 "
+                 "--quiet --threads %d", dir, caps, threads, threads);
+        int rc = run_pack(args, log);
+        char *t = slurp_text(log, NULL);
+        int ok = count_occurrences(t, named) == 1 && count_occurrences(t, "skipped (corrupt") == 1 &&
+                 strstr(t, "19 images (0 missing, 1 corrupt, 0 no mask, skipped)");
+        free(t);
+        CHECK(rc == 0 && ok, "%d worker(s): want exit 0 (got %d), one warning '%s' and 19 images, 1 corrupt", threads, rc,
+              named);
+        snprintf(shard, sizeof shard, "%s/shards%d/%s.h5", caps, threads, name);
+        if (compare_to_clean(shard, dir, name, bad, 1) || shard_counts_are(shard, 0, 1, 0)) return 1;
+    }
+    // cameras 0 and 1 entirely of the other size: 10 images of each size, no size to trust
+    for (int c = 0; c < 2; c++)
+        for (int f = 0; f < 5; f++) {
+            if (member_of(dir, f, c, 0, zip, sizeof zip, member, sizeof member)) return 1;
+            rz = zip_edit(zip, member, avif, n);
+            CHECK(rz == 0, "could not replace %s in %s", member, zip);
+        }
+    free(avif);
+    snprintf(log, sizeof log, "%s/pack_tie.log", caps);
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards_tie' --max-corrupt 1 " PACK_ARGS, dir, caps);
+    CHECK(run_pack(args, log) == 1, "pack did not fail a capture with as many images of 24x36 as of 32x48");
+    char *t = slurp_text(log, NULL);
+    char want[1600];
+    snprintf(want, sizeof want, "%s/decoder/image: as many images are 24x36 as 32x48 (10 each), so the capture's image "
+             "size is ambiguous", dir);
+    int ok = strstr(t, want) != NULL;
+    free(t);
+    CHECK(ok, "the message does not say '%s'", want);
+    snprintf(shard, sizeof shard, "%s/shards_tie", caps);
+    CHECK(no_shard(shard, name), "a shard or temporary of the failed capture is left");
+    return 0;
+}
+
+// A camera with a mask zip that lacks the member of one frame: that image is skipped (not kept with the
+// dome behind the head), counted as "no mask" apart from missing and corrupt, and named once. With a
+// dropped image and a corrupt one beside it, the capture line, the summary, the shard's attributes and
+// `avat3r inspect` all count 1 missing, 1 corrupt, 1 no mask; the rest is packed as from the clean capture.
+// A camera without any mask zip keeps all its images, none composited (as before).
+static int test_pack_missing_mask_member(void) {
+    char caps[1024], dir[1300], dir1[1300], name[256], name1[256], zip[4400], member[256], args[4096], log[1300];
+    char shard[1600], named[4800], cmd[8192];
+    if (corrupt_fixture("pkc_nomask", caps, sizeof caps)) return 1;
+    if (capture_dir(caps, 0, dir, sizeof dir, name, sizeof name)) return 1;
+    if (capture_dir(caps, 1, dir1, sizeof dir1, name1, sizeof name1)) return 1;
+    int bad[5 * 4] = {0}, rz;
+    Ava256Capture cap;
+    char err[1024];
+    CHECK(!ava256_open(&cap, dir, 0, err, sizeof err), "%s", err);
+    long long fid = (long long)cap.frames[2].id;
+    char cid[AVA256_ID_MAX];
+    snprintf(cid, sizeof cid, "%s", cap.cams[1].calib.id);
+    ava256_close(&cap);
+    // (frame 2, camera 1): no mask member
+    if (member_of(dir, 2, 1, 1, zip, sizeof zip, member, sizeof member)) return 1;
+    rz = zip_edit(zip, member, NULL, 0);
+    CHECK(rz == 0, "could not delete %s from %s", member, zip);
+    snprintf(named, sizeof named, "warning: %s: frame %lld camera %s: skipped (no mask): %s: no member for frame %lld", name,
+             fid, cid, zip, fid);
+    bad[2 * 4 + 1] = 1;
+    // (frame 4, camera 3): a dropped image; (frame 0, camera 2): a corrupt one
+    if (member_of(dir, 4, 3, 0, zip, sizeof zip, member, sizeof member)) return 1;
+    rz = zip_edit(zip, member, NULL, 0);
+    CHECK(rz == 0, "could not delete %s from %s", member, zip);
+    bad[4 * 4 + 3] = 1;
+    if (member_of(dir, 0, 2, 0, zip, sizeof zip, member, sizeof member)) return 1;
+    CHECK(!zip_damage(zip, member, 0), "damage %s", zip);
+    bad[0 * 4 + 2] = 1;
+    // the other capture: camera 0 has no mask zip at all
+    if (member_of(dir1, 0, 0, 1, zip, sizeof zip, member, sizeof member)) return 1;
+    CHECK(unlink(zip) == 0, "rm %s", zip);
+    snprintf(log, sizeof log, "%s/pack.log", caps);
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, caps, caps);
+    int rc = run_pack(args, log);
+    char *t = slurp_text(log, NULL);
+    int ok_warn = count_occurrences(t, named) == 1 && count_occurrences(t, "skipped (no mask)") == 1;
+    int ok_line = strstr(t, "17 images (1 missing, 1 corrupt, 1 no mask, skipped), 17 masks") != NULL;
+    int ok_line1 = strstr(t, "20 images (0 missing, 0 corrupt, 0 no mask, skipped), 15 masks") != NULL;
+    int ok_sum = strstr(t, "37 images (1 missing, 1 corrupt, 1 no mask) in") != NULL;
+    free(t);
+    CHECK(rc == 0, "pack failed (exit %d)", rc);
+    CHECK(ok_warn, "want exactly one warning '%s'", named);
+    CHECK(ok_line && ok_sum, "the capture line or the summary does not count 17 images, 1 missing, 1 corrupt, 1 no mask");
+    CHECK(ok_line1, "the camera without a mask zip did not keep its 5 images un-composited (want 20 images, 15 masks)");
+    snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name);
+    if (compare_to_clean(shard, dir, name, bad, 3) || shard_counts_are(shard, 1, 1, 1)) return 1;
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s' | tr -d ' \t\n' | grep -q '\"missing_images\":3,\"missing_why\":{"
+             "\"dropped\":1,\"corrupt\":1,\"no_mask\":1}'", AVAT3R_BINARY, shard);
+    CHECK(test_system(cmd) == 0, "avat3r inspect does not print the shard's missing/corrupt/no-mask counts");
+    snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name1);
+    return shard_counts_are(shard, 0, 0, 0);
+}
+
+// Numbers on the command line are read whole and range-checked: a bad value is refused with exit 2 and a
+// message naming the flag and the value (atoi/atof read "12abc" as 12 and "0.6x" as 0.6).
+static int test_pack_strict_numbers(void) {
+    char args[4096], log[1300];
+    const char *bad[][2] = {{"--size", "12abc"}, {"--size", "4"},       {"--size", ""},          {"--quality", "92.5"},
+                            {"--quality", "0"},  {"--threads", "2x"},    {"--threads", "-1"},     {"--crop", "0.6x"},
+                            {"--crop", "nan"},   {"--crop", "0"},        {"--max-corrupt", "1e"}, {"--sapiens-size", "8x8x"},
+                            {"--sapiens-size", "8"}, {"--sapiens-size", "+8x8"}, {"--background", "1,1,1x"},
+                            {"--background", "2,0,0"}};
+    snprintf(log, sizeof log, "%s/strict.log", test_tmpdir());
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        snprintf(args, sizeof args, "--ava256 /nonexistent --out '%s/strict' %s '%s'", test_tmpdir(), bad[k][0], bad[k][1]);
+        int rc = run_pack_echo(args, log, 0);
+        char want[256];
+        snprintf(want, sizeof want, "avat3r pack: %s '%s': expected", bad[k][0], bad[k][1]);
+        char *t = slurp_text(log, NULL);
+        int ok = t && strstr(t, want) != NULL;
+        free(t);
+        CHECK(rc == 2 && ok, "%s '%s': exit %d (want 2), or no message '%s...'", bad[k][0], bad[k][1], rc, want);
+    }
+    // good values pass the parser (the capture folder does not exist: exit 1, not 2)
+    snprintf(args, sizeof args, "--ava256 /nonexistent --out '%s/strict' --size 16 --quality 90 --threads 0 --crop .5 "
+             "--max-corrupt 1 --sapiens-size 8x6 --background 0,0.5,1 --quiet", test_tmpdir());
+    int rc = run_pack_echo(args, log, 0);
+    CHECK(rc == 1, "good values: exit %d, want 1 (no such capture)", rc);
     return 0;
 }
 
@@ -553,6 +747,9 @@ const TestCase pack_tests[] = {
     {"pack_corrupt_mask", test_pack_corrupt_mask},
     {"pack_corrupt_truncated_zip", test_pack_corrupt_truncated},
     {"pack_corrupt_over_limit", test_pack_corrupt_over_limit},
+    {"pack_first_image_wrong_size", test_pack_first_image_wrong_size},
+    {"pack_missing_mask_member", test_pack_missing_mask_member},
+    {"pack_strict_number_options", test_pack_strict_numbers},
     {"data/precompute_scripts_writers", test_precompute_writers},
     {"data/pack_fixture_resumable", test_pack_fixture},
     {NULL, NULL},

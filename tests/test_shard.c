@@ -97,7 +97,8 @@ static void meta(MetaFx *x) {
     m->cam_ids = x->ids, m->w2c = x->w2c, m->K = x->K, m->frame_ids = x->fid, m->head_pose = x->hp, m->expr = x->ex;
 }
 
-static int write_shard(const char *path) {
+// counts: the pack counts to record (shard_set_counts), or NULL for none.
+static int write_shard_counts(const char *path, const int64_t *counts) {
     char err[512];
     MetaFx x;
     meta(&x);
@@ -118,9 +119,11 @@ static int write_shard(const char *path) {
             CHECK(!shard_put_aux(w, SHARD_SAPIENS, f, c, sp, err, sizeof err), "%s", err);
         }
     CHECK(shard_put_image(w, 0, 0, rgb, err, sizeof err) != 0 && strstr(err, "twice"), "double write accepted");
+    if (counts) shard_set_counts(w, counts[0], counts[1], counts[2]);
     CHECK(!shard_finish(w, err, sizeof err), "%s", err);
     return 0;
 }
+static int write_shard(const char *path) { return write_shard_counts(path, NULL); }
 
 static int test_roundtrip(void) {
     char path[1024], err[512];
@@ -165,11 +168,26 @@ static int test_roundtrip(void) {
     printf("    JPEG quality 95: worst PSNR %.1f dB\n", worst);
     CHECK(worst > 38, "JPEG round trip too lossy: %.1f dB", worst);
     CHECK(shard_get_image(&s, F, 0, rgb, err, sizeof err) < 0 && strstr(err, path), "out of range: '%s'", err);
+    CHECK(s.missing_images == -1 && s.corrupt_images == -1 && s.no_mask_images == -1, "a shard without pack counts "
+          "reads %lld/%lld/%lld", (long long)s.missing_images, (long long)s.corrupt_images, (long long)s.no_mask_images);
     shard_close(&s);
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' inspect '%s' | tr -d ' \\t\\n' | grep -q '\"frames\":4,\"cameras\":3.*\"missing_images\":1'",
-             AVAT3R_BINARY, path);
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s' | tr -d ' \\t\\n' | grep -q '\"frames\":4,\"cameras\":3.*\"missing_images\":1,"
+             "\"missing_why\":null'", AVAT3R_BINARY, path);
     CHECK(test_system(cmd) == 0, "avat3r inspect on a shard");
+    // the pack counts: absent above (-1, checked before the close); written, they read back; values that cannot fit the shard (more
+    // images than the one without an image, negative) read as absent; the metadata CRC does not cover them
+    const int64_t cases[4][3] = {{0, 1, 0}, {1, 0, 0}, {1, 1, 0}, {0, 0, -1}};
+    const int64_t wantc[4][3] = {{0, 1, 0}, {1, 0, 0}, {-1, -1, -1}, {-1, -1, -1}};
+    for (int k = 0; k < 4; k++) {
+        snprintf(path, sizeof path, "%s/cap_counts%d.h5", test_tmpdir(), k);
+        if (write_shard_counts(path, cases[k])) return 1;
+        CHECK(!shard_open(&s, path, err, sizeof err), "%s", err);
+        int ok = s.missing_images == wantc[k][0] && s.corrupt_images == wantc[k][1] && s.no_mask_images == wantc[k][2];
+        CHECK(ok, "counts %lld/%lld/%lld read back as %lld/%lld/%lld", (long long)cases[k][0], (long long)cases[k][1],
+              (long long)cases[k][2], (long long)s.missing_images, (long long)s.corrupt_images, (long long)s.no_mask_images);
+        shard_close(&s);
+    }
     return 0;
 }
 

@@ -25,6 +25,9 @@ int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const ch
 
 // A whole-number option value in lo..hi: 0, or -1 after "avat3r VERB: FLAG 'V': expected ..." on stderr.
 int cli_parse_int(const char *verb, const char *flag, const char *v, int lo, int hi, int *out);
+// A finite number in [lo, hi] ((lo, hi] when lo_open), the whole string: 0, or -1 after
+// "avat3r VERB: FLAG 'V': expected a number in [lo, hi]" on stderr.
+int cli_parse_double(const char *verb, const char *flag, const char *v, double lo, double hi, int lo_open, double *out);
 
 typedef struct cJSON cJSON;
 // Writes j as indented JSON plus a newline to path, atomically (NAME.tmp.<pid>, then renamed).

@@ -142,6 +142,18 @@ int cli_parse_int(const char *verb, const char *flag, const char *v, int lo, int
     return 0;
 }
 
+int cli_parse_double(const char *verb, const char *flag, const char *v, double lo, double hi, int lo_open, double *out) {
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !isfinite(x) || x > hi || (lo_open ? !(x > lo) : !(x >= lo))) {
+        fprintf(stderr, "avat3r %s: %s '%s': expected a number in %c%g, %g]\n", verb, flag, v, lo_open ? '(' : '[', lo,
+                hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
 void cli_write_json(const char *path, const cJSON *j) {
     char *s = cJSON_Print(j);
     AtomicFile af;
@@ -261,6 +273,16 @@ int cmd_inspect(int argc, char **argv) {
         }
         cJSON_AddItemToObject(j, "present", present);
         cJSON_AddNumberToObject(j, "missing_images", (double)(n - have_img));
+        // why they are missing, as pack counted it (shards from before these attributes: null)
+        if (sh.missing_images >= 0) {
+            cJSON *why = cJSON_CreateObject();
+            cJSON_AddNumberToObject(why, "dropped", (double)sh.missing_images);
+            cJSON_AddNumberToObject(why, "corrupt", (double)sh.corrupt_images);
+            cJSON_AddNumberToObject(why, "no_mask", (double)sh.no_mask_images);
+            cJSON_AddItemToObject(j, "missing_why", why);
+        } else {
+            cJSON_AddNullToObject(j, "missing_why");
+        }
         cJSON_AddItemToObject(j, "bytes", bytes);
         FILE *fs = fopen(path, "rb");
         if (fs) {

@@ -1,5 +1,6 @@
 // cmd_pack.c — `avat3r pack`: ava256 captures -> one HDF5 shard each (data/pack.c). Resumable: a shard
 // that already opens is kept, a stale temporary file is redone; each shard appears atomically.
+#include <ctype.h>
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,9 @@
 static const char *USAGE =
     "--ava256 DIR --out SHARDS [--size 512] [--quality 92] [--cameras ID,ID,...] [--subjects SID,...]\n"
     "       [--threads N] [--background r,g,b] [--sapiens-size WxH] [--crop F] [--max-corrupt F] [--quiet]\n"
-    "  --crop F: the square crop around the projected head is F times the image's short side (default 1).\n"
+    "  --crop F: the square crop around the projected head is F times the image's short side, in (0, 1] (default 1).\n"
+    "  --size 8..4096, --quality 1..100, --threads 0..1024 (0 = one per core), --background r,g,b in [0, 1].\n"
+    "  An image is skipped (counted as no mask) when its camera has a mask zip without a member for its frame.\n"
     "  --max-corrupt F: a corrupt image (its image, mask, DUSt3R or Sapiens member does not read or decode) is\n"
     "    skipped, counted and named in a warning; a capture with more than F of its images corrupt is not\n"
     "    packed (default 0.01; 0 = none tolerated, 1 = no limit). Pack exits 1 when a capture failed.\n"
@@ -56,39 +59,53 @@ int cmd_pack(int argc, char **argv) {
     const char *root = NULL, *out = NULL;
     char *cams_arg = NULL, *subj_arg = NULL;
     PackOptions o = {512, 92, {1, 1, 1}, NULL, 0, 0, 0, 64, 64, 1.0, 0.01};
-    int bad_max_corrupt = 0;
     for (int i = 1; i < argc; i++) {
-        int has = i + 1 < argc;
-        if (!strcmp(argv[i], "--help")) {
+        int has = i + 1 < argc, bad = 0;
+        const char *a = argv[i];
+        if (!strcmp(a, "--help")) {
             printf("usage: avat3r pack %s\n", USAGE);
             return 0;
-        } else if (!strcmp(argv[i], "--ava256") && has) root = argv[++i];
-        else if (!strcmp(argv[i], "--out") && has) out = argv[++i];
-        else if (!strcmp(argv[i], "--size") && has) o.size = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--quality") && has) o.quality = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && has) o.threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--cameras") && has) cams_arg = argv[++i];
-        else if (!strcmp(argv[i], "--subjects") && has) subj_arg = argv[++i];
-        else if (!strcmp(argv[i], "--quiet")) o.quiet = 1;
-        else if (!strcmp(argv[i], "--crop") && has) o.crop = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--max-corrupt") && has) {
-            char *end;
-            o.max_corrupt = strtod(argv[++i], &end);
-            bad_max_corrupt = end == argv[i] || *end || !(o.max_corrupt >= 0 && o.max_corrupt <= 1);
+        } else if (!strcmp(a, "--ava256") && has) root = argv[++i];
+        else if (!strcmp(a, "--out") && has) out = argv[++i];
+        // numbers are read whole ("12abc" and "0.6x" are refused, not read as 12 and 0.6), ranges checked here
+        else if (!strcmp(a, "--size") && has) bad = cli_parse_int("pack", a, argv[++i], 8, 4096, &o.size);
+        else if (!strcmp(a, "--quality") && has) bad = cli_parse_int("pack", a, argv[++i], 1, 100, &o.quality);
+        else if (!strcmp(a, "--threads") && has) bad = cli_parse_int("pack", a, argv[++i], 0, 1024, &o.threads);
+        else if (!strcmp(a, "--cameras") && has) cams_arg = argv[++i];
+        else if (!strcmp(a, "--subjects") && has) subj_arg = argv[++i];
+        else if (!strcmp(a, "--quiet")) o.quiet = 1;
+        else if (!strcmp(a, "--crop") && has) bad = cli_parse_double("pack", a, argv[++i], 0, 1, 1, &o.crop);
+        else if (!strcmp(a, "--max-corrupt") && has) bad = cli_parse_double("pack", a, argv[++i], 0, 1, 0, &o.max_corrupt);
+        else if (!strcmp(a, "--sapiens-size") && has) {
+            const char *v = argv[++i];
+            char *x = NULL, *end = NULL;
+            long sw = isdigit((unsigned char)v[0]) ? strtol(v, &x, 10) : 0;
+            long sh = x && *x == 'x' && isdigit((unsigned char)x[1]) ? strtol(x + 1, &end, 10) : 0;
+            o.sapiens_w = (int)(sw > 0 && sw <= 1024 ? sw : 0), o.sapiens_h = (int)(sh > 0 && sh <= 1024 ? sh : 0);
+            if (!end || *end || !o.sapiens_w || !o.sapiens_h) {
+                fprintf(stderr, "avat3r pack: --sapiens-size '%s': expected WxH, each 1..1024\n", v);
+                bad = 1;
+            }
+        } else if (!strcmp(a, "--background") && has) {
+            const char *v = argv[++i];
+            int end = -1;
+            if (sscanf(v, "%lf,%lf,%lf%n", &o.background[0], &o.background[1], &o.background[2], &end) != 3 || v[end] ||
+                !(o.background[0] >= 0 && o.background[0] <= 1 && o.background[1] >= 0 && o.background[1] <= 1 &&
+                  o.background[2] >= 0 && o.background[2] <= 1)) {
+                fprintf(stderr, "avat3r pack: --background '%s': expected r,g,b, each in [0, 1]\n", v);
+                bad = 1;
+            }
+        } else {
+            fprintf(stderr, "avat3r pack: unknown or incomplete option '%s'\nusage: avat3r pack %s\n", a, USAGE);
+            return 2;
         }
-        else if (!strcmp(argv[i], "--sapiens-size") && has && sscanf(argv[i + 1], "%dx%d", &o.sapiens_w, &o.sapiens_h) == 2) i++;
-        else if (!strcmp(argv[i], "--background") && has &&
-                 sscanf(argv[i + 1], "%lf,%lf,%lf", &o.background[0], &o.background[1], &o.background[2]) == 3)
-            i++;
-        else {
-            fprintf(stderr, "avat3r pack: unknown or incomplete option '%s'\nusage: avat3r pack %s\n", argv[i], USAGE);
+        if (bad) {
+            fprintf(stderr, "usage: avat3r pack %s\n", USAGE);
             return 2;
         }
     }
-    if (!root || !out || o.size < 8 || o.size > 4096 || o.quality < 1 || o.quality > 100 || o.sapiens_w < 1 ||
-        o.sapiens_h < 1 || o.sapiens_w > 1024 || o.sapiens_h > 1024 || !(o.crop > 0 && o.crop <= 1) || bad_max_corrupt) {
-        fprintf(stderr, "avat3r pack: need --ava256 and --out; --size 8..4096, --quality 1..100, --crop in (0, 1], "
-                "--max-corrupt in [0, 1]\nusage: avat3r pack %s\n", USAGE);
+    if (!root || !out) {
+        fprintf(stderr, "avat3r pack: need --ava256 and --out\nusage: avat3r pack %s\n", USAGE);
         return 2;
     }
     const char *cams[1024], *subjects[1024];
@@ -150,15 +167,17 @@ int cmd_pack(int argc, char **argv) {
         }
         packed++;
         tot.images += st.images, tot.missing_images += st.missing_images, tot.masks += st.masks;
-        tot.corrupt_images += st.corrupt_images;
-        printf("%s: %lld frames x %lld cameras, %lld images (%lld missing, %lld corrupt, skipped), %lld masks, %lld "
-               "DUSt3R and %lld Sapiens maps\n",
+        tot.corrupt_images += st.corrupt_images, tot.no_mask_images += st.no_mask_images;
+        printf("%s: %lld frames x %lld cameras, %lld images (%lld missing, %lld corrupt, %lld no mask, skipped), %lld "
+               "masks, %lld DUSt3R and %lld Sapiens maps\n",
                path, (long long)st.frames, (long long)st.cameras, (long long)st.images, (long long)st.missing_images,
-               (long long)st.corrupt_images, (long long)st.masks, (long long)st.dust3r, (long long)st.sapiens);
+               (long long)st.corrupt_images, (long long)st.no_mask_images, (long long)st.masks, (long long)st.dust3r,
+               (long long)st.sapiens);
     }
-    printf("pack: %d captures packed, %d already done, %d failed; %lld images (%lld missing, %lld corrupt) in %.1f s\n",
+    printf("pack: %d captures packed, %d already done, %d failed; %lld images (%lld missing, %lld corrupt, %lld no mask) "
+           "in %.1f s\n",
            packed, skipped, failed, (long long)tot.images, (long long)tot.missing_images, (long long)tot.corrupt_images,
-           time_now_s() - t0);
+           (long long)tot.no_mask_images, time_now_s() - t0);
     ava256_free_list(dirs, n);
     return failed ? 1 : 0;
 }

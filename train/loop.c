@@ -479,7 +479,26 @@ int run_checkpoint_read(const char *path, RunConfig *rc, float **params, float *
 
 // Loads the newest checkpoint of the run that verifies (a corrupt newest one is reported and skipped).
 // Returns 1 loaded, 0 none in the folder, −1 error.
+// Temporaries "NAME.tmp.<pid>" that a killed run left in the run folder (a checkpoint is ~1 GB at paper
+// size): removed when no process <pid> is alive on this machine. A live one (another run writing into
+// this folder) is left alone.
+static void remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        char *end = NULL;
+        long pid = t ? strtol(t + 5, &end, 10) : 0;
+        if (!t || pid <= 0 || *end || pid == (long)getpid() || !(kill((pid_t)pid, 0) != 0 && errno == ESRCH)) continue;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) LOG_I("resume: removed %s, left by a killed run", path);
+    }
+    closedir(d);
+}
+
 static int load_latest(const char *dir, RunConfig *rc, float **params, float **m, float **v, char *err, size_t errlen) {
+    remove_stale_temporaries(dir);
     long steps[4096];
     int n = list_checkpoints(dir, steps, 4096);
     for (int i = n - 1; i >= 0; i--) {
@@ -909,7 +928,14 @@ int train_run(const TrainRunOptions *o) {
             if (multi) json_num(logf, "comm_s", t_comm);
             json_num(logf, "samples_per_s", samples_per_step / dt);
             fprintf(logf, ",\"skipped\":%d,\"data_skipped\":%.0f}\n", bad, dskipped);
-            fflush(logf);
+            if (fflush(logf) != 0 || ferror(logf)) { // a full disk must not silently drop log lines
+                snprintf(msg, sizeof msg, "%s/log.jsonl: write failed (%s): disk full? the last checkpoint is intact",
+                         o->out, strerror(errno));
+                LOG_E("%s", msg);
+                dist_abort(&d, msg);
+                status = 1;
+                goto done;
+            }
         }
         if (lead && (step % tc->log_every == 0 || step == 1 || step == tc->steps)) {
             char eta[32], lps[32];
@@ -955,7 +981,14 @@ int train_run(const TrainRunOptions *o) {
             json_num(logf, "l1", vr.l1), json_num(logf, "ssim", vr.ssim);
             json_num(logf, "psnr_expr", vr.psnr_expr), json_num(logf, "psnr_expr_fixed", vr.psnr_expr_fixed);
             fprintf(logf, "}\n");
-            fflush(logf);
+            if (fflush(logf) != 0 || ferror(logf)) { // a full disk must not silently drop log lines
+                snprintf(msg, sizeof msg, "%s/log.jsonl: write failed (%s): disk full? the last checkpoint is intact",
+                         o->out, strerror(errno));
+                LOG_E("%s", msg);
+                dist_abort(&d, msg);
+                status = 1;
+                goto done;
+            }
             printf("val  %6ld | PSNR %.2f dB (baseline: input colours at input positions %.2f dB) | SSIM %.4f | "
                    "val_%08ld.png on %s\n", step, vr.psnr, vr.psnr_baseline, vr.ssim, step, vs.from);
             if (!isnan(vr.psnr_expr))
