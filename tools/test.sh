@@ -15,6 +15,8 @@ ninja -C "$BUILD"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export AVAT3R_SOURCE_ROOT="$PWD"
+# OpenMP threads that spin while waiting make a test 10x slower when anything else holds a core
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 status=0
 if [ -x "$BUILD/model/cuda/avat3r_cuda_tests" ]; then
   echo "== CUDA kernel tests (skip without a GPU)"
