@@ -47,13 +47,15 @@ static int put_attr_str(hid_t obj, const char *name, const char *v) {
     return r < 0 ? -1 : 0;
 }
 
-static int put_attr_int(hid_t obj, const char *name, int v) {
-    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(obj, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT, &v);
+// A scalar attribute: stored as ftype, given as mtype.
+static int put_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
+    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, mtype, v);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     return r < 0 ? -1 : 0;
 }
+static int put_attr_int(hid_t obj, const char *name, int v) { return put_attr(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT, &v); }
 
 // 1 when attribute `a` holds exactly one value (H5Aread fills as many as it holds).
 static int attr_is_one(hid_t a) {
@@ -63,49 +65,18 @@ static int attr_is_one(hid_t a) {
     return n == 1;
 }
 
-static int put_attr_u32(hid_t obj, const char *name, uint32_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(obj, name, H5T_STD_U32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_UINT32, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return r < 0 ? -1 : 0;
-}
-
-static int get_attr_u32(hid_t obj, const char *name, uint32_t *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    herr_t r = a < 0 || !attr_is_one(a) ? -1 : H5Aread(a, H5T_NATIVE_UINT32, v);
-    if (a >= 0) H5Aclose(a);
-    return r < 0 ? -1 : 0;
-}
-
-static int put_attr_i64(hid_t obj, const char *name, int64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return r < 0 ? -1 : 0;
-}
-
-// An integer attribute holding one value (a float one is refused rather than converted).
-static int get_attr_i64(hid_t obj, const char *name, int64_t *v) {
+// An integer attribute holding one value, read as mtype (a float one is refused rather than converted).
+static int get_attr(hid_t obj, const char *name, hid_t mtype, void *v) {
     if (H5Aexists(obj, name) <= 0) return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     if (a < 0) return -1;
     hid_t t = H5Aget_type(a);
-    herr_t r = t < 0 || H5Tget_class(t) != H5T_INTEGER || !attr_is_one(a) ? -1 : H5Aread(a, H5T_NATIVE_INT64, v);
+    herr_t r = t < 0 || H5Tget_class(t) != H5T_INTEGER || !attr_is_one(a) ? -1 : H5Aread(a, mtype, v);
     if (t >= 0) H5Tclose(t);
     H5Aclose(a);
     return r < 0 ? -1 : 0;
 }
-
-static int get_attr_int(hid_t obj, const char *name, int *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    herr_t r = a < 0 || !attr_is_one(a) ? -1 : H5Aread(a, H5T_NATIVE_INT, v);
-    if (a >= 0) H5Aclose(a);
-    return r < 0 ? -1 : 0;
-}
+static int get_attr_int(hid_t obj, const char *name, int *v) { return get_attr(obj, name, H5T_NATIVE_INT, v); }
 
 static int get_attr_str(hid_t obj, const char *name, char *v, size_t cap) {
     if (H5Aexists(obj, name) <= 0) return -1;
@@ -386,8 +357,9 @@ int shard_finish(ShardWriter *w, char *err, size_t errlen) {
     bad |= put_attr_int(root, "sapiens_h", m->sap_h);
     bad |= put_attr_int(root, "sapiens_w", m->sap_w);
     bad |= put_attr_int(root, "sapiens_c", m->sap_c);
-    bad |= put_attr_u32(root, "meta_crc32", meta_crc(m, w->blob));
-    for (int k = 0; k < 3 && w->has_counts; k++) bad |= put_attr_i64(root, COUNT_NAMES[k], w->counts[k]);
+    const uint32_t mcrc = meta_crc(m, w->blob);
+    bad |= put_attr(root, "meta_crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &mcrc);
+    for (int k = 0; k < 3 && w->has_counts; k++) bad |= put_attr(root, COUNT_NAMES[k], H5T_STD_I64LE, H5T_NATIVE_INT64, &w->counts[k]);
     H5Gclose(root);
     bad |= put_ds(w->file, "camera_ids", st, st, 1, d_c, m->cam_ids);
     bad |= put_ds(w->file, "w2c", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, d_c34, m->w2c);
@@ -465,7 +437,7 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
     }
     get_attr_int(f, "sapiens_h", &m->sap_h), get_attr_int(f, "sapiens_w", &m->sap_w), get_attr_int(f, "sapiens_c", &m->sap_c);
     uint32_t want_meta_crc = 0;
-    const int has_meta_crc = get_attr_u32(f, "meta_crc32", &want_meta_crc) == 0;
+    const int has_meta_crc = get_attr(f, "meta_crc32", H5T_NATIVE_UINT32, &want_meta_crc) == 0;
     // callers size buffers from these: all 0 (no maps) or all positive, with a bounded product
     int sap_none = !m->sap_h && !m->sap_w && !m->sap_c;
     if (!sap_none && (m->sap_h < 1 || m->sap_w < 1 || m->sap_c < 1 ||
@@ -578,7 +550,7 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
     int ok = 1;
     for (size_t i = 0; i < F * C; i++) absent += s->blob[SHARD_IMAGE].len[i] == 0;
     for (int k = 0; k < 3; k++) {
-        ok &= get_attr_i64(f, COUNT_NAMES[k], &cnt[k]) == 0 && cnt[k] >= 0 && cnt[k] <= absent;
+        ok &= get_attr(f, COUNT_NAMES[k], H5T_NATIVE_INT64, &cnt[k]) == 0 && cnt[k] >= 0 && cnt[k] <= absent;
         if (ok) sum += cnt[k];
     }
     ok &= sum <= absent;

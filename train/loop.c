@@ -826,6 +826,18 @@ int train_run(const TrainRunOptions *o) {
         LOG_W("training data: %d of %d shards cannot be read and are left out (max_skip_rate %g); the first: %s",
               L.n_unreadable, n_shards, tc->max_skip_rate, L.unreadable);
 
+// a full disk must not silently drop log lines: a failed flush of log.jsonl stops the run
+#define LOG_FLUSH_OR_STOP()                                                                                       \
+    do {                                                                                                          \
+        if (fflush(logf) != 0 || ferror(logf)) {                                                                  \
+            snprintf(msg, sizeof msg, "%s/log.jsonl: write failed (%s): disk full? the last checkpoint is intact", \
+                     o->out, strerror(errno));                                                                    \
+            LOG_E("%s", msg);                                                                                     \
+            dist_abort(&d, msg);                                                                                  \
+            status = 1;                                                                                           \
+            goto done;                                                                                            \
+        }                                                                                                         \
+    } while (0)
     const int lp_start = train_lpips_start(tc);
     const double samples_per_step = (double)tc->micro_batch * tc->grad_accum * d.world;
     double t_run0 = time_now_s(), ema_step_s = NAN, elapsed0 = rc.st.elapsed_s;
@@ -928,14 +940,7 @@ int train_run(const TrainRunOptions *o) {
             if (multi) json_num(logf, "comm_s", t_comm);
             json_num(logf, "samples_per_s", samples_per_step / dt);
             fprintf(logf, ",\"skipped\":%d,\"data_skipped\":%.0f}\n", bad, dskipped);
-            if (fflush(logf) != 0 || ferror(logf)) { // a full disk must not silently drop log lines
-                snprintf(msg, sizeof msg, "%s/log.jsonl: write failed (%s): disk full? the last checkpoint is intact",
-                         o->out, strerror(errno));
-                LOG_E("%s", msg);
-                dist_abort(&d, msg);
-                status = 1;
-                goto done;
-            }
+            LOG_FLUSH_OR_STOP();
         }
         if (lead && (step % tc->log_every == 0 || step == 1 || step == tc->steps)) {
             char eta[32], lps[32];
@@ -981,14 +986,7 @@ int train_run(const TrainRunOptions *o) {
             json_num(logf, "l1", vr.l1), json_num(logf, "ssim", vr.ssim);
             json_num(logf, "psnr_expr", vr.psnr_expr), json_num(logf, "psnr_expr_fixed", vr.psnr_expr_fixed);
             fprintf(logf, "}\n");
-            if (fflush(logf) != 0 || ferror(logf)) { // a full disk must not silently drop log lines
-                snprintf(msg, sizeof msg, "%s/log.jsonl: write failed (%s): disk full? the last checkpoint is intact",
-                         o->out, strerror(errno));
-                LOG_E("%s", msg);
-                dist_abort(&d, msg);
-                status = 1;
-                goto done;
-            }
+            LOG_FLUSH_OR_STOP();
             printf("val  %6ld | PSNR %.2f dB (baseline: input colours at input positions %.2f dB) | SSIM %.4f | "
                    "val_%08ld.png on %s\n", step, vr.psnr, vr.psnr_baseline, vr.ssim, step, vs.from);
             if (!isnan(vr.psnr_expr))
