@@ -443,7 +443,7 @@ static int test_pack_corrupt_mask(void) {
 
 // No shard file or temporary of capture `name` in `out`.
 static int no_shard(const char *out, const char *name) {
-    char pat[1600];
+    char pat[10000];
     snprintf(pat, sizeof pat, "%s/%s.h5*", out, name);
     glob_t g;
     int r = glob(pat, 0, NULL, &g);

@@ -3,11 +3,14 @@
 # our Debian libraries (docs/gpu-verification.md). OpenBLAS for the layers' CPU oracle comes from .deb
 # files in .debs/ (apt-get download libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libgomp1),
 # unpacked into a private folder, never into /. The rasterizer needs no .deb (its oracle is
-# render/raster.c with gcc's own OpenMP).
-# usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|bench|lab]
-#   all     layers + raster (default)
+# render/raster.c with gcc's own OpenMP), nor does the optimizer and loss test (train/optim.c,
+# train/loss_image.c).
+# usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|bench|lab]
+#   all     layers + raster + train (default)
 #   layers  model/cuda kernels vs model/layers.c, compute-sanitizer memcheck + racecheck
 #   raster  render/cuda rasterizer vs render/raster.c, compute-sanitizer memcheck + racecheck + initcheck
+#   train   train/cuda AdamW, gradient norm, L1 forward/backward vs train/optim.c and train/loss_image.c,
+#           compute-sanitizer memcheck + racecheck (no .deb needed)
 #   bench   rasterizer at the paper's scale (1 M Gaussians -> 8 views of 512²): CPU check + forward and
 #           backward ms
 #   lab     dev/cuda/raster_forward.cu, versions 1 and 2
@@ -80,6 +83,40 @@ raster() {
   return $st
 }
 
+# the optimizer and L1 test: CPU oracle (train/optim.c, train/loss_image.c in float, model/params.c,
+# model/model_config.c, common/) with gcc, the kernels with nvcc (--fmad=false, as in
+# train/cuda/meson.build: AdamW and the L1 gradient must be bit-identical), linked by nvcc; own folder
+TT=$OUT/train
+train_build() {
+  mkdir -p "$TT"
+  for f in train/optim.c train/loss_image.c model/params.c model/model_config.c common/config.c common/rng.c \
+           common/util.c common/log.c tests/cuda/test_train_cuda.c; do
+    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -Itrain \
+        -I"$CUDA/include" -c "$f" -o "$TT/$(basename "$f").o"
+  done
+  for f in optim_cuda loss_cuda; do
+    "$NVCC" -O3 --fmad=false $GENCODE -I. -c train/cuda/$f.cu -o "$TT/$f.o"
+  done
+  "$NVCC" $GENCODE "$TT"/*.o -lgomp -lm -o "$TT/avat3r_cuda_train_tests"
+}
+
+train() {
+  train_build
+  local st=0
+  "$TT/avat3r_cuda_train_tests" || st=1
+  if [ -n "$CS" ]; then
+    for tool in memcheck racecheck; do
+      local extra=""
+      [ $tool = memcheck ] && extra="--leak-check full"
+      echo "== compute-sanitizer $tool (full log: $TT/$tool.log)"
+      "$CS" --tool $tool $extra --error-exitcode 3 "$TT/avat3r_cuda_train_tests" > "$TT/$tool.log" 2>&1 ||
+        { echo "compute-sanitizer $tool: exit $? (see the log)"; st=1; }
+      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY|checks passed" "$TT/$tool.log" || tail -5 "$TT/$tool.log"
+    done
+  fi
+  return $st
+}
+
 bench() {
   raster_build
   "$RT/avat3r_cuda_raster_tests" --bench "${BENCH_REPS:-10}"
@@ -92,10 +129,11 @@ lab() {
 }
 
 case "$WHAT" in
-  all) layers; raster ;;
+  all) layers; raster; train ;;
   layers) layers ;;
   raster) raster ;;
+  train) train ;;
   bench) bench ;;
   lab) lab ;;
-  *) echo "usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|bench|lab]" >&2; exit 2 ;;
+  *) echo "usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|bench|lab]" >&2; exit 2 ;;
 esac

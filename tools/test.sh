@@ -23,6 +23,7 @@ if [ -x "$BUILD/model/cuda/avat3r_cuda_tests" ]; then
   "$BUILD/model/cuda/avat3r_cuda_tests" || status=1
 fi
 [ -x "$BUILD/render/cuda/avat3r_cuda_raster_tests" ] && { "$BUILD/render/cuda/avat3r_cuda_raster_tests" || status=1; }
+[ -x "$BUILD/train/cuda/avat3r_cuda_train_tests" ] && { "$BUILD/train/cuda/avat3r_cuda_train_tests" || status=1; }
 bash tools/fuzz.sh --smoke || status=1  # the fuzz harnesses over their seeds and tests/fuzz/regress/ (skips without clang + libFuzzer)
 command -v npm > /dev/null && (cd tools/viewer && npm ci --no-audit --no-fund --loglevel=error) || echo "note: no npm, or npm ci failed in tools/viewer: the viewer end-to-end test will skip"
 echo "== test suite"

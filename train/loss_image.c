@@ -10,6 +10,7 @@
 #include "loss_image.h"
 #include "../common/util.h"
 #include "../common/real.h"
+#include "loss_math.h" // the elementwise L1 formulas, shared with train/cuda/loss_cuda.cu
 
 // ----------------------------------------------------------------------------------------------
 // L1 and MSE: elementwise, summed over a fixed partition of [0, n)
@@ -26,10 +27,13 @@ static double R_(diff_sum)(const real *a, const real *b, size_t n, int squared) 
     for (int blk = 0; blk < NBLK; blk++) {
         size_t i0 = n * blk / NBLK, i1 = n * (blk + 1) / NBLK;
         double acc = 0;
-        for (size_t i = i0; i < i1; i++) {
-            double d = (double)a[i] - (double)b[i];
-            acc += squared ? d * d : fabs(d);
-        }
+        if (squared)
+            for (size_t i = i0; i < i1; i++) {
+                double d = (double)a[i] - (double)b[i];
+                acc += d * d;
+            }
+        else
+            for (size_t i = i0; i < i1; i++) acc += R_(l1_term)(a[i], b[i]); // loss_math.h
         part[blk] = acc;
     }
     double sum = 0;
@@ -43,12 +47,9 @@ double R_(l1_forward)(const real *pred, const real *gt, size_t n) {
 
 void R_(l1_backward)(real *dpred, const real *pred, const real *gt, size_t n, double scale) {
     if (n == 0) return;
-    const real k = (real)(scale / (double)n);
+    const real k = R_(l1_grad_k)(scale, n);
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        real d = pred[i] - gt[i]; // the sign of the difference of two reals is exact
-        dpred[i] += d > 0 ? k : (d < 0 ? -k : 0);
-    }
+    for (size_t i = 0; i < n; i++) dpred[i] += R_(l1_grad)(pred[i], gt[i], k); // loss_math.h
 }
 
 double R_(mse)(const real *a, const real *b, size_t n) { return n ? R_(diff_sum)(a, b, n, 1) / (double)n : 0; }

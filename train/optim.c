@@ -1,5 +1,7 @@
-// optim.c — AdamW and the gradient norm (see optim.h).
+// optim.c — AdamW and the gradient norm (see optim.h). The per-element AdamW arithmetic is in
+// optim_math.h, shared with the GPU (train/cuda/optim_cuda.cu).
 #include "optim.h"
+#include "optim_math.h"
 
 #include <math.h>
 #include <string.h>
@@ -12,11 +14,7 @@ int param_decays(int i) {
 
 void adamw_step(float *params, const float *grads, float *m, float *v, const size_t sizes[NUM_PARAM_TENSORS],
                 const AdamWHyper *h, double grad_scale, uint64_t t) {
-    // bias corrections in double: 1 − β2ᵗ underflows nothing but loses digits in float for small t
-    const float b1 = (float)h->beta1, b2 = (float)h->beta2, eps = (float)h->eps, gs = (float)grad_scale;
-    const float c1 = (float)(1.0 / (1.0 - pow(h->beta1, (double)t)));
-    const float c2 = (float)(1.0 / (1.0 - pow(h->beta2, (double)t)));
-    const float lr = (float)h->lr;
+    const AdamWConst c = adamw_const(h->lr, h->beta1, h->beta2, h->eps, grad_scale, t); // optim_math.h
     size_t off = 0;
     for (int k = 0; k < NUM_PARAM_TENSORS; k++) {
         const float wd = param_decays(k) ? (float)h->weight_decay : 0.0f;
@@ -24,13 +22,7 @@ void adamw_step(float *params, const float *grads, float *m, float *v, const siz
         const float *g = grads + off;
         const long n = (long)sizes[k];
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) {
-            float gi = g[i] * gs;
-            float mi = b1 * mk[i] + (1 - b1) * gi;
-            float vi = b2 * vk[i] + (1 - b2) * gi * gi;
-            mk[i] = mi, vk[i] = vi;
-            p[i] -= lr * (mi * c1 / (sqrtf(vi * c2) + eps) + wd * p[i]);
-        }
+        for (long i = 0; i < n; i++) adamw_elem(&p[i], &mk[i], &vk[i], g[i], wd, c);
         off += sizes[k];
     }
 }

@@ -18,7 +18,8 @@ int param_decays(int i);
 // One AdamW step t (1-based) over all tensors: for each element
 //   m = β1·m + (1−β1)·g ;  v = β2·v + (1−β2)·g²
 //   p −= lr·( m/(1−β1ᵗ) / (sqrt(v/(1−β2ᵗ)) + eps) + wd·p )     (wd only where param_decays)
-// g is scaled by grad_scale first (clipping and accumulation averaging).
+// g is scaled by grad_scale first (clipping and accumulation averaging). The per-element arithmetic is
+// optim_math.h, shared with the GPU (adamw_update_cuda, train/cuda/optim_cuda.h).
 void adamw_step(float *params, const float *grads, float *m, float *v, const size_t sizes[NUM_PARAM_TENSORS],
                 const AdamWHyper *h, double grad_scale, uint64_t t);
 

@@ -1,0 +1,37 @@
+// loss_cuda.cu — L1 forward (reduce_cuda.h) and backward (elementwise). Every term and every gradient
+// element is train/loss_math.h, the CPU's own code, compiled here with real = float.
+#include <math.h>
+
+#include "../../model/cuda/cuda_check.h"
+#include "loss_cuda.h"
+
+#define real float
+#define R_(name) name
+#include "../loss_math.h"
+#undef R_
+#undef real
+
+struct L1Term {
+    const float *pred, *gt;
+    __device__ double operator()(size_t i) const { return l1_term(pred[i], gt[i]); }
+};
+
+extern "C" void l1_forward_cuda(double *d_out, const float *pred, const float *gt, size_t n, double *d_partial) {
+    reduce_sum_cuda(d_out, n, L1Term{pred, gt}, n ? (double)n : 1.0, d_partial); // sum / n, as l1_forward
+}
+
+__global__ static void l1_backward_kernel(float *dpred, const float *pred, const float *gt, size_t n, float k) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        dpred[i] += l1_grad(pred[i], gt[i], k);
+}
+
+extern "C" void l1_backward_cuda(float *dpred, const float *pred, const float *gt, size_t n, double scale) {
+    if (n == 0) return;
+    const float k = l1_grad_k(scale, n); // on the host, as l1_backward
+    const int bs = 256;
+    size_t nb = (n + bs - 1) / bs;
+    if (nb > 8192) nb = 8192;
+    l1_backward_kernel<<<(unsigned)nb, bs>>>(dpred, pred, gt, n, k);
+    cudaCheck(cudaGetLastError());
+}
