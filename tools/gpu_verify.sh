@@ -65,21 +65,28 @@ raster_build() {
   "$NVCC" $GENCODE "$RT"/*.o -lgomp -lm -o "$RT/avat3r_cuda_raster_tests"
 }
 
+# sanitize BIN DIR TOOL...: BIN under compute-sanitizer's tools (logs in DIR); 1 when one reports an error.
+# initcheck is reported, not fatal: it may flag reads inside CUB's scratch that are not ours.
+sanitize() {
+  local bin=$1 dir=$2 st=0
+  shift 2
+  [ -n "$CS" ] || return 0
+  for tool in "$@"; do
+    local extra=""
+    [ $tool = memcheck ] && extra="--leak-check full"
+    echo "== compute-sanitizer $tool (full log: $dir/$tool.log)"
+    "$CS" --tool $tool $extra --error-exitcode 3 "$bin" > "$dir/$tool.log" 2>&1 ||
+      { echo "compute-sanitizer $tool: exit $? (see the log)"; [ $tool = initcheck ] || st=1; }
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY|checks passed" "$dir/$tool.log" || tail -5 "$dir/$tool.log"
+  done
+  return $st
+}
+
 raster() {
   raster_build
   local st=0
   "$RT/avat3r_cuda_raster_tests" || st=1
-  if [ -n "$CS" ]; then
-    for tool in memcheck racecheck initcheck; do
-      local extra=""
-      [ $tool = memcheck ] && extra="--leak-check full"
-      echo "== compute-sanitizer $tool (full log: $RT/$tool.log)"
-      # initcheck is reported, not fatal: it may flag reads inside CUB's scratch that are not ours
-      "$CS" --tool $tool $extra --error-exitcode 3 "$RT/avat3r_cuda_raster_tests" > "$RT/$tool.log" 2>&1 ||
-        { echo "compute-sanitizer $tool: exit $? (see the log)"; [ $tool = initcheck ] || st=1; }
-      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY|checks passed" "$RT/$tool.log" || tail -5 "$RT/$tool.log"
-    done
-  fi
+  sanitize "$RT/avat3r_cuda_raster_tests" "$RT" memcheck racecheck initcheck || st=1
   return $st
 }
 
@@ -104,16 +111,7 @@ train() {
   train_build
   local st=0
   "$TT/avat3r_cuda_train_tests" || st=1
-  if [ -n "$CS" ]; then
-    for tool in memcheck racecheck; do
-      local extra=""
-      [ $tool = memcheck ] && extra="--leak-check full"
-      echo "== compute-sanitizer $tool (full log: $TT/$tool.log)"
-      "$CS" --tool $tool $extra --error-exitcode 3 "$TT/avat3r_cuda_train_tests" > "$TT/$tool.log" 2>&1 ||
-        { echo "compute-sanitizer $tool: exit $? (see the log)"; st=1; }
-      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY|checks passed" "$TT/$tool.log" || tail -5 "$TT/$tool.log"
-    done
-  fi
+  sanitize "$TT/avat3r_cuda_train_tests" "$TT" memcheck racecheck || st=1
   return $st
 }
 

@@ -11,7 +11,7 @@
 #include "../../model/cuda/layers_cuda.h"
 #include "../../model/layers.h"
 
-#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); exit(1); } } while (0)
+#include "cuda_test.h"
 
 static float *rnd(size_t n, uint64_t s) {
     float *x = malloc(4 * n);

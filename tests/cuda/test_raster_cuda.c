@@ -37,14 +37,7 @@
 #include "../../render/raster.h"
 #include "../../tools/scene_random.h"
 
-#define CK(x)                                                                                          \
-    do {                                                                                               \
-        cudaError_t e_ = (x);                                                                          \
-        if (e_ != cudaSuccess) {                                                                       \
-            printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);            \
-            exit(1);                                                                                   \
-        }                                                                                              \
-    } while (0)
+#include "cuda_test.h"
 
 #define TOL_PROJ 1e-6
 #define TOL_FWD 1e-5

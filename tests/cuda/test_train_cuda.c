@@ -40,14 +40,7 @@
 #include "../../train/loss_image.h"
 #include "../../train/optim.h"
 
-#define CK(x)                                                                                          \
-    do {                                                                                               \
-        cudaError_t e_ = (x);                                                                          \
-        if (e_ != cudaSuccess) {                                                                       \
-            printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);            \
-            exit(1);                                                                                   \
-        }                                                                                              \
-    } while (0)
+#include "cuda_test.h"
 
 static int n_pass = 0, n_fail = 0;
 static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
