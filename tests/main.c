@@ -54,6 +54,21 @@ int test_load_config(void *model_config, const char *path, char *err, size_t err
     return model_config_load_with((ModelConfig *)model_config, path, extra, 2, err, errlen);
 }
 
+char *test_read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t n = 0, cap = 1 << 16;
+    char *s = (char *)malloc(cap + 1);
+    for (size_t got; (got = fread(s + n, 1, cap - n, f)) > 0;) { // not ftell: a log may still be growing
+        n += got;
+        if (n == cap) s = (char *)realloc(s, (cap *= 2) + 1);
+    }
+    fclose(f);
+    s[n] = 0;
+    if (len) *len = n;
+    return s;
+}
+
 static char tmpdir[512];
 const char *test_tmpdir(void) { return tmpdir; }
 

@@ -45,6 +45,10 @@ int test_flip_shard_payload(const char *path, int blob, int f, int c, long at, c
 // Flips one byte of the first occurrence of the `n` bytes `what` in the file at `path`. 0, or −1 if absent.
 int test_flip_file_bytes(const char *path, const void *what, size_t n);
 
+// The whole of a file as NUL-terminated text (malloc'd; its length in *len when len is not NULL), or NULL
+// when it cannot be opened.
+char *test_read_text(const char *path, size_t *len);
+
 // Loads a config file the way `avat3r` does: model keys beside the data and training keys (configs/*.cfg
 // hold all three). model_config_load alone accepts only model keys.
 int test_load_config(void *model_config, const char *path, char *err, size_t errlen);

@@ -98,19 +98,6 @@ static int write_text(const char *path, const char *text) {
     return fclose(f);
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    b[got] = 0;
-    fclose(f);
-    return b;
-}
-
 static int has(const char *msg, const char *what) { return strstr(msg, what) != NULL; }
 
 static int json_int(const cJSON *o, const char *k) { return cJSON_GetObjectItem(o, k)->valueint; }
@@ -544,7 +531,7 @@ static int test_rejects_malformed_json(void) {
     char dir[1200], js[1400], err[1024];
     CHECK(copy_subject(0, "case_bad_json", dir, sizeof dir) == 0, "copy");
     snprintf(js, sizeof js, "%s/decoder/camera_calibration.json", dir);
-    char *t = read_text(js);
+    char *t = test_read_text(js, NULL);
     CHECK(t, "read");
     t[strlen(t) / 2] = 0; // cut mid-file
     CHECK(write_text(js, t) == 0, "write");
@@ -560,7 +547,7 @@ static int test_rejects_malformed_json(void) {
 
 // Rewrites camera `id`'s field `key` in a calibration file with the JSON text `value`.
 static int edit_calibration(const char *js, const char *id, const char *key, const char *value) {
-    char *t = read_text(js);
+    char *t = test_read_text(js, NULL);
     cJSON *root = t ? cJSON_Parse(t) : NULL;
     free(t);
     if (!root) return -1;
@@ -700,7 +687,7 @@ static int test_expr_converter_torch(void) {
              "2> '%s'; test $? -eq 1",
              test_tmpdir(), test_tmpdir(), test_tmpdir(), python(), test_source_root(), dir, log);
     CHECK(test_system(cmd) == 0, "the converter did not exit 1 without torch");
-    char *msg = read_text(log);
+    char *msg = test_read_text(log, NULL);
     CHECK(msg, "log");
     printf("    %s", msg);
     int ok = has(msg, "aeparams_1440000.pkl") && has(msg, "torch") && has(msg, "python3-torch");
@@ -780,7 +767,7 @@ static int test_corruption_never_crashes(void) {
     char src[1400], dst[1400];
     snprintf(src, sizeof src, "%s/decoder/camera_calibration.json", p);
     snprintf(dst, sizeof dst, "%s/cut.json", test_tmpdir());
-    char *js = read_text(src);
+    char *js = test_read_text(src, NULL);
     CHECK(js, "read");
     size_t jn = strlen(js);
     int rejected = 0;

@@ -87,19 +87,8 @@ static int run_quiet(const char *cmd) {
 
 // The whole of a (small) text file, malloc'd; "" when missing.
 static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    size_t n = 0, cap = 1 << 16;
-    char *s = (char *)malloc(cap + 1);
-    if (f) {
-        size_t got;
-        while ((got = fread(s + n, 1, cap - n, f)) > 0) {
-            n += got;
-            if (n == cap) s = (char *)realloc(s, (cap *= 2) + 1);
-        }
-        fclose(f);
-    }
-    s[n] = 0;
-    return s;
+    char *t = test_read_text(path, NULL);
+    return t ? t : (char *)calloc(1, 1);
 }
 
 static int log_has(const char *log, const char *needle) {

@@ -164,21 +164,6 @@ static int test_pack_empty_sapiens(void) {
 
 // ---- corrupt payloads (issue #9) ----
 
-// A file read whole, NUL-terminated (NULL when unreadable).
-static char *slurp_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-    fclose(f);
-    b[n] = 0;
-    if (len) *len = (size_t)n;
-    return b;
-}
-
 static int count_occurrences(const char *hay, const char *needle) {
     int n = 0;
     for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) n++;
@@ -196,7 +181,7 @@ static void put_le32(uint8_t *p, uint32_t v) { p[0] = v, p[1] = v >> 8, p[2] = v
 // header. Returns 0, or -1 with a message.
 static int zip_damage(const char *path, const char *name, int garbage) {
     size_t n;
-    uint8_t *z = (uint8_t *)slurp_text(path, &n);
+    uint8_t *z = (uint8_t *)test_read_text(path, &n);
     if (!z || n < 22) return fprintf(stderr, "    %s: unreadable\n", path), free(z), -1;
     size_t eocd = n - 22;
     while (eocd > 0 && le32(z + eocd) != 0x06054b50) eocd--;
@@ -333,7 +318,7 @@ static int run_pack_echo(const char *args, const char *log, int echo) {
     snprintf(cmd, sizeof cmd, "'%s' pack %s > '%s' 2>&1", AVAT3R_BINARY, args, log);
     fflush(stdout), fflush(stderr);
     int st = system(cmd);
-    char *t = echo ? slurp_text(log, NULL) : NULL;
+    char *t = echo ? test_read_text(log, NULL) : NULL;
     if (t) { // the pack's own lines, indented so the runner never reads them as its own
         for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) printf("      | %s\n", line);
         free(t);
@@ -361,7 +346,7 @@ static int test_pack_corrupt_flipped(void) {
     snprintf(log, sizeof log, "%s/pack.log", caps);
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
     CHECK(run_pack(args, log) == 0, "pack failed on 2 corrupt images of 20 with --max-corrupt 0.1");
-    char *t = slurp_text(log, NULL);
+    char *t = test_read_text(log, NULL);
     int lines = count_occurrences(t, "skipped (corrupt image)"), ok_count = strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask, skipped)") != NULL;
     int ok_named = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1;
     int ok_summary = strstr(t, "20 images") == NULL && strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask) in") != NULL;
@@ -404,7 +389,7 @@ static int test_pack_corrupt_garbage(void) {
     snprintf(log, sizeof log, "%s/pack.log", caps);
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
     CHECK(run_pack(args, log) == 0, "pack failed");
-    char *t = slurp_text(log, NULL);
+    char *t = test_read_text(log, NULL);
     int ok = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
              count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask, skipped)");
     free(t);
@@ -432,7 +417,7 @@ static int test_pack_corrupt_mask(void) {
     snprintf(log, sizeof log, "%s/pack.log", caps);
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
     CHECK(run_pack(args, log) == 0, "pack failed");
-    char *t = slurp_text(log, NULL);
+    char *t = test_read_text(log, NULL);
     int ok = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
              count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask, skipped), 18 masks");
     free(t);
@@ -470,7 +455,7 @@ static int test_pack_corrupt_truncated(void) {
     CHECK(run_pack(args, log) == 1, "pack did not exit 1 with a truncated zip");
     char want[4800];
     snprintf(want, sizeof want, "error: %s: not a readable zip archive", zip);
-    char *t = slurp_text(log, NULL);
+    char *t = test_read_text(log, NULL);
     int ok = strstr(t, want) && strstr(t, "truncated download?") && strstr(t, "1 captures packed, 0 already done, 1 failed");
     free(t);
     CHECK(ok, "want '%s ... truncated download?' and 1 packed, 1 failed", want);
@@ -500,7 +485,7 @@ static int test_pack_corrupt_over_limit(void) {
     CHECK(run_pack(args, log) == 1, "pack did not exit 1 with 30%% of a capture's images corrupt");
     char want[1024];
     snprintf(want, sizeof want, "error: %s: ", name);
-    char *t = slurp_text(log, NULL);
+    char *t = test_read_text(log, NULL);
     const char *e = strstr(t, want);
     int warnings = count_occurrences(t, "skipped (corrupt image)");
     int ok = e && strstr(e, "corrupt images of its 20, more than --max-corrupt 0.1 allows (2)") &&
@@ -517,13 +502,13 @@ static int test_pack_corrupt_over_limit(void) {
     // the default limit; then no limit
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' " PACK_ARGS, dir, caps);
     CHECK(run_pack(args, log) == 1, "the default --max-corrupt 0.01 let 6 of 20 corrupt images through");
-    t = slurp_text(log, NULL);
+    t = test_read_text(log, NULL);
     ok = strstr(t, "1 corrupt images of its 20, more than --max-corrupt 0.01 allows (0)") != NULL;
     free(t);
     CHECK(ok, "the default limit's message");
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 1 " PACK_ARGS, dir, caps);
     CHECK(run_pack(args, log) == 0, "--max-corrupt 1 did not pack the intact images");
-    t = slurp_text(log, NULL);
+    t = test_read_text(log, NULL);
     ok = strstr(t, "14 images (0 missing, 6 corrupt, 0 no mask, skipped)") && count_occurrences(t, "skipped (corrupt image)") == 6;
     free(t);
     CHECK(ok, "want 14 images packed, 6 corrupt named");
@@ -531,7 +516,7 @@ static int test_pack_corrupt_over_limit(void) {
     for (int k = 0; k < 4; k++) {
         snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt %s", dir, caps, badv[k]);
         CHECK(run_pack_echo(args, log, 0) == 2, "--max-corrupt %s not refused", badv[k]);
-        t = slurp_text(log, NULL);
+        t = test_read_text(log, NULL);
         char wantv[256];
         snprintf(wantv, sizeof wantv, "--max-corrupt '%s': expected a number in [0, 1]", badv[k]);
         ok = strstr(t, wantv) != NULL;
@@ -613,7 +598,7 @@ static int test_pack_first_image_wrong_size(void) {
         snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards%d' --max-corrupt 0.1 --size 16 --sapiens-size 4x4 "
                  "--quiet --threads %d", dir, caps, threads, threads);
         int rc = run_pack(args, log);
-        char *t = slurp_text(log, NULL);
+        char *t = test_read_text(log, NULL);
         int ok = count_occurrences(t, named) == 1 && count_occurrences(t, "skipped (corrupt") == 1 &&
                  strstr(t, "19 images (0 missing, 1 corrupt, 0 no mask, skipped)");
         free(t);
@@ -633,7 +618,7 @@ static int test_pack_first_image_wrong_size(void) {
     snprintf(log, sizeof log, "%s/pack_tie.log", caps);
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards_tie' --max-corrupt 1 " PACK_ARGS, dir, caps);
     CHECK(run_pack(args, log) == 1, "pack did not fail a capture with as many images of 24x36 as of 32x48");
-    char *t = slurp_text(log, NULL);
+    char *t = test_read_text(log, NULL);
     char want[1600];
     snprintf(want, sizeof want, "%s/decoder/image: as many images are 24x36 as 32x48 (10 each), so the capture's image "
              "size is ambiguous", dir);
@@ -685,7 +670,7 @@ static int test_pack_missing_mask_member(void) {
     snprintf(log, sizeof log, "%s/pack.log", caps);
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, caps, caps);
     int rc = run_pack(args, log);
-    char *t = slurp_text(log, NULL);
+    char *t = test_read_text(log, NULL);
     int ok_warn = count_occurrences(t, named) == 1 && count_occurrences(t, "skipped (no mask)") == 1;
     int ok_line = strstr(t, "17 images (1 missing, 1 corrupt, 1 no mask, skipped), 17 masks") != NULL;
     int ok_line1 = strstr(t, "20 images (0 missing, 0 corrupt, 0 no mask, skipped), 15 masks") != NULL;
@@ -719,7 +704,7 @@ static int test_pack_strict_numbers(void) {
         int rc = run_pack_echo(args, log, 0);
         char want[256];
         snprintf(want, sizeof want, "avat3r pack: %s '%s': expected", bad[k][0], bad[k][1]);
-        char *t = slurp_text(log, NULL);
+        char *t = test_read_text(log, NULL);
         int ok = t && strstr(t, want) != NULL;
         free(t);
         CHECK(rc == 2 && ok, "%s '%s': exit %d (want 2), or no message '%s...'", bad[k][0], bad[k][1], rc, want);
