@@ -498,7 +498,6 @@ static void remove_stale_temporaries(const char *dir) {
 }
 
 static int load_latest(const char *dir, RunConfig *rc, float **params, float **m, float **v, char *err, size_t errlen) {
-    remove_stale_temporaries(dir);
     long steps[4096];
     int n = list_checkpoints(dir, steps, 4096);
     for (int i = n - 1; i >= 0; i--) {
@@ -673,6 +672,8 @@ int train_run(const TrainRunOptions *o) {
         snprintf(err, sizeof err, "%s: cannot create the run folder: %s", o->out, strerror(errno));
         resumed = -1;
     } else {
+        // the rank that writes the run folder cleans it: another node's pids mean nothing here
+        if (lead && o->resume) remove_stale_temporaries(o->out);
         resumed = load_config(o, &rc, &params, &mom1, &mom2, &ckpt_mb, err, sizeof err);
     }
     if (multi) {
