@@ -579,7 +579,7 @@ static int test_nonfinite_kinds(void) {
 static int test_damaged_data(void) {
     const char *shards = fixture_shards();
     CHECK(shards, "fixture failed");
-    char dir[1024], cmd[4096], first[1400] = "", err[1024];
+    char dir[1024], cmd[8192], first[1400] = "", err[1024];
     snprintf(dir, sizeof dir, "%s/train_damaged_shards", test_tmpdir());
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", dir, shards, dir);
     CHECK(test_system(cmd) == 0, "copy");
@@ -616,12 +616,22 @@ static int test_damaged_data(void) {
     CHECK(same_params(pa, pb), "kill + resume on damaged data is not bit-identical to the straight run");
     snprintf(cmd, sizeof cmd, "cmp <(grep -a 'state_data_' '%s/ckpt_00000006.ckpt') <(grep -a 'state_data_' "
              "'%s/ckpt_00000006.ckpt') > /dev/null", a, b);
-    char bash[4200];
+    char bash[8300];
     snprintf(bash, sizeof bash, "bash -c \"%s\"", cmd);
     CHECK(test_system(bash) == 0, "the resumed run's skip counts differ from the straight run's");
     snprintf(cmd, sizeof cmd, "grep -a -m3 'state_data_' '%s/ckpt_00000006.ckpt' | tr '\\n' ' ' | sed 's/^/    /'; "
              "echo; grep -m1 'damaged data skipped' '%s.log' | cut -c1-220 | sed 's/^/    /'", a, a);
     test_system(cmd);
+    // eval over the damaged shards: the redrawn samples are named on stderr and counted in metrics.json
+    char ev[1100];
+    snprintf(ev, sizeof ev, "%s/eval_damaged", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s' eval --checkpoint '%s/final.ckpt' --data '%s' --subjects all --out '%s' --samples 6 "
+             "--no-akd > '%s.log' 2>&1 && grep -q 'CRC-32' '%s.log' && /usr/bin/python3 -c \"import json; "
+             "m=json.load(open('%s/metrics.json')); assert m['damaged_samples_redrawn']>0 or m['subjects_skipped']==1, m; "
+             "assert m['subjects_scored']>=2; print('    eval: %%d samples redrawn, %%d subjects skipped' %% "
+             "(m['damaged_samples_redrawn'], m['subjects_skipped']))\"",
+             AVAT3R_BINARY, a, dir, ev, ev, ev, ev);
+    CHECK(test_system(cmd) == 0, "eval did not name or count the damaged samples (%s.log)", ev);
     // past the limit
     char c[1024];
     snprintf(c, sizeof c, "%s/run_dmg_limit", test_tmpdir());

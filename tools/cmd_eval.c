@@ -156,6 +156,7 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddBoolToObject(root, "inconsistent_inputs", rt);
     double sum_psnr = 0, sum_ssim = 0, sum_lp = 0, sum_akd = 0;
     int n_img = 0, n_subj = 0, n_skipped = 0, n_akd = 0, n_akd_box = 0, n_akd_model = 0, n_akd_off = 0;
+    int n_damaged = 0; // samples the loader skipped and redrew for damaged data (CRC, decode, non-finite map)
     for (int d = 0; d < n_shards; d++) {
         Shard s;
         if (shard_open(&s, shards[d], err, sizeof err)) {
@@ -181,13 +182,18 @@ int cmd_eval(int argc, char **argv) {
             return 1;
         }
         double sp = 0, ss = 0, sl = 0, sa = 0;
-        int na = 0, na_skip = 0;
-        for (int k = 0; k < samples; k++) {
+        int na = 0, na_skip = 0, failed = 0;
+        const int imgs_before = cJSON_GetArraySize(imgs);
+        for (int k = 0; k < samples && !failed; k++) {
             const Batch *b = loader_next(&L, err, sizeof err);
-            if (!b) {
-                fprintf(stderr, "avat3r eval: %s\n", err);
-                return 1;
+            if (!b) { // data damaged beyond redrawing: the subject is skipped, like one that does not open
+                fprintf(stderr, "avat3r eval: %s: skipped (%s)\n", cap, err);
+                failed = 1;
+                break;
             }
+            for (int j = 0; j < b->skipped && j < LOADER_SKIP_NOTES; j++)
+                fprintf(stderr, "avat3r eval: damaged data skipped and redrawn: %s\n", b->skip_note[j]);
+            n_damaged += b->skipped;
             TrainBatch tb = {{b->rgb, c.use_dust3r ? b->pos : NULL, c.use_dust3r ? b->conf : NULL,
                               c.use_sapiens ? b->sap : NULL, b->w2c, b->K, b->expr},
                              b->tgt_rgb, b->tgt_w2c, b->tgt_K};
@@ -233,6 +239,11 @@ int cmd_eval(int argc, char **argv) {
             }
         }
         loader_close(&L);
+        if (failed) { // none of its images count
+            while (cJSON_GetArraySize(imgs) > imgs_before) cJSON_DeleteItemFromArray(imgs, cJSON_GetArraySize(imgs) - 1);
+            n_skipped++;
+            continue;
+        }
         int ni = samples * Vt;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "subject", cap);
@@ -275,6 +286,7 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddNumberToObject(aj, "skipped_turned_off", n_akd_off);
     cJSON_AddNumberToObject(root, "subjects_scored", n_subj);
     cJSON_AddNumberToObject(root, "subjects_skipped", n_skipped);
+    cJSON_AddNumberToObject(root, "damaged_samples_redrawn", n_damaged);
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.json", out);
     cli_write_json(path, root);
