@@ -155,31 +155,24 @@ static void meta_free(ShardMeta *m) {
 #define CRC_DIFFERS(a, b) ((a) != (b))
 #endif
 
-static uint32_t crc_add(uint32_t crc, const void *p, size_t n) {
-    const Bytef *b = (const Bytef *)p;
-    while (n > 0) { // zlib's length is a uInt
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = (uint32_t)crc32(crc, b, k);
-        b += k, n -= k;
-    }
-    return crc;
-}
+// zlib's CRC-32 (crc32_z takes a size_t length), continued from c (0 to start)
+static uint32_t crc_of(uint32_t c, const void *p, size_t n) { return (uint32_t)crc32_z(c, (const Bytef *)p, n); }
 
 // CRC-32 of everything shard_open reads besides the payloads, in file byte order (little-endian hosts):
 // camera ids, w2c, K, frame ids, head poses, codes, and each blob's offsets, lengths and payload CRCs.
 static uint32_t meta_crc(const ShardMeta *m, const ShardBlob *blob) {
     size_t C = m->n_cams, F = m->n_frames;
-    uint32_t c = (uint32_t)crc32(0L, Z_NULL, 0);
-    c = crc_add(c, m->cam_ids, SHARD_ID_LEN * C);
-    c = crc_add(c, m->w2c, 8 * 12 * C);
-    c = crc_add(c, m->K, 8 * 9 * F * C);
-    c = crc_add(c, m->frame_ids, 4 * F);
-    c = crc_add(c, m->head_pose, 8 * 12 * F);
-    if (m->expr_dim) c = crc_add(c, m->expr, 4 * F * (size_t)m->expr_dim);
+    uint32_t c = 0;
+    c = crc_of(c, m->cam_ids, SHARD_ID_LEN * C);
+    c = crc_of(c, m->w2c, 8 * 12 * C);
+    c = crc_of(c, m->K, 8 * 9 * F * C);
+    c = crc_of(c, m->frame_ids, 4 * F);
+    c = crc_of(c, m->head_pose, 8 * 12 * F);
+    if (m->expr_dim) c = crc_of(c, m->expr, 4 * F * (size_t)m->expr_dim);
     for (int b = 0; b < SHARD_NBLOBS; b++) {
-        c = crc_add(c, blob[b].off, 8 * F * C);
-        c = crc_add(c, blob[b].len, 8 * F * C);
-        c = crc_add(c, blob[b].crc, 4 * F * C);
+        c = crc_of(c, blob[b].off, 8 * F * C);
+        c = crc_of(c, blob[b].len, 8 * F * C);
+        c = crc_of(c, blob[b].crc, 4 * F * C);
     }
     return c;
 }
@@ -249,7 +242,7 @@ static int blob_append(ShardWriter *w, int b, int f, int c, const void *bytes, s
     H5Sclose(ms), H5Sclose(fs);
     if (r < 0) return ERR("%s: writing blobs/%s failed (disk full?)", w->tmp, BLOB_NAMES[b]);
     bl->off[i] = (int64_t)start, bl->len[i] = (int64_t)n, bl->size = (int64_t)newsize;
-    bl->crc[i] = crc_add((uint32_t)crc32(0L, Z_NULL, 0), bytes, n);
+    bl->crc[i] = crc_of(0, bytes, n);
     return 0;
 }
 
@@ -594,7 +587,7 @@ static int read_payload(Shard *s, int b, int f, int c, const uint8_t **out, size
     pthread_mutex_unlock(&s->lock);
     if (r < 0) return ERR("%s: reading blobs/%s for frame %d camera %d failed (corrupt file?)", s->path, BLOB_NAMES[b], f, c);
     if (s->blob[b].crc) {
-        uint32_t got = crc_add((uint32_t)crc32(0L, Z_NULL, 0), tl_buf, (size_t)len);
+        uint32_t got = crc_of(0, tl_buf, (size_t)len);
         if (CRC_DIFFERS(got, s->blob[b].crc[i]))
             return ERR("%s: blobs/%s of frame %d camera %d fails its CRC-32 check (stored %08x, read %08x): corrupt "
                        "bytes", s->path, BLOB_NAMES[b], f, c, s->blob[b].crc[i], got);

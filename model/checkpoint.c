@@ -11,17 +11,7 @@
 
 static const char CKPT_MAGIC[8] = {'A', 'V', 'T', '3', 'C', 'K', 'P', 'T'};
 
-uint32_t crc32_update(uint32_t crc, const void *data, size_t n) {
-    uLong c = crc;
-    const unsigned char *p = (const unsigned char *)data;
-    while (n) { // zlib takes uInt lengths
-        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return (uint32_t)c;
-}
+uint32_t crc32_update(uint32_t crc, const void *data, size_t n) { return (uint32_t)crc32_z(crc, (const Bytef *)data, n); }
 
 static uint32_t crc_of(const void *data, size_t n) { return crc32_update(0, data, n); }
 
