@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../common/timer.h"
@@ -150,8 +149,7 @@ static int wait_ranks(pid_t *pids, int n, unsigned mask, double timeout_s, int *
         int st;
         pid_t p = waitpid(-1, &st, WNOHANG);
         if (p <= 0) {
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            nanosleep(&ts, NULL);
+            time_sleep_s(0.01);
             continue;
         }
         for (int i = 0; i < n; i++)
@@ -331,8 +329,7 @@ static int test_rank_missing(void) {
     pid_t pids[2] = {0}, sp[2] = {0};
     int code[2], scode[2];
     CHECK(!spawn(&real, "real", pids, 0, 0), "fork");
-    struct timespec ts = {0, 300 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    time_sleep_s(0.3);
     if (spawn(&stranger, "stranger", sp, 1, 1)) {
         kill_all(pids, 2);
         CHECK(0, "fork");

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../common/timer.h"
@@ -140,13 +139,6 @@ static double uniform(void) {
     return (double)(z >> 11) / 9007199254740992.0;
 }
 
-static void sleep_s(double s) {
-    if (s <= 0) return;
-    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 // Starts `sh -c cmd` (cmd execs the binary, so the pid is the binary's).
 static pid_t spawn(const char *cmd) {
     fflush(stdout), fflush(stderr);
@@ -166,7 +158,7 @@ static int kill_at(pid_t pid, double deadline) {
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         if (time_now_s() >= deadline) break;
-        sleep_s(0.002);
+        time_sleep_s(0.002);
     }
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
@@ -185,7 +177,7 @@ static int wait_for_name(pid_t pid, const char *dir, const char *part, double ti
             *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             return count_names(dir, part, NULL, 0) > 0;
         }
-        sleep_s(0.001);
+        time_sleep_s(0.001);
     }
     return 0;
 }
@@ -217,7 +209,7 @@ static int wait_for_step(pid_t pid, const char *run, int step, double timeout, i
             *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             return 0;
         }
-        sleep_s(0.002);
+        time_sleep_s(0.002);
     }
     return 0;
 }

@@ -163,8 +163,7 @@ int cmd_launch(int argc, char **argv) {
                     if (g_pids[i] > 0) kill(g_pids[i], SIGKILL);
                 killed = 1;
             }
-            struct timespec ts = {0, 20 * 1000 * 1000};
-            nanosleep(&ts, NULL);
+            time_sleep_s(0.02);
             continue;
         }
         int r = 0;

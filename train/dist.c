@@ -23,8 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../common/log.h"
@@ -54,11 +54,6 @@ typedef struct {
 
 // ------------------------------------------------------------------------------------------------
 // small helpers
-
-static void sleep_s(double s) {
-    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
-    while (nanosleep(&ts, &ts) && errno == EINTR) {}
-}
 
 static void copy_str(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
 
@@ -145,12 +140,6 @@ static int master_from_env(Dist *d, char *err, size_t errlen) {
         return 1;
     }
     return 0;
-}
-
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
 }
 
 int dist_resolve(Dist *d, const DistFlags *f, char *err, size_t errlen) {
@@ -414,17 +403,12 @@ static void fill_hello(const Dist *d, Hello *h) {
     gethostname(h->host, sizeof h->host - 1);
 }
 
+// The run's unique id: from the kernel's random source (getrandom blocks only until it is seeded, at boot).
 static void random_bytes(unsigned char *p, size_t n) {
-    FILE *f = fopen("/dev/urandom", "rb");
-    size_t got = f ? fread(p, 1, n, f) : 0;
-    if (f) fclose(f);
-    uint64_t x = fnv1a("avat3r") ^ (uint64_t)getpid() ^ (uint64_t)(time_now_s() * 1e9);
-    for (size_t i = got; i < n; i++) { // no /dev/urandom: splitmix64 of pid and time
-        x += 0x9e3779b97f4a7c15ull;
-        uint64_t z = x;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        p[i] = (unsigned char)(z ^ (z >> 31));
+    for (size_t got = 0; got < n;) {
+        ssize_t k = getrandom(p + got, n - got, 0);
+        if (k < 0 && errno != EINTR) FATAL("getrandom: %s", strerror(errno));
+        if (k > 0) got += (size_t)k;
     }
 }
 
@@ -567,7 +551,7 @@ static int bootstrap_rank(Dist *d, double timeout_s, char *err, size_t errlen) {
             }
             freeaddrinfo(res);
         }
-        if (fd < 0) sleep_s(0.2);
+        if (fd < 0) time_sleep_s(0.2);
     }
     d->fd[0] = fd;
     Hello h;
