@@ -1,4 +1,4 @@
-// cli.h — shared helpers of the avat3r command's verbs.
+// cli.h — shared helpers of the avat3r command's verbs (option parsers and the JSON writer in cli.c, the rest in cmd_model.c).
 #ifndef AVAT3R_CLI_H
 #define AVAT3R_CLI_H
 #include "model_config.h"

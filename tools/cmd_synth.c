@@ -18,6 +18,7 @@
 #include "../common/timer.h"
 #include "../common/util.h"
 #include "ava256_write.h"
+#include "cli.h"
 #include "synth_head.h"
 #include "png_write.h"
 
@@ -102,12 +103,7 @@ static void write_identity_json(const char *path, const SynthIdentity *id) {
     VEC(skin), VEC(lip), VEC(hair), VEC(brow), VEC(iris), VEC(clothes);
 #undef NUM
 #undef VEC
-    char *s = cJSON_Print(o);
-    AtomicFile af;
-    atomicOpen(&af, path);
-    fprintf(af.f, "%s\n", s);
-    atomicClose(&af);
-    cJSON_free(s);
+    cli_write_json(path, o);
     cJSON_Delete(o);
 }
 
