@@ -16,6 +16,7 @@
 #endif
 
 #include "../common/timer.h"
+#include "checkpoint.h"
 #include "data_config.h"
 #include "model_config.h"
 #include "test.h"
@@ -52,6 +53,26 @@ int test_load_config(void *model_config, const char *path, char *err, size_t err
     TrainConfig tc;
     CfgTable extra[2] = {data_config_table(&dc), train_config_table(&tc)};
     return model_config_load_with((ModelConfig *)model_config, path, extra, 2, err, errlen);
+}
+
+int test_same_params(const char *a, const char *b) {
+    ModelConfig c;
+    CkptHeader h[2];
+    float *p = NULL, *q = NULL;
+    char err[1024];
+    if (checkpoint_load(a, &c, &p, &h[0], err, sizeof err) || checkpoint_load(b, &c, &q, &h[1], err, sizeof err)) {
+        printf("    %s\n", err);
+        free(p), free(q);
+        return 0;
+    }
+    size_t n = h[0].n_params, k = 0;
+    int same = n == h[1].n_params && !memcmp(p, q, 4 * n);
+    if (!same) {
+        while (k < n && k < h[1].n_params && p[k] == q[k]) k++;
+        printf("    %s and %s differ from parameter %zu of %zu\n", a, b, k, n);
+    }
+    free(p), free(q);
+    return same;
 }
 
 char *test_read_text(const char *path, size_t *len) {

@@ -45,6 +45,16 @@ int test_flip_shard_payload(const char *path, int blob, int f, int c, long at, c
 // Flips one byte of the first occurrence of the `n` bytes `what` in the file at `path`. 0, or −1 if absent.
 int test_flip_file_bytes(const char *path, const void *what, size_t n);
 
+// The micro model the training tests run: 32×32 inputs, patch 4, width 32, 2 layers; 16 Sapiens channels
+// are what `avat3r synth` writes (docs/formats.md "Aux maps"). TEST_MICRO_SETS adds one loader thread, 2
+// OpenMP threads and 2 validation samples. `--set` options for `avat3r train` on test_micro_shards' shards.
+#define TEST_MICRO_MODEL                                                                                           \
+    "--set img_h=32 --set img_w=32 --set patch=4 --set width=32 --set heads=2 --set layers=2 --set expr_hidden=32 " \
+    "--set expr_tokens=2 --set sapiens_h=8 --set sapiens_w=8 --set sapiens_ch=16 --set views_target=2 "
+#define TEST_MICRO_SETS TEST_MICRO_MODEL "--set loader_threads=1 --set threads=2 --set val_samples=2 "
+// 1 when the model checkpoints a and b hold bit-identical parameters; else says where they first differ.
+int test_same_params(const char *a, const char *b);
+
 // The whole of a file as NUL-terminated text (malloc'd; its length in *len when len is not NULL), or NULL
 // when it cannot be opened.
 char *test_read_text(const char *path, size_t *len);

@@ -21,11 +21,6 @@
 #include "raster.h"
 #include "test.h"
 
-// micro model of the loop tests (tests/test_train.c): 32×32 inputs, width 32, 2 layers
-#define MICRO_SETS                                                                                                 \
-    "--set img_h=32 --set img_w=32 --set patch=4 --set width=32 --set heads=2 --set layers=2 --set expr_hidden=32 " \
-    "--set expr_tokens=2 --set sapiens_h=8 --set sapiens_w=8 --set sapiens_ch=16 --set views_target=2 "
-
 typedef struct {
     char shards[1024], ckpt[1200], subject[300], out[1024]; // out: one `animate --frames` run
 } Fixture;
@@ -49,7 +44,7 @@ static const Fixture *fixture(void) {
     snprintf(fx.out, sizeof fx.out, "%s/anim_out", test_tmpdir());
     if (access(done, F_OK) == 0) return &fx;
     snprintf(cmd, sizeof cmd,
-             "'%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " MICRO_SETS
+             "'%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " TEST_MICRO_MODEL
              "--set loader_threads=1 --set threads=2 --set val_samples=2 --steps 40 --set ckpt_every=1000 "
              "--set val_every=0 --set warmup_steps=5 --set lr=3e-3 --set held_out=%s > '%s.log' 2>&1 && touch '%s'",
              AVAT3R_BINARY, test_source_root(), fx.shards, run, fx.subject, run, done);
@@ -427,7 +422,7 @@ static int test_animate_viewer_e2e(void) {
 static int test_animate_bench(void) {
     char cmd[16384], log[1100];
     snprintf(log, sizeof log, "%s/anim_bench.log", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "'%s' bench animate --config '%s/configs/tiny.cfg' " MICRO_SETS "--frames 2 --threads 1 "
+    snprintf(cmd, sizeof cmd, "'%s' bench animate --config '%s/configs/tiny.cfg' " TEST_MICRO_MODEL "--frames 2 --threads 1 "
              "--size 48x48 > '%s' 2>&1 && grep -q 'avatar creation (network forward, aux maps given): [0-9.]* s' '%s' && "
              "grep -q 'animation: [0-9.]* s/frame = [0-9.]* frames/s' '%s' && sed 's/^/    /' '%s'",
              AVAT3R_BINARY, test_source_root(), log, log, log, log);

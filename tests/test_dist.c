@@ -392,8 +392,7 @@ static const char *fixture_shards(void) { return test_micro_shards("dist", 2, 4)
 // near-zero gradient entries into visible parameter differences (measured: 2.7e-4·lr after 4 steps).
 #define LR 1e-3
 #define DIST_SETS                                                                                                  \
-    "--set img_h=32 --set img_w=32 --set patch=4 --set width=32 --set heads=2 --set layers=2 --set expr_hidden=32 " \
-    "--set expr_tokens=2 --set sapiens_h=8 --set sapiens_w=8 --set sapiens_ch=16 --set views_target=2 "            \
+    TEST_MICRO_MODEL                                                                                               \
     "--set loader_threads=1 --set threads=1 --set val_samples=0 --set warmup_steps=2 --set lr=1e-3 "               \
     "--set adam_eps=1e-4 --set ckpt_every=2 --set dist_timeout=20 --steps 4 "
 

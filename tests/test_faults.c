@@ -33,11 +33,6 @@ static const char *fixture_caps(void) {
     return caps;
 }
 
-// The micro model of tests/test_train.c (32×32 inputs, patch 4, width 32, 2 layers).
-#define MICRO_SETS                                                                                                 \
-    "--set img_h=32 --set img_w=32 --set patch=4 --set width=32 --set heads=2 --set layers=2 --set expr_hidden=32 " \
-    "--set expr_tokens=2 --set sapiens_h=8 --set sapiens_w=8 --set sapiens_ch=16 --set views_target=2 "            \
-    "--set loader_threads=1 --set threads=2 --set val_samples=2 "
 // The pack options of the fixture (tests/main.c test_micro_shards), so shards compare with its shards.
 #define PACK_OPTS "--size 32 --sapiens-size 8x8 --quiet --threads 2"
 
@@ -63,7 +58,7 @@ static int shim_built(void) {
 static const char *train_cmd(const char *shards, const char *run, const char *extra, const char *env) {
     static char cmd[16384];
     snprintf(cmd, sizeof cmd,
-             "exec env OMP_WAIT_POLICY=passive %s '%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " MICRO_SETS
+             "exec env OMP_WAIT_POLICY=passive %s '%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " TEST_MICRO_SETS
              "%s >> '%s.log' 2>&1",
              env ? env : "", AVAT3R_BINARY, test_source_root(), shards, run, extra, run);
     return cmd;
@@ -245,18 +240,6 @@ static int same_train_ckpt(const char *a, const char *b) {
     return ok;
 }
 
-static int same_params(const char *a, const char *b) {
-    ModelConfig c;
-    CkptHeader h[2];
-    float *p = NULL, *q = NULL;
-    char err[1024];
-    int ok = !checkpoint_load(a, &c, &p, &h[0], err, sizeof err) && !checkpoint_load(b, &c, &q, &h[1], err, sizeof err);
-    if (!ok) printf("    %s\n", err);
-    ok = ok && h[0].n_params == h[1].n_params && !memcmp(p, q, 4 * h[0].n_params);
-    free(p), free(q);
-    return ok;
-}
-
 // Every checkpoint in a run folder verifies: each ckpt_<step>.ckpt reads as a training checkpoint of that
 // step, final.ckpt (if there) as a model. Counts them and the temporaries ("*.tmp.*") beside them.
 static int verify_run_folder(const char *dir, int *n_ckpt, int *n_tmp) {
@@ -420,7 +403,7 @@ static int test_ckpt_disk_full(void) {
         CHECK(run_quiet(train_cmd(shards, r, "--resume", NULL)) == 0, "%s: resume failed (%s)", cases[k].name, log);
         snprintf(pa, sizeof pa, "%s/final.ckpt", a);
         snprintf(pb, sizeof pb, "%s/final.ckpt", r);
-        CHECK(same_params(pa, pb), "%s: resumed run is not bit-identical to the straight run", cases[k].name);
+        CHECK(test_same_params(pa, pb), "%s: resumed run is not bit-identical to the straight run", cases[k].name);
         snprintf(pa, sizeof pa, "%s/ckpt_00000002.ckpt", a);
         printf("    %-13s at the step-4 checkpoint: exit %d, message names it (\"%s\"), step 2 intact, no temporary, "
                "resume = straight run\n", cases[k].name, rc, cases[k].strerr);
@@ -453,7 +436,7 @@ static int test_log_disk_full(void) {
     CHECK(run_quiet(train_cmd(shards, r, "--resume", NULL)) == 0, "resume failed (%s)", log);
     snprintf(pa, sizeof pa, "%s/final.ckpt", a);
     snprintf(pb, sizeof pb, "%s/final.ckpt", r);
-    CHECK(same_params(pa, pb), "resumed run is not bit-identical to the straight run");
+    CHECK(test_same_params(pa, pb), "resumed run is not bit-identical to the straight run");
     printf("    log.jsonl flush fails at step 3: exit 1 naming it, step 2 intact, resume = straight run\n");
     return 0;
 }
@@ -593,7 +576,7 @@ static int test_kill_random_train(void) {
     CHECK(run_quiet(train_cmd(shards, b, common, NULL)) == 0, "the last resume failed (%s.log)", b);
     snprintf(pa, sizeof pa, "%s/final.ckpt", a);
     snprintf(pb, sizeof pb, "%s/final.ckpt", b);
-    CHECK(same_params(pa, pb), "killed and resumed is not bit-identical to the straight run");
+    CHECK(test_same_params(pa, pb), "killed and resumed is not bit-identical to the straight run");
     snprintf(pa, sizeof pa, "%s/ckpt_%08d.ckpt", a, steps);
     snprintf(pb, sizeof pb, "%s/ckpt_%08d.ckpt", b, steps);
     CHECK(same_train_ckpt(pa, pb), "the last checkpoints differ (moments or state)");

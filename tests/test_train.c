@@ -386,13 +386,6 @@ static int test_step_reference(void) {
 
 static const char *fixture_shards(void) { return test_micro_shards("train", 3, 6); }
 
-// The micro model the loop tests train: 32×32 inputs, patch 4, width 32, 2 layers; 16 Sapiens channels
-// are what `avat3r synth` writes (docs/formats.md "Aux maps").
-#define MICRO_SETS                                                                                                 \
-    "--set img_h=32 --set img_w=32 --set patch=4 --set width=32 --set heads=2 --set layers=2 --set expr_hidden=32 " \
-    "--set expr_tokens=2 --set sapiens_h=8 --set sapiens_w=8 --set sapiens_ch=16 --set views_target=2 "            \
-    "--set loader_threads=1 --set threads=2 --set val_samples=2 "
-
 // "--set held_out=<capture>" naming the last shard of the fixture (its name is its capture's)
 static const char *held_out_set(const char *shards) {
     static char set[600];
@@ -409,35 +402,9 @@ static const char *held_out_set(const char *shards) {
 
 static int run_train(const char *shards, const char *run, const char *extra, const char *env) {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s '%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " MICRO_SETS
+    snprintf(cmd, sizeof cmd, "%s '%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " TEST_MICRO_SETS
              "%s >> '%s.log' 2>&1", env ? env : "", AVAT3R_BINARY, test_source_root(), shards, run, extra, run);
     return test_system(cmd);
-}
-
-static int read_params(const char *path, float **p, size_t *n) {
-    ModelConfig c;
-    CkptHeader h;
-    char err[1024];
-    if (checkpoint_load(path, &c, p, &h, err, sizeof err)) {
-        printf("    %s\n", err);
-        return -1;
-    }
-    *n = h.n_params;
-    return 0;
-}
-
-static int same_params(const char *a, const char *b) {
-    float *p = NULL, *q = NULL;
-    size_t n = 0, m = 0;
-    if (read_params(a, &p, &n) || read_params(b, &q, &m)) return 0;
-    int same = n == m && !memcmp(p, q, 4 * n);
-    if (!same) {
-        size_t k = 0;
-        while (k < n && p[k] == q[k]) k++;
-        printf("    %s and %s differ from parameter %zu of %zu\n", a, b, k, n);
-    }
-    free(p), free(q);
-    return same;
 }
 
 // Train 2N steps straight; then the same run killed (SIGKILL) right after step N+2 with checkpoints every N
@@ -467,8 +434,8 @@ static int test_resume_bit_identical(void) {
     snprintf(pa, sizeof pa, "%s/final.ckpt", a);
     snprintf(pb, sizeof pb, "%s/final.ckpt", b);
     snprintf(pc, sizeof pc, "%s/final.ckpt", c);
-    CHECK(same_params(pa, pb), "kill + resume is not bit-identical to the straight run");
-    CHECK(same_params(pa, pc), "SIGTERM + resume is not bit-identical to the straight run");
+    CHECK(test_same_params(pa, pb), "kill + resume is not bit-identical to the straight run");
+    CHECK(test_same_params(pa, pc), "SIGTERM + resume is not bit-identical to the straight run");
     // the resumed logs read as one run: steps 1..8 exactly once
     snprintf(cmd, sizeof cmd,
              "for r in '%s' '%s' '%s'; do test \"$(grep -c '\"kind\":\"train\"' \"$r/log.jsonl\")\" = 8 || exit 1; done", a, b,
@@ -613,7 +580,7 @@ static int test_damaged_data(void) {
     CHECK(run_train(dir, b, "--resume", NULL) == 0, "resume failed (%s.log)", b);
     snprintf(pa, sizeof pa, "%s/final.ckpt", a);
     snprintf(pb, sizeof pb, "%s/final.ckpt", b);
-    CHECK(same_params(pa, pb), "kill + resume on damaged data is not bit-identical to the straight run");
+    CHECK(test_same_params(pa, pb), "kill + resume on damaged data is not bit-identical to the straight run");
     snprintf(cmd, sizeof cmd, "cmp <(grep -a 'state_data_' '%s/ckpt_00000006.ckpt') <(grep -a 'state_data_' "
              "'%s/ckpt_00000006.ckpt') > /dev/null", a, b);
     char bash[8300];
