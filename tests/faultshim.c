@@ -221,35 +221,24 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt) {
     return done;
 }
 
-int fsync(int fd) {
+// 1 when this call of op `want` on fd is to fail (it then is logged and errno set)
+static int fd_call_fails(int want, int fd, const char *what) {
     char path[1024];
-    if (op == OP_FSYNC && fd_matches(fd, path, sizeof path) && call_fails()) {
-        note("fsync of", path);
-        errno = fail_errno;
-        return -1;
-    }
-    return real_fsync(fd);
+    if (op != want || !fd_matches(fd, path, sizeof path) || !call_fails()) return 0;
+    note(what, path);
+    errno = fail_errno;
+    return 1;
 }
 
-int fdatasync(int fd) {
-    char path[1024];
-    if (op == OP_FSYNC && fd_matches(fd, path, sizeof path) && call_fails()) {
-        note("fdatasync of", path);
-        errno = fail_errno;
-        return -1;
-    }
-    return real_fdatasync(fd);
-}
+int fsync(int fd) { return fd_call_fails(OP_FSYNC, fd, "fsync of") ? -1 : real_fsync(fd); }
+
+int fdatasync(int fd) { return fd_call_fails(OP_FSYNC, fd, "fdatasync of") ? -1 : real_fdatasync(fd); }
 
 int close(int fd) {
-    char path[1024];
-    if (op == OP_CLOSE && fd_matches(fd, path, sizeof path) && call_fails()) {
-        real_close(fd); // released anyway
-        note("close of", path);
-        errno = fail_errno;
-        return -1;
-    }
-    return real_close(fd);
+    if (!fd_call_fails(OP_CLOSE, fd, "close of")) return real_close(fd);
+    real_close(fd); // released anyway
+    errno = fail_errno;
+    return -1;
 }
 
 int rename(const char *from, const char *to) {
