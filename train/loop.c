@@ -477,8 +477,6 @@ int run_checkpoint_read(const char *path, RunConfig *rc, float **params, float *
     return 0;
 }
 
-// Loads the newest checkpoint of the run that verifies (a corrupt newest one is reported and skipped).
-// Returns 1 loaded, 0 none in the folder, −1 error.
 // Temporaries "NAME.tmp.<pid>" that a killed run left in the run folder (a checkpoint is ~1 GB at paper
 // size): removed when no process <pid> is alive on this machine. A live one (another run writing into
 // this folder) is left alone.
@@ -497,6 +495,8 @@ static void remove_stale_temporaries(const char *dir) {
     closedir(d);
 }
 
+// Loads the newest checkpoint of the run that verifies (a corrupt newest one is reported and skipped).
+// Returns 1 loaded, 0 none in the folder, −1 error.
 static int load_latest(const char *dir, RunConfig *rc, float **params, float **m, float **v, char *err, size_t errlen) {
     long steps[4096];
     int n = list_checkpoints(dir, steps, 4096);
@@ -568,7 +568,7 @@ typedef struct {
     int64_t step, n_shards, n_pairs;
 } RankFacts;
 
-static RankFacts rank_facts(RunConfig *rc, const Trainer *t, const Loader *L, int n_shards) {
+static RankFacts rank_facts(RunConfig *rc, const Trainer *t, const Loader *L) {
     RankFacts f;
     memset(&f, 0, sizeof f);
     CfgTable tt[3];
@@ -783,7 +783,7 @@ int train_run(const TrainRunOptions *o) {
     Grid grid = {0, 0, 0, 0, NULL}, sweep = {0, 0, 0, 0, NULL};
     int status = 0;
     if (multi) {
-        RankFacts f = rank_facts(&rc, &t, &L, n_shards);
+        RankFacts f = rank_facts(&rc, &t, &L);
         int offender = 0;
         if (ranks_agree(&d, &f, "the start-up check", "before the first step", &offender, err, sizeof err)) {
             if (lead || offender || d.broken) LOG_E("%s", err);
@@ -903,11 +903,13 @@ int train_run(const TrainRunOptions *o) {
         // good steps, once 20 are in), or a non-finite gradient norm (trainer_update then leaves the
         // parameters and moments alone)
         char whybuf[96];
-        snprintf(whybuf, sizeof whybuf, "non-finite Gaussians (%ld on rank %d)", nonfinite_gauss, d.rank);
-        const char *why = !isfinite(acc.loss) ? (nonfinite_gauss ? whybuf : "non-finite loss")
-                          : tc->loss_spike > 0 && rc.st.loss_n >= 20 && acc.loss > tc->loss_spike * rc.st.loss_mean
-                              ? "loss spike"
-                              : NULL;
+        const char *why = NULL;
+        if (!isfinite(acc.loss) && nonfinite_gauss)
+            snprintf(whybuf, sizeof whybuf, "non-finite Gaussians (%ld on rank %d)", nonfinite_gauss, d.rank), why = whybuf;
+        else if (!isfinite(acc.loss))
+            why = "non-finite loss";
+        else if (tc->loss_spike > 0 && rc.st.loss_n >= 20 && acc.loss > tc->loss_spike * rc.st.loss_mean)
+            why = "loss spike";
         if (!why) {
             norm = trainer_update(&t, step, &lr);
             if (!isfinite(norm)) why = "non-finite gradient";
@@ -1009,7 +1011,7 @@ int train_run(const TrainRunOptions *o) {
     snprintf(path, sizeof path, "%s/final.ckpt", o->out);
     if (lead) checkpoint_save(path, mc, t.m.params, t.m.n_params);
     if (multi) { // the final barrier, and the proof that the ranks never diverged
-        RankFacts f = rank_facts(&rc, &t, &L, n_shards);
+        RankFacts f = rank_facts(&rc, &t, &L);
         int offender = 0;
         if (ranks_agree(&d, &f, "the final check", "at the end of the run (the ranks diverged: a bug)", &offender, err, sizeof err)) {
             LOG_E("%s", err);
@@ -1038,4 +1040,5 @@ done:
     return status;
 #undef START_FAIL
 #undef RANKS_OR_STOP
+#undef LOG_FLUSH_OR_STOP
 }
