@@ -3,8 +3,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,23 +14,19 @@
 // ---- temporaries of atomic files ----
 // atomic_open registers (FILE *, temporary path) here and atomic_close unregisters it, so that a failed
 // write names its file and every exit through FATAL or a failed check removes the temporaries still open:
-// no "*.tmp.<pid>" outlives a run that failed. A fixed table (no allocation) under a spin lock: the
-// critical sections are a few copies. Files beyond the table's size are written as before, only without
+// no "*.tmp.<pid>" outlives a run that failed. A fixed table (no allocation) under a mutex. Files beyond the table's size are written as before, only without
 // that clean-up (and a failed write names them through /proc/self/fd).
 #define ATOMIC_TABLE 128
 static struct {
     int used;
     pid_t pid;            // the process that opened it (a forked child that fails leaves it alone)
-    FILE *f;              // NULL once closed (the temporary is still to be renamed)
+    FILE *f;
     char tmp[4200];
 } atomic_table[ATOMIC_TABLE];
-static atomic_flag atomic_table_lock = ATOMIC_FLAG_INIT;
+static pthread_mutex_t atomic_table_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void table_lock(void) {
-    while (atomic_flag_test_and_set_explicit(&atomic_table_lock, memory_order_acquire)) {
-    }
-}
-static void table_unlock(void) { atomic_flag_clear_explicit(&atomic_table_lock, memory_order_release); }
+static void table_lock(void) { pthread_mutex_lock(&atomic_table_mu); }
+static void table_unlock(void) { pthread_mutex_unlock(&atomic_table_mu); }
 
 static void atomic_register(FILE *f, const char *tmp) {
     table_lock();
@@ -43,15 +39,11 @@ static void atomic_register(FILE *f, const char *tmp) {
     table_unlock();
 }
 
-// The entry of temporary `tmp`: its stream is being closed (close = 1: keep the entry, forget the FILE *,
-// which fopen may hand out again) or the file is renamed (close = 0: drop the entry).
-static void atomic_release(const char *tmp, int close) {
+// Drops the entry of temporary `tmp` (atomic_close takes over: it renames the file or removes it).
+static void atomic_release(const char *tmp) {
     table_lock();
     for (int k = 0; k < ATOMIC_TABLE; k++)
-        if (atomic_table[k].used && !strcmp(atomic_table[k].tmp, tmp)) {
-            atomic_table[k].f = NULL;
-            if (!close) atomic_table[k].used = 0;
-        }
+        if (atomic_table[k].used && !strcmp(atomic_table[k].tmp, tmp)) atomic_table[k].used = 0, atomic_table[k].f = NULL;
     table_unlock();
 }
 
@@ -212,7 +204,7 @@ void atomic_close(AtomicFile *af, const char *file, int line) {
     if (fflush(f) != 0) e = errno, what = "fflush", hint = "disk full? the old file (if any) is untouched";
     else if (fsync(fileno(f)) != 0)
         e = errno, what = "fsync", hint = "disk full or I/O error? the old file (if any) is untouched";
-    atomic_release(af->tmp, 1);
+    atomic_release(af->tmp); // from here on every failure below removes the temporary itself
     af->f = NULL;
     if (what) {
         fclose(f);
@@ -232,7 +224,6 @@ void atomic_close(AtomicFile *af, const char *file, int line) {
                    "the old file (if any) is untouched; is the target a directory, its folder not writable, or the disk full?",
                    "writing '%s': rename of the temporary '%s' over it failed", af->path, af->tmp);
     }
-    atomic_release(af->tmp, 0);
 }
 
 int64_t file_size(FILE *f) {
