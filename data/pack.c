@@ -327,17 +327,15 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
         } else {
             memcpy(K, cal->K, sizeof cal->K);
             j->missing += r == IMG_MISSING;
-            if (r == IMG_NO_MASK) {
-                j->no_mask++;
+            if (r == IMG_NO_MASK || r == IMG_CORRUPT) {
                 if (!o->quiet) fputc('\n', stderr); // off the progress line
-                fprintf(stderr, "warning: %s: frame %lld camera %s: skipped (no mask): %s\n", name,
-                        (long long)cap->frames[f].id, cal->id, err);
+                fprintf(stderr, "warning: %s: frame %lld camera %s: skipped (%s%s): %s\n", name,
+                        (long long)cap->frames[f].id, cal->id, r == IMG_NO_MASK ? "no mask" : "corrupt ",
+                        r == IMG_NO_MASK ? "" : what, err);
             }
+            j->no_mask += r == IMG_NO_MASK;
             if (r == IMG_CORRUPT) {
                 j->corrupt++;
-                if (!o->quiet) fputc('\n', stderr); // off the progress line
-                fprintf(stderr, "warning: %s: frame %lld camera %s: skipped (corrupt %s): %s\n", name,
-                        (long long)cap->frames[f].id, cal->id, what, err);
                 if (j->corrupt > j->max_corrupt) {
                     snprintf(msg, sizeof msg,
                              "%s: %lld corrupt images of its %lld, more than --max-corrupt %g allows (%lld); packing "
@@ -454,7 +452,7 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
             if (own) {
                 if (ava256_open(&mine, dir, 0, e3, sizeof e3)) {
                     pthread_mutex_lock(&j.lock);
-                    if (!j.failed) j.failed = 1, snprintf(j.err, sizeof j.err, "%s", e3);
+                    job_fail(&j, e3);
                     pthread_mutex_unlock(&j.lock);
                     own = 0, cp = NULL;
                 } else {
