@@ -331,6 +331,16 @@ static int fixture_shard_names(const char *shards, char names[8][300]) {
     return n;
 }
 
+// The pack tests' start: the fixture's shards (and their names, 3 of them), and the shim built.
+static int pack_fault_fixture(const char **shards, char names[8][300], int *n_caps) {
+    *shards = fixture_shards();
+    CHECK(*shards, "fixture failed (see %s/train_caps.log)", test_tmpdir());
+    CHECK(shim_built(), "no shim");
+    *n_caps = fixture_shard_names(*shards, names);
+    CHECK(*n_caps == 3, "expected 3 fixture shards, found %d", *n_caps);
+    return 0;
+}
+
 // Every *.h5 in out opens (no partial file under a shard's name) and equals the fixture's shard of that name.
 static int check_out_shards(const char *out, const char *shards, int *n_h5) {
     char names[8][300];
@@ -445,12 +455,10 @@ static int test_log_disk_full(void) {
 // b) `avat3r pack` with failing HDF5 writes, closes or renames
 
 static int test_pack_write_error(void) {
-    const char *shards = fixture_shards();
-    CHECK(shards, "fixture failed (see %s/train_caps.log)", test_tmpdir());
-    CHECK(shim_built(), "no shim");
+    const char *shards;
     char names[8][300];
-    int n_caps = fixture_shard_names(shards, names);
-    CHECK(n_caps == 3, "expected 3 fixture shards, found %d", n_caps);
+    int n_caps;
+    if (pack_fault_fixture(&shards, names, &n_caps)) return 1;
     struct {
         const char *name, *vars;
     } cases[] = {
@@ -597,12 +605,10 @@ static int test_kill_random_train(void) {
 // d) kill -9 of `avat3r pack` at random points
 
 static int test_kill_random_pack(void) {
-    const char *shards = fixture_shards();
-    CHECK(shards, "fixture failed (see %s/train_caps.log)", test_tmpdir());
-    CHECK(shim_built(), "no shim");
+    const char *shards;
     char names[8][300];
-    int n_caps = fixture_shard_names(shards, names);
-    CHECK(n_caps == 3, "expected 3 fixture shards, found %d", n_caps);
+    int n_caps;
+    if (pack_fault_fixture(&shards, names, &n_caps)) return 1;
     char out[1024], tmpname[512];
     snprintf(out, sizeof out, "%s/fault_kill_pack", test_tmpdir());
     // HDF5 writes through a slow disk: 5 ms per write; 50 ms for kill 0, so that a late look at the folder on

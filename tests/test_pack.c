@@ -358,10 +358,28 @@ static int test_pack_corrupt_flipped(void) {
     return compare_to_clean(shard, dir, name, bad, 2);
 }
 
+// Packs capture `dir` (of the copy `caps`) with --max-corrupt 0.1 and checks the result: exactly one warning
+// each for named[0] and named[1], two corrupt warnings in all, the capture line holds `counted`, and the
+// shard matches the clean pack except at the two pairs marked in `bad`.
+static int pack_two_skipped(const char *caps, const char *dir, const char *name, char named[2][4800],
+                            const char *counted, const int *bad) {
+    char args[4096], log[1300], shard[1600];
+    snprintf(log, sizeof log, "%s/pack.log", caps);
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
+    CHECK(run_pack(args, log) == 0, "pack failed");
+    char *t = test_read_text(log, NULL);
+    int ok = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
+             count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, counted);
+    free(t);
+    CHECK(ok, "want exactly two warnings, '%s' and '%s', and '%s'", named[0], named[1], counted);
+    snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name);
+    return compare_to_clean(shard, dir, name, bad, 2);
+}
+
 // A valid zip whose AVIF member is garbage (CRCs rewritten: libzip reads it, libavif refuses it), and a
 // DUSt3R .npy member with flipped bytes: both images are skipped as corrupt, the rest packed as clean.
 static int test_pack_corrupt_garbage(void) {
-    char caps[1024], dir[1300], name[256], zip[4400], member[256], args[4096], log[1300], shard[1600], err[1024];
+    char caps[1024], dir[1300], name[256], zip[4400], member[256], err[1024];
     char named[2][4800];
     if (corrupt_fixture("pkc_garbage", caps, sizeof caps)) return 1;
     if (capture_dir(caps, 1, dir, sizeof dir, name, sizeof name)) return 1;
@@ -386,22 +404,13 @@ static int test_pack_corrupt_garbage(void) {
     CHECK(!zip_damage(zip, member, 0), "damage %s", zip);
     snprintf(named[1], sizeof named[1], "skipped (corrupt DUSt3R map): %s: member '%s': read failed (CRC error)", zip, member);
     bad[0 * 4 + 3] = 1;
-    snprintf(log, sizeof log, "%s/pack.log", caps);
-    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
-    CHECK(run_pack(args, log) == 0, "pack failed");
-    char *t = test_read_text(log, NULL);
-    int ok = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
-             count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask, skipped)");
-    free(t);
-    CHECK(ok, "want exactly two warnings, '%s' and '%s', and 2 corrupt counted", named[0], named[1]);
-    snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name);
-    return compare_to_clean(shard, dir, name, bad, 2);
+    return pack_two_skipped(caps, dir, name, named, "18 images (0 missing, 2 corrupt, 0 no mask, skipped)", bad);
 }
 
 // A corrupt mask skips its image (docs/data.md: an un-composited image among composited ones is not kept):
 // one mask member with flipped bytes (CRC error), one valid zip member that is not AVIF.
 static int test_pack_corrupt_mask(void) {
-    char caps[1024], dir[1300], name[256], zip[4400], member[256], args[4096], log[1300], shard[1600];
+    char caps[1024], dir[1300], name[256], zip[4400], member[256];
     char named[2][4800];
     if (corrupt_fixture("pkc_mask", caps, sizeof caps)) return 1;
     if (capture_dir(caps, 0, dir, sizeof dir, name, sizeof name)) return 1;
@@ -414,16 +423,7 @@ static int test_pack_corrupt_mask(void) {
                  k ? "not a readable AVIF image" : "read failed (CRC error)");
         bad[f * 4 + c] = 1;
     }
-    snprintf(log, sizeof log, "%s/pack.log", caps);
-    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --max-corrupt 0.1 " PACK_ARGS, dir, caps);
-    CHECK(run_pack(args, log) == 0, "pack failed");
-    char *t = test_read_text(log, NULL);
-    int ok = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
-             count_occurrences(t, "skipped (corrupt") == 2 && strstr(t, "18 images (0 missing, 2 corrupt, 0 no mask, skipped), 18 masks");
-    free(t);
-    CHECK(ok, "want exactly two warnings, '%s' and '%s', 2 corrupt and 18 masks counted", named[0], named[1]);
-    snprintf(shard, sizeof shard, "%s/shards/%s.h5", caps, name);
-    return compare_to_clean(shard, dir, name, bad, 2);
+    return pack_two_skipped(caps, dir, name, named, "18 images (0 missing, 2 corrupt, 0 no mask, skipped), 18 masks", bad);
 }
 
 // No shard file or temporary of capture `name` in `out`.
