@@ -16,6 +16,7 @@
 #include "../common/rng.h"
 #include "batch_random.h"
 #include "checkpoint.h"
+#include "group_stats.h"
 #include "data_config.h"
 #include "lpips.h"
 #include "model_config.h"
@@ -126,6 +127,57 @@ static int test_grad_norm_threads(void) {
     g[17] = NAN;
     CHECK(isnan(grad_global_norm(g, n)), "NaN not propagated");
     free(g);
+    return 0;
+}
+
+// group_stats against sums in double over each group's tensors; the expression group, given gradients
+// far below adam_eps, gets a small step_frac.
+static int test_group_stats(void) {
+    ModelConfig c = model_defaults();
+    size_t sizes[NUM_PARAM_TENSORS], n = param_sizes(&c, sizes);
+    float *p = malloc(4 * n), *g = malloc(4 * n), *v = malloc(4 * n);
+    Rng r = rng_make(6, 0);
+    const double beta2 = 0.95, eps = 1e-8;
+    const uint64_t t = 7;
+    size_t off = 0;
+    for (int k = 0; k < NUM_PARAM_TENSORS; k++) {
+        int expr = !strcmp(param_group(k), "expression");
+        for (size_t i = off; i < off + sizes[k]; i++) {
+            p[i] = (float)rng_normal_at(&r, 3 * i);
+            g[i] = (float)(rng_normal_at(&r, 3 * i + 1) * (expr ? 1e-10 : 1e-3));
+            v[i] = (float)(fabs(rng_normal_at(&r, 3 * i + 2)) * (expr ? 1e-20 : 1e-6));
+        }
+        off += sizes[k];
+    }
+    GroupStats gs[NUM_PARAM_GROUPS];
+    group_stats(p, g, v, sizes, beta2, eps, t, gs);
+    const double vs = 1 / (1 - pow(beta2, (double)t));
+    double worst = 0;
+    size_t total = 0;
+    for (int q = 0; q < NUM_PARAM_GROUPS; q++) {
+        double pp = 0, gg = 0, ff = 0;
+        size_t m = 0, o = 0;
+        for (int k = 0; k < NUM_PARAM_TENSORS; k++) {
+            if (!strcmp(param_group(k), gs[q].name))
+                for (size_t i = o; i < o + sizes[k]; i++, m++) {
+                    double sv = sqrt(v[i] * vs);
+                    pp += (double)p[i] * p[i], gg += (double)g[i] * g[i], ff += sv / (sv + eps);
+                }
+            o += sizes[k];
+        }
+        total += gs[q].n;
+        CHECK(gs[q].n == m, "group %s: %zu elements, expected %zu", gs[q].name, gs[q].n, m);
+        if (!m) continue;
+        double want[3] = {sqrt(pp / m), sqrt(gg / m), ff / m}, got[3] = {gs[q].param_rms, gs[q].grad_rms, gs[q].step_frac};
+        for (int j = 0; j < 3; j++) worst = fmax(worst, fabs(got[j] - want[j]) / want[j]);
+        printf("    %-10s n %7zu  param_rms %.4f  grad_rms %.3g  step_frac %.4f\n", gs[q].name, gs[q].n,
+               gs[q].param_rms, gs[q].grad_rms, gs[q].step_frac);
+    }
+    CHECK(total == n, "the groups cover %zu of %zu parameters", total, n);
+    CHECK(worst < 1e-9, "group stats differ from the direct sums: %.3g", worst);
+    CHECK(!strcmp(gs[1].name, "expression") && gs[1].step_frac < 0.05 && gs[2].step_frac > 0.99,
+          "step_frac: expression %.3g (eps-bound), blocks %.3g (full steps)", gs[1].step_frac, gs[2].step_frac);
+    free(p), free(g), free(v);
     return 0;
 }
 
@@ -417,7 +469,8 @@ static int test_resume_bit_identical(void) {
     snprintf(b, sizeof b, "%s/run_killed", test_tmpdir());
     snprintf(c, sizeof c, "%s/run_term", test_tmpdir());
     char common[1024];
-    snprintf(common, sizeof common, "--steps 8 --set ckpt_every=4 --set val_every=4 --set warmup_steps=2 --set lr=1e-3 %s",
+    snprintf(common, sizeof common,
+             "--steps 8 --set ckpt_every=4 --set val_every=4 --set log_every=4 --set warmup_steps=2 --set lr=1e-3 %s",
              held_out_set(shards));
     CHECK(run_train(shards, a, common, NULL) == 0, "straight run failed (%s.log)", a);
     int rc = run_train(shards, b, common, "AVAT3R_FAULT_KILL_AT_STEP=6");
@@ -441,6 +494,13 @@ static int test_resume_bit_identical(void) {
              "for r in '%s' '%s' '%s'; do test \"$(grep -c '\"kind\":\"train\"' \"$r/log.jsonl\")\" = 8 || exit 1; done", a, b,
              c);
     CHECK(test_system(cmd) == 0, "log.jsonl does not hold steps 1..8 exactly once");
+    // every log_every-th step's line carries the per-group sizes (group_stats.h), the others do not
+    snprintf(cmd, sizeof cmd,
+             "test \"$(grep -c '\"groups\":{\"encoder\":{\"n\":[0-9]*,\"param_rms\":[0-9.e-]*,\"grad_rms\":[0-9.e-]*,"
+             "\"step_frac\":[0-9.e-]*},\"expression\"' '%s/log.jsonl')\" = 2 && "
+             "grep '\"groups\"' '%s/log.jsonl' | grep -c '\"step\":[48],' | grep -qx 2",
+             a, a);
+    CHECK(test_system(cmd) == 0, "log.jsonl lacks the groups of steps 4 and 8 (or has others)");
     // and the training checkpoints' AdamW moments and data cursor match too (the wall time may differ)
     snprintf(pa, sizeof pa, "%s/ckpt_00000008.ckpt", a);
     snprintf(pb, sizeof pb, "%s/ckpt_00000008.ckpt", b);
@@ -805,6 +865,7 @@ const TestCase train_tests[] = {
     {"train_adamw_formula", test_adamw_formula},
     {"train_lr_schedule", test_lr_schedule},
     {"train_grad_norm_threads", test_grad_norm_threads},
+    {"train_group_stats", test_group_stats},
     {"train_checkpoint_kinds", test_train_checkpoint},
     {"train_step_reference_selftest", test_step_reference_selftest},
     {"train_step_reference", test_step_reference},

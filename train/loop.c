@@ -19,6 +19,7 @@
 #include "../data/data_config.h"
 #include "../data/loader.h"
 #include "checkpoint.h"
+#include "group_stats.h"
 #include "params.h"
 #include "step.h"
 #include "png_write.h"
@@ -138,6 +139,20 @@ static void fmt_duration(char *buf, size_t n, double s) {
 static void json_num(FILE *f, const char *key, double v) {
     if (isfinite(v)) fprintf(f, ",\"%s\":%.9g", key, v);
     else fprintf(f, ",\"%s\":null", key);
+}
+
+// The per-group sizes of group_stats.h into the open JSON object of a train line, as "groups":{...}.
+static void log_groups(FILE *f, const Trainer *t, const TrainConfig *tc, long step) {
+    GroupStats g[NUM_PARAM_GROUPS];
+    group_stats(t->m.params, t->m.grads, t->adam_v, t->m.param_sizes, tc->beta2, tc->adam_eps, (uint64_t)step, g);
+    fprintf(f, ",\"groups\":{");
+    for (int k = 0, first = 1; k < NUM_PARAM_GROUPS; k++) {
+        if (!g[k].n) continue;
+        fprintf(f, "%s\"%s\":{\"n\":%zu", first ? "" : ",", g[k].name, g[k].n), first = 0;
+        json_num(f, "param_rms", g[k].param_rms), json_num(f, "grad_rms", g[k].grad_rms);
+        json_num(f, "step_frac", g[k].step_frac), fprintf(f, "}");
+    }
+    fprintf(f, "}");
 }
 
 // On resume the log keeps only the lines of the steps the checkpoint holds: the steps after it are run
@@ -942,7 +957,9 @@ int train_run(const TrainRunOptions *o) {
             json_num(logf, "step_s", dt), json_num(logf, "data_s", t_data);
             if (multi) json_num(logf, "comm_s", t_comm);
             json_num(logf, "samples_per_s", samples_per_step / dt);
-            fprintf(logf, ",\"skipped\":%d,\"data_skipped\":%.0f}\n", bad, dskipped);
+            fprintf(logf, ",\"skipped\":%d,\"data_skipped\":%.0f", bad, dskipped);
+            if (!bad && step % tc->log_every == 0) log_groups(logf, &t, tc, step);
+            fprintf(logf, "}\n");
             LOG_FLUSH_OR_STOP();
         }
         if (lead && (step % tc->log_every == 0 || step == 1 || step == tc->steps)) {
