@@ -11,7 +11,8 @@ last line) are skipped; a step logged twice (a resumed run repeats steps) keeps 
 
 The figure: loss and each loss term against step (log y; raw values faint, an exponential moving
 average solid), the learning rate, validation PSNR (the baseline dashed when present), and validation
-SSIM / LPIPS when present. Needs Debian's python3-matplotlib (Agg backend, no display).
+SSIM / LPIPS when present, the expression sweep (psnr_expr, psnr_expr_fixed) beside the PSNR, and per
+parameter group ("groups" on every log_every-th train line) the gradient RMS and AdamW's step share. Needs Debian's python3-matplotlib (Agg backend, no display).
 """
 import argparse
 import json
@@ -71,6 +72,23 @@ def series(recs, key, positive=False):
     return xs, ys
 
 
+def group_series(recs, key, positive=False):
+    """{group: (steps, values)} of recs' "groups" objects (train lines every log_every steps)."""
+    out = {}
+    for r in recs:
+        groups = r.get("groups")
+        if not isinstance(groups, dict):
+            continue
+        for name, g in groups.items():
+            v = _num(g.get(key)) if isinstance(g, dict) else None
+            if v is None or (positive and v <= 0):
+                continue
+            xs, ys = out.setdefault(str(name), ([], []))
+            xs.append(_num(r["step"]))
+            ys.append(v)
+    return out
+
+
 def ema(ys, beta):
     """Bias-corrected exponential moving average (as TensorBoard's smoothing)."""
     out, acc = [], 0.0
@@ -100,8 +118,8 @@ def plot(run_dir, out, smooth=0.9, title=None):
     if not train and not val:
         raise SystemExit("plot_log.py: %s: no train or val lines" % log)
     plt = _matplotlib()
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
-    (ax_loss, ax_lr), (ax_psnr, ax_vq) = axes
+    fig, axes = plt.subplots(3, 2, figsize=(13, 12.5))
+    (ax_loss, ax_lr), (ax_psnr, ax_vq), (ax_grad, ax_frac) = axes
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
     # losses: raw faint, smoothed solid, log y (only positive values can be drawn)
@@ -137,6 +155,11 @@ def plot(run_dir, out, smooth=0.9, title=None):
         bx, by = series(val, "psnr_baseline")
         if bx:
             ax_psnr.plot(bx, by, linestyle="--", color="gray", label="baseline (last %.2f)" % by[-1])
+        for key, style, what in (("psnr_expr", "-", "expression sweep, own codes"),
+                                 ("psnr_expr_fixed", ":", "expression sweep, one fixed code")):
+            ex, ey = series(val, key)
+            if ex:
+                ax_psnr.plot(ex, ey, linestyle=style, color=colors[1], marker=".", label="%s (last %.2f)" % (what, ey[-1]))
         ax_psnr.legend(fontsize=8)
     else:
         ax_psnr.text(0.5, 0.5, "no validation PSNR", ha="center", va="center", transform=ax_psnr.transAxes)
@@ -153,6 +176,22 @@ def plot(run_dir, out, smooth=0.9, title=None):
         ax_vq.legend(fontsize=8)
     else:
         ax_vq.text(0.5, 0.5, "no validation SSIM / LPIPS", ha="center", va="center", transform=ax_vq.transAxes)
+
+    # per parameter group (log.jsonl "groups", every log_every steps): gradient RMS and AdamW's step share
+    for ax, key, panel in ((ax_grad, "grad_rms", "gradient RMS per parameter group"),
+                           (ax_frac, "step_frac", "share of AdamW's step per group: mean sqrt(v)/(sqrt(v)+eps)")):
+        ax.set_title(panel, fontsize=10)
+        groups = group_series(train, key, positive=(key == "grad_rms"))
+        for i, (name, (xs, ys)) in enumerate(sorted(groups.items())):
+            ax.plot(xs, ys, color=colors[i % len(colors)], linewidth=1.2, label="%s (last %.3g)" % (name, ys[-1]))
+        if groups:
+            if key == "grad_rms":
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(0, 1.05)
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no per-group numbers", ha="center", va="center", transform=ax.transAxes)
 
     for ax in axes.flat:
         ax.set_xlabel("step")
@@ -190,6 +229,11 @@ def selftest():
             rec = {"kind": "train", "step": step, "loss": loss, "l1": 0.8 * loss, "ssim": 0.1 + 0.5 * loss,
                    "lpips": None if step < 150 else 0.3 * loss, "lr": 3e-4 * min(1, (step + 5) / 50),
                    "grad_norm": 1.3, "imgs_per_s": 40.0}  # unknown keys are ignored
+            if step % 25 == 0:
+                rec["groups"] = {"expression": {"n": 9, "param_rms": 0.02, "grad_rms": 1e-9 * (1 + step),
+                                                "step_frac": min(1.0, 0.1 + step / 300)},
+                                 "blocks": {"n": 90, "param_rms": 0.04, "grad_rms": 1e-6, "step_frac": 0.9},
+                                 "head": "not an object"}
             lines.append(json.dumps(rec))
             if step % 50 == 0:
                 lines.append(json.dumps({"kind": "val", "step": step, "psnr": 14 + 6 * (1 - math.exp(-step / 100)),
@@ -208,6 +252,9 @@ def selftest():
               "%d train, %d val" % (len(train), len(val)))
         check("parse: skipped bad lines", [n for n, _ in skipped] == [len(lines) - 2, len(lines)], str(skipped))
         check("parse: repeated step keeps last", [r["loss"] for r in train if r["step"] == 100] == [0.25])
+        gs = group_series(train, "step_frac")
+        check("parse: per-group series", sorted(gs) == ["blocks", "expression"] and len(gs["expression"][0]) == 11  # 0, 25, ..., 275 less step 100, whose line is replaced
+              and gs["expression"][1][0] == 0.1, str({k: len(v[0]) for k, v in gs.items()}))
         check("parse: NaN and null are dropped", series(train, "loss")[0][-1] == 295 and
               series(train, "lpips")[0][0] == 150)
 
