@@ -181,6 +181,12 @@ static int test_group_stats(void) {
     return 0;
 }
 
+// tools/plot_log.py's own checks: log parsing (bad lines, repeated steps, per-group series) and the figure.
+static int test_plot_log_selftest(void) {
+    CHECK(test_python_script_args("../plot_log.py", "--selftest") == 0, "tools/plot_log.py --selftest failed");
+    return 0;
+}
+
 static int test_train_checkpoint(void) {
     ModelConfig c = model_defaults();
     char err[1024], path[1024];
@@ -866,6 +872,7 @@ const TestCase train_tests[] = {
     {"train_lr_schedule", test_lr_schedule},
     {"train_grad_norm_threads", test_grad_norm_threads},
     {"train_group_stats", test_group_stats},
+    {"train_plot_log_selftest", test_plot_log_selftest},
     {"train_checkpoint_kinds", test_train_checkpoint},
     {"train_step_reference_selftest", test_step_reference_selftest},
     {"train_step_reference", test_step_reference},
