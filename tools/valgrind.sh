@@ -13,6 +13,9 @@ BUILD=${AVAT3R_VG_BUILD:-build-valgrind}
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" -Dbuildtype=debugoptimized -Dcuda=disabled > /dev/null
 ninja -C "$BUILD" > /dev/null
 export AVAT3R_SOURCE_ROOT="$PWD" OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# memcheck runs 20-100x slower: the runner's per-test alarm (900 s by default) would kill the long finite-
+# difference tests (lpips/fd_vgg_f64 needs over an hour)
+export AVAT3R_TEST_TIMEOUT=${AVAT3R_TEST_TIMEOUT:-20000}
 # every child the runner forks is followed; the PyTorch reference scripts it starts are not ours
 exec valgrind --tool=memcheck --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
     --show-leak-kinds=definite --trace-children=yes --trace-children-skip='*python*,*/sh,*/bash,*/node,*chromium*,*mpirun*' \
