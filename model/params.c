@@ -32,14 +32,19 @@ static int idx(const char *name) {
     FATAL("no parameter tensor named %s", name);
 }
 
-const char *param_group(int i) {
-    if (i < idx("expr1_w")) return "encoder";
-    if (i < idx("ln1_w")) return "expression";
-    if (i < idx("lnf_w")) return "blocks";
-    if (i < idx("up_w")) return "final_norm";
-    if (i < idx("head_w")) return "upsampler";
-    return "head";
+const char *const param_group_names[NUM_PARAM_GROUPS] = {"encoder",    "expression", "blocks",
+                                                           "final_norm", "upsampler",  "head"};
+
+int param_group_index(int i) {
+    if (i < idx("expr1_w")) return 0;
+    if (i < idx("ln1_w")) return 1;
+    if (i < idx("lnf_w")) return 2;
+    if (i < idx("up_w")) return 3;
+    if (i < idx("head_w")) return 4;
+    return 5;
 }
+
+const char *param_group(int i) { return param_group_names[param_group_index(i)]; }
 
 size_t param_sizes(const ModelConfig *c, size_t s[NUM_PARAM_TENSORS]) {
     size_t D = c->width, L = c->layers, M = (size_t)c->mlp_ratio * D, p = c->patch;

@@ -10,7 +10,11 @@ extern const char *const param_names[NUM_PARAM_TENSORS];
 
 typedef enum { INIT_NORMAL, INIT_NORMAL_RESID, INIT_ZERO, INIT_ONE } ParamInit;
 ParamInit param_init_rule(int i);
-// Group of tensor i: "encoder", "expression", "blocks", "final_norm", "upsampler", "head".
+// Group of tensor i: "encoder", "expression", "blocks", "final_norm", "upsampler", "head" — its index in
+// param_group_names, and the name.
+#define NUM_PARAM_GROUPS 6
+extern const char *const param_group_names[NUM_PARAM_GROUPS];
+int param_group_index(int i);
 const char *param_group(int i);
 // Element counts of every tensor for a config; returns the total.
 size_t param_sizes(const ModelConfig *c, size_t sizes[NUM_PARAM_TENSORS]);

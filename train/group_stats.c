@@ -2,16 +2,6 @@
 #include "group_stats.h"
 
 #include <math.h>
-#include <string.h>
-
-static const char *const group_names[NUM_PARAM_GROUPS] = {"encoder",    "expression", "blocks",
-                                                          "final_norm", "upsampler",  "head"};
-
-static int group_index(const char *name) {
-    for (int k = 0; k < NUM_PARAM_GROUPS; k++)
-        if (!strcmp(group_names[k], name)) return k;
-    return -1;
-}
 
 void group_stats(const float *params, const float *grads, const float *adam_v, const size_t sizes[NUM_PARAM_TENSORS],
                  double beta2, double eps, uint64_t t, GroupStats out[NUM_PARAM_GROUPS]) {
@@ -19,7 +9,7 @@ void group_stats(const float *params, const float *grads, const float *adam_v, c
     size_t nn[NUM_PARAM_GROUPS] = {0}, off = 0;
     const double vscale = 1.0 / (1.0 - pow(beta2, (double)(t ? t : 1))); // AdamW's bias correction
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
-        int k = group_index(param_group(i));
+        const int k = param_group_index(i);
         const long n = (long)sizes[i];
         double p2 = 0, g2 = 0, fr = 0;
 #pragma omp parallel for reduction(+ : p2, g2, fr) schedule(static)
@@ -30,11 +20,11 @@ void group_stats(const float *params, const float *grads, const float *adam_v, c
             g2 += (double)grads[e] * grads[e];
             fr += sv / (sv + eps);
         }
-        if (k >= 0) pp[k] += p2, gg[k] += g2, ff[k] += fr, nn[k] += (size_t)n;
+        pp[k] += p2, gg[k] += g2, ff[k] += fr, nn[k] += (size_t)n;
         off += sizes[i];
     }
     for (int k = 0; k < NUM_PARAM_GROUPS; k++) {
         double d = nn[k] ? (double)nn[k] : 1;
-        out[k] = (GroupStats){group_names[k], nn[k], sqrt(pp[k] / d), sqrt(gg[k] / d), nn[k] ? ff[k] / d : NAN};
+        out[k] = (GroupStats){param_group_names[k], nn[k], sqrt(pp[k] / d), sqrt(gg[k] / d), nn[k] ? ff[k] / d : NAN};
     }
 }

@@ -10,10 +10,8 @@
 
 #include "../model/params.h"
 
-#define NUM_PARAM_GROUPS 6
-
 typedef struct {
-    const char *name;  // param_group() of its tensors
+    const char *name;  // param_group_names[] of its index
     size_t n;          // elements (0: the config has none, e.g. no Sapiens)
     double param_rms;  // sqrt(mean p²)
     double grad_rms;   // sqrt(mean g²) of the gradient as accumulated, before clipping
