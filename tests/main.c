@@ -55,20 +55,28 @@ int test_load_config(void *model_config, const char *path, char *err, size_t err
     return model_config_load_with((ModelConfig *)model_config, path, extra, 2, err, errlen);
 }
 
-int test_same_params(const char *a, const char *b) {
+int test_load_param_pair(const char *a, const char *b, float **p, float **q, size_t *np, size_t *nq) {
     ModelConfig c;
     CkptHeader h[2];
-    float *p = NULL, *q = NULL;
     char err[1024];
-    if (checkpoint_load(a, &c, &p, &h[0], err, sizeof err) || checkpoint_load(b, &c, &q, &h[1], err, sizeof err)) {
+    *p = *q = NULL;
+    if (checkpoint_load(a, &c, p, &h[0], err, sizeof err) || checkpoint_load(b, &c, q, &h[1], err, sizeof err)) {
         printf("    %s\n", err);
-        free(p), free(q);
-        return 0;
+        free(*p), free(*q);
+        *p = *q = NULL;
+        return -1;
     }
-    size_t n = h[0].n_params, k = 0;
-    int same = n == h[1].n_params && !memcmp(p, q, 4 * n);
+    *np = h[0].n_params, *nq = h[1].n_params;
+    return 0;
+}
+
+int test_same_params(const char *a, const char *b) {
+    float *p, *q;
+    size_t n, m, k = 0;
+    if (test_load_param_pair(a, b, &p, &q, &n, &m)) return 0;
+    int same = n == m && !memcmp(p, q, 4 * n);
     if (!same) {
-        while (k < n && k < h[1].n_params && p[k] == q[k]) k++;
+        while (k < n && k < m && p[k] == q[k]) k++;
         printf("    %s and %s differ from parameter %zu of %zu\n", a, b, k, n);
     }
     free(p), free(q);

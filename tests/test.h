@@ -52,6 +52,9 @@ int test_flip_file_bytes(const char *path, const void *what, size_t n);
     "--set img_h=32 --set img_w=32 --set patch=4 --set width=32 --set heads=2 --set layers=2 --set expr_hidden=32 " \
     "--set expr_tokens=2 --set sapiens_h=8 --set sapiens_w=8 --set sapiens_ch=16 --set views_target=2 "
 #define TEST_MICRO_SETS TEST_MICRO_MODEL "--set loader_threads=1 --set threads=2 --set val_samples=2 "
+// The parameters of the model checkpoints a and b (malloc'd) and their counts; −1 when one does not load
+// (it says why; nothing is left allocated).
+int test_load_param_pair(const char *a, const char *b, float **p, float **q, size_t *np, size_t *nq);
 // 1 when the model checkpoints a and b hold bit-identical parameters; else says where they first differ.
 int test_same_params(const char *a, const char *b);
 

@@ -406,21 +406,15 @@ static int run_train(const char *prefix, const char *run, const char *extra, con
 }
 
 static int max_param_diff(const char *a, const char *b, double *out) {
-    ModelConfig c;
-    CkptHeader h[2];
-    float *p = NULL, *q = NULL;
-    char err[1024];
-    if (checkpoint_load(a, &c, &p, &h[0], err, sizeof err) || checkpoint_load(b, &c, &q, &h[1], err, sizeof err)) {
-        printf("    %s\n", err);
-        free(p);
-        return -1;
-    }
+    float *p, *q;
+    size_t n, nb;
+    if (test_load_param_pair(a, b, &p, &q, &n, &nb)) return -1;
     double m = 0;
-    for (size_t i = 0; i < h[0].n_params && h[0].n_params == h[1].n_params; i++) {
+    for (size_t i = 0; i < n && n == nb; i++) {
         double e = fabs((double)p[i] - q[i]);
         m = e > m || e != e ? e : m;
     }
-    *out = h[0].n_params == h[1].n_params ? m : INFINITY;
+    *out = n == nb ? m : INFINITY;
     free(p), free(q);
     return 0;
 }
