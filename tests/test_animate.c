@@ -44,8 +44,8 @@ static const Fixture *fixture(void) {
     snprintf(fx.out, sizeof fx.out, "%s/anim_out", test_tmpdir());
     if (access(done, F_OK) == 0) return &fx;
     snprintf(cmd, sizeof cmd,
-             "'%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " TEST_MICRO_MODEL
-             "--set loader_threads=1 --set threads=2 --set val_samples=2 --steps 40 --set ckpt_every=1000 "
+             "'%s' train --config '%s/configs/tiny.cfg' --data '%s' --out '%s' " TEST_MICRO_SETS
+             "--steps 40 --set ckpt_every=1000 "
              "--set val_every=0 --set warmup_steps=5 --set lr=3e-3 --set held_out=%s > '%s.log' 2>&1 && touch '%s'",
              AVAT3R_BINARY, test_source_root(), fx.shards, run, fx.subject, run, done);
     if (test_system(cmd)) return NULL;
