@@ -134,11 +134,11 @@ int test_system(const char *cmd) {
 }
 
 int test_python_script_args(const char *script, const char *args) {
-    char cmd[8192];
+    char cmd[16384];
     const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
     const char *tag = strrchr(script, '/') ? strrchr(script, '/') + 1 : script; // the log prefix: no '/' for sed
     snprintf(cmd, sizeof cmd,
-             "AVAT3R_BIN='%s' '%s' '%s/tools/reference/%s' %s > '%s/script.log' 2>&1; rc=$?; sed 's/^/    %s> /' "
+             "AVAT3R_BIN='%s' '%s' '%s/%s' %s > '%s/script.log' 2>&1; rc=$?; sed 's/^/    %s> /' "
              "'%s/script.log'; exit $rc",
              AVAT3R_BINARY, py, test_source_root(), script, args, tmpdir, tag, tmpdir);
     return test_system(cmd);

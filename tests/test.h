@@ -28,8 +28,9 @@ const char *test_tmpdir(void);
 const char *test_source_root(void);
 // Runs `cmd` through /bin/sh; returns its exit status (or -1). Prints the command when it fails.
 int test_system(const char *cmd);
-// Runs tools/reference/<script> with the project's Python (AVAT3R_PYTHON or /usr/bin/python3), its output
-// indented so its own summary lines are never read as this runner's. Returns the exit status.
+// Runs <script> (a path from the source root, e.g. "tools/reference/selftest.py") with the project's Python
+// (AVAT3R_PYTHON or /usr/bin/python3), its output indented and prefixed with the script's name so its own
+// summary lines are never read as this runner's. Returns the exit status.
 int test_python_script(const char *script);
 // The same with arguments after the script (e.g. a verb: "selftest").
 int test_python_script_args(const char *script, const char *args);

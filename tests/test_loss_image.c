@@ -230,7 +230,7 @@ static int test_reference(void) {
 
 // The reference's own checks (window, SSIM(x,x) = 1, conv2d against direct loops, gradcheck).
 static int test_reference_selftest(void) {
-    CHECK(test_python_script_args("loss_ref.py", "selftest") == 0, "tools/reference/loss_ref.py selftest failed");
+    CHECK(test_python_script_args("tools/reference/loss_ref.py", "selftest") == 0, "tools/reference/loss_ref.py selftest failed");
     return 0;
 }
 

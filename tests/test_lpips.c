@@ -15,16 +15,6 @@
 #include "lpips.h"
 #include "test.h"
 
-static const char *python(void) { return getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3"; }
-
-// Runs `args` with the project's Python, its output indented (like test_python_script). Exit status.
-static int run_py(const char *script, const char *args) {
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd, "'%s' '%s/%s' %s > '%s/py.log' 2>&1; rc=$?; sed 's/^/    py> /' '%s/py.log'; exit $rc",
-             python(), test_source_root(), script, args, test_tmpdir(), test_tmpdir());
-    return test_system(cmd);
-}
-
 // Images in [0, 1], drawn as floats so the float and double runs (and PyTorch) see the same values.
 static void rand_images(double *v, size_t n, uint64_t seed, uint64_t stream) {
     Rng r = rng_make(seed, stream);
@@ -168,7 +158,7 @@ static int ref_case(int net, int N, int H, int W, uint64_t seed) {
     rand_images(y, n, seed, 2);
     write_images(ip, x, y, N, H, W);
     snprintf(args, sizeof args, "compare --weights '%s' --images '%s' --out '%s' --dtype float64", wp, ip, op);
-    CHECK(run_py("tools/reference/lpips_ref.py", args) == 0, "lpips_ref.py compare failed");
+    CHECK(test_python_script_args("tools/reference/lpips_ref.py", args) == 0, "lpips_ref.py compare failed");
     Atb ref;
     CHECK(!atb_read(op, &ref, err, sizeof err), "%s", err);
     double *rper = malloc(8 * N), *rgrad = malloc(8 * n), rmean;
@@ -210,7 +200,7 @@ static int test_ref_alex(void) { return ref_case(LPIPS_ALEX, 3, 67, 75, 22); }
 
 // The reference's own checks: gradcheck, LPIPS(x, x) = 0, floor-mode grids, its file reader.
 static int test_ref_selftest(void) {
-    CHECK(run_py("tools/reference/lpips_ref.py", "selftest") == 0, "lpips_ref.py selftest failed");
+    CHECK(test_python_script_args("tools/reference/lpips_ref.py", "selftest") == 0, "lpips_ref.py selftest failed");
     return 0;
 }
 
@@ -226,9 +216,9 @@ static int converter_case(int net, int N, int H, int W) {
     snprintf(ip, sizeof ip, "%s/conv_images_%s.atb", T, nm);
     snprintf(op, sizeof op, "%s/conv_ref_%s.atb", T, nm);
     snprintf(args, sizeof args, "fake --net %s --backbone '%s' --lin '%s' --seed 7", nm, bb, ln);
-    CHECK(run_py("tools/reference/lpips_ref.py", args) == 0, "lpips_ref.py fake failed");
+    CHECK(test_python_script_args("tools/reference/lpips_ref.py", args) == 0, "lpips_ref.py fake failed");
     snprintf(args, sizeof args, "--net %s --backbone '%s' --lin '%s' --out '%s'", nm, bb, ln, bin);
-    CHECK(run_py("tools/convert_lpips.py", args) == 0, "convert_lpips.py failed");
+    CHECK(test_python_script_args("tools/convert_lpips.py", args) == 0, "convert_lpips.py failed");
     size_t n = (size_t)N * H * W * 3;
     double *x = malloc(8 * n), *y = malloc(8 * n), *rper = malloc(8 * N), *rgrad = malloc(8 * n);
     double *per = malloc(8 * N), *dx = calloc(n, 8);
@@ -237,7 +227,7 @@ static int converter_case(int net, int N, int H, int W) {
     write_images(ip, x, y, N, H, W);
     snprintf(args, sizeof args, "fromtorch --net %s --backbone '%s' --lin '%s' --images '%s' --out '%s'", nm, bb, ln,
              ip, op);
-    CHECK(run_py("tools/reference/lpips_ref.py", args) == 0, "lpips_ref.py fromtorch failed");
+    CHECK(test_python_script_args("tools/reference/lpips_ref.py", args) == 0, "lpips_ref.py fromtorch failed");
     LpipsWeights w;
     CHECK(!lpips_weights_load(&w, bin, err, sizeof err), "%s", err);
     Atb ref;

@@ -720,7 +720,7 @@ static int test_pack_strict_numbers(void) {
 // The DUSt3R/Sapiens precompute scripts' writers against what synth writes (stand-in arrays; the
 // networks are not installed here): tools/reference/precompute_selftest.py.
 static int test_precompute_writers(void) {
-    CHECK(test_python_script("precompute_selftest.py") == 0, "tools/reference/precompute_selftest.py failed");
+    CHECK(test_python_script("tools/reference/precompute_selftest.py") == 0, "tools/reference/precompute_selftest.py failed");
     return 0;
 }
 

@@ -150,7 +150,7 @@ static int test_ref_just_ca(void) { return reference_case("ablations/tiny_just_c
 
 // The reference's own self-tests (its unfold vs conv2d, attention vs a loop, gradcheck).
 static int test_ref_selftest(void) {
-    CHECK(test_python_script("selftest.py") == 0, "tools/reference/selftest.py failed");
+    CHECK(test_python_script("tools/reference/selftest.py") == 0, "tools/reference/selftest.py failed");
     return 0;
 }
 

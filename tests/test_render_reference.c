@@ -154,7 +154,7 @@ static int test_ref_invalid(void) {
 
 // The reference's own self-tests (gradcheck, tile rule, stop/skip arithmetic, invariants).
 static int test_ref_selftest(void) {
-    CHECK(test_python_script("raster_selftest.py") == 0, "tools/reference/raster_selftest.py failed");
+    CHECK(test_python_script("tools/reference/raster_selftest.py") == 0, "tools/reference/raster_selftest.py failed");
     return 0;
 }
 

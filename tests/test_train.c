@@ -183,7 +183,7 @@ static int test_group_stats(void) {
 
 // tools/plot_log.py's own checks: log parsing (bad lines, repeated steps, per-group series) and the figure.
 static int test_plot_log_selftest(void) {
-    CHECK(test_python_script_args("../plot_log.py", "--selftest") == 0, "tools/plot_log.py --selftest failed");
+    CHECK(test_python_script_args("tools/plot_log.py", "--selftest") == 0, "tools/plot_log.py --selftest failed");
     return 0;
 }
 
@@ -428,7 +428,7 @@ static int test_grad_accumulation(void) {
 
 // The step reference's own checks (SSIM gradcheck, AdamW + clipping by hand, a step on micro configs).
 static int test_step_reference_selftest(void) {
-    CHECK(test_python_script_args("train_step_ref.py", "selftest") == 0, "train_step_ref.py selftest failed");
+    CHECK(test_python_script_args("tools/reference/train_step_ref.py", "selftest") == 0, "train_step_ref.py selftest failed");
     return 0;
 }
 
