@@ -1,17 +1,9 @@
-// cuda_test.h — what the CUDA kernel tests share: CK(call) prints the CUDA error with file:line and exits 1.
+// cuda_test.h — what the CUDA kernel tests share: CK(call) is the project's cudaCheck (file:line, the CUDA
+// error and a hint on stderr, exit 1).
 #ifndef AVAT3R_CUDA_TEST_H
 #define AVAT3R_CUDA_TEST_H
-#include <cuda_runtime.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include "../../model/cuda/cuda_check.h"
 
-#define CK(x)                                                                                          \
-    do {                                                                                               \
-        cudaError_t e_ = (x);                                                                          \
-        if (e_ != cudaSuccess) {                                                                       \
-            printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);            \
-            exit(1);                                                                                   \
-        }                                                                                              \
-    } while (0)
+#define CK(x) cudaCheck(x)
 
 #endif
