@@ -10,49 +10,7 @@
 #include "layers.h"
 #include "../common/real.h"
 
-#define NUM_ACT_TENSORS ((int)(sizeof(R_(ActTensors)) / sizeof(real *)))
-
-// Upsampler stage k: input positions rows_k = BV·(Hp·2^k)·(Wp·2^k) with C_k channels; the matmul
-// writes rows_k × 4·C_{k+1}, which the shuffle turns into 4·rows_k positions × C_{k+1}.
-static size_t up_rows(const ModelConfig *c, int BV, int k) {
-    return (size_t)BV * mc_hp(c) * mc_wp(c) << (2 * k);
-}
-static size_t up_out_offset(const ModelConfig *c, int BV, int k) { // into up_pre / up_act
-    size_t off = 0;
-    for (int j = 0; j < k; j++) off += up_rows(c, BV, j) * 4 * mc_up_channels(c, j + 1);
-    return off;
-}
-static size_t up_w_offset(const ModelConfig *c, int k, size_t *b_off) { // into up_w / up_b
-    size_t w = 0, b = 0;
-    for (int j = 0; j < k; j++) {
-        w += (size_t)4 * mc_up_channels(c, j + 1) * mc_up_channels(c, j);
-        b += (size_t)4 * mc_up_channels(c, j + 1);
-    }
-    *b_off = b;
-    return w;
-}
-
-static void act_sizes(const ModelConfig *c, int B, size_t s[]) {
-    size_t BV = (size_t)B * c->views_in, HW = (size_t)c->img_h * c->img_w, N = mc_tokens(c), BN = B * N;
-    size_t D = c->width, L = c->layers, M = (size_t)c->mlp_ratio * D, NH = c->heads, S = c->expr_tokens;
-    size_t Hx = c->expr_hidden, CS = c->use_sapiens ? c->sapiens_ch : 0, pp = (size_t)c->patch * c->patch;
-    int U = mc_up_stages(c);
-    size_t up_total = up_out_offset(c, (int)BV, U), up_max = 0;
-    for (int k = 0; k < U; k++) {
-        size_t sz = up_rows(c, (int)BV, k) * 4 * mc_up_channels(c, k + 1);
-        up_max = sz > up_max ? sz : up_max;
-    }
-    size_t v[] = {BV * HW * 6, BV * 3, BV * HW * mc_cin(c), BN * pp * mc_cin(c), BN * D,
-                  BN * CS, CS ? BN * (D + CS) : 0, CS ? BN * D : 0, BN * D,
-                  B * Hx, B * Hx, B * Hx, B * Hx, B * S * D,
-                  c->expr_norm ? B * S * D : 0, c->expr_norm ? B * S : 0, c->expr_norm ? B * S : 0,
-                  L * BN * D, L * BN, L * BN, L * BN * 3 * D, L * BN * D, L * B * NH * N, L * BN * D,
-                  L * BN * D, L * BN, L * BN, L * BN * D, L * B * S * 2 * D, L * BN * D, L * B * NH * N, L * BN * D,
-                  L * BN * D, L * BN, L * BN, L * BN * M, L * BN * M, L * BN * D,
-                  BN * D, BN, BN, BN * D, up_max, up_total, up_total, BV * HW * 14, BV * HW * 14};
-    _Static_assert(sizeof v / sizeof v[0] == sizeof(R_(ActTensors)) / sizeof(real *), "act table out of sync");
-    memcpy(s, v, sizeof v);
-}
+_Static_assert(sizeof(R_(ActTensors)) / sizeof(real *) == NUM_ACT_TENSORS, "mc_act_sizes is out of sync");
 
 // Carves named tensors out of one buffer (llm.c's pointer walk over a struct of pointers).
 static void point_tensors(real **ptrs, real *base, const size_t *sizes, int n) {
@@ -71,8 +29,8 @@ void R_(avat3r_build)(R_(Avat3r) *m, const ModelConfig *cfg, int B) {
     m->grads = (real *)callocCheck(m->n_params, sizeof(real));
     point_tensors((real **)&m->p, m->params, m->param_sizes, NUM_PARAM_TENSORS);
     point_tensors((real **)&m->g, m->grads, m->param_sizes, NUM_PARAM_TENSORS);
-    size_t as[64];
-    act_sizes(cfg, B, as);
+    size_t as[NUM_ACT_TENSORS];
+    mc_act_sizes(cfg, B, as);
     m->n_acts = 0;
     for (int i = 0; i < NUM_ACT_TENSORS; i++) m->n_acts += as[i];
     m->acts = (real *)callocCheck(m->n_acts, sizeof(real));
@@ -219,7 +177,7 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
     const real *uin = a->lnf;
     for (int k = 0; k < U; k++) {
         int ci = mc_up_channels(c, k), co = mc_up_channels(c, k + 1), h = Hp << k, w = Wp << k;
-        size_t boff, woff = up_w_offset(c, k, &boff), ooff = up_out_offset(c, BV, k), rows = up_rows(c, BV, k);
+        size_t boff, woff = mc_up_w_offset(c, k, &boff), ooff = mc_up_out_offset(c, BV, k), rows = mc_up_rows(c, BV, k);
         R_(matmul_forward)(a->up_tmp, uin, p->up_w + woff, p->up_b + boff, (int)rows, ci, 4 * co);
         R_(pixel_shuffle_forward)(a->up_pre + ooff, a->up_tmp, BV, h, w, co);
         R_(gelu_forward)(a->up_act + ooff, a->up_pre + ooff, rows * 4 * co);
@@ -250,15 +208,15 @@ void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *d
     R_(gaussians_backward)(da->raw, dgauss, a->raw, use_d ? in->pos : NULL, use_d ? in->conf : NULL, a->plucker, &ga,
                            BV, (int)HW);
     int U = mc_up_stages(c), cu = mc_up_channels(c, U);
-    const real *ulast = U == 0 ? a->lnf : a->up_act + up_out_offset(c, BV, U - 1);
-    real *dulast = U == 0 ? da->lnf : da->up_act + up_out_offset(c, BV, U - 1);
+    const real *ulast = U == 0 ? a->lnf : a->up_act + mc_up_out_offset(c, BV, U - 1);
+    real *dulast = U == 0 ? da->lnf : da->up_act + mc_up_out_offset(c, BV, U - 1);
     R_(matmul_backward)(dulast, g->head_w, g->head_b, da->raw, ulast, p->head_w, (int)(BV * HW), cu, 14);
     // 9. upsampler, last stage first
     for (int k = U - 1; k >= 0; k--) {
         int ci = mc_up_channels(c, k), co = mc_up_channels(c, k + 1), h = Hp << k, w = Wp << k;
-        size_t boff, woff = up_w_offset(c, k, &boff), ooff = up_out_offset(c, BV, k), rows = up_rows(c, BV, k);
-        const real *uin = k == 0 ? a->lnf : a->up_act + up_out_offset(c, BV, k - 1);
-        real *duin = k == 0 ? da->lnf : da->up_act + up_out_offset(c, BV, k - 1);
+        size_t boff, woff = mc_up_w_offset(c, k, &boff), ooff = mc_up_out_offset(c, BV, k), rows = mc_up_rows(c, BV, k);
+        const real *uin = k == 0 ? a->lnf : a->up_act + mc_up_out_offset(c, BV, k - 1);
+        real *duin = k == 0 ? da->lnf : da->up_act + mc_up_out_offset(c, BV, k - 1);
         R_(gelu_backward)(da->up_pre + ooff, a->up_pre + ooff, da->up_act + ooff, rows * 4 * co);
         memset(da->up_tmp, 0, sizeof(real) * rows * 4 * co); // shared by all stages
         R_(pixel_shuffle_backward)(da->up_tmp, da->up_pre + ooff, BV, h, w, co);

@@ -88,3 +88,49 @@ int model_config_from_text(ModelConfig *c, const char *text, const char *name, c
     if (cfg_load_text(text, name, &t, 1, err, errlen)) return -1;
     return model_config_validate(c, err, errlen);
 }
+
+size_t mc_up_rows(const ModelConfig *c, int BV, int k) { return (size_t)BV * mc_hp(c) * mc_wp(c) << (2 * k); }
+
+size_t mc_up_out_offset(const ModelConfig *c, int BV, int k) {
+    size_t off = 0;
+    for (int j = 0; j < k; j++) off += mc_up_rows(c, BV, j) * 4 * mc_up_channels(c, j + 1);
+    return off;
+}
+
+size_t mc_up_w_offset(const ModelConfig *c, int k, size_t *b_off) {
+    size_t w = 0, b = 0;
+    for (int j = 0; j < k; j++) {
+        w += (size_t)4 * mc_up_channels(c, j + 1) * mc_up_channels(c, j);
+        b += (size_t)4 * mc_up_channels(c, j + 1);
+    }
+    *b_off = b;
+    return w;
+}
+
+const char *const act_tensor_names[NUM_ACT_TENSORS] = {
+    "plucker", "cam_o", "pix_in", "unfold", "tok", "sap_rs", "sap_cat", "tok2", "x0", "e1", "e1r", "e2", "e2r",
+    "etok", "etokn", "lne_mean", "lne_rstd", "ln1", "ln1_mean", "ln1_rstd", "qkv", "att", "att_lse", "x1", "ln2",
+    "ln2_mean", "ln2_rstd", "cq", "ckv", "catt", "catt_lse", "x2", "ln3", "ln3_mean", "ln3_rstd", "fc", "fcg", "x3",
+    "lnf", "lnf_mean", "lnf_rstd", "proj_tmp", "up_tmp", "up_pre", "up_act", "raw", "gauss"};
+
+void mc_act_sizes(const ModelConfig *c, int B, size_t s[NUM_ACT_TENSORS]) {
+    size_t BV = (size_t)B * c->views_in, HW = (size_t)c->img_h * c->img_w, N = mc_tokens(c), BN = B * N;
+    size_t D = c->width, L = c->layers, M = (size_t)c->mlp_ratio * D, NH = c->heads, S = c->expr_tokens;
+    size_t Hx = c->expr_hidden, CS = c->use_sapiens ? c->sapiens_ch : 0, pp = (size_t)c->patch * c->patch;
+    int U = mc_up_stages(c);
+    size_t up_total = mc_up_out_offset(c, (int)BV, U), up_max = 0;
+    for (int k = 0; k < U; k++) {
+        size_t sz = mc_up_rows(c, (int)BV, k) * 4 * mc_up_channels(c, k + 1);
+        up_max = sz > up_max ? sz : up_max;
+    }
+    size_t v[] = {BV * HW * 6, BV * 3, BV * HW * mc_cin(c), BN * pp * mc_cin(c), BN * D,
+                  BN * CS, CS ? BN * (D + CS) : 0, CS ? BN * D : 0, BN * D,
+                  B * Hx, B * Hx, B * Hx, B * Hx, B * S * D,
+                  c->expr_norm ? B * S * D : 0, c->expr_norm ? B * S : 0, c->expr_norm ? B * S : 0,
+                  L * BN * D, L * BN, L * BN, L * BN * 3 * D, L * BN * D, L * B * NH * N, L * BN * D,
+                  L * BN * D, L * BN, L * BN, L * BN * D, L * B * S * 2 * D, L * BN * D, L * B * NH * N, L * BN * D,
+                  L * BN * D, L * BN, L * BN, L * BN * M, L * BN * M, L * BN * D,
+                  BN * D, BN, BN, BN * D, up_max, up_total, up_total, BV * HW * 14, BV * HW * 14};
+    _Static_assert(sizeof v / sizeof v[0] == NUM_ACT_TENSORS, "act table out of sync with NUM_ACT_TENSORS");
+    for (int i = 0; i < NUM_ACT_TENSORS; i++) s[i] = v[i];
+}

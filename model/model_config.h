@@ -49,4 +49,17 @@ static inline int mc_up_stages(const ModelConfig *c) {
 static inline int mc_up_channels(const ModelConfig *c, int k) { return c->width >> k; } // C_k
 #define GAUSS_DIM 14 // pos 3, rgb 3, scale 3, rot 4, opacity 1
 
+// Upsampler stage k (docs/model.md step 9): input positions BV·(Hp·2^k)·(Wp·2^k) with C_k channels; its
+// matmul writes that many rows × 4·C_{k+1}, which the shuffle turns into 4× the positions × C_{k+1}.
+size_t mc_up_rows(const ModelConfig *c, int BV, int k);
+size_t mc_up_out_offset(const ModelConfig *c, int BV, int k);   // stage k's output in up_pre / up_act
+size_t mc_up_w_offset(const ModelConfig *c, int k, size_t *b_off); // stage k's weights in up_w (bias: *b_off)
+
+// The activation tensors of the model for batch size B, in the order of ActTensors (model/avat3r_decl.h):
+// element counts, shared by the CPU model and the CUDA model (model/cuda/avat3r_cuda.cu), so both carve
+// the same layout out of one buffer.
+#define NUM_ACT_TENSORS 47
+extern const char *const act_tensor_names[NUM_ACT_TENSORS]; // the ActTensors field names, for messages
+void mc_act_sizes(const ModelConfig *c, int B, size_t sizes[NUM_ACT_TENSORS]);
+
 #endif

@@ -5,12 +5,16 @@
 # unpacked into a private folder, never into /. The rasterizer needs no .deb (its oracle is
 # render/raster.c with gcc's own OpenMP), nor does the optimizer and loss test (train/optim.c,
 # train/loss_image.c).
-# usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|bench|lab]
-#   all     layers + raster + train (default)
+# usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|bench|lab]
+#   all     layers + raster + train + model + ssim (default)
 #   layers  model/cuda kernels vs model/layers.c, compute-sanitizer memcheck + racecheck
 #   raster  render/cuda rasterizer vs render/raster.c, compute-sanitizer memcheck + racecheck + initcheck
 #   train   train/cuda AdamW, gradient norm, L1 forward/backward vs train/optim.c and train/loss_image.c,
 #           compute-sanitizer memcheck + racecheck (no .deb needed)
+#   model   model/cuda (attention, cuBLAS matmuls, per-pixel layers, the whole network forward and
+#           backward) vs model/layers.c and model/avat3r.c, then at configs/tiny.cfg; compute-sanitizer
+#           memcheck + racecheck (OpenBLAS from .debs, as layers)
+#   ssim    train/cuda/ssim_cuda.cu vs train/loss_image.c, bit-identical expected; memcheck + racecheck
 #   bench   rasterizer at the paper's scale (1 M Gaussians -> 8 views of 512²): CPU check + forward and
 #           backward ms
 #   lab     dev/cuda/raster_forward.cu, versions 1 and 2
@@ -115,6 +119,46 @@ train() {
   return $st
 }
 
+# the network: CPU oracle with gcc and OpenBLAS from .debs (as layers), model/cuda with nvcc, cuBLAS
+MT=$OUT/model
+model() {
+  local OB=$OUT/debroot
+  mkdir -p "$OB" "$MT"
+  for f in .debs/*.deb; do dpkg -x "$f" "$OB"; done
+  local INC=$OB/usr/include/x86_64-linux-gnu/openblas-openmp
+  local LIB=$OB/usr/lib/x86_64-linux-gnu/openblas-openmp:$OB/usr/lib/x86_64-linux-gnu
+  for f in model/layers.c model/avat3r.c model/params.c model/model_config.c tools/batch_random.c common/config.c \
+           common/atb.c common/rng.c common/util.c common/log.c common/timer.c tests/cuda/test_model_cuda.c; do
+    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -Itools -I"$INC" -I"$CUDA/include" \
+        -c "$f" -o "$MT/$(basename "$f").o"
+  done
+  for f in layers_cuda attention_cuda matmul_cuda pixels_cuda avat3r_cuda; do
+    "$NVCC" -O3 $GENCODE -I. -c model/cuda/$f.cu -o "$MT/$f.o"
+  done
+  "$NVCC" $GENCODE "$MT"/*.o -L"$OB/usr/lib/x86_64-linux-gnu/openblas-openmp" -lopenblas -lcublas -lgomp -lm \
+      -o "$MT/avat3r_cuda_model_tests"
+  local st=0
+  LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$MT/avat3r_cuda_model_tests" configs/tiny.cfg || st=1
+  LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} sanitize "$MT/avat3r_cuda_model_tests" "$MT" memcheck racecheck || st=1
+  return $st
+}
+
+# SSIM: CPU oracle train/loss_image.c (no .deb), the kernels with --fmad=false (bit-identical expected)
+ST=$OUT/ssim
+ssim() {
+  mkdir -p "$ST"
+  for f in train/loss_image.c common/rng.c common/util.c common/log.c tests/cuda/test_ssim_cuda.c; do
+    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -Itrain -I"$CUDA/include" \
+        -c "$f" -o "$ST/$(basename "$f").o"
+  done
+  "$NVCC" -O3 --fmad=false $GENCODE -I. -c train/cuda/ssim_cuda.cu -o "$ST/ssim_cuda.o"
+  "$NVCC" $GENCODE "$ST"/*.o -lgomp -lm -o "$ST/avat3r_cuda_ssim_tests"
+  local st=0
+  "$ST/avat3r_cuda_ssim_tests" || st=1
+  sanitize "$ST/avat3r_cuda_ssim_tests" "$ST" memcheck racecheck || st=1
+  return $st
+}
+
 bench() {
   raster_build
   "$RT/avat3r_cuda_raster_tests" --bench "${BENCH_REPS:-10}"
@@ -127,11 +171,13 @@ lab() {
 }
 
 case "$WHAT" in
-  all) layers; raster; train ;;
+  all) layers; raster; train; model; ssim ;;
   layers) layers ;;
   raster) raster ;;
   train) train ;;
+  model) model ;;
+  ssim) ssim ;;
   bench) bench ;;
   lab) lab ;;
-  *) echo "usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|bench|lab]" >&2; exit 2 ;;
+  *) echo "usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|bench|lab]" >&2; exit 2 ;;
 esac

@@ -24,6 +24,18 @@ if [ -x "$BUILD/model/cuda/avat3r_cuda_tests" ]; then
 fi
 [ -x "$BUILD/render/cuda/avat3r_cuda_raster_tests" ] && { "$BUILD/render/cuda/avat3r_cuda_raster_tests" || status=1; }
 [ -x "$BUILD/train/cuda/avat3r_cuda_train_tests" ] && { "$BUILD/train/cuda/avat3r_cuda_train_tests" || status=1; }
+[ -x "$BUILD/train/cuda/avat3r_cuda_ssim_tests" ] && { "$BUILD/train/cuda/avat3r_cuda_ssim_tests" || status=1; }
+[ -x "$BUILD/model/cuda/avat3r_cuda_model_tests" ] && { "$BUILD/model/cuda/avat3r_cuda_model_tests" || status=1; }
+# Without a GPU the CUDA code still runs: kernels and host code on the CPU emulator (dev/cuda/emu.h),
+# against the same CPU oracles (about 2 minutes)
+if [ -f "${CUDA_HOME:-/usr/local/cuda}/include/cuda_runtime_api.h" ] && [ "$(uname -m)" = x86_64 ]; then
+  echo "== CUDA code on the CPU emulator"
+  mkdir -p "$BUILD/cuda_emu"
+  emu_st=0
+  bash tools/cuda_emu.sh all "$BUILD/cuda_emu" > "$BUILD/cuda_emu/log" 2>&1 || emu_st=1
+  grep -E "^FAIL|checks passed|^==|FATAL|rror" "$BUILD/cuda_emu/log" || true
+  [ $emu_st = 0 ] || { echo "CUDA emulator run failed: $BUILD/cuda_emu/log"; status=1; }
+fi
 bash tools/fuzz.sh --smoke || status=1  # the fuzz harnesses over their seeds and tests/fuzz/regress/ (skips without clang + libFuzzer)
 command -v npm > /dev/null && (cd tools/viewer && npm ci --no-audit --no-fund --loglevel=error) || echo "note: no npm, or npm ci failed in tools/viewer: the viewer end-to-end test will skip"
 echo "== test suite"

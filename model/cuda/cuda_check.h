@@ -1,7 +1,11 @@
 // cuda_check.h — every CUDA call checked, with file:line and a hint.
 #ifndef AVAT3R_CUDA_CHECK_H
 #define AVAT3R_CUDA_CHECK_H
+#ifdef AVAT3R_EMU
+#include <cuda_runtime_api.h> // the CPU emulator (dev/cuda/emu.h) defines the runtime's functions
+#else
 #include <cuda_runtime.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 static inline void cuda_check(cudaError_t e, const char *file, int line) {

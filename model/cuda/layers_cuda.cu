@@ -1,6 +1,6 @@
-// layers_cuda.cu — LayerNorm, GELU and residual kernels (fp32). Same math as model/layers.c; the
+// layers_cuda.cu — LayerNorm, GELU, ReLU and residual kernels (fp32). Same math as model/layers.c; the
 // reductions use a fixed order per row/column so results do not depend on scheduling.
-#include "cuda_check.h"
+#include "launch.h"
 #include "layers_cuda.h"
 
 #define GELU_K 0.7978845608028654f
@@ -63,8 +63,8 @@ __global__ void layernorm_backward_dwdb_kernel(float *dw, float *db, const float
         aw += dy * (inp[(size_t)n * C + c] - mean[n]) * rstd[n];
         ab += dy;
     }
-    dw[c] += aw;
-    db[c] += ab;
+    if (dw) dw[c] += aw;
+    if (db) db[c] += ab;
 }
 
 __global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
@@ -87,33 +87,53 @@ __global__ void residual_forward_kernel(float *out, const float *a, const float 
     if (i < n) out[i] = a[i] + b[i];
 }
 
-static unsigned blocks_for(size_t n, int bs) { return (unsigned)((n + bs - 1) / bs); }
+__global__ void add_inplace_kernel(float *dst, const float *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] += src[i];
+}
+
+__global__ void relu_forward_kernel(float *out, const float *inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = inp[i] > 0 ? inp[i] : 0;
+}
+
+__global__ void relu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n && inp[i] > 0) dinp[i] += dout[i];
+}
 
 extern "C" void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp, const float *w,
                                        const float *b, int N, int C, float eps) {
-    layernorm_forward_kernel<<<blocks_for(N, 8), 256>>>(out, mean, rstd, inp, w, b, N, C, eps);
-    cudaCheck(cudaGetLastError());
+    if (N > 0) KLAUNCH(layernorm_forward_kernel, blocks_for(N, 8), 256, 0, out, mean, rstd, inp, w, b, N, C, eps);
 }
 
 extern "C" void layernorm_backward_cuda(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                                         const float *w, const float *mean, const float *rstd, int N, int C) {
-    layernorm_backward_dinp_kernel<<<blocks_for(N, 8), 256>>>(dinp, dout, inp, w, mean, rstd, N, C);
-    cudaCheck(cudaGetLastError());
-    layernorm_backward_dwdb_kernel<<<blocks_for(C, 128), 128>>>(dw, db, dout, inp, mean, rstd, N, C);
-    cudaCheck(cudaGetLastError());
+    if (N <= 0) return;
+    if (dinp) KLAUNCH(layernorm_backward_dinp_kernel, blocks_for(N, 8), 256, 0, dinp, dout, inp, w, mean, rstd, N, C);
+    if (dw || db) KLAUNCH(layernorm_backward_dwdb_kernel, blocks_for(C, 128), 128, 0, dw, db, dout, inp, mean, rstd, N, C);
 }
 
 extern "C" void gelu_forward_cuda(float *out, const float *inp, size_t n) {
-    gelu_forward_kernel<<<blocks_for(n, 256), 256>>>(out, inp, n);
-    cudaCheck(cudaGetLastError());
+    if (n) KLAUNCH(gelu_forward_kernel, blocks_for(n, 256), 256, 0, out, inp, n);
 }
 
 extern "C" void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n) {
-    gelu_backward_kernel<<<blocks_for(n, 256), 256>>>(dinp, inp, dout, n);
-    cudaCheck(cudaGetLastError());
+    if (n) KLAUNCH(gelu_backward_kernel, blocks_for(n, 256), 256, 0, dinp, inp, dout, n);
 }
 
 extern "C" void residual_forward_cuda(float *out, const float *a, const float *b, size_t n) {
-    residual_forward_kernel<<<blocks_for(n, 256), 256>>>(out, a, b, n);
-    cudaCheck(cudaGetLastError());
+    if (n) KLAUNCH(residual_forward_kernel, blocks_for(n, 256), 256, 0, out, a, b, n);
+}
+
+extern "C" void add_inplace_cuda(float *dst, const float *src, size_t n) {
+    if (n) KLAUNCH(add_inplace_kernel, blocks_for(n, 256), 256, 0, dst, src, n);
+}
+
+extern "C" void relu_forward_cuda(float *out, const float *inp, size_t n) {
+    if (n) KLAUNCH(relu_forward_kernel, blocks_for(n, 256), 256, 0, out, inp, n);
+}
+
+extern "C" void relu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n) {
+    if (n) KLAUNCH(relu_backward_kernel, blocks_for(n, 256), 256, 0, dinp, inp, dout, n);
 }

@@ -1,5 +1,5 @@
-// layers_cuda.h — first CUDA kernels of the network (issue #7 builds the rest), each with the CPU
-// function in model/layers.c as its oracle. Pointers are device pointers; shapes as on the CPU.
+// layers_cuda.h — the network's row-wise and elementwise kernels (LayerNorm, GELU, ReLU, residuals), each
+// with the CPU function in model/layers.c as its oracle. Pointers are device pointers; shapes as on the CPU.
 #ifndef AVAT3R_LAYERS_CUDA_H
 #define AVAT3R_LAYERS_CUDA_H
 #include <stddef.h>
@@ -14,6 +14,9 @@ void layernorm_backward_cuda(float *dinp, float *dw, float *db, const float *dou
 void gelu_forward_cuda(float *out, const float *inp, size_t n);
 void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n);
 void residual_forward_cuda(float *out, const float *a, const float *b, size_t n);
+void add_inplace_cuda(float *dst, const float *src, size_t n); // dst += src
+void relu_forward_cuda(float *out, const float *inp, size_t n);
+void relu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n); // dinp += [inp > 0]·dout
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# cuda_emu.sh — the CUDA tests on the CPU emulator (dev/cuda/emu.h), for machines without a GPU: gcc/g++
+# only, the CUDA toolkit's headers for the runtime's and cuBLAS's types. What the emulator does and does
+# not check: dev/cuda/README.md. On a GPU machine run tools/gpu_verify.sh instead.
+#   bash tools/cuda_emu.sh [raster|model|ssim|all] [OUTDIR]     (default: all, /tmp/avat3r_emu)
+#   raster  render/cuda kernels (host code mirrored in dev/cuda/raster_emu.cpp) vs render/raster.c
+#   model   model/cuda (kernels, cuBLAS calls, the whole network) vs model/layers.c and model/avat3r.c
+#   ssim    train/cuda/ssim_cuda.cu vs train/loss_image.c (bit-identical expected)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHAT=${1:-all}
+OUT=${2:-/tmp/avat3r_emu}
+CUDA_INC=${CUDA_HOME:-/usr/local/cuda}/include
+[ -f "$CUDA_INC/cuda_runtime_api.h" ] || { echo "cuda_emu.sh: no CUDA headers in $CUDA_INC (set CUDA_HOME)" >&2; exit 1; }
+[ "$(uname -m)" = x86_64 ] || { echo "cuda_emu.sh: the emulator's context switch is x86-64 only" >&2; exit 1; }
+CFLAGS="-std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -Irender -Itrain -Itools -I$CUDA_INC"
+CXXFLAGS="-std=c++17 -O2 -D_GNU_SOURCE -DAVAT3R_EMU -I. -I$CUDA_INC"
+
+# build NAME EMU_CPP C_FILES...: objects in $OUT/NAME, binary $OUT/NAME/tests
+build() {
+  local name=$1 emu=$2
+  shift 2
+  local dir=$OUT/$name
+  rm -rf "$dir" && mkdir -p "$dir"
+  for f in "$@"; do gcc $CFLAGS $(pkg-config --cflags openblas) -c "$f" -o "$dir/$(basename "$f").o"; done
+  g++ $CXXFLAGS -c "$emu" -o "$dir/emu.o"
+  g++ "$dir"/*.o -fopenmp $(pkg-config --libs openblas) -lm -o "$dir/tests"
+}
+
+COMMON="common/rng.c common/util.c common/log.c common/timer.c common/config.c common/atb.c"
+run_raster() {
+  echo "== raster (render/cuda kernels on the emulator; about 90 s on 2 cores)"
+  build raster dev/cuda/raster_emu.cpp render/raster.c tools/scene_random.c tools/batch_random.c model/params.c \
+    model/model_config.c $COMMON tests/cuda/test_raster_cuda.c
+  "$OUT/raster/tests"
+}
+run_model() {
+  echo "== model (model/cuda on the emulator)"
+  build model dev/cuda/model_emu.cpp model/layers.c model/avat3r.c model/params.c model/model_config.c \
+    train/loss_image.c tools/batch_random.c $COMMON tests/cuda/test_model_cuda.c
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$OUT/model/tests"
+}
+run_ssim() {
+  echo "== ssim (train/cuda/ssim_cuda.cu on the emulator)"
+  build ssim dev/cuda/model_emu.cpp model/layers.c model/avat3r.c model/params.c model/model_config.c \
+    train/loss_image.c $COMMON tests/cuda/test_ssim_cuda.c
+  "$OUT/ssim/tests"
+}
+case $WHAT in
+  raster) run_raster ;;
+  model) run_model ;;
+  ssim) run_ssim ;;
+  all) run_model; run_ssim; run_raster ;;
+  *) echo "usage: bash tools/cuda_emu.sh [raster|model|ssim|all] [OUTDIR]" >&2; exit 2 ;;
+esac
