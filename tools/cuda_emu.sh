@@ -2,8 +2,9 @@
 # cuda_emu.sh — the CUDA tests on the CPU emulator (dev/cuda/emu.h), for machines without a GPU: gcc/g++
 # only, the CUDA toolkit's headers for the runtime's and cuBLAS's types. What the emulator does and does
 # not check: dev/cuda/README.md. On a GPU machine run tools/gpu_verify.sh instead.
-#   bash tools/cuda_emu.sh [raster|model|ssim|all] [OUTDIR]     (default: all, /tmp/avat3r_emu)
+#   bash tools/cuda_emu.sh [raster|layers|model|ssim|all] [OUTDIR]     (default: all, /tmp/avat3r_emu)
 #   raster  render/cuda kernels (host code mirrored in dev/cuda/raster_emu.cpp) vs render/raster.c
+#   layers  model/cuda/layers_cuda.cu (LayerNorm, GELU) vs model/layers.c
 #   model   model/cuda (kernels, cuBLAS calls, the whole network) vs model/layers.c and model/avat3r.c
 #   ssim    train/cuda/ssim_cuda.cu vs train/loss_image.c (bit-identical expected)
 set -euo pipefail
@@ -40,6 +41,12 @@ run_model() {
     train/loss_image.c tools/batch_random.c $COMMON tests/cuda/test_model_cuda.c
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$OUT/model/tests"
 }
+run_layers() {
+  echo "== layers (model/cuda/layers_cuda.cu kernels on the emulator)"
+  build layers dev/cuda/model_emu.cpp model/layers.c model/avat3r.c model/params.c model/model_config.c \
+    train/loss_image.c $COMMON tests/cuda/test_layers_cuda.c
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$OUT/layers/tests"
+}
 run_ssim() {
   echo "== ssim (train/cuda/ssim_cuda.cu on the emulator)"
   build ssim dev/cuda/model_emu.cpp model/layers.c model/avat3r.c model/params.c model/model_config.c \
@@ -50,6 +57,7 @@ case $WHAT in
   raster) run_raster ;;
   model) run_model ;;
   ssim) run_ssim ;;
-  all) run_model; run_ssim; run_raster ;;
-  *) echo "usage: bash tools/cuda_emu.sh [raster|model|ssim|all] [OUTDIR]" >&2; exit 2 ;;
+  layers) run_layers ;;
+  all) run_layers; run_model; run_ssim; run_raster ;;
+  *) echo "usage: bash tools/cuda_emu.sh [raster|layers|model|ssim|all] [OUTDIR]" >&2; exit 2 ;;
 esac

@@ -31,6 +31,12 @@ static inline float *ct_dev(const float *h, size_t n) {
     return d;
 }
 
+static inline float *ct_zero(size_t n) { // device zeros
+    float *d = ct_dev(NULL, n);
+    CK(cudaMemset(d, 0, 4 * n));
+    return d;
+}
+
 // max |device − cpu| against tol · max |cpu|; any NaN fails. Prints one PASS/FAIL line; 1 when it passes.
 static inline int ct_compare(const char *name, const float *cpu, const float *d, size_t n, double tol) {
     float *h = (float *)mallocCheck(4 * (n ? n : 1));
