@@ -16,6 +16,19 @@
 #define ATT_TILE 32 // rows of the streamed operand per shared-memory tile
 #define ATT_MAX_HD 128 // head dims other than 16/32/64/128 take the generic <0> kernels, up to this
 
+// rows [r0, r0 + n) of two strided operands into shared tiles [n, hd]; the whole block calls it. The first
+// barrier: nobody still reads the previous tile; the second: the new one is complete.
+__device__ static void load_tiles(float *as, float *bs, const float *a, int lda, const float *b, int ldb, int r0, int n,
+                                  int hd) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
+        int r = e / hd, c = e % hd;
+        as[e] = a[(size_t)(r0 + r) * lda + c];
+        bs[e] = b[(size_t)(r0 + r) * ldb + c];
+    }
+    __syncthreads();
+}
+
 // out = softmax(scale · Q Kᵀ) V, online over key tiles; lse = max + log Σ exp(s − max)
 template <int HD>
 __global__ void __launch_bounds__(ATT_ROWS) attention_forward_kernel(float *out, int ldo, float *lse, const float *q,
@@ -35,13 +48,7 @@ __global__ void __launch_bounds__(ATT_ROWS) attention_forward_kernel(float *out,
     }
     for (int j0 = 0; j0 < Nk; j0 += ATT_TILE) {
         int nk = Nk - j0 < ATT_TILE ? Nk - j0 : ATT_TILE;
-        __syncthreads(); // the previous tile is no longer read
-        for (int e = threadIdx.x; e < nk * hd; e += blockDim.x) {
-            int r = e / hd, c = e % hd;
-            ks[e] = kb[(size_t)(j0 + r) * ldk + c];
-            vs[e] = vb[(size_t)(j0 + r) * ldv + c];
-        }
-        __syncthreads();
+        load_tiles(ks, vs, kb, ldk, vb, ldv, j0, nk, hd);
         if (!active) continue;
         float s[ATT_TILE], mt = m;
 #pragma unroll
@@ -106,13 +113,7 @@ __global__ void __launch_bounds__(ATT_ROWS) attention_dq_kernel(float *dq, const
     if (active) li = lse[(size_t)bh * Nq + i], di = delta[(size_t)bh * Nq + i];
     for (int j0 = 0; j0 < Nk; j0 += ATT_TILE) {
         int nk = Nk - j0 < ATT_TILE ? Nk - j0 : ATT_TILE;
-        __syncthreads();
-        for (int e = threadIdx.x; e < nk * hd; e += blockDim.x) {
-            int r = e / hd, c = e % hd;
-            ks[e] = kb[(size_t)(j0 + r) * ldk + c];
-            vs[e] = vb[(size_t)(j0 + r) * ldv + c];
-        }
-        __syncthreads();
+        load_tiles(ks, vs, kb, ldk, vb, ldv, j0, nk, hd);
         if (!active) continue;
         for (int j = 0; j < nk; j++) {
             float s = 0, dp = 0;
@@ -150,12 +151,7 @@ __global__ void __launch_bounds__(ATT_ROWS) attention_dkdv_kernel(float *dk, flo
     }
     for (int i0 = 0; i0 < Nq; i0 += ATT_TILE) {
         int nq = Nq - i0 < ATT_TILE ? Nq - i0 : ATT_TILE;
-        __syncthreads();
-        for (int e = threadIdx.x; e < nq * hd; e += blockDim.x) {
-            int r = e / hd, c = e % hd;
-            qs[e] = qb[(size_t)(i0 + r) * ldq + c];
-            ds_[e] = db[(size_t)(i0 + r) * ldo + c];
-        }
+        load_tiles(qs, ds_, qb, ldq, db, ldo, i0, nq, hd); // lse and delta rows: after its first barrier, own barrier
         for (int r = threadIdx.x; r < nq; r += blockDim.x) {
             ls[r] = lse[(size_t)bh * Nq + i0 + r];
             dl[r] = delta[(size_t)bh * Nq + i0 + r];
