@@ -9,6 +9,7 @@
 
 #include "layers.h"
 #include "../common/real.h"
+#include "plucker_math.h" // the per-pixel ray, shared with model/cuda/pixels_cuda.cu
 
 #ifdef AVAT3R_F64
 #define GEMM cblas_dgemm
@@ -272,35 +273,11 @@ void R_(attention_backward)(real *dq, real *dk, real *dv, const real *dout, cons
 void R_(plucker_forward)(real *out, real *cam_o, const real *w2c, const real *K, int BV, int H, int W) {
 #pragma omp parallel for
     for (int i = 0; i < BV; i++) {
-        const real *M = w2c + (size_t)i * 12, *k = K + (size_t)i * 9;
-        double R[3][3], t[3], o[3];
-        for (int r = 0; r < 3; r++) {
-            for (int c = 0; c < 3; c++) R[r][c] = M[r * 4 + c];
-            t[r] = M[r * 4 + 3];
-        }
-        for (int c = 0; c < 3; c++) o[c] = -(R[0][c] * t[0] + R[1][c] * t[1] + R[2][c] * t[2]); // o = -Rᵀt
-        // K⁻¹ by the adjugate (K is a general 3×3 here; pinhole in practice)
-        double a = k[0], b = k[1], c = k[2], d = k[3], e = k[4], f = k[5], g = k[6], h = k[7], ii = k[8];
-        double det = a * (e * ii - f * h) - b * (d * ii - f * g) + c * (d * h - e * g);
-        double Ki[3][3] = {{(e * ii - f * h) / det, (c * h - b * ii) / det, (b * f - c * e) / det},
-                           {(f * g - d * ii) / det, (a * ii - c * g) / det, (c * d - a * f) / det},
-                           {(d * h - e * g) / det, (b * g - a * h) / det, (a * e - b * d) / det}};
-        for (int c3 = 0; c3 < 3; c3++) cam_o[(size_t)i * 3 + c3] = (real)o[c3];
+        PluckerCam cam;
+        R_(plucker_cam)(&cam, w2c + (size_t)i * 12, K + (size_t)i * 9);
+        for (int c = 0; c < 3; c++) cam_o[(size_t)i * 3 + c] = (real)cam.o[c];
         for (int y = 0; y < H; y++)
-            for (int x = 0; x < W; x++) {
-                double px[3] = {x + 0.5, y + 0.5, 1.0}, dc[3], dw[3];
-                for (int r = 0; r < 3; r++) dc[r] = Ki[r][0] * px[0] + Ki[r][1] * px[1] + Ki[r][2] * px[2];
-                for (int r = 0; r < 3; r++) dw[r] = R[0][r] * dc[0] + R[1][r] * dc[1] + R[2][r] * dc[2]; // Rᵀ dc
-                double n = sqrt(dw[0] * dw[0] + dw[1] * dw[1] + dw[2] * dw[2]);
-                for (int r = 0; r < 3; r++) dw[r] /= n;
-                real *p = out + (((size_t)i * H + y) * W + x) * 6;
-                p[0] = (real)(o[1] * dw[2] - o[2] * dw[1]);
-                p[1] = (real)(o[2] * dw[0] - o[0] * dw[2]);
-                p[2] = (real)(o[0] * dw[1] - o[1] * dw[0]);
-                p[3] = (real)dw[0];
-                p[4] = (real)dw[1];
-                p[5] = (real)dw[2];
-            }
+            for (int x = 0; x < W; x++) R_(plucker_ray)(out + (((size_t)i * H + y) * W + x) * 6, &cam, x, y);
     }
 }
 

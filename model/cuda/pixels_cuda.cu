@@ -5,39 +5,25 @@
 #include "launch.h"
 #include "pixels_cuda.h"
 
-// one thread per pixel; the view's R, t, K⁻¹ recomputed per thread in double, as the CPU does per view
+#define real float
+#define R_(name) name
+#define PLUCKER_FN __host__ __device__ static inline
+#include "../plucker_math.h"
+#undef R_
+#undef real
+
+// one thread per pixel; the view's camera (plucker_math.h, the CPU's code) recomputed per thread
 __global__ void plucker_forward_kernel(float *out, float *cam_o, const float *w2c, const float *Kin, int H, int W,
                                        size_t n) {
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= n) return;
     size_t i = t / ((size_t)H * W);
     int y = (int)(t / W % H), x = (int)(t % W);
-    const float *M = w2c + i * 12, *k = Kin + i * 9;
-    double R[3][3], tr[3], o[3];
-    for (int r = 0; r < 3; r++) {
-        for (int c = 0; c < 3; c++) R[r][c] = M[r * 4 + c];
-        tr[r] = M[r * 4 + 3];
-    }
-    for (int c = 0; c < 3; c++) o[c] = -(R[0][c] * tr[0] + R[1][c] * tr[1] + R[2][c] * tr[2]); // o = -Rᵀt
-    double a = k[0], b = k[1], c = k[2], d = k[3], e = k[4], f = k[5], g = k[6], h = k[7], ii = k[8];
-    double det = a * (e * ii - f * h) - b * (d * ii - f * g) + c * (d * h - e * g);
-    double Ki[3][3] = {{(e * ii - f * h) / det, (c * h - b * ii) / det, (b * f - c * e) / det},
-                       {(f * g - d * ii) / det, (a * ii - c * g) / det, (c * d - a * f) / det},
-                       {(d * h - e * g) / det, (b * g - a * h) / det, (a * e - b * d) / det}};
+    PluckerCam cam;
+    plucker_cam(&cam, w2c + i * 12, Kin + i * 9);
     if (x == 0 && y == 0)
-        for (int c3 = 0; c3 < 3; c3++) cam_o[i * 3 + c3] = (float)o[c3];
-    double px[3] = {x + 0.5, y + 0.5, 1.0}, dc[3], dw[3];
-    for (int r = 0; r < 3; r++) dc[r] = Ki[r][0] * px[0] + Ki[r][1] * px[1] + Ki[r][2] * px[2];
-    for (int r = 0; r < 3; r++) dw[r] = R[0][r] * dc[0] + R[1][r] * dc[1] + R[2][r] * dc[2]; // Rᵀ dc
-    double nrm = sqrt(dw[0] * dw[0] + dw[1] * dw[1] + dw[2] * dw[2]);
-    for (int r = 0; r < 3; r++) dw[r] /= nrm;
-    float *p = out + t * 6;
-    p[0] = (float)(o[1] * dw[2] - o[2] * dw[1]);
-    p[1] = (float)(o[2] * dw[0] - o[0] * dw[2]);
-    p[2] = (float)(o[0] * dw[1] - o[1] * dw[0]);
-    p[3] = (float)dw[0];
-    p[4] = (float)dw[1];
-    p[5] = (float)dw[2];
+        for (int c = 0; c < 3; c++) cam_o[i * 3 + c] = (float)cam.o[c];
+    plucker_ray(out + t * 6, &cam, x, y);
 }
 
 __global__ void pix_in_kernel(float *pix, const float *rgb, const float *pos, const float *pl, int Cin, size_t n) {
