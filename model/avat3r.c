@@ -76,7 +76,7 @@ void R_(avat3r_zero_grad)(R_(Avat3r) *m) {
     memset(m->dacts, 0, sizeof(real) * m->n_acts);
 }
 
-static R_(GaussAct) R_(gauss_act)(const ModelConfig *c) {
+R_(GaussAct) R_(gauss_act)(const ModelConfig *c) {
     R_(GaussAct) ga = {c->pos_offset_max, c->depth_near, c->depth_far, c->scale_bias, log(c->scale_min),
                        log(c->scale_max)};
     return ga;

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "layers.h" // GaussAct
 #include "model_config.h"
 #include "params.h"
 

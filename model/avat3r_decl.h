@@ -75,6 +75,8 @@ void R_(avat3r_free)(R_(Avat3r) *m);
 void R_(avat3r_init_params)(R_(Avat3r) *m, uint64_t seed);
 // The same into a bare parameter buffer laid out by param_sizes() (no model needed).
 void R_(params_init)(real *params, const ModelConfig *cfg, uint64_t seed);
+// The Gaussian activations' constants of a config (docs/model.md step 11), for gaussians_forward/backward.
+R_(GaussAct) R_(gauss_act)(const ModelConfig *c);
 // Forward pass; the Gaussians are in m->a.gauss [B·V·H·W, 14], the raw head output in m->a.raw.
 void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in);
 // Zeroes parameter gradients and activation gradients.

@@ -95,8 +95,7 @@ void trainer_render_baseline(Trainer *t, const TrainBatch *b) {
     float *raw = t->dgauss; // scratch: zero offsets, identity rotation, opacity logit(0.99)
     memset(raw, 0, sizeof(float) * BG * GAUSS_DIM);
     for (long i = 0; i < BG; i++) raw[i * GAUSS_DIM + GAUSS_OFF_OPAC] = logf(0.99f / 0.01f);
-    GaussAct ga = {c->pos_offset_max, c->depth_near, c->depth_far, c->scale_bias, log(c->scale_min),
-                   log(c->scale_max)};
+    GaussAct ga = gauss_act(c);
     int d = c->use_dust3r;
     gaussians_forward(t->m.a.gauss, raw, b->in.rgb, d ? b->in.pos : NULL, d ? b->in.conf : NULL, t->m.a.plucker,
                       t->m.a.cam_o, &ga, t->B * t->V, t->H * t->W);

@@ -99,12 +99,6 @@ extern "C" void avat3r_cuda_zero_grad(Avat3rCuda *m) {
     cudaCheck(cudaMemset(m->dacts, 0, sizeof(float) * m->n_acts));
 }
 
-static GaussAct gauss_act(const ModelConfig *c) {
-    GaussAct ga = {c->pos_offset_max, c->depth_near, c->depth_far, c->scale_bias, log(c->scale_min),
-                   log(c->scale_max)};
-    return ga;
-}
-
 extern "C" void avat3r_cuda_forward(Avat3rCuda *m, const Avat3rBatch *in) {
     const ModelConfig *c = &m->cfg;
     ParamTensors *p = &m->p;

@@ -149,7 +149,7 @@ static void check_pixels(void) {
     count(ct_compare("pixel_shuffle forward", sout, d_sout, ns, TOL_KERNEL));
     count(ct_compare("pixel_shuffle backward", sd, d_sd, ns, TOL_KERNEL));
     // Gaussian activations with and without DUSt3R points; raw wide enough to hit the scale clamps
-    GaussAct ga = {c.pos_offset_max, c.depth_near, c.depth_far, c.scale_bias, log(c.scale_min), log(c.scale_max)};
+    GaussAct ga = gauss_act(&c);
     size_t ng = npx * 14;
     float *raw = ct_rand(ng, 25), *dg = ct_rand(ng, 26), *g = (float *)mallocCheck(4 * ng);
     for (size_t i = 0; i < ng; i++) raw[i] *= 3;
