@@ -11,6 +11,7 @@
 #include "../common/util.h"
 #include "../common/real.h"
 #include "loss_math.h" // the elementwise L1 formulas, shared with train/cuda/loss_cuda.cu
+#include "ssim_math.h" // the SSIM window and map formula, shared with train/cuda/ssim_cuda.cu
 
 // ----------------------------------------------------------------------------------------------
 // L1 and MSE: elementwise, summed over a fixed partition of [0, n)
@@ -68,10 +69,7 @@ void R_(ssim_build)(R_(Ssim) *s, int N, int H, int W, int C) {
     if (N <= 0 || H <= 0 || W <= 0 || C <= 0) FATAL("ssim_build: bad image shape [%d, %d, %d, %d]", N, H, W, C);
     memset(s, 0, sizeof *s);
     s->N = N, s->H = H, s->W = W, s->C = C;
-    double w[WIN], sum = 0;
-    for (int i = 0; i < WIN; i++) w[i] = exp(-(double)((i - R) * (i - R)) / (2 * SSIM_SIGMA * SSIM_SIGMA));
-    for (int i = 0; i < WIN; i++) sum += w[i];
-    for (int i = 0; i < WIN; i++) s->g[i] = (real)(w[i] / sum);
+    R_(ssim_window)(s->g);
     size_t img = (size_t)H * W * C, hslot = 5 * (size_t)(H + 2 * R) * W * C;
     s->map = mallocCheck(sizeof(real) * N * img);
     s->dmap = mallocCheck(sizeof(real) * 3 * N * img);
@@ -162,7 +160,7 @@ static void hpass3(real *restrict h, const real *restrict in, size_t hplane, siz
 double R_(ssim_forward)(R_(Ssim) *s, const real *x, const real *y, real *per) {
     const int N = s->N, H = s->H, W = s->W, C = s->C, L = W * C, G = s->G;
     const size_t plane = (size_t)H * L, hplane = (size_t)(H + 2 * R) * L;
-    const real *g = s->g, c1 = (real)SSIM_C1, c2 = (real)SSIM_C2;
+    const real *g = s->g;
     // group slot j, plane q, row r (in [−R, H + R)) at hbuf + (5j + q)·hplane + (r + R)·L
     real *hb = s->hbuf + (size_t)R * L;
 #pragma omp parallel
@@ -190,15 +188,7 @@ double R_(ssim_forward)(R_(Ssim) *s, const real *x, const real *y, real *per) {
                     mx += g[k] * h[0], my += g[k] * h[hplane], exx += g[k] * h[2 * hplane];
                     eyy += g[k] * h[3 * hplane], exy += g[k] * h[4 * hplane];
                 }
-                real sxx = exx - mx * mx, syy = eyy - my * my, sxy = exy - mx * my;
-                real a1 = 2 * mx * my + c1, a2 = 2 * sxy + c2, b1 = mx * mx + my * my + c1, b2 = sxx + syy + c2;
-                real den = b1 * b2, m = (a1 * a2) / den, inv = 1 / den;
-                map[i] = m;
-                // partial derivatives of the map w.r.t. μx, Exx, Exy (μy, Eyy fixed: y is constant);
-                // one reciprocal for the three (1/B2 = B1/den)
-                dmu[i] = (2 * my * (a2 - a1) - 2 * mx * m * (b2 - b1)) * inv;
-                dxx[i] = -m * b1 * inv;
-                dxy[i] = 2 * a1 * inv;
+                map[i] = R_(ssim_map_terms)(mx, my, exx, eyy, exy, dmu + i, dxx + i, dxy + i); // ssim_math.h
             }
             double acc = 0; // row sum in double, in index order
             for (int i = 0; i < L; i++) acc += map[i];

@@ -1,12 +1,19 @@
 // ssim_cuda.cu — SSIM forward and backward as separable blurs: a horizontal pass into planes, then a
 // vertical pass that reads them. One thread per element of the [N, H, W·C] image for each pass; taps
 // outside the image are skipped (the CPU adds zeros there or skips them: the same value). The formulas
-// are train/loss_image.c's, term for term, so with --fmad=false every element matches it bitwise.
+// are train/loss_image.c's own (train/ssim_math.h), so with --fmad=false every element matches it bitwise.
 #include <math.h>
 #include <string.h>
 
 #include "../../model/cuda/launch.h"
 #include "ssim_cuda.h"
+
+#define real float
+#define R_(name) name
+#define SSIM_FN __host__ __device__ static inline
+#include "../ssim_math.h" // the window and the map formula: the CPU's code
+#undef R_
+#undef real
 
 enum { R = SSIM_RADIUS, WIN = SSIM_WIN };
 struct Win {
@@ -38,7 +45,6 @@ __global__ void ssim_vpass_kernel(float *map, float *dmap, const float *h, Win w
     int i = (int)(e % L), r = (int)(e / L % H);
     size_t img = e / L / H, plane = (size_t)H * L;
     const float *h0 = h + img * 5 * plane + i;
-    const float c1 = (float)SSIM_C1, c2 = (float)SSIM_C2;
     float mx = 0, my = 0, exx = 0, eyy = 0, exy = 0;
     for (int k = 0; k < WIN; k++) {
         int rr = r + k - R;
@@ -47,14 +53,8 @@ __global__ void ssim_vpass_kernel(float *map, float *dmap, const float *h, Win w
         mx += w.g[k] * hp[0], my += w.g[k] * hp[plane], exx += w.g[k] * hp[2 * plane];
         eyy += w.g[k] * hp[3 * plane], exy += w.g[k] * hp[4 * plane];
     }
-    float sxx = exx - mx * mx, syy = eyy - my * my, sxy = exy - mx * my;
-    float a1 = 2 * mx * my + c1, a2 = 2 * sxy + c2, b1 = mx * mx + my * my + c1, b2 = sxx + syy + c2;
-    float den = b1 * b2, m = (a1 * a2) / den, inv = 1 / den;
-    map[e] = m;
     float *d = dmap + img * 3 * plane + (size_t)r * L + i;
-    d[0] = (2 * my * (a2 - a1) - 2 * mx * m * (b2 - b1)) * inv;
-    d[plane] = -m * b1 * inv;
-    d[2 * plane] = 2 * a1 * inv;
+    map[e] = ssim_map_terms(mx, my, exx, eyy, exy, d, d + plane, d + 2 * plane);
 }
 
 // rowsum[row] = Σ_i map[row, i] in index order, in double (as the CPU)
@@ -122,10 +122,7 @@ extern "C" void ssim_cuda_build(SsimCuda *s, int N, int H, int W, int C) {
     }
     memset(s, 0, sizeof *s);
     s->N = N, s->H = H, s->W = W, s->C = C;
-    double w[WIN], sum = 0; // as ssim_build
-    for (int i = 0; i < WIN; i++) w[i] = exp(-(double)((i - R) * (i - R)) / (2 * SSIM_SIGMA * SSIM_SIGMA));
-    for (int i = 0; i < WIN; i++) sum += w[i];
-    for (int i = 0; i < WIN; i++) s->g[i] = (float)(w[i] / sum);
+    ssim_window(s->g);
     size_t img = (size_t)H * W * C;
     cudaCheck(cudaMalloc((void **)&s->map, sizeof(float) * N * img));
     cudaCheck(cudaMalloc((void **)&s->dmap, sizeof(float) * 3 * N * img));
