@@ -13,13 +13,14 @@
 
 #define CK(x) cudaCheck(x)
 
-// n standard normal floats, stream s of a fixed key (malloc'd)
-static inline float *ct_rand(size_t n, uint64_t s) {
+// n standard normal floats, stream s of the Philox key `key` (malloc'd); ct_rand: the tests' usual key
+static inline float *ct_rand_keyed(size_t n, uint64_t key, uint64_t s) {
     float *x = (float *)mallocCheck(4 * (n ? n : 1));
-    Rng r = rng_make(77, s);
+    Rng r = rng_make(key, s);
     for (size_t i = 0; i < n; i++) x[i] = (float)rng_normal_at(&r, i);
     return x;
 }
+static inline float *ct_rand(size_t n, uint64_t s) { return ct_rand_keyed(n, 77, s); }
 
 // a device copy of h[n]; without h, device memory poisoned with NaN (0xffffffff), so an element a
 // kernel forgets to write fails the comparison

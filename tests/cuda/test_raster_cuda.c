@@ -61,20 +61,6 @@ static void *dget(const void *d, size_t bytes) {
 static void dpoison(void *d, size_t bytes) { // 0xffffffff is a NaN as float and -1 as int32
     if (bytes) CK(cudaMemset(d, 0xff, bytes));
 }
-static float *dzeros(size_t n) {
-    float *d = NULL;
-    CK(cudaMalloc((void **)&d, 4 * (n ? n : 1)));
-    CK(cudaMemset(d, 0, 4 * (n ? n : 1)));
-    return d;
-}
-
-static float *rnd(size_t n, uint64_t stream) {
-    float *x = (float *)malloc(4 * (n ? n : 1));
-    Rng r = rng_make(4242, stream);
-    for (size_t i = 0; i < n; i++) x[i] = (float)rng_normal_at(&r, i);
-    return x;
-}
-
 static void tally(int ok) { ok ? n_pass++ : n_fail++; }
 
 // float tensor: passes when nothing is NaN and at most allow_frac·n elements differ by more than
@@ -177,7 +163,8 @@ static int run_case(const char *label, const Scene *s, CaseOpt o) {
     double t0 = time_now_s();
     raster_forward(&r, &in);
     double t_cpu_fwd = time_now_s() - t0;
-    float *wI = rnd(px * K, 1), *wA = o.dalpha ? rnd(px, 2) : NULL, *wD = o.ddepth ? rnd(px, 3) : NULL;
+    float *wI = ct_rand_keyed(px * K, 4242, 1), *wA = o.dalpha ? ct_rand_keyed(px, 4242, 2) : NULL;
+    float *wD = o.ddepth ? ct_rand_keyed(px, 4242, 3) : NULL;
     size_t gn[6] = {BG * 3, BG * 4, BG * 3, BG, BG * K, K};
     float *cg[6];
     for (int i = 0; i < 6; i++) cg[i] = (float *)calloc(gn[i] ? gn[i] : 1, 4);
@@ -230,7 +217,7 @@ static int run_case(const char *label, const Scene *s, CaseOpt o) {
     free(t64);
     // backward: gradients start at zero and accumulate; internal scratch poisoned
     float *dg[6];
-    for (int i = 0; i < 6; i++) dg[i] = dzeros(gn[i]);
+    for (int i = 0; i < 6; i++) dg[i] = ct_zero(gn[i]);
     RasterGrad gg = {dg[0], o.no_quats ? NULL : dg[1], dg[2], dg[3], dg[4], dg[5]};
     float *dwI = (float *)dput(wI, 4 * px * K), *dwA = wA ? (float *)dput(wA, 4 * px) : NULL;
     float *dwD = wD ? (float *)dput(wD, 4 * px) : NULL;
