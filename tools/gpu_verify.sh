@@ -34,19 +34,27 @@ if command -v compute-sanitizer >/dev/null || [ -x "$CUDA/bin/compute-sanitizer"
   CS=$(command -v compute-sanitizer || echo "$CUDA/bin/compute-sanitizer")
 fi
 
-layers() {
+# OpenBLAS (the CPU oracle of the network's tests) from the .deb files, unpacked once into $OUT/debroot:
+# sets INC (headers), BLASDIR (libopenblas) and LIB (the runtime path, with libgfortran and libgomp)
+openblas() {
   local OB=$OUT/debroot
-  mkdir -p "$OB"
-  for f in .debs/*.deb; do dpkg -x "$f" "$OB"; done
-  local INC=$OB/usr/include/x86_64-linux-gnu/openblas-openmp
-  local LIB=$OB/usr/lib/x86_64-linux-gnu/openblas-openmp:$OB/usr/lib/x86_64-linux-gnu
+  if [ ! -d "$OB/usr" ]; then
+    mkdir -p "$OB"
+    for f in .debs/*.deb; do dpkg -x "$f" "$OB"; done
+  fi
+  INC=$OB/usr/include/x86_64-linux-gnu/openblas-openmp
+  BLASDIR=$OB/usr/lib/x86_64-linux-gnu/openblas-openmp
+  LIB=$BLASDIR:$OB/usr/lib/x86_64-linux-gnu
+}
+
+layers() {
+  openblas
   for f in model/layers.c common/rng.c common/util.c common/log.c tests/cuda/test_layers_cuda.c; do
     gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -I"$INC" -I"$CUDA/include" \
         -c "$f" -o "$OUT/$(basename "$f").o"
   done
   "$NVCC" -O3 $GENCODE -c model/cuda/layers_cuda.cu -o "$OUT/layers_cuda.o"
-  "$NVCC" $GENCODE "$OUT"/*.o \
-      -L"$OB/usr/lib/x86_64-linux-gnu/openblas-openmp" -lopenblas -lgomp -lm -o "$OUT/avat3r_cuda_tests"
+  "$NVCC" $GENCODE "$OUT"/*.o -L"$BLASDIR" -lopenblas -lgomp -lm -o "$OUT/avat3r_cuda_tests"
   LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$OUT/avat3r_cuda_tests"
   if [ -n "$CS" ]; then
     LD_LIBRARY_PATH=$LIB "$CS" --tool memcheck --leak-check full "$OUT/avat3r_cuda_tests" | tail -4
@@ -122,11 +130,8 @@ train() {
 # the network: CPU oracle with gcc and OpenBLAS from .debs (as layers), model/cuda with nvcc, cuBLAS
 MT=$OUT/model
 model() {
-  local OB=$OUT/debroot
-  mkdir -p "$OB" "$MT"
-  for f in .debs/*.deb; do dpkg -x "$f" "$OB"; done
-  local INC=$OB/usr/include/x86_64-linux-gnu/openblas-openmp
-  local LIB=$OB/usr/lib/x86_64-linux-gnu/openblas-openmp:$OB/usr/lib/x86_64-linux-gnu
+  openblas
+  mkdir -p "$MT"
   for f in model/layers.c model/avat3r.c model/params.c model/model_config.c tools/batch_random.c common/config.c \
            common/atb.c common/rng.c common/util.c common/log.c common/timer.c tests/cuda/test_model_cuda.c; do
     gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -Itools -I"$INC" -I"$CUDA/include" \
@@ -135,8 +140,7 @@ model() {
   for f in layers_cuda attention_cuda matmul_cuda pixels_cuda avat3r_cuda; do
     "$NVCC" -O3 $GENCODE -I. -c model/cuda/$f.cu -o "$MT/$f.o"
   done
-  "$NVCC" $GENCODE "$MT"/*.o -L"$OB/usr/lib/x86_64-linux-gnu/openblas-openmp" -lopenblas -lcublas -lgomp -lm \
-      -o "$MT/avat3r_cuda_model_tests"
+  "$NVCC" $GENCODE "$MT"/*.o -L"$BLASDIR" -lopenblas -lcublas -lgomp -lm -o "$MT/avat3r_cuda_model_tests"
   local st=0
   LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$MT/avat3r_cuda_model_tests" configs/tiny.cfg || st=1
   LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} sanitize "$MT/avat3r_cuda_model_tests" "$MT" memcheck racecheck || st=1
