@@ -74,9 +74,9 @@ extern "C" void avat3r_cuda_build(Avat3rCuda *m, const ModelConfig *cfg, int B) 
     point_tensors((float **)&m->a, m->acts, as, NUM_ACT_TENSORS);
     point_tensors((float **)&m->da, m->dacts, as, NUM_ACT_TENSORS);
     cudaCheck(cudaMalloc((void **)&m->att_delta, sizeof(float) * B * cfg->heads * mc_tokens(cfg)));
-    // the most rows any matmul's bias gradient sums over: the head's B·V·H·W pixels
-    size_t rows = (size_t)B * cfg->views_in * cfg->img_h * cfg->img_w, bn = (size_t)B * mc_tokens(cfg);
-    matmul_cuda_setup(rows > bn ? rows : bn);
+    // the most rows any matmul's bias gradient sums over: the head's B·V·H·W pixels (tokens and the
+    // upsampler's positions are fewer)
+    matmul_cuda_setup((size_t)B * cfg->views_in * cfg->img_h * cfg->img_w);
 }
 
 extern "C" void avat3r_cuda_free(Avat3rCuda *m) {
