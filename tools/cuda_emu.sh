@@ -17,41 +17,51 @@ CUDA_INC=${CUDA_HOME:-/usr/local/cuda}/include
 CFLAGS="-std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno -I. -Icommon -Imodel -Irender -Itrain -Itools -I$CUDA_INC"
 CXXFLAGS="-std=c++17 -O2 -D_GNU_SOURCE -DAVAT3R_EMU -I. -I$CUDA_INC"
 
-# build NAME EMU_CPP C_FILES...: objects in $OUT/NAME, binary $OUT/NAME/tests
-build() {
-  local name=$1 emu=$2
+# objs NAME EMU_CPP C_FILES...: the emulator translation unit and the C files into $OUT/NAME/lib
+objs() {
+  local dir=$OUT/$1/lib emu=$2
   shift 2
-  local dir=$OUT/$name
   rm -rf "$dir" && mkdir -p "$dir"
   for f in "$@"; do gcc $CFLAGS $(pkg-config --cflags openblas) -c "$f" -o "$dir/$(basename "$f").o"; done
   g++ $CXXFLAGS -c "$emu" -o "$dir/emu.o"
-  g++ "$dir"/*.o -fopenmp $(pkg-config --libs openblas) -lm -o "$dir/tests"
+}
+# tests NAME TEST_C: that test linked with $OUT/NAME/lib into $OUT/NAME/<test name>; prints the path
+tests() {
+  local dir=$OUT/$1 bin=$OUT/$1/$(basename "$2" .c)
+  gcc $CFLAGS $(pkg-config --cflags openblas) -c "$2" -o "$bin.o"
+  g++ "$dir"/lib/*.o "$bin.o" -fopenmp $(pkg-config --libs openblas) -lm -o "$bin"
+  echo "$bin"
 }
 
 COMMON="common/rng.c common/util.c common/log.c common/timer.c common/config.c common/atb.c"
 run_raster() {
   echo "== raster (render/cuda kernels on the emulator; about 90 s on 2 cores)"
-  build raster dev/cuda/raster_emu.cpp render/raster.c tools/scene_random.c tools/batch_random.c model/params.c \
-    model/model_config.c $COMMON tests/cuda/test_raster_cuda.c
-  "$OUT/raster/tests"
+  objs raster dev/cuda/raster_emu.cpp render/raster.c tools/scene_random.c tools/batch_random.c model/params.c \
+    model/model_config.c $COMMON
+  "$(tests raster tests/cuda/test_raster_cuda.c)"
 }
-run_model() {
-  echo "== model (model/cuda on the emulator)"
-  build model dev/cuda/model_emu.cpp model/layers.c model/avat3r.c model/params.c model/model_config.c \
-    train/loss_image.c tools/batch_random.c $COMMON tests/cuda/test_model_cuda.c
-  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$OUT/model/tests"
+# model/cuda and train/cuda/ssim_cuda.cu with their CPU oracles: built once, shared by three tests
+MODEL_BUILT=0
+model_objs() {
+  [ $MODEL_BUILT = 1 ] && return 0
+  objs model dev/cuda/model_emu.cpp model/layers.c model/avat3r.c model/params.c model/model_config.c \
+    train/loss_image.c tools/batch_random.c $COMMON
+  MODEL_BUILT=1
 }
 run_layers() {
   echo "== layers (model/cuda/layers_cuda.cu kernels on the emulator)"
-  build layers dev/cuda/model_emu.cpp model/layers.c model/avat3r.c model/params.c model/model_config.c \
-    train/loss_image.c $COMMON tests/cuda/test_layers_cuda.c
-  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$OUT/layers/tests"
+  model_objs
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$(tests model tests/cuda/test_layers_cuda.c)"
+}
+run_model() {
+  echo "== model (model/cuda on the emulator)"
+  model_objs
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$(tests model tests/cuda/test_model_cuda.c)"
 }
 run_ssim() {
   echo "== ssim (train/cuda/ssim_cuda.cu on the emulator)"
-  build ssim dev/cuda/model_emu.cpp model/layers.c model/avat3r.c model/params.c model/model_config.c \
-    train/loss_image.c $COMMON tests/cuda/test_ssim_cuda.c
-  "$OUT/ssim/tests"
+  model_objs
+  "$(tests model tests/cuda/test_ssim_cuda.c)"
 }
 case $WHAT in
   raster) run_raster ;;
