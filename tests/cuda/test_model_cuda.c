@@ -26,12 +26,6 @@
 static int pass, fail;
 static void count(int ok) { ok ? pass++ : fail++; }
 
-static float *cpu_copy(const float *x, size_t n) {
-    float *c = (float *)mallocCheck(4 * (n ? n : 1));
-    memcpy(c, x, 4 * n);
-    return c;
-}
-
 // ----------------------------------------------------------------------------------------------
 // attention: packed self-attention (q, k, v interleaved in one [B·N, 3D] buffer, as the model) and
 // cross-attention (Nk small), forward and backward
@@ -44,15 +38,15 @@ static void check_attention(int B, int Nq, int Nk, int NH, int hd, int packed, u
     const float *q = qh, *k = packed ? qh + D : kvh, *v = packed ? qh + 2 * D : kvh + D;
     float *out = (float *)mallocCheck(4 * no), *lse = (float *)mallocCheck(4 * nl), *dout = ct_rand(no, seed + 2);
     float *dq = ct_rand(nq, seed + 3), *dkv = packed ? dq : ct_rand(nkv, seed + 4); // accumulated onto
-    float *dq_in = cpu_copy(dq, nq), *dkv_in = packed ? NULL : cpu_copy(dkv, nkv);
+    // device copies first: the CPU backward then accumulates into dq / dkv in place
+    float *d_q = ct_dev(qh, nq), *d_kv = packed ? d_q : ct_dev(kvh, nkv), *d_out = ct_dev(NULL, no);
+    float *d_lse = ct_dev(NULL, nl), *d_dout = ct_dev(dout, no), *d_dq = ct_dev(dq, nq);
+    float *d_dkv = packed ? d_dq : ct_dev(dkv, nkv), *d_delta = ct_dev(NULL, nl);
     int chunk = 16, nt = 1;
     float *scratch = (float *)mallocCheck(4 * attention_scratch_size(Nk, chunk, nt));
     attention_forward(out, D, lse, q, ldq, k, ldkv, v, ldkv, B, Nq, Nk, NH, hd, scratch, chunk, nt);
     attention_backward(dq, packed ? dq + D : dkv, packed ? dq + 2 * D : dkv + D, dout, out, D, lse, q, ldq, k, ldkv, v,
                        ldkv, B, Nq, Nk, NH, hd, scratch, chunk, nt);
-    float *d_q = ct_dev(qh, nq), *d_kv = packed ? d_q : ct_dev(kvh, nkv), *d_out = ct_dev(NULL, no);
-    float *d_lse = ct_dev(NULL, nl), *d_dout = ct_dev(dout, no), *d_dq = ct_dev(dq_in, nq);
-    float *d_dkv = packed ? d_dq : ct_dev(dkv_in, nkv), *d_delta = ct_dev(NULL, nl);
     const float *dk_ = packed ? d_q + D : d_kv, *dv_ = packed ? d_q + 2 * D : d_kv + D;
     attention_forward_cuda(d_out, D, d_lse, d_q, ldq, dk_, ldkv, dv_, ldkv, B, Nq, Nk, NH, hd);
     attention_backward_cuda(d_dq, packed ? d_dq + D : d_dkv, packed ? d_dq + 2 * D : d_dkv + D, d_dout, d_out, D,
@@ -73,8 +67,8 @@ static void check_attention(int B, int Nq, int Nk, int NH, int hd, int packed, u
     float *dbufs[] = {d_q, d_out, d_lse, d_dout, d_dq, d_delta, packed ? NULL : d_kv, packed ? NULL : d_dkv};
     for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++)
         if (dbufs[i]) CK(cudaFree(dbufs[i]));
-    free(qh), free(out), free(lse), free(dout), free(dq), free(dq_in), free(scratch);
-    if (!packed) free(kvh), free(dkv), free(dkv_in);
+    free(qh), free(out), free(lse), free(dout), free(dq), free(scratch);
+    if (!packed) free(kvh), free(dkv);
 }
 
 // ----------------------------------------------------------------------------------------------
