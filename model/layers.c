@@ -10,6 +10,7 @@
 #include "layers.h"
 #include "../common/real.h"
 #include "plucker_math.h" // the per-pixel ray, shared with model/cuda/pixels_cuda.cu
+#include "gauss_math.h"   // the Gaussian activations of one pixel, shared likewise
 
 #ifdef AVAT3R_F64
 #define GEMM cblas_dgemm
@@ -358,74 +359,20 @@ void R_(pixel_shuffle_backward)(real *din, const real *dout, int BV, int h, int 
 }
 
 // ----------------------------------------------------------------------------------------------
-// Gaussian activations
-
-static inline real R_(sigmoid)(real x) { return 1 / (1 + exp(-x)); }
+// Gaussian activations: one pixel's math in gauss_math.h, shared with model/cuda/pixels_cuda.cu
 
 void R_(gaussians_forward)(real *gauss, const real *raw, const real *rgb, const real *pos, const real *conf,
                            const real *rays, const real *cam_o, const R_(GaussAct) *ga, int BV, int HW) {
 #pragma omp parallel for
-    for (size_t n = 0; n < (size_t)BV * HW; n++) {
-        const real *r = raw + n * 14;
-        real *g = gauss + n * 14;
-        if (pos) {
-            for (int c = 0; c < 3; c++) g[c] = pos[n * 3 + c] + (real)ga->pos_offset_max * tanh(r[c]);
-        } else {
-            const real *o = cam_o + (n / HW) * 3, *d = rays + n * 6 + 3;
-            real depth = (real)ga->depth_near + (real)(ga->depth_far - ga->depth_near) * R_(sigmoid)(r[0]);
-            for (int c = 0; c < 3; c++) g[c] = o[c] + d[c] * depth;
-        }
-        for (int c = 0; c < 3; c++) g[3 + c] = rgb[n * 3 + c] + r[3 + c];
-        for (int c = 0; c < 3; c++) {
-            real x = r[6 + c] + (real)ga->scale_bias;
-            real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max;
-            g[6 + c] = exp(x < lo ? lo : (x > hi ? hi : x));
-        }
-        real q[4] = {r[9] + 1, r[10], r[11], r[12]};
-        real nq = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-        real den = nq > (real)1e-12 ? nq : (real)1e-12; // as torch.nn.functional.normalize
-        for (int c = 0; c < 4; c++) g[9 + c] = q[c] / den;
-        g[13] = R_(sigmoid)(r[13]) * (conf ? conf[n] : 1);
-    }
+    for (size_t n = 0; n < (size_t)BV * HW; n++)
+        R_(gaussian_act)(gauss + n * 14, raw + n * 14, rgb + n * 3, pos ? pos + n * 3 : NULL, conf ? conf[n] : 1,
+                         pos ? NULL : cam_o + (n / HW) * 3, pos ? NULL : rays + n * 6 + 3, ga);
 }
 
 void R_(gaussians_backward)(real *draw, const real *dgauss, const real *raw, const real *pos, const real *conf,
                             const real *rays, const R_(GaussAct) *ga, int BV, int HW) {
 #pragma omp parallel for
-    for (size_t n = 0; n < (size_t)BV * HW; n++) {
-        const real *r = raw + n * 14, *dg = dgauss + n * 14;
-        real *dr = draw + n * 14;
-        if (pos) {
-            for (int c = 0; c < 3; c++) {
-                real t = tanh(r[c]);
-                dr[c] += dg[c] * (real)ga->pos_offset_max * (1 - t * t);
-            }
-        } else {
-            const real *d = rays + n * 6 + 3;
-            real s = R_(sigmoid)(r[0]);
-            real dd = dg[0] * d[0] + dg[1] * d[1] + dg[2] * d[2];
-            dr[0] += dd * (real)(ga->depth_far - ga->depth_near) * s * (1 - s);
-        }
-        for (int c = 0; c < 3; c++) dr[3 + c] += dg[3 + c];
-        for (int c = 0; c < 3; c++) {
-            real x = r[6 + c] + (real)ga->scale_bias;
-            real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max;
-            if (x >= lo && x <= hi) dr[6 + c] += dg[6 + c] * exp(x);
-        }
-        real q[4] = {r[9] + 1, r[10], r[11], r[12]};
-        real nq = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-        if (nq > (real)1e-12) {
-            // d(q/|q|) = (dg − u (u·dg)) / |q| with u = q/|q|
-            real u[4], ud = 0;
-            for (int c = 0; c < 4; c++) {
-                u[c] = q[c] / nq;
-                ud += u[c] * dg[9 + c];
-            }
-            for (int c = 0; c < 4; c++) dr[9 + c] += (dg[9 + c] - u[c] * ud) / nq;
-        } else {
-            for (int c = 0; c < 4; c++) dr[9 + c] += dg[9 + c] / (real)1e-12;
-        }
-        real s = R_(sigmoid)(r[13]);
-        dr[13] += dg[13] * (conf ? conf[n] : 1) * s * (1 - s);
-    }
+    for (size_t n = 0; n < (size_t)BV * HW; n++)
+        R_(gaussian_act_backward)(draw + n * 14, dgauss + n * 14, raw + n * 14, pos != NULL, conf ? conf[n] : 1,
+                                  pos ? NULL : rays + n * 6 + 3, ga);
 }

@@ -8,7 +8,9 @@
 #define real float
 #define R_(name) name
 #define PLUCKER_FN __host__ __device__ static inline
+#define GAUSS_FN __host__ __device__ static inline
 #include "../plucker_math.h"
+#include "../gauss_math.h"
 #undef R_
 #undef real
 
@@ -93,71 +95,22 @@ __global__ void pixel_shuffle_backward_kernel(float *din, const float *dout, int
     din[e] += dout[((bv * 2 * h + 2 * y + i) * 2 * w + 2 * x + j) * C + c];
 }
 
-__device__ float sigmoidf_(float x) { return 1 / (1 + expf(-x)); }
-
+// one thread per pixel: gauss_math.h, the CPU's code
 __global__ void gaussians_forward_kernel(float *gauss, const float *raw, const float *rgb, const float *pos,
                                          const float *conf, const float *rays, const float *cam_o, GaussAct ga, int HW,
                                          size_t n_pix) {
     size_t n = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (n >= n_pix) return;
-    const float *r = raw + n * 14;
-    float *g = gauss + n * 14;
-    if (pos) {
-        for (int c = 0; c < 3; c++) g[c] = pos[n * 3 + c] + (float)ga.pos_offset_max * tanhf(r[c]);
-    } else {
-        const float *o = cam_o + (n / HW) * 3, *d = rays + n * 6 + 3;
-        float depth = (float)ga.depth_near + (float)(ga.depth_far - ga.depth_near) * sigmoidf_(r[0]);
-        for (int c = 0; c < 3; c++) g[c] = o[c] + d[c] * depth;
-    }
-    for (int c = 0; c < 3; c++) g[3 + c] = rgb[n * 3 + c] + r[3 + c];
-    float lo = (float)ga.log_scale_min, hi = (float)ga.log_scale_max;
-    for (int c = 0; c < 3; c++) {
-        float x = r[6 + c] + (float)ga.scale_bias;
-        g[6 + c] = expf(x < lo ? lo : (x > hi ? hi : x));
-    }
-    float q[4] = {r[9] + 1, r[10], r[11], r[12]};
-    float nq = sqrtf(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-    float den = nq > 1e-12f ? nq : 1e-12f; // as torch.nn.functional.normalize
-    for (int c = 0; c < 4; c++) g[9 + c] = q[c] / den;
-    g[13] = sigmoidf_(r[13]) * (conf ? conf[n] : 1);
+    gaussian_act(gauss + n * 14, raw + n * 14, rgb + n * 3, pos ? pos + n * 3 : NULL, conf ? conf[n] : 1,
+                 pos ? NULL : cam_o + (n / HW) * 3, pos ? NULL : rays + n * 6 + 3, &ga);
 }
 
 __global__ void gaussians_backward_kernel(float *draw, const float *dgauss, const float *raw, const float *pos,
                                           const float *conf, const float *rays, GaussAct ga, size_t n_pix) {
     size_t n = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (n >= n_pix) return;
-    const float *r = raw + n * 14, *dg = dgauss + n * 14;
-    float *dr = draw + n * 14;
-    if (pos) {
-        for (int c = 0; c < 3; c++) {
-            float t = tanhf(r[c]);
-            dr[c] += dg[c] * (float)ga.pos_offset_max * (1 - t * t);
-        }
-    } else {
-        const float *d = rays + n * 6 + 3;
-        float s = sigmoidf_(r[0]), dd = dg[0] * d[0] + dg[1] * d[1] + dg[2] * d[2];
-        dr[0] += dd * (float)(ga.depth_far - ga.depth_near) * s * (1 - s);
-    }
-    for (int c = 0; c < 3; c++) dr[3 + c] += dg[3 + c];
-    float lo = (float)ga.log_scale_min, hi = (float)ga.log_scale_max;
-    for (int c = 0; c < 3; c++) {
-        float x = r[6 + c] + (float)ga.scale_bias;
-        if (x >= lo && x <= hi) dr[6 + c] += dg[6 + c] * expf(x);
-    }
-    float q[4] = {r[9] + 1, r[10], r[11], r[12]};
-    float nq = sqrtf(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-    if (nq > 1e-12f) { // d(q/|q|) = (dg − u (u·dg)) / |q|, u = q/|q|
-        float u[4], ud = 0;
-        for (int c = 0; c < 4; c++) {
-            u[c] = q[c] / nq;
-            ud += u[c] * dg[9 + c];
-        }
-        for (int c = 0; c < 4; c++) dr[9 + c] += (dg[9 + c] - u[c] * ud) / nq;
-    } else {
-        for (int c = 0; c < 4; c++) dr[9 + c] += dg[9 + c] / 1e-12f;
-    }
-    float s = sigmoidf_(r[13]);
-    dr[13] += dg[13] * (conf ? conf[n] : 1) * s * (1 - s);
+    gaussian_act_backward(draw + n * 14, dgauss + n * 14, raw + n * 14, pos != NULL, conf ? conf[n] : 1,
+                          pos ? NULL : rays + n * 6 + 3, &ga);
 }
 
 extern "C" void plucker_forward_cuda(float *out, float *cam_o, const float *w2c, const float *K, int BV, int H, int W) {
