@@ -48,6 +48,12 @@ static inline int mc_up_stages(const ModelConfig *c) {
 }
 static inline int mc_up_channels(const ModelConfig *c, int k) { return c->width >> k; } // C_k
 #define GAUSS_DIM 14 // pos 3, rgb 3, scale 3, rot 4, opacity 1
+// where each attribute starts in a Gaussian's GAUSS_DIM floats
+#define GAUSS_OFF_POS 0
+#define GAUSS_OFF_RGB 3
+#define GAUSS_OFF_SCALE 6
+#define GAUSS_OFF_ROT 9
+#define GAUSS_OFF_OPAC 13
 
 // Upsampler stage k (docs/model.md step 9): input positions BV·(Hp·2^k)·(Wp·2^k) with C_k channels; its
 // matmul writes that many rows × 4·C_{k+1}, which the shuffle turns into 4× the positions × C_{k+1}.

@@ -5,10 +5,11 @@
 
 #include "cli.h"
 #include "loop.h"
+#include "step_device.h"
 
 static const char *USAGE =
     "--config FILE --data SHARDS... --out RUN [--steps N] [--resume] [--set key=value ...]\n"
-    "       [--world N --rank R [--local-rank L] [--master HOST:PORT]] [--device cpu]\n"
+    "       [--world N --rank R [--local-rank L] [--master HOST:PORT]] [--device cpu|cuda]\n"
     "  Trains on HDF5 shards (files or folders of *.h5; `avat3r pack` writes them) and writes the run folder:\n"
     "  config.cfg, log.jsonl (one JSON object per step and per validation), ckpt_<step>.ckpt (the newest\n"
     "  ckpt_keep kept), val_<step>.png (inputs | prediction | ground truth on held-out samples), final.ckpt.\n"
@@ -17,7 +18,8 @@ static const char *USAGE =
     "  Several processes (data parallel, docs/distributed.md): ranks from --world/--rank/--local-rank/--master,\n"
     "  or from `avat3r launch --procs N -- train ...`, mpirun (OMPI_COMM_WORLD_*) or srun (SLURM_PROCID, ...);\n"
     "  rank 0 listens on the master port (default 29500; MASTER_ADDR/MASTER_PORT also work).\n"
-    "  --device cpu is the only device so far (cuda: issue #7).\n"
+    "  --device cuda runs the step on one GPU in fp32 (builds with CUDA; one process only so far);\n"
+    "  checkpoints are the CPU's, so either device resumes the other's run.\n"
     "  Keys: docs/training.md, or `avat3r train --keys`.";
 
 int cmd_train(int argc, char **argv) {
@@ -46,14 +48,10 @@ int cmd_train(int argc, char **argv) {
             if (cli_parse_int("train", a, argv[++i], 0, DIST_MAX_WORLD - 1, &o.dist.local_rank)) return 2;
         } else if (!strcmp(a, "--master") && has) o.dist.master = argv[++i];
         else if (!strcmp(a, "--device") && has) {
-            const char *dev = argv[++i];
-            if (!strcmp(dev, "cuda")) {
-                fprintf(stderr, "avat3r train --device cuda: not built yet: the CUDA training path is issue #7; use "
-                        "--device cpu\n");
-                return 2;
-            }
-            if (strcmp(dev, "cpu")) {
-                fprintf(stderr, "avat3r train --device '%s': expected cpu (or, later, cuda)\n", dev);
+            o.device = argv[++i];
+            char err[256];
+            if (step_device_check(o.device, err, sizeof err)) {
+                fprintf(stderr, "avat3r train %s\n", err);
                 return 2;
             }
         }

@@ -5,8 +5,10 @@
 # unpacked into a private folder, never into /. The rasterizer needs no .deb (its oracle is
 # render/raster.c with gcc's own OpenMP), nor does the optimizer and loss test (train/optim.c,
 # train/loss_image.c).
-# usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|bench|lab]
-#   all     layers + raster + train + model + ssim (default)
+# The training step also needs zlib's header (model/checkpoint.c): add zlib1g-dev to the download; the
+# library itself is the machine's own libz.so.1.
+# usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|step|bench|lab]
+#   all     layers + raster + train + model + ssim + step (default)
 #   layers  model/cuda kernels vs model/layers.c, compute-sanitizer memcheck + racecheck
 #   raster  render/cuda rasterizer vs render/raster.c, compute-sanitizer memcheck + racecheck + initcheck
 #   train   train/cuda AdamW, gradient norm, L1 forward/backward vs train/optim.c and train/loss_image.c,
@@ -15,6 +17,9 @@
 #           backward) vs model/layers.c and model/avat3r.c, then at configs/tiny.cfg; compute-sanitizer
 #           memcheck + racecheck (OpenBLAS from .debs, as layers)
 #   ssim    train/cuda/ssim_cuda.cu vs train/loss_image.c, bit-identical expected; memcheck + racecheck
+#   step    train/cuda/step_cuda.cu, the whole training step (network, rasterizer, L1 + SSIM, AdamW) vs
+#           train/step.c: first step, then a 20-step loss curve; small config and configs/tiny.cfg;
+#           compute-sanitizer memcheck (OpenBLAS and zlib1g-dev from .debs)
 #   bench   rasterizer at the paper's scale (1 M Gaussians -> 8 views of 512²): CPU check + forward and
 #           backward ms
 #   lab     dev/cuda/raster_forward.cu, versions 1 and 2
@@ -163,6 +168,36 @@ ssim() {
   return $st
 }
 
+# the training step: the CPU step and everything under it with gcc (train/step.c pulls in LPIPS, so
+# OpenBLAS), every CUDA source of the step with nvcc (--fmad=false where meson uses it), cuBLAS
+PT=$OUT/step
+step() {
+  openblas
+  mkdir -p "$PT"
+  local I="-I. -Icommon -Imodel -Irender -Itrain -Itools"
+  for f in model/layers.c model/avat3r.c model/params.c model/model_config.c model/checkpoint.c render/raster.c \
+           train/loss_image.c train/lpips.c train/lpips_weights.c train/optim.c train/train_config.c train/step.c \
+           tools/batch_random.c common/config.c common/atb.c common/rng.c common/util.c common/log.c common/timer.c \
+           tests/cuda/test_step_cuda.c; do
+    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno $I -I"$INC" -I"$OUT/debroot/usr/include" \
+        -I"$CUDA/include" -c "$f" -o "$PT/$(echo "$f" | tr / _).o"
+  done
+  for f in model/cuda/layers_cuda model/cuda/attention_cuda model/cuda/matmul_cuda model/cuda/pixels_cuda \
+           model/cuda/avat3r_cuda train/cuda/step_cuda; do
+    "$NVCC" -O3 $GENCODE $I -c $f.cu -o "$PT/$(echo "$f" | tr / _).o"
+  done
+  for f in render/cuda/raster_cuda train/cuda/optim_cuda train/cuda/loss_cuda train/cuda/ssim_cuda; do
+    "$NVCC" -O3 --fmad=false $GENCODE $I -c $f.cu -o "$PT/$(echo "$f" | tr / _).o"
+  done
+  "$NVCC" $GENCODE "$PT"/*.o -L"$BLASDIR" -lopenblas -l:libz.so.1 -lcublas -lgomp -lm -o "$PT/avat3r_cuda_step_tests"
+  local st=0
+  export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  "$PT/avat3r_cuda_step_tests" || st=1
+  "$PT/avat3r_cuda_step_tests" configs/tiny.cfg || st=1
+  sanitize "$PT/avat3r_cuda_step_tests" "$PT" memcheck || st=1
+  return $st
+}
+
 bench() {
   raster_build
   "$RT/avat3r_cuda_raster_tests" --bench "${BENCH_REPS:-10}"
@@ -175,13 +210,14 @@ lab() {
 }
 
 case "$WHAT" in
-  all) layers; raster; train; model; ssim ;;
+  all) layers; raster; train; model; ssim; step ;;
   layers) layers ;;
   raster) raster ;;
   train) train ;;
   model) model ;;
   ssim) ssim ;;
+  step) step ;;
   bench) bench ;;
   lab) lab ;;
-  *) echo "usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|bench|lab]" >&2; exit 2 ;;
+  *) echo "usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|step|bench|lab]" >&2; exit 2 ;;
 esac

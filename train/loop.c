@@ -22,6 +22,7 @@
 #include "group_stats.h"
 #include "params.h"
 #include "step.h"
+#include "step_device.h"
 #include "png_write.h"
 
 #define MAX_SHARDS 65536
@@ -361,7 +362,8 @@ typedef struct {
 
 // Renders every validation batch (the model, or the trivial baseline) into the grid; returns the mean
 // per-image PSNR and fills l1/ssim means.
-static double val_pass(Trainer *t, ValSet *vs, Grid *grid, int baseline, double *l1, double *ssim) {
+static double val_pass(StepDevice *sd, ValSet *vs, Grid *grid, int baseline, double *l1, double *ssim) {
+    Trainer *t = sd->t;
     const int B = vs->B, V = vs->V, Vt = vs->Vt;
     const size_t HW3 = (size_t)vs->H * vs->W * 3;
     int n_img = 0, row = 0;
@@ -369,7 +371,7 @@ static double val_pass(Trainer *t, ValSet *vs, Grid *grid, int baseline, double 
     for (int i = 0; i < vs->n; i++) {
         TrainBatch tb = vs_batch(vs, i, &t->mc);
         if (baseline) trainer_render_baseline(t, &tb);
-        else trainer_render(t, &tb);
+        else step_device_render(sd, &tb);
         for (int k = 0; k < B * Vt; k++) psnr += psnr_capped(mse(t->r.image + k * HW3, tb.tgt_rgb + k * HW3, HW3));
         sl1 += l1_forward(t->r.image, tb.tgt_rgb, B * Vt * HW3) * B * Vt;
         sssim += ssim_forward(&t->ssim, t->r.image, tb.tgt_rgb, NULL) * B * Vt;
@@ -393,7 +395,8 @@ static double val_pass(Trainer *t, ValSet *vs, Grid *grid, int baseline, double 
 // changed, 0.5 + 4·(row 2 − the same camera with the first frame's code). Returns the mean PSNR of row 2
 // against row 1, and in *fixed the same with the first frame's code everywhere: the gap measures how much
 // of the expression the model takes from the code.
-static double expr_sweep(Trainer *t, ValSet *vs, Grid *g, const char *path, double *fixed) {
+static double expr_sweep(StepDevice *sd, ValSet *vs, Grid *g, const char *path, double *fixed) {
+    Trainer *t = sd->t;
     const int B = vs->B, E = vs->E, Vt = vs->Vt;
     const size_t HW3 = (size_t)vs->H * vs->W * 3;
     TrainBatch tb = vs_batch(vs, 0, &t->mc);
@@ -410,7 +413,7 @@ static double expr_sweep(Trainer *t, ValSet *vs, Grid *g, const char *path, doub
         for (int pass = 0; pass < 2; pass++) { // 0: the first frame's code, 1: this frame's
             const float *code = vs->sweep_expr + (size_t)(pass ? k : 0) * E;
             for (int b = 0; b < B; b++) memcpy(vs->expr_swap + (size_t)b * E, code, sizeof(float) * E);
-            trainer_render(t, &sw);
+            step_device_render(sd, &sw);
             double p = psnr_capped(mse(t->r.image, vs->sweep_gt + k * HW3, HW3));
             if (pass) p_code += p;
             else p_fixed += p, memcpy(vs->sweep_fixed, t->r.image, sizeof(float) * HW3);
@@ -425,23 +428,23 @@ static double expr_sweep(Trainer *t, ValSet *vs, Grid *g, const char *path, doub
 }
 
 // The baseline once per run (val_baseline.png beside the run's grids), then the model.
-static ValResult validate(Trainer *t, ValSet *vs, Grid *grid, Grid *sweep, const char *dir, long step,
+static ValResult validate(StepDevice *sd, ValSet *vs, Grid *grid, Grid *sweep, const char *dir, long step,
                           double *baseline) {
     char png[4200];
     if (isnan(*baseline)) {
-        *baseline = val_pass(t, vs, grid, 1, NULL, NULL);
+        *baseline = val_pass(sd, vs, grid, 1, NULL, NULL);
         snprintf(png, sizeof png, "%s/val_baseline.png", dir);
         grid_write(grid, png);
     }
     ValResult r;
-    r.psnr = val_pass(t, vs, grid, 0, &r.l1, &r.ssim);
+    r.psnr = val_pass(sd, vs, grid, 0, &r.l1, &r.ssim);
     r.psnr_baseline = *baseline;
     snprintf(png, sizeof png, "%s/val_%08ld.png", dir, step);
     grid_write(grid, png);
     r.psnr_expr = r.psnr_expr_fixed = NAN;
     if (sweep->cols > 1) {
         snprintf(png, sizeof png, "%s/expr_%08ld.png", dir, step);
-        r.psnr_expr = expr_sweep(t, vs, sweep, png, &r.psnr_expr_fixed);
+        r.psnr_expr = expr_sweep(sd, vs, sweep, png, &r.psnr_expr_fixed);
     }
     return r;
 }
@@ -713,6 +716,11 @@ int train_run(const TrainRunOptions *o) {
     if (tc->threads > 0) omp_set_num_threads(tc->threads);
     if (mc->views_target > 64 || tc->micro_batch > 64) // the loader's Batch holds ≤ 64 samples
         START_FAIL("micro_batch %d: at most 64", tc->micro_batch);
+    const char *device = o->device ? o->device : "cpu"; // where the step runs (train/step_device.h)
+    if (step_device_check(device, err, sizeof err)) START_FAIL("%s", err);
+    if (multi && strcmp(device, "cpu"))
+        START_FAIL("--device %s with %d ranks: data-parallel GPU training (NCCL) is issue #8; one process per run "
+                   "on a GPU so far", device, d.world);
 
     // the effective config, for people and for `--config RUN/config.cfg`
     char path[4200];
@@ -776,6 +784,9 @@ int train_run(const TrainRunOptions *o) {
     } else {
         avat3r_init_params(&t.m, (uint64_t)tc->seed);
     }
+    // the CPU trainer above runs the step, or holds the host copies of a GPU trainer that starts from its state
+    StepDevice sd;
+    if (step_device_open(&sd, &t, device, err, sizeof err)) FATAL("%s", err); // checked above: cannot fail here
     LOG_I("model: %zu parameters; %d shards (%d held out); micro-batch %d x %d accumulated; %d threads; "
           "validation on %d samples of %s", t.m.n_params, n_shards, n_held, tc->micro_batch, tc->grad_accum,
           omp_get_max_threads(), vs.n * vs.B, vs.from);
@@ -862,7 +873,7 @@ int train_run(const TrainRunOptions *o) {
           tc->lr_schedule, tc->warmup_steps, o->out);
     while (step < tc->steps) {
         double t0 = time_now_s(), t_data = 0;
-        trainer_zero_grad(&t);
+        step_device_zero_grad(&sd);
         LossTerms acc = {0, 0, 0, 0};
         int with_lp = have_lpips && step >= lp_start;
         double drawn = 0, dskipped = 0; // samples drawn and skipped for damaged data in this step (this rank)
@@ -890,13 +901,13 @@ int train_run(const TrainRunOptions *o) {
             }
             TrainBatch tb = loader_batch(b, mc);
             t.fault_inf_act = inf_act_from > 0 && step + 1 >= inf_act_from;
-            LossTerms l = trainer_micro_step(&t, &tb, 1.0 / tc->grad_accum, with_lp);
+            LossTerms l = step_device_micro_step(&sd, &tb, 1.0 / tc->grad_accum, with_lp);
             nonfinite_gauss += t.n_nonfinite_gauss;
             acc.loss += l.loss / tc->grad_accum, acc.l1 += l.l1 / tc->grad_accum, acc.ssim += l.ssim / tc->grad_accum;
             acc.lpips += with_lp ? l.lpips / tc->grad_accum : 0;
         }
         if (!with_lp) acc.lpips = NAN;
-        if (nan_from > 0 && step + 1 >= nan_from) t.m.grads[0] = NAN;
+        if (nan_from > 0 && step + 1 >= nan_from) step_device_poison_grad(&sd);
         // several ranks: the mean gradient (the same bits on every rank, so the updates stay identical), the
         // mean loss terms, and whether any rank was asked to stop (so that all stop after the same step)
         int stop_all = 0;
@@ -926,7 +937,7 @@ int train_run(const TrainRunOptions *o) {
         else if (tc->loss_spike > 0 && rc.st.loss_n >= 20 && acc.loss > tc->loss_spike * rc.st.loss_mean)
             why = "loss spike";
         if (!why) {
-            norm = trainer_update(&t, step, &lr);
+            norm = step_device_update(&sd, step, &lr);
             if (!isfinite(norm)) why = "non-finite gradient";
         }
         const int bad = why != NULL;
@@ -958,7 +969,10 @@ int train_run(const TrainRunOptions *o) {
             if (multi) json_num(logf, "comm_s", t_comm);
             json_num(logf, "samples_per_s", samples_per_step / dt);
             fprintf(logf, ",\"skipped\":%d,\"data_skipped\":%.0f", bad, dskipped);
-            if (!bad && step % tc->log_every == 0) log_groups(logf, &t, tc, step);
+            if (!bad && step % tc->log_every == 0) {
+                step_device_pull(&sd, 1);
+                log_groups(logf, &t, tc, step);
+            }
             fprintf(logf, "}\n");
             LOG_FLUSH_OR_STOP();
         }
@@ -993,13 +1007,14 @@ int train_run(const TrainRunOptions *o) {
         if (step == term_at) raise(SIGTERM);
         if (step == hang_at) raise(SIGSTOP); // test hook: a hung rank
         if (step % tc->ckpt_every == 0 || step == tc->steps) {
+            step_device_pull(&sd, 0);
             if (lead) save_checkpoint(o->out, &rc, &t, step);
             saved_at = step;
             // nobody runs ahead of a checkpoint: when this returns, the file is complete
             RANKS_OR_STOP(multi && dist_barrier(&d, "the barrier after a checkpoint"));
         }
         if (lead && vs.n && ((tc->val_every && step % tc->val_every == 0) || step == tc->steps)) {
-            ValResult vr = validate(&t, &vs, &grid, &sweep, o->out, step, &baseline);
+            ValResult vr = validate(&sd, &vs, &grid, &sweep, o->out, step, &baseline);
             if (vr.psnr > rc.st.best_psnr) rc.st.best_psnr = vr.psnr;
             fprintf(logf, "{\"kind\":\"val\",\"step\":%ld", step);
             json_num(logf, "psnr", vr.psnr), json_num(logf, "psnr_baseline", vr.psnr_baseline);
@@ -1016,6 +1031,7 @@ int train_run(const TrainRunOptions *o) {
         }
         if (multi ? stop_all : g_stop_signal != 0) {
             if (saved_at != step) {
+                step_device_pull(&sd, 0);
                 if (lead) save_checkpoint(o->out, &rc, &t, step);
                 RANKS_OR_STOP(multi && dist_barrier(&d, "the barrier after the stop checkpoint"));
             }
@@ -1026,6 +1042,7 @@ int train_run(const TrainRunOptions *o) {
         }
     }
     snprintf(path, sizeof path, "%s/final.ckpt", o->out);
+    step_device_pull(&sd, 0);
     if (lead) checkpoint_save(path, mc, t.m.params, t.m.n_params);
     if (multi) { // the final barrier, and the proof that the ranks never diverged
         RankFacts f = rank_facts(&rc, &t, &L);
@@ -1047,6 +1064,7 @@ int train_run(const TrainRunOptions *o) {
 done:
     if (logf) fclose(logf);
     loader_close(&L);
+    step_device_close(&sd);
     trainer_free(&t);
     if (have_lpips) lpips_weights_free(&lw);
     valset_free(&vs);

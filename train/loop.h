@@ -19,6 +19,7 @@ typedef struct {
     long steps;                     // > 0: overrides the config's `steps`
     int resume;                     // continue from the newest complete checkpoint in `out`
     DistFlags dist;                 // ranks from flags; world 0 = from the environment (docs/distributed.md)
+    const char *device;             // "cpu" (NULL) or "cuda" (train/step_device.h)
 } TrainRunOptions;
 
 // Runs to the end, to a signal, or to a fatal condition. Returns the process exit status:

@@ -12,12 +12,6 @@
 #include "layers.h"
 #include "optim.h"
 
-#define GAUSS_OFF_POS 0
-#define GAUSS_OFF_RGB 3
-#define GAUSS_OFF_SCALE 6
-#define GAUSS_OFF_ROT 9
-#define GAUSS_OFF_OPAC 13
-
 void trainer_build(Trainer *t, const ModelConfig *mc, const TrainConfig *tc, const LpipsWeights *lw) {
     memset(t, 0, sizeof *t);
     t->mc = *mc;

@@ -61,7 +61,7 @@ static EmuDim threadIdx, blockIdx, blockDim, gridDim;
 #define __host__
 #define BLOCK_EMU_WORDS (64 * 1024) // 256 KB: more than any kernel of ours asks for (the rasterizer's
                                     // backward at K = 64 needs 256·72 words)
-float smem[BLOCK_EMU_WORDS]; // dynamic shared memory of the one block that runs at a time
+alignas(16) float smem[BLOCK_EMU_WORDS]; // dynamic shared memory of the one block that runs at a time
 
 // x86-64 System V context switch: save the callee-saved registers on the current stack, store its
 // pointer in *from, continue on the stack `to` (whose top holds the same layout)

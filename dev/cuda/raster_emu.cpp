@@ -1,15 +1,16 @@
 // raster_emu.cpp — runs the CUDA rasterizer's kernels (render/cuda/raster_kernels.cuh) on the CPU emulator
-// of dev/cuda/emu.h, linked with the unchanged tests/cuda/test_raster_cuda.c in place of the CUDA runtime
-// and of raster_cuda.cu, whose host code is mirrored below by hand (same stages, CUB replaced by a host
+// of dev/cuda/emu.h (included by cuda_emu.cpp), in place of raster_cuda.cu, whose host code is mirrored
+// below by hand (same stages, CUB replaced by a host
 // prefix sum and std::stable_sort; raster_cuda.cu launches with <<<>>>, which g++ cannot parse).
 // Besides what emu.h leaves out, this does NOT check that host code itself. With glibc's expf on both
 // sides the forward is expected to be bit-identical to render/raster.c.
 //
-// Build and run: bash tools/cuda_emu.sh raster
+// Build and run: bash tools/cuda_emu.sh raster   (or step: the training step renders through it)
 #include "emu.h"
 
 #include <limits.h>
 
+#include "../../model/cuda/launch.h" // blocks_for
 #include "../../render/cuda/raster_cuda.h"
 #include "../../render/cuda/raster_kernels.cuh"
 
@@ -17,7 +18,6 @@
 // ----------------------------------------------------------------------------------------------
 // raster_cuda.h on the emulator: a mirror of raster_cuda.cu's host code
 
-static unsigned blocks_for(long long n, int bs) { return (unsigned)((n + bs - 1) / bs); }
 static void *dmalloc(size_t bytes) {
     void *p;
     cudaMalloc(&p, bytes);

@@ -2,7 +2,7 @@
 // element is train/loss_math.h, the CPU's own code, compiled here with real = float.
 #include <math.h>
 
-#include "../../model/cuda/cuda_check.h"
+#include "../../model/cuda/launch.h"
 #include "loss_cuda.h"
 
 #define real float
@@ -32,6 +32,5 @@ extern "C" void l1_backward_cuda(float *dpred, const float *pred, const float *g
     const int bs = 256;
     size_t nb = (n + bs - 1) / bs;
     if (nb > 8192) nb = 8192;
-    l1_backward_kernel<<<(unsigned)nb, bs>>>(dpred, pred, gt, n, k);
-    cudaCheck(cudaGetLastError());
+    KLAUNCH(l1_backward_kernel, nb, bs, 0, dpred, pred, gt, n, k);
 }

@@ -1,7 +1,7 @@
 // optim_cuda.cu — AdamW (one grid-stride kernel over the whole parameter buffer) and the sum of squared
 // gradients (reduce_cuda.h). The per-element update is train/optim_math.h, the CPU's own code; compile
 // with --fmad=false (train/cuda/meson.build) so that nvcc does not contract it into FMAs.
-#include "../../model/cuda/cuda_check.h"
+#include "../../model/cuda/launch.h"
 #include "optim_cuda.h"
 #include "../optim_math.h"
 
@@ -43,8 +43,7 @@ extern "C" void adamw_update_cuda(float *params, const float *grads, float *m, f
     const int bs = 256;
     size_t nb = (n + bs - 1) / bs;
     if (nb > 8192) nb = 8192; // grid-stride beyond that; the result does not depend on the grid
-    adamw_kernel<<<(unsigned)nb, bs>>>(params, grads, m, v, n, tab, c);
-    cudaCheck(cudaGetLastError());
+    KLAUNCH(adamw_kernel, nb, bs, 0, params, grads, m, v, n, tab, c);
 }
 
 // one term of grad_global_norm's sum: (double)g · g, exact in double (24 + 24 significant bits)

@@ -17,10 +17,10 @@
 
 #define TRAIN_CUDA_PARTIALS 1024 // doubles of device scratch one reduction needs (the most pass-1 blocks)
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(AVAT3R_EMU)
 #include <stddef.h>
 
-#include "../../model/cuda/cuda_check.h"
+#include "../../model/cuda/launch.h"
 
 #define REDUCE_THREADS 256
 
@@ -38,7 +38,8 @@ __device__ static inline double block_sum(double *s, double acc) {
 
 // pass 1: Term is a functor with `__device__ double operator()(size_t i) const`
 template <class Term> __global__ void reduce_partial_kernel(double *partial, size_t n, Term term) {
-    __shared__ double s[REDUCE_THREADS];
+    extern __shared__ float smem[]; // REDUCE_THREADS doubles (launch.h: dynamic shared memory only)
+    double *s = (double *)smem;
     const size_t stride = (size_t)gridDim.x * REDUCE_THREADS;
     double acc = 0;
     for (size_t i = (size_t)blockIdx.x * REDUCE_THREADS + threadIdx.x; i < n; i += stride) acc += term(i);
@@ -48,7 +49,8 @@ template <class Term> __global__ void reduce_partial_kernel(double *partial, siz
 
 // pass 2: one block
 __global__ static void reduce_final_kernel(double *out, const double *partial, int nb, double divisor) {
-    __shared__ double s[REDUCE_THREADS];
+    extern __shared__ float smem[]; // REDUCE_THREADS doubles
+    double *s = (double *)smem;
     double acc = 0;
     for (int b = threadIdx.x; b < nb; b += REDUCE_THREADS) acc += partial[b];
     double sum = block_sum(s, acc);
@@ -61,10 +63,9 @@ template <class Term> static void reduce_sum_cuda(double *d_out, size_t n, Term 
     size_t nb = (n + REDUCE_THREADS - 1) / REDUCE_THREADS;
     if (nb > TRAIN_CUDA_PARTIALS) nb = TRAIN_CUDA_PARTIALS;
     if (nb == 0) nb = 1; // n = 0: one block writes partial[0] = 0
-    reduce_partial_kernel<Term><<<(unsigned)nb, REDUCE_THREADS>>>(d_partial, n, term);
-    cudaCheck(cudaGetLastError());
-    reduce_final_kernel<<<1, REDUCE_THREADS>>>(d_out, d_partial, (int)nb, divisor);
-    cudaCheck(cudaGetLastError());
+    const size_t smem_bytes = REDUCE_THREADS * sizeof(double);
+    KLAUNCH(reduce_partial_kernel<Term>, nb, REDUCE_THREADS, smem_bytes, d_partial, n, term);
+    KLAUNCH(reduce_final_kernel, 1, REDUCE_THREADS, smem_bytes, d_out, d_partial, (int)nb, divisor);
 }
 #endif
 

@@ -1,0 +1,214 @@
+// test_step_cuda.c — the GPU training step (train/cuda/step_cuda.cu) against the CPU training step
+// (train/step.c) it mirrors: the same model, the same batches, the same optimizer run on both.
+//   avat3r_cuda_step_tests [CONFIG.cfg]   (a config file replaces the small default config)
+//
+// What is checked, and why these tolerances:
+//   1. state round trip (set_state / get_state): bit-identical.
+//   2. the first micro-step, from identical parameters: the Gaussians, the rendered images and the loss
+//      terms (L1, SSIM, LPIPS with random VGG weights) within TOL_MODEL of the CPU (the network is within TOL_MODEL, tests/cuda/test_model_cuda.c; the renderer
+//      and the losses are float code of the same math), the gradients within TOL_MODEL of the largest.
+//   3. a 20-step run (2 micro-batches of different samples per step, so gradient accumulation and the
+//      1/grad_accum scale are in it; warm-up, clipping and weight decay on; LPIPS off for the first half and
+//      on from step LPIPS_FROM, as lpips_start switches it on in a run): every step's loss within
+//      TOL_CURVE relatively. Parameters drift apart as float summation orders differ and AdamW normalises
+//      each coordinate's tiny gradient differences to O(lr) steps, so the curve is the oracle here, as in
+//      llm.c's test_gpt2.cu. TOL_CURVE = 1e-3 is ten times TOL_MODEL for twenty steps of drift; the run
+//      must lower the loss by more than ten times TOL_CURVE (checked too, so the comparison cannot pass on
+//      a stalled run).
+//   4. a NaN in the input: the micro-step reports a NaN loss and non-finite Gaussians, the update
+//      reports a non-finite norm and leaves every parameter and moment bit-identical (as on the CPU).
+// Without a GPU it says so and exits 0.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../model/cuda/avat3r_cuda.h"
+#include "../../model/cuda/layers_cuda.h" // cuda_device_count
+#include "../../tools/batch_random.h"
+#include "../../train/cuda/step_cuda.h"
+#include "../../train/step.h"
+#include "cuda_test.h"
+
+#define TOL_MODEL 1e-4
+#define TOL_CURVE 1e-3
+#define STEPS 20
+#define LPIPS_FROM 10
+
+static int pass, fail;
+static void check(int ok, const char *what, double got, double want, double tol) {
+    printf("%s %s: gpu %.9g cpu %.9g (rel %.2e, tol %.0e)\n", ok ? "PASS" : "FAIL", what, got, want,
+           fabs(got - want) / (fabs(want) + 1e-30), tol);
+    ok ? pass++ : fail++;
+}
+static int close_rel(double a, double b, double tol) { return fabs(a - b) <= tol * fabs(b); }
+
+static ModelConfig small_config(void) {
+    ModelConfig c;
+    CfgTable t = model_config_table(&c);
+    char err[256];
+    if (cfg_defaults(&t, 1, err, sizeof err)) FATAL("%s", err);
+    c.views_in = 2, c.views_target = 2, c.img_h = 16, c.img_w = 24, c.patch = 4, c.width = 32, c.heads = 2;
+    c.layers = 2, c.mlp_ratio = 2, c.expr_dim = 6, c.expr_tokens = 3, c.expr_hidden = 5, c.sapiens_ch = 3;
+    c.sapiens_h = 3, c.sapiens_w = 5, c.use_sapiens = 1, c.use_dust3r = 1;
+    return c;
+}
+
+// two micro-batches of different samples (inputs and targets)
+typedef struct {
+    RandomBatch rb;
+    float *tw, *tk, *trgb;
+    TrainBatch tb;
+} Micro;
+static void micro_make(Micro *m, const ModelConfig *c, int B, uint64_t seed) {
+    random_batch_make(&m->rb, c, B, seed);
+    random_targets_make(c, B, seed + 100, &m->tw, &m->tk, &m->trgb);
+    m->tb = (TrainBatch){random_batch_f32(&m->rb), m->trgb, m->tw, m->tk};
+}
+static void micro_free(Micro *m) {
+    random_batch_free(&m->rb);
+    free(m->tw), free(m->tk), free(m->trgb);
+}
+
+int main(int argc, char **argv) {
+    if (cuda_device_count() == 0) {
+        printf("no CUDA device: the CUDA training-step tests are skipped (run them on a GPU machine, see "
+               "docs/gpu-verification.md)\n");
+        return 0;
+    }
+    ModelConfig c = small_config();
+    if (argc > 1) {
+        char err[512];
+        if (model_config_load(&c, argv[1], err, sizeof err)) FATAL("%s", err);
+    }
+    TrainConfig tc;
+    {
+        CfgTable t = train_config_table(&tc);
+        char err[512];
+        if (cfg_defaults(&t, 1, err, sizeof err)) FATAL("%s", err);
+    }
+    const int B = 2;
+    tc.micro_batch = B, tc.grad_accum = 2, tc.w_lpips = 0, tc.steps = STEPS, tc.warmup_steps = 3;
+    tc.lr = 1e-2, tc.grad_clip = 0.5, tc.weight_decay = 0.05, tc.w_lpips = 0.5;
+    LpipsWeights lw;
+    lpips_weights_random(&lw, LPIPS_VGG, 17);
+    printf("-- training step: views %d -> %d of %dx%d, width %d, layers %d, B %d x %d micro-batches, %d steps\n",
+           c.views_in, c.views_target, c.img_w, c.img_h, c.width, c.layers, B, tc.grad_accum, STEPS);
+    Trainer cpu;
+    TrainerCuda gpu;
+    trainer_build(&cpu, &c, &tc, &lw);
+    trainer_cuda_build(&gpu, &c, &tc, &lw);
+    avat3r_init_params(&cpu.m, 5);
+    const size_t np = cpu.m.n_params, nimg = (size_t)B * c.views_target * c.img_h * c.img_w * 3;
+    float *hp = (float *)mallocCheck(4 * np), *hm = (float *)mallocCheck(4 * np), *hv = (float *)mallocCheck(4 * np);
+    float *hg = (float *)mallocCheck(4 * np), *img = (float *)mallocCheck(4 * nimg);
+
+    // 1. state round trip
+    Rng r = rng_make(3, 0);
+    for (size_t i = 0; i < np; i++) cpu.adam_m[i] = 1e-3f * (float)rng_normal_at(&r, i);
+    for (size_t i = 0; i < np; i++) cpu.adam_v[i] = 1e-6f * fabsf((float)rng_normal_at(&r, np + i));
+    trainer_cuda_set_state(&gpu, cpu.m.params, cpu.adam_m, cpu.adam_v);
+    trainer_cuda_get_state(&gpu, hp, hm, hv);
+    int same = !memcmp(hp, cpu.m.params, 4 * np) && !memcmp(hm, cpu.adam_m, 4 * np) && !memcmp(hv, cpu.adam_v, 4 * np);
+    printf("%s state round trip (%zu parameters, both moments): %s\n", same ? "PASS" : "FAIL", np,
+           same ? "bit-identical" : "differs");
+    same ? pass++ : fail++;
+    memset(cpu.adam_m, 0, 4 * np), memset(cpu.adam_v, 0, 4 * np); // the run starts from zero moments
+    trainer_cuda_set_state(&gpu, cpu.m.params, NULL, NULL);
+
+    Micro mb[2];
+    micro_make(&mb[0], &c, B, 21);
+    micro_make(&mb[1], &c, B, 22);
+
+    // 2. the first micro-step: image, loss terms, gradients
+    trainer_cuda_render(&gpu, &mb[0].tb);
+    trainer_render(&cpu, &mb[0].tb);
+    int ok = ct_compare("render: Gaussians", cpu.m.a.gauss, gpu.m.a.gauss, (size_t)B * cpu.G * GAUSS_DIM, TOL_MODEL);
+    ok ? pass++ : fail++;
+    ok = ct_compare("render: target views", cpu.r.image, gpu.r.image, nimg, TOL_MODEL);
+    ok ? pass++ : fail++;
+    trainer_zero_grad(&cpu);
+    trainer_cuda_zero_grad(&gpu);
+    LossTerms lc = trainer_micro_step(&cpu, &mb[0].tb, 0.5, 0);
+    LossTerms lg = trainer_cuda_micro_step(&gpu, &mb[0].tb, 0.5, 0);
+    check(close_rel(lg.l1, lc.l1, TOL_MODEL), "first micro-step L1", lg.l1, lc.l1, TOL_MODEL);
+    check(close_rel(lg.ssim, lc.ssim, TOL_MODEL), "first micro-step SSIM", lg.ssim, lc.ssim, TOL_MODEL);
+    check(close_rel(lg.loss, lc.loss, TOL_MODEL), "first micro-step loss", lg.loss, lc.loss, TOL_MODEL);
+    ok = isnan(lg.lpips) && isnan(lc.lpips);
+    printf("%s LPIPS off: lpips reported as NaN on both\n", ok ? "PASS" : "FAIL");
+    ok ? pass++ : fail++;
+    ok = ct_compare("first micro-step: parameter gradients (x 0.5)", cpu.m.grads, gpu.m.grads, np, TOL_MODEL);
+    ok ? pass++ : fail++;
+    ok = ct_compare("first micro-step: dLoss/dGaussians", cpu.dgauss, gpu.dgauss, (size_t)B * cpu.G * GAUSS_DIM,
+                    TOL_MODEL);
+    ok ? pass++ : fail++;
+
+    // 3. the run: step 0 continues with the second micro-batch
+    double curve_c[STEPS], curve_g[STEPS], worst = 0;
+    int curve_ok = 1;
+    for (int s = 0; s < STEPS; s++) {
+        double lsum_c = 0, lsum_g = 0;
+        for (int k = 0; k < tc.grad_accum; k++) {
+            if (s == 0 && k == 0) {
+                lsum_c += lc.loss, lsum_g += lg.loss;
+                continue;
+            }
+            if (k == 0) trainer_zero_grad(&cpu), trainer_cuda_zero_grad(&gpu);
+            const int lp = s >= LPIPS_FROM;
+            LossTerms a = trainer_micro_step(&cpu, &mb[k].tb, 1.0 / tc.grad_accum, lp);
+            LossTerms g = trainer_cuda_micro_step(&gpu, &mb[k].tb, 1.0 / tc.grad_accum, lp);
+            lsum_c += a.loss, lsum_g += g.loss;
+            if (s == LPIPS_FROM && k == 0) {
+                check(close_rel(g.lpips, a.lpips, TOL_CURVE), "LPIPS term when it switches on", g.lpips, a.lpips,
+                      TOL_CURVE);
+                ok = a.lpips > 0;
+                printf("%s the LPIPS term is on and non-zero on the CPU (%g)\n", ok ? "PASS" : "FAIL", a.lpips);
+                ok ? pass++ : fail++;
+            }
+        }
+        double nc = trainer_update(&cpu, s, NULL), ng = trainer_cuda_update(&gpu, s, NULL);
+        curve_c[s] = lsum_c / tc.grad_accum, curve_g[s] = lsum_g / tc.grad_accum;
+        double rel = fabs(curve_g[s] - curve_c[s]) / fabs(curve_c[s]);
+        worst = fmax(worst, rel);
+        curve_ok &= rel <= TOL_CURVE && isfinite(curve_g[s]);
+        if (s < 3 || s == LPIPS_FROM || s == STEPS - 1 || rel > TOL_CURVE)
+            printf("   step %2d: loss cpu %.7f gpu %.7f (rel %.2e), grad norm cpu %.6g gpu %.6g\n", s, curve_c[s],
+                   curve_g[s], rel, nc, ng);
+    }
+    printf("%s loss curve over %d steps: worst rel %.2e (tol %.0e)\n", curve_ok ? "PASS" : "FAIL", STEPS, worst,
+           TOL_CURVE);
+    curve_ok ? pass++ : fail++;
+    // training lowers the loss within each phase (L1 + SSIM, then with LPIPS, whose switch raises it)
+    double d1 = (curve_c[0] - curve_c[LPIPS_FROM - 1]) / curve_c[0];
+    double d2 = (curve_c[LPIPS_FROM] - curve_c[STEPS - 1]) / curve_c[LPIPS_FROM];
+    ok = d1 > 0 && d2 > 0 && d1 + d2 > 10 * TOL_CURVE;
+    printf("%s the run lowers the loss: %.4f -> %.4f without LPIPS, %.4f -> %.4f with it (%.2f%% + %.2f%%; must "
+           "both fall, by more than %.1f%% together)\n", ok ? "PASS" : "FAIL", curve_c[0], curve_c[LPIPS_FROM - 1],
+           curve_c[LPIPS_FROM], curve_c[STEPS - 1], 100 * d1, 100 * d2, 100 * 10 * TOL_CURVE);
+    ok ? pass++ : fail++;
+
+    // 4. a NaN in the input image: NaN loss, non-finite norm, nothing updated
+    trainer_cuda_get_state(&gpu, hp, hm, hv);
+    size_t nrgb = mb[0].rb.n_rgb;
+    float keep = mb[0].rb.rgb32[nrgb / 2];
+    mb[0].rb.rgb32[nrgb / 2] = NAN;
+    trainer_cuda_zero_grad(&gpu);
+    LossTerms ln = trainer_cuda_micro_step(&gpu, &mb[0].tb, 1.0, 1);
+    double nn = trainer_cuda_update(&gpu, STEPS, NULL);
+    mb[0].rb.rgb32[nrgb / 2] = keep;
+    float *hp2 = (float *)mallocCheck(4 * np), *hm2 = (float *)mallocCheck(4 * np), *hv2 = (float *)mallocCheck(4 * np);
+    trainer_cuda_get_state(&gpu, hp2, hm2, hv2);
+    same = !memcmp(hp, hp2, 4 * np) && !memcmp(hm, hm2, 4 * np) && !memcmp(hv, hv2, 4 * np);
+    ok = isnan(ln.loss) && gpu.n_nonfinite_gauss > 0 && !isfinite(nn) && same;
+    printf("%s NaN input pixel: loss %g, %ld non-finite Gaussians, grad norm %g, state %s\n", ok ? "PASS" : "FAIL",
+           ln.loss, gpu.n_nonfinite_gauss, nn, same ? "unchanged" : "CHANGED");
+    ok ? pass++ : fail++;
+
+    micro_free(&mb[0]), micro_free(&mb[1]);
+    free(hp), free(hm), free(hv), free(hg), free(img), free(hp2), free(hm2), free(hv2);
+    trainer_free(&cpu);
+    trainer_cuda_free(&gpu);
+    lpips_weights_free(&lw);
+    printf("CUDA training-step tests: %d of %d checks passed\n", pass, pass + fail);
+    return fail ? 1 : 0;
+}

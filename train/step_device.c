@@ -1,0 +1,127 @@
+// step_device.c — the CPU/GPU dispatch of the training step (see step_device.h). The GPU side is compiled
+// only with -DAVAT3R_CUDA (meson, when nvcc is found or the emulator build is asked for).
+#include "step_device.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+#ifdef AVAT3R_CUDA
+#include <cuda_runtime_api.h>
+
+#include "../model/cuda/cuda_check.h"
+#include "../model/cuda/layers_cuda.h" // cuda_device_count
+#include "cuda/step_cuda.h"
+#endif
+
+int step_device_check(const char *device, char *err, size_t errlen) {
+    if (!strcmp(device, "cpu")) return 0;
+    if (strcmp(device, "cuda")) {
+        snprintf(err, errlen, "--device '%s': expected cpu or cuda", device);
+        return -1;
+    }
+#ifdef AVAT3R_CUDA
+    if (cuda_device_count() > 0) return 0;
+    snprintf(err, errlen, "--device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
+#else
+    snprintf(err, errlen, "--device cuda: this avat3r was built without CUDA (nvcc was not found at `meson "
+                          "setup`; install the CUDA toolkit and set up with -Dcuda=enabled)");
+#endif
+    return -1;
+}
+
+int step_device_open(StepDevice *s, Trainer *t, const char *device, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    s->t = t;
+    if (step_device_check(device, err, errlen)) return -1;
+    if (!strcmp(device, "cpu")) return 0;
+#ifdef AVAT3R_CUDA
+    s->cuda = 1;
+    TrainerCuda *g = (TrainerCuda *)mallocCheck(sizeof *g);
+    trainer_cuda_build(g, &t->mc, &t->tc, t->have_lpips ? &t->lw : NULL);
+    trainer_cuda_set_state(g, t->m.params, t->adam_m, t->adam_v);
+    s->gpu = g;
+    struct cudaDeviceProp p;
+    int dev = 0;
+    cudaCheck(cudaGetDevice(&dev));
+    cudaCheck(cudaGetDeviceProperties(&p, dev));
+    LOG_I("device: CUDA device %d (%s), fp32; the step runs there, checkpoints and validation read host copies",
+          dev, p.name);
+#endif
+    return 0;
+}
+
+void step_device_close(StepDevice *s) {
+#ifdef AVAT3R_CUDA
+    if (s->gpu) trainer_cuda_free((TrainerCuda *)s->gpu), free(s->gpu);
+#endif
+    memset(s, 0, sizeof *s);
+}
+
+void step_device_zero_grad(StepDevice *s) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) {
+        trainer_cuda_zero_grad((TrainerCuda *)s->gpu);
+        return;
+    }
+#endif
+    trainer_zero_grad(s->t);
+}
+
+LossTerms step_device_micro_step(StepDevice *s, const TrainBatch *b, double grad_scale, int with_lpips) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) {
+        TrainerCuda *g = (TrainerCuda *)s->gpu;
+        LossTerms l = trainer_cuda_micro_step(g, b, grad_scale, with_lpips);
+        s->t->n_nonfinite_gauss = g->n_nonfinite_gauss;
+        return l;
+    }
+#endif
+    return trainer_micro_step(s->t, b, grad_scale, with_lpips);
+}
+
+double step_device_update(StepDevice *s, long step, double *lr_out) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) return trainer_cuda_update((TrainerCuda *)s->gpu, step, lr_out);
+#endif
+    return trainer_update(s->t, step, lr_out);
+}
+
+void step_device_render(StepDevice *s, const TrainBatch *b) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) {
+        TrainerCuda *g = (TrainerCuda *)s->gpu;
+        trainer_cuda_render(g, b);
+        size_t n = (size_t)g->B * g->Vt * g->H * g->W * 3;
+        cudaCheck(cudaMemcpy(s->t->r.image, g->r.image, sizeof(float) * n, cudaMemcpyDeviceToHost));
+        return;
+    }
+#endif
+    trainer_render(s->t, b);
+}
+
+void step_device_pull(StepDevice *s, int grads) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) {
+        TrainerCuda *g = (TrainerCuda *)s->gpu;
+        trainer_cuda_get_state(g, s->t->m.params, s->t->adam_m, s->t->adam_v);
+        if (grads)
+            cudaCheck(cudaMemcpy(s->t->m.grads, g->m.grads, sizeof(float) * g->m.n_params, cudaMemcpyDeviceToHost));
+    }
+#endif
+    (void)s, (void)grads;
+}
+
+void step_device_poison_grad(StepDevice *s) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) {
+        const float nan = NAN;
+        cudaCheck(cudaMemcpy(((TrainerCuda *)s->gpu)->m.grads, &nan, sizeof nan, cudaMemcpyHostToDevice));
+        return;
+    }
+#endif
+    s->t->m.grads[0] = NAN;
+}

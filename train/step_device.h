@@ -1,0 +1,33 @@
+// step_device.h — where the training step runs (`avat3r train --device cpu|cuda`): on the CPU
+// (train/step.c), or on one GPU (train/cuda/step_cuda.cu, builds with CUDA). The run (train/loop.c) calls
+// these in place of trainer_*. With cuda the caller's CPU Trainer stays the host side of the run: it holds
+// the parameters and AdamW moments that checkpoints, logs and resume read and write (pulled from the GPU
+// at those points only), and its validation code reads the GPU's renders from t->r.image.
+#ifndef AVAT3R_STEP_DEVICE_H
+#define AVAT3R_STEP_DEVICE_H
+#include <stddef.h>
+
+#include "step.h"
+
+typedef struct {
+    Trainer *t;  // the CPU trainer (built and freed by the caller)
+    int cuda;    // 1: the step runs on the GPU
+    void *gpu;   // TrainerCuda (builds with CUDA only)
+} StepDevice;
+
+// "cpu" or "cuda": 0 when this build and machine can run it, else −1 with the reason in err.
+int step_device_check(const char *device, char *err, size_t errlen);
+// Attaches to a built CPU trainer whose parameters and moments are set (initialised or resumed); with
+// cuda, builds the GPU trainer and copies them to it. 0, or −1 with the reason in err.
+int step_device_open(StepDevice *s, Trainer *t, const char *device, char *err, size_t errlen);
+void step_device_close(StepDevice *s);
+void step_device_zero_grad(StepDevice *s);
+// As trainer_micro_step (the same loss terms on either device); sets t->n_nonfinite_gauss.
+LossTerms step_device_micro_step(StepDevice *s, const TrainBatch *b, double grad_scale, int with_lpips);
+double step_device_update(StepDevice *s, long step, double *lr_out); // as trainer_update
+void step_device_render(StepDevice *s, const TrainBatch *b);          // as trainer_render: t->r.image (host)
+// The GPU's parameters and moments (and, with grads, the parameter gradients) into t. No-op on the CPU.
+void step_device_pull(StepDevice *s, int grads);
+void step_device_poison_grad(StepDevice *s); // fault-injection hook: parameter gradient 0 becomes NaN
+
+#endif
