@@ -2,7 +2,7 @@
 # cuda_emu.sh — the CUDA tests on the CPU emulator (dev/cuda/emu.h), for machines without a GPU: gcc/g++
 # only, the CUDA toolkit's headers for the runtime's and cuBLAS's types. What the emulator does and does
 # not check: dev/cuda/README.md. On a GPU machine run tools/gpu_verify.sh instead.
-#   bash tools/cuda_emu.sh [layers|model|ssim|train|lpips|raster|step|all] [OUTDIR]   (default: all, /tmp/avat3r_emu)
+#   bash tools/cuda_emu.sh [layers|model|ssim|train|lpips|raster|step|loop|all] [OUTDIR]   (default: all, /tmp/avat3r_emu)
 #   layers  model/cuda/layers_cuda.cu (LayerNorm, GELU) vs model/layers.c
 #   model   model/cuda (kernels, cuBLAS calls, the whole network) vs model/layers.c and model/avat3r.c
 #   ssim    train/cuda/ssim_cuda.cu vs train/loss_image.c (bit-identical expected)
@@ -10,6 +10,8 @@
 #   lpips   train/cuda/lpips_cuda.cu (VGG and AlexNet trunks, forward and backward) vs train/lpips.c
 #   raster  render/cuda kernels (host code mirrored in dev/cuda/raster_emu.cpp) vs render/raster.c
 #   step    train/cuda/step_cuda.cu (the whole training step, a 20-step run) vs train/step.c
+#   loop    `avat3r train --device cuda` end to end (an avat3r built with -Dgpu_emu=true in OUTDIR/build-emu):
+#           its log against `--device cpu` step by step, and each device resuming the other's checkpoint
 # Every CUDA source goes into one emulator unit (dev/cuda/cuda_emu.cpp) and every CPU oracle into one
 # library, compiled once and linked with each test.
 set -euo pipefail
@@ -61,6 +63,48 @@ run_train() { echo "== train (train/cuda/optim_cuda.cu, loss_cuda.cu on the emul
 run_lpips() { echo "== lpips (train/cuda/lpips_cuda.cu on the emulator)"; run tests/cuda/test_lpips_cuda.c; }
 run_raster() { echo "== raster (render/cuda kernels on the emulator; about 90 s on 2 cores)"; run tests/cuda/test_raster_cuda.c; }
 run_step() { echo "== step (train/cuda/step_cuda.cu on the emulator: the training step vs train/step.c)"; run tests/cuda/test_step_cuda.c; }
+# the training run on the emulator: a micro model (tests/test.h's TEST_MICRO_MODEL) on 2 synthetic
+# identities, 4 steps, validation and checkpoints every 2. Losses and validation PSNRs must agree within
+# TOL_CURVE (tests/cuda/test_step_cuda.c) relatively; the resumed runs continue the other device's run.
+run_loop() {
+  echo "== loop (avat3r train --device cuda on the emulator vs --device cpu)"
+  local B=$OUT/build-emu L=$OUT/loop
+  [ -f "$B/build.ninja" ] || meson setup "$B" -Dcuda=disabled -Dgpu_emu=true -Dbuildtype=release > "$OUT/loop_setup.log" 2>&1 ||
+    { tail -20 "$OUT/loop_setup.log"; return 1; }
+  ninja -C "$B" avat3r > "$OUT/loop_build.log" 2>&1 || { tail -20 "$OUT/loop_build.log"; return 1; }
+  rm -rf "$L" && mkdir -p "$L"
+  local A=$B/avat3r
+  "$A" synth --out "$L/caps" --subjects 2 --cameras 8 --frames 4 --size 48x72 --sapiens-size 8x8 --no-drop --threads 2 \
+    > "$L/data.log" 2>&1 && "$A" pack --ava256 "$L/caps" --out "$L/shards" --size 32 --sapiens-size 8x8 --quiet \
+    --threads 2 >> "$L/data.log" 2>&1 || { tail -20 "$L/data.log"; return 1; }
+  local S=(--config configs/tiny.cfg --data "$L/shards" --set img_h=32 --set img_w=32 --set patch=4 --set width=32
+           --set heads=2 --set layers=2 --set expr_hidden=32 --set expr_tokens=2 --set sapiens_h=8 --set sapiens_w=8
+           --set sapiens_ch=16 --set views_target=2 --set loader_threads=1 --set threads=1 --set val_samples=2
+           --set val_every=2 --set warmup_steps=2 --set lr=1e-3 --set ckpt_every=2 --set log_every=1)
+  t() { "$A" train "${S[@]}" "$@" >> "$L/train.log" 2>&1 || { tail -20 "$L/train.log"; return 1; }; }
+  t --out "$L/cpu" --steps 4 --device cpu && t --out "$L/cuda" --steps 4 --device cuda &&
+    t --out "$L/cuda_cpu" --steps 2 --device cuda && t --out "$L/cuda_cpu" --steps 4 --resume --device cpu &&
+    t --out "$L/cpu_cuda" --steps 2 --device cpu && t --out "$L/cpu_cuda" --steps 4 --resume --device cuda || return 1
+  /usr/bin/python3 - "$L" <<'PY'
+import json, sys
+L, tol = sys.argv[1], 1e-3
+def rows(run):
+    return [json.loads(x) for x in open(f"{L}/{run}/log.jsonl")]
+ref = rows("cpu")
+bad = 0
+for run in ("cuda", "cuda_cpu", "cpu_cuda"):
+    got = rows(run)
+    for kind, key in (("train", "loss"), ("val", "psnr")):
+        a = {r["step"]: r[key] for r in ref if r["kind"] == kind}
+        b = {r["step"]: r[key] for r in got if r["kind"] == kind}
+        worst = max(abs(b[s] - a[s]) / abs(a[s]) for s in a) if a.keys() == b.keys() else float("inf")
+        ok = worst <= tol and len(a) > 0
+        bad += not ok
+        print(f"{'PASS' if ok else 'FAIL'} {run} vs cpu: {kind} {key} at steps {sorted(b)}: worst rel {worst:.2e} (tol {tol:.0e})")
+print(f"avat3r train --device cuda (emulated): {6 - bad} of 6 checks passed")
+sys.exit(1 if bad else 0)
+PY
+}
 case $WHAT in
   layers) run_layers ;;
   model) run_model ;;
@@ -69,6 +113,7 @@ case $WHAT in
   lpips) run_lpips ;;
   raster) run_raster ;;
   step) run_step ;;
-  all) run_layers; run_model; run_ssim; run_train; run_lpips; run_step; run_raster ;;
-  *) echo "usage: bash tools/cuda_emu.sh [layers|model|ssim|train|lpips|raster|step|all] [OUTDIR]" >&2; exit 2 ;;
+  loop) run_loop ;;
+  all) run_layers; run_model; run_ssim; run_train; run_lpips; run_step; run_loop; run_raster ;;
+  *) echo "usage: bash tools/cuda_emu.sh [layers|model|ssim|train|lpips|raster|step|loop|all] [OUTDIR]" >&2; exit 2 ;;
 esac

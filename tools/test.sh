@@ -26,8 +26,10 @@ fi
 [ -x "$BUILD/train/cuda/avat3r_cuda_train_tests" ] && { "$BUILD/train/cuda/avat3r_cuda_train_tests" || status=1; }
 [ -x "$BUILD/train/cuda/avat3r_cuda_ssim_tests" ] && { "$BUILD/train/cuda/avat3r_cuda_ssim_tests" || status=1; }
 [ -x "$BUILD/model/cuda/avat3r_cuda_model_tests" ] && { "$BUILD/model/cuda/avat3r_cuda_model_tests" || status=1; }
+[ -x "$BUILD/train/cuda/avat3r_cuda_lpips_tests" ] && { "$BUILD/train/cuda/avat3r_cuda_lpips_tests" || status=1; }
+[ -x "$BUILD/train/cuda/avat3r_cuda_step_tests" ] && { "$BUILD/train/cuda/avat3r_cuda_step_tests" || status=1; }
 # Without a GPU the CUDA code still runs: kernels and host code on the CPU emulator (dev/cuda/emu.h),
-# against the same CPU oracles (about 2 minutes)
+# against the same CPU oracles (about 3 minutes)
 if [ -f "${CUDA_HOME:-/usr/local/cuda}/include/cuda_runtime_api.h" ] && [ "$(uname -m)" = x86_64 ]; then
   echo "== CUDA code on the CPU emulator"
   mkdir -p "$BUILD/cuda_emu"
