@@ -1,6 +1,7 @@
-// cmd_bench_train.c — `avat3r bench train`: the full CPU training step (train/step.c) — samples/s, peak
+// cmd_bench_train.c — `avat3r bench train`: the full training step on the CPU (train/step.c) or, with
+// --device cuda, on one GPU (train/cuda/step_cuda.cu, through train/step_device.h) — samples/s, peak
 // memory and the share of each phase — and the same step minus the rasterizer in the PyTorch reference
-// (tools/reference/train_step_ref.py bench), run side by side from this process.
+// (tools/reference/train_step_ref.py bench, on the same device), run side by side from this process.
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +16,10 @@
 #include "cli.h"
 #include "loader.h"
 #include "step.h"
+#include "step_device.h"
 
 int cmd_bench_train(int argc, char **argv) {
-    const char *usage = "--config FILE [--batch B] [--iters N] [--threads T] [--no-ref] [--set k=v]\n"
+    const char *usage = "--config FILE [--batch B] [--iters N] [--threads T] [--device cpu|cuda] [--no-ref] [--set k=v]\n"
                         "  (random batches: cameras on a sphere, point maps near the origin; the data loader is "
                         "timed by `avat3r bench data`)";
     CliOpts o;
@@ -42,24 +44,42 @@ int cmd_bench_train(int argc, char **argv) {
     float *tw, *tk, *trgb;
     random_targets_make(&c, B, 7, &tw, &tk, &trgb);
     TrainBatch tb = {random_batch_f32(&rb), trgb, tw, tk};
-    double total = 0;
-    for (int it = -1; it < iters; it++) { // one warm-up
-        if (it == 0) t.t_net_fwd = t.t_render_fwd = t.t_loss = t.t_render_bwd = t.t_net_bwd = t.t_opt = 0;
-        double t0 = time_now_s();
-        trainer_zero_grad(&t);
-        trainer_micro_step(&t, &tb, 1.0, 0);
-        trainer_update(&t, 1000, NULL);
-        if (it >= 0) total += time_now_s() - t0;
+    StepDevice sd;
+    char err[256];
+    if (step_device_open(&sd, &t, o.device, err, sizeof err)) FATAL("%s", err);
+    const int gpu = sd.cuda;
+    // the step, `n` times after one warm-up; seconds in all. On the GPU every step ends with host reads
+    // (the loss, the norm), so the wall time covers the device's work.
+    double totals[2] = {0, 0}, parts[6];
+    for (int pass = 0; pass < 1 + gpu; pass++) { // GPU: a second pass, synchronised per phase, for the breakdown
+        step_device_timed(&sd, pass == 1);
+        double sum = 0;
+        for (int it = -1; it < iters; it++) {
+            if (it == 0) step_device_times(&sd, parts, 1);
+            double t0 = time_now_s();
+            step_device_zero_grad(&sd);
+            step_device_micro_step(&sd, &tb, 1.0, 0);
+            step_device_update(&sd, 1000, NULL);
+            if (it >= 0) sum += time_now_s() - t0;
+        }
+        totals[pass] = sum;
+        step_device_times(&sd, parts, 0);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    const double ms = 1e3 * total / iters;
-    const double parts[6] = {t.t_net_fwd, t.t_render_fwd, t.t_loss, t.t_render_bwd, t.t_net_bwd, t.t_opt};
+    const double ms = 1e3 * totals[0] / iters;
+    double total = totals[gpu]; // the pass the phases were timed in
     const char *names[6] = {"network forward", "render forward", "losses (fwd+bwd)", "render backward",
                             "network backward", "clip + AdamW"};
-    printf("C training step (float32, %d threads, batch %d, %d target views of %dx%d, %zu Gaussians/sample): "
-           "%.2f ms/step = %.2f samples/s (mean of %d), peak memory %.0f MB\n",
-           threads, B, Vt, W, H, t.G, ms, B / (ms * 1e-3), iters, ru.ru_maxrss / 1024.0);
+    if (gpu)
+        printf("CUDA training step (float32, batch %d, %d target views of %dx%d, %zu Gaussians/sample): %.2f ms/step "
+               "= %.2f samples/s (mean of %d); host peak memory %.0f MB; breakdown from a second pass that "
+               "synchronises at every phase end:\n", B, Vt, W, H, t.G, ms, B / (ms * 1e-3), iters, ru.ru_maxrss / 1024.0);
+    else
+        printf("C training step (float32, %d threads, batch %d, %d target views of %dx%d, %zu Gaussians/sample): "
+               "%.2f ms/step = %.2f samples/s (mean of %d), peak memory %.0f MB\n",
+               threads, B, Vt, W, H, t.G, ms, B / (ms * 1e-3), iters, ru.ru_maxrss / 1024.0);
+
     double rest = total;
     for (int k = 0; k < 6; k++) {
         printf("  %-18s %8.2f ms  %5.1f%%\n", names[k], 1e3 * parts[k] / iters, 100 * parts[k] / total);
@@ -74,13 +94,18 @@ int cmd_bench_train(int argc, char **argv) {
         char path[512], args[4096];
         snprintf(path, sizeof path, "%s/bench.ckpt", dir);
         checkpoint_save(path, &c, t.m.params, t.m.n_params);
-        snprintf(args, sizeof args, "'%s/tools/reference/train_step_ref.py' bench --ckpt '%s' --B %d --iters %d --threads %d",
-                 cli_source_root(), path, B, iters, threads);
+        snprintf(args, sizeof args, "'%s/tools/reference/train_step_ref.py' bench --ckpt '%s' --B %d --iters %d --threads %d "
+                 "--device %s", cli_source_root(), path, B, iters, threads, gpu ? "cuda" : "cpu");
         double ref = cli_reference_bench_ms(args);
         unlink(path);
         rmdir(dir);
         double c_cmp = 1e3 * (total - parts[1] - parts[3]) / iters;
-        if (ref > 0)
+        if (ref > 0 && gpu)
+            printf("PyTorch reference on the GPU, the same step minus the rasterizer (float32, eager): %.2f ms; CUDA "
+                   "without its rasterizer: %.2f ms (breakdown pass)\nratio: avat3r.c is %.2fx %s than PyTorch on the "
+                   "comparable part (gsplat is not installed on the device machine: no rasterizer on the PyTorch side)\n",
+                   ref, c_cmp, ref >= c_cmp ? ref / c_cmp : c_cmp / ref, ref >= c_cmp ? "faster" : "slower");
+        else if (ref > 0)
             printf("PyTorch reference, the same step minus the rasterizer (float32, %d threads): %.2f ms; C without "
                    "its rasterizer: %.2f ms\nratio: C is %.2fx %s than PyTorch on the comparable part (no CPU PyTorch "
                    "Gaussian rasterizer exists at this size: gsplat is CUDA-only)\n",
@@ -89,6 +114,7 @@ int cmd_bench_train(int argc, char **argv) {
     }
     free(tw), free(tk), free(trgb);
     random_batch_free(&rb);
+    step_device_close(&sd);
     trainer_free(&t);
     return rc;
 }

@@ -7,8 +7,8 @@
 # train/loss_image.c).
 # The training step also needs zlib's header (model/checkpoint.c): add zlib1g-dev to the download; the
 # library itself is the machine's own libz.so.1.
-# usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|step|bench|lab]
-#   all     layers + raster + train + model + ssim + step (default)
+# usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|lpips|step|bench|lab]
+#   all     layers + raster + train + model + ssim + lpips + step (default)
 #   layers  model/cuda kernels vs model/layers.c, compute-sanitizer memcheck + racecheck
 #   raster  render/cuda rasterizer vs render/raster.c, compute-sanitizer memcheck + racecheck + initcheck
 #   train   train/cuda AdamW, gradient norm, L1 forward/backward vs train/optim.c and train/loss_image.c,
@@ -17,6 +17,7 @@
 #           backward) vs model/layers.c and model/avat3r.c, then at configs/tiny.cfg; compute-sanitizer
 #           memcheck + racecheck (OpenBLAS from .debs, as layers)
 #   ssim    train/cuda/ssim_cuda.cu vs train/loss_image.c, bit-identical expected; memcheck + racecheck
+#   lpips   train/cuda/lpips_cuda.cu (VGG, AlexNet) vs train/lpips.c; memcheck + racecheck (.debs as step)
 #   step    train/cuda/step_cuda.cu, the whole training step (network, rasterizer, L1 + SSIM, AdamW) vs
 #           train/step.c: first step, then a 20-step loss curve; small config and configs/tiny.cfg;
 #           compute-sanitizer memcheck (OpenBLAS and zlib1g-dev from .debs)
@@ -168,6 +169,28 @@ ssim() {
   return $st
 }
 
+# LPIPS: the CPU oracle train/lpips.c with OpenBLAS, lpips_weights.c's CRC from model/checkpoint.c (zlib's
+# header from .debs, the machine's libz.so.1), the kernels with nvcc, its convolutions through matmul_cuda
+LT=$OUT/lpips
+lpips() {
+  openblas
+  mkdir -p "$LT"
+  local I="-I. -Icommon -Imodel -Irender -Itrain -Itools"
+  for f in train/lpips.c train/lpips_weights.c model/checkpoint.c model/params.c model/model_config.c common/config.c \
+           common/atb.c common/rng.c common/util.c common/log.c common/timer.c tests/cuda/test_lpips_cuda.c; do
+    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno $I -I"$INC" -I"$OUT/debroot/usr/include" \
+        -I"$CUDA/include" -c "$f" -o "$LT/$(echo "$f" | tr / _).o"
+  done
+  "$NVCC" -O3 $GENCODE $I -c model/cuda/matmul_cuda.cu -o "$LT/matmul_cuda.o"
+  "$NVCC" -O3 --fmad=false $GENCODE $I -c train/cuda/lpips_cuda.cu -o "$LT/lpips_cuda.o"
+  "$NVCC" $GENCODE "$LT"/*.o -L"$BLASDIR" -lopenblas -l:libz.so.1 -lcublas -lgomp -lm -o "$LT/avat3r_cuda_lpips_tests"
+  local st=0
+  export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  "$LT/avat3r_cuda_lpips_tests" || st=1
+  sanitize "$LT/avat3r_cuda_lpips_tests" "$LT" memcheck racecheck || st=1
+  return $st
+}
+
 # the training step: the CPU step and everything under it with gcc (train/step.c pulls in LPIPS, so
 # OpenBLAS), every CUDA source of the step with nvcc (--fmad=false where meson uses it), cuBLAS
 PT=$OUT/step
@@ -210,14 +233,15 @@ lab() {
 }
 
 case "$WHAT" in
-  all) layers; raster; train; model; ssim; step ;;
+  all) layers; raster; train; model; ssim; lpips; step ;;
   layers) layers ;;
   raster) raster ;;
   train) train ;;
   model) model ;;
   ssim) ssim ;;
+  lpips) lpips ;;
   step) step ;;
   bench) bench ;;
   lab) lab ;;
-  *) echo "usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|step|bench|lab]" >&2; exit 2 ;;
+  *) echo "usage: bash tools/gpu_verify.sh [OUTDIR] [all|layers|raster|train|model|ssim|lpips|step|bench|lab]" >&2; exit 2 ;;
 esac

@@ -125,3 +125,31 @@ void step_device_poison_grad(StepDevice *s) {
 #endif
     s->t->m.grads[0] = NAN;
 }
+
+void step_device_times(StepDevice *s, double out[6], int reset) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) {
+        TrainerCuda *g = (TrainerCuda *)s->gpu;
+        double *f[7] = {&g->t_upload, &g->t_net_fwd, &g->t_render_fwd, &g->t_loss, &g->t_render_bwd, &g->t_net_bwd,
+                        &g->t_opt};
+        out[0] = *f[0] + *f[1];
+        for (int k = 1; k < 6; k++) out[k] = *f[k + 1];
+        if (reset)
+            for (int k = 0; k < 7; k++) *f[k] = 0;
+        return;
+    }
+#endif
+    Trainer *t = s->t;
+    double *f[6] = {&t->t_net_fwd, &t->t_render_fwd, &t->t_loss, &t->t_render_bwd, &t->t_net_bwd, &t->t_opt};
+    for (int k = 0; k < 6; k++) {
+        out[k] = *f[k];
+        if (reset) *f[k] = 0;
+    }
+}
+
+void step_device_timed(StepDevice *s, int on) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) ((TrainerCuda *)s->gpu)->timed = on;
+#endif
+    (void)s, (void)on;
+}

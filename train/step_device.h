@@ -29,5 +29,11 @@ void step_device_render(StepDevice *s, const TrainBatch *b);          // as trai
 // The GPU's parameters and moments (and, with grads, the parameter gradients) into t. No-op on the CPU.
 void step_device_pull(StepDevice *s, int grads);
 void step_device_poison_grad(StepDevice *s); // fault-injection hook: parameter gradient 0 becomes NaN
+// Seconds per phase since the last reset (network forward incl. the upload, render forward, losses, render
+// backward, network backward, clip + AdamW), as Trainer's t_* fields. On the GPU the phases are timed
+// only after step_device_timed(s, 1), which synchronises the device at every phase end (a benchmark's
+// breakdown pass; a plain run never waits for it).
+void step_device_times(StepDevice *s, double out[6], int reset);
+void step_device_timed(StepDevice *s, int on);
 
 #endif

@@ -77,8 +77,8 @@ def plucker(w2c, K, H, W):
     R, t = w2c[..., :3], w2c[..., 3]
     Rt = R.transpose(-1, -2)
     o = -(Rt @ t.unsqueeze(-1)).squeeze(-1)                                   # [B,V,3]
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=w2c.dtype) + 0.5,
-                            torch.arange(W, dtype=w2c.dtype) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=w2c.dtype, device=w2c.device) + 0.5,
+                            torch.arange(W, dtype=w2c.dtype, device=w2c.device) + 0.5, indexing="ij")
     pix = torch.stack([xs, ys, torch.ones_like(xs)], -1)                      # [H,W,3] = (u,v,1)
     M = Rt @ torch.linalg.inv(K)                                              # R^T K^-1, [B,V,3,3]
     d = torch.einsum("bvij,hwj->bvhwi", M, pix)
@@ -177,7 +177,7 @@ def forward(cfg, P, batch):
     grgb = batch["rgb"] + drgb
     gscale = torch.exp(torch.clamp(rs + cfg["scale_bias"],
                                    math.log(cfg["scale_min"]), math.log(cfg["scale_max"])))
-    unit = torch.zeros(4, dtype=raw.dtype)
+    unit = torch.zeros(4, dtype=raw.dtype, device=raw.device)
     unit[0] = 1
     grot = F.normalize(rq + unit, dim=-1, eps=1e-12)                          # q / max(|q|, 1e-12)
     gop = torch.sigmoid(ro) * (batch["conf"].unsqueeze(-1) if dust else 1)

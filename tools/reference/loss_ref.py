@@ -54,7 +54,7 @@ def ssim_map(x, y):
     """x, y [N,H,W,C] -> SSIM map [N,H,W,C] (zero-padded 'same' convolution per channel)."""
     C = x.shape[-1]
     xc, yc = x.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2)
-    w = window_2d(C, x.dtype)
+    w = window_2d(C, x.dtype).to(x.device)
 
     def blur(t):
         return F.conv2d(t, w, padding=WINDOW // 2, groups=C)

@@ -485,13 +485,20 @@ def cmd_bench(args):
     stand-in images (the Gaussians' colours of the first Vt views' pixels, the same tensor sizes as
     the rendered images), backward, global-norm clip and a torch.optim.AdamW step; float32. There is no
     CPU PyTorch Gaussian rasterizer at these sizes (gsplat is CUDA-only; raster_ref.py is the naive
-    oracle), so the C side reports its rasterizer separately. Prints one JSON line."""
+    oracle), so the C side reports its rasterizer separately. --device cuda: the same on the GPU (eager
+    mode, float32 without TF32), timed with synchronisation. Prints one JSON line."""
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     cfg, flat = atb.read_ckpt(args.ckpt)
-    P = avat3r_ref.params_from_flat(cfg, flat, torch.float32)
+    P = {k: v.detach().to(dev).requires_grad_(True)
+         for k, v in avat3r_ref.params_from_flat(cfg, flat, torch.float32).items()}
     b = make_train_batch(cfg, args.B, 0)
-    batch = {k: torch.as_tensor(v).float() for k, v in b.items()}
+    batch = {k: torch.as_tensor(v).float().to(dev) for k, v in b.items()}
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     H, W, Vt, B = cfg["img_h"], cfg["img_w"], cfg["views_target"], args.B
     tgt = batch["tgt_rgb"].reshape(-1, H, W, 3)
     groups = ([p for k, p in P.items() if p.numel() and decays(k)],
@@ -508,6 +515,7 @@ def cmd_bench(args):
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g], 1.0)
         opt.step()
+        sync()
         if i >= args.warmup:
             times.append(1e3 * (time.perf_counter() - t0))
     times.sort()
@@ -548,6 +556,7 @@ def main(argv=None):
     s.add_argument("--iters", type=int, default=5)
     s.add_argument("--warmup", type=int, default=1)
     s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     s = sub.add_parser("makebatch")
     s.add_argument("--ckpt", required=True)
     s.add_argument("--out", required=True)
