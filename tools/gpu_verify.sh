@@ -169,52 +169,48 @@ ssim() {
   return $st
 }
 
-# LPIPS: the CPU oracle train/lpips.c with OpenBLAS, lpips_weights.c's CRC from model/checkpoint.c (zlib's
-# header from .debs, the machine's libz.so.1), the kernels with nvcc, its convolutions through matmul_cuda
+# blas_test DIR NAME C_FILES CU_FILES CU_EXACT_FILES: a test whose CPU oracle needs OpenBLAS and zlib's
+# header (from .debs; the machine's own libz.so.1): the C files with gcc, the .cu files with nvcc (CU_EXACT
+# with --fmad=false, as meson builds them), linked with cuBLAS into DIR/NAME; LD_LIBRARY_PATH set to run it
+blas_test() {
+  local dir=$1 name=$2 I="-I. -Icommon -Imodel -Irender -Itrain -Itools" f
+  openblas
+  mkdir -p "$dir"
+  for f in $3; do
+    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno $I -I"$INC" -I"$OUT/debroot/usr/include" \
+        -I"$CUDA/include" -c "$f" -o "$dir/$(echo "$f" | tr / _).o"
+  done
+  for f in $4; do "$NVCC" -O3 $GENCODE $I -c "$f" -o "$dir/$(echo "$f" | tr / _).o"; done
+  for f in $5; do "$NVCC" -O3 --fmad=false $GENCODE $I -c "$f" -o "$dir/$(echo "$f" | tr / _).o"; done
+  "$NVCC" $GENCODE "$dir"/*.o -L"$BLASDIR" -lopenblas -l:libz.so.1 -lcublas -lgomp -lm -o "$dir/$name"
+  export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+}
+COMMON_C="common/config.c common/atb.c common/rng.c common/util.c common/log.c common/timer.c"
+
+# LPIPS: the CPU oracle train/lpips.c (lpips_weights.c's CRC is in model/checkpoint.c), the kernels, and
+# matmul_cuda for the convolutions
 LT=$OUT/lpips
 lpips() {
-  openblas
-  mkdir -p "$LT"
-  local I="-I. -Icommon -Imodel -Irender -Itrain -Itools"
-  for f in train/lpips.c train/lpips_weights.c model/checkpoint.c model/params.c model/model_config.c common/config.c \
-           common/atb.c common/rng.c common/util.c common/log.c common/timer.c tests/cuda/test_lpips_cuda.c; do
-    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno $I -I"$INC" -I"$OUT/debroot/usr/include" \
-        -I"$CUDA/include" -c "$f" -o "$LT/$(echo "$f" | tr / _).o"
-  done
-  "$NVCC" -O3 $GENCODE $I -c model/cuda/matmul_cuda.cu -o "$LT/matmul_cuda.o"
-  "$NVCC" -O3 --fmad=false $GENCODE $I -c train/cuda/lpips_cuda.cu -o "$LT/lpips_cuda.o"
-  "$NVCC" $GENCODE "$LT"/*.o -L"$BLASDIR" -lopenblas -l:libz.so.1 -lcublas -lgomp -lm -o "$LT/avat3r_cuda_lpips_tests"
+  blas_test "$LT" avat3r_cuda_lpips_tests "train/lpips.c train/lpips_weights.c model/checkpoint.c model/params.c
+    model/model_config.c $COMMON_C tests/cuda/test_lpips_cuda.c" model/cuda/matmul_cuda.cu train/cuda/lpips_cuda.cu
   local st=0
-  export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   "$LT/avat3r_cuda_lpips_tests" || st=1
   sanitize "$LT/avat3r_cuda_lpips_tests" "$LT" memcheck racecheck || st=1
   return $st
 }
 
-# the training step: the CPU step and everything under it with gcc (train/step.c pulls in LPIPS, so
-# OpenBLAS), every CUDA source of the step with nvcc (--fmad=false where meson uses it), cuBLAS
+# the training step: the CPU step and everything under it (train/step.c pulls in LPIPS), every CUDA source
+# of the step
 PT=$OUT/step
 step() {
-  openblas
-  mkdir -p "$PT"
-  local I="-I. -Icommon -Imodel -Irender -Itrain -Itools"
-  for f in model/layers.c model/avat3r.c model/params.c model/model_config.c model/checkpoint.c render/raster.c \
-           train/loss_image.c train/lpips.c train/lpips_weights.c train/optim.c train/train_config.c train/step.c \
-           tools/batch_random.c common/config.c common/atb.c common/rng.c common/util.c common/log.c common/timer.c \
-           tests/cuda/test_step_cuda.c; do
-    gcc -std=c11 -O2 -fopenmp -D_GNU_SOURCE -fno-math-errno $I -I"$INC" -I"$OUT/debroot/usr/include" \
-        -I"$CUDA/include" -c "$f" -o "$PT/$(echo "$f" | tr / _).o"
-  done
-  for f in model/cuda/layers_cuda model/cuda/attention_cuda model/cuda/matmul_cuda model/cuda/pixels_cuda \
-           model/cuda/avat3r_cuda train/cuda/step_cuda; do
-    "$NVCC" -O3 $GENCODE $I -c $f.cu -o "$PT/$(echo "$f" | tr / _).o"
-  done
-  for f in render/cuda/raster_cuda train/cuda/optim_cuda train/cuda/loss_cuda train/cuda/ssim_cuda; do
-    "$NVCC" -O3 --fmad=false $GENCODE $I -c $f.cu -o "$PT/$(echo "$f" | tr / _).o"
-  done
-  "$NVCC" $GENCODE "$PT"/*.o -L"$BLASDIR" -lopenblas -l:libz.so.1 -lcublas -lgomp -lm -o "$PT/avat3r_cuda_step_tests"
+  blas_test "$PT" avat3r_cuda_step_tests "model/layers.c model/avat3r.c model/params.c model/model_config.c
+    model/checkpoint.c render/raster.c train/loss_image.c train/lpips.c train/lpips_weights.c train/optim.c
+    train/train_config.c train/step.c tools/batch_random.c $COMMON_C tests/cuda/test_step_cuda.c" \
+    "model/cuda/layers_cuda.cu model/cuda/attention_cuda.cu model/cuda/matmul_cuda.cu model/cuda/pixels_cuda.cu
+    model/cuda/avat3r_cuda.cu train/cuda/step_cuda.cu" \
+    "render/cuda/raster_cuda.cu train/cuda/optim_cuda.cu train/cuda/loss_cuda.cu train/cuda/ssim_cuda.cu
+    train/cuda/lpips_cuda.cu"
   local st=0
-  export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   "$PT/avat3r_cuda_step_tests" || st=1
   "$PT/avat3r_cuda_step_tests" configs/tiny.cfg || st=1
   sanitize "$PT/avat3r_cuda_step_tests" "$PT" memcheck || st=1

@@ -28,13 +28,8 @@
 // Which elements a thread computes never changes a result, so this is free to vary.
 static int nt_for(int nthreads, size_t work) { return work < ((size_t)1 << 15) ? 1 : nthreads; }
 
-static int out_side(int n, int k, int s, int p) { return n + 2 * p < k ? 0 : (n + 2 * p - k) / s + 1; }
-
 // Output rows (image, oy) per im2col chunk for a conv with K = kh·kw·IC and Wo output columns.
-static int chunk_rows(size_t K, int Wo) {
-    size_t r = COLS_CHUNK / (K * (size_t)Wo);
-    return r < 1 ? 1 : (int)(r > (1u << 30) ? (1u << 30) : r);
-}
+static int chunk_rows(size_t K, int Wo) { return lpips_chunk_rows(COLS_CHUNK, K, Wo); }
 
 void R_(lpips_build)(R_(Lpips) *l, const LpipsWeights *w, int N, int H, int W, int nthreads) {
     memset(l, 0, sizeof *l);
@@ -49,26 +44,13 @@ void R_(lpips_build)(R_(Lpips) *l, const LpipsWeights *w, int N, int H, int W, i
     for (int i = 0; i < l->n_conv; i++) l->conv[i].w = l->conv[i].b = NULL; // the copies below are used
     memcpy(l->tap_ch, w->tap_ch, sizeof l->tap_ch);
     // grids, buffer sizes
-    size_t n_w = 0, max_elems = (size_t)H * W * 3, cols = 0;
-    int h = H, wd = W;
-    for (int i = 0; i < l->n_conv; i++) {
-        const LpipsConv *c = &l->conv[i];
-        l->ph[i] = h, l->pw[i] = wd;
-        if (c->pool_k) h = out_side(h, c->pool_k, c->pool_s, 0), wd = out_side(wd, c->pool_k, c->pool_s, 0);
-        l->ih[i] = h, l->iw[i] = wd;
-        if (c->pool_k && (size_t)h * wd * c->IC > max_elems) max_elems = (size_t)h * wd * c->IC;
-        l->oh[i] = out_side(h, c->kh, c->stride, c->pad), l->ow[i] = out_side(wd, c->kw, c->stride, c->pad);
-        h = l->oh[i], wd = l->ow[i];
-        size_t e = (size_t)h * wd * c->OC;
-        if (e > max_elems) max_elems = e;
-        if (c->tap >= 0) l->tap_conv[c->tap] = i;
-        n_w += (size_t)c->OC * c->IC * c->kh * c->kw + c->OC;
-        size_t K = (size_t)c->kh * c->kw * c->IC;
-        size_t rows = (size_t)N * l->oh[i], cr = (size_t)chunk_rows(K, l->ow[i]);
-        size_t need = (rows < cr ? rows : cr) * l->ow[i] * K;
-        if (need > cols) cols = need;
-    }
-    for (int k = 0; k < LPIPS_TAPS; k++) n_w += l->tap_ch[k];
+    LpipsPlan pl;
+    lpips_plan(w, N, H, W, COLS_CHUNK, &pl);
+    memcpy(l->ih, pl.ih, sizeof l->ih), memcpy(l->iw, pl.iw, sizeof l->iw);
+    memcpy(l->ph, pl.ph, sizeof l->ph), memcpy(l->pw, pl.pw, sizeof l->pw);
+    memcpy(l->oh, pl.oh, sizeof l->oh), memcpy(l->ow, pl.ow, sizeof l->ow);
+    memcpy(l->tap_conv, pl.tap_conv, sizeof l->tap_conv);
+    const size_t n_w = pl.n_w, max_elems = pl.max_elems, cols = pl.cols;
     // weights: PyTorch [OC, IC, kh, kw] -> [OC, kh, kw, IC], the (ky, kx, c) order of our im2col rows
     l->wbuf = (real *)mallocCheck(sizeof(real) * n_w);
     real *p = l->wbuf;

@@ -50,6 +50,22 @@ int lpips_layout(LpipsWeights *w, int net);
 int lpips_min_size(int net);
 int lpips_check_size(int net, int H, int W, char *err, size_t errlen);
 
+// The trunk's geometry for N pairs of H×W images, shared by lpips_build and lpips_cuda_build: per conv i
+// the grid before its pool (ph, pw), after it (ih, iw; the conv's input) and after the conv (oh, ow);
+// the conv each tap reads; the count of weights (convs, biases, lins); the largest activation of one
+// image stack [h, w, c] in elements, counting pooled inputs; and, for im2col chunks of at most cols_chunk
+// elements (but at least one output row), the largest chunk in elements (cols) and in output pixels (max_m).
+typedef struct {
+    int ih[LPIPS_MAX_CONV], iw[LPIPS_MAX_CONV], ph[LPIPS_MAX_CONV], pw[LPIPS_MAX_CONV];
+    int oh[LPIPS_MAX_CONV], ow[LPIPS_MAX_CONV];
+    int tap_conv[LPIPS_TAPS];
+    size_t n_w, max_elems, cols, max_m;
+} LpipsPlan;
+void lpips_plan(const LpipsWeights *w, int N, int H, int W, size_t cols_chunk, LpipsPlan *p);
+// Output rows (image, oy) per im2col chunk of at most cols_chunk elements, K = kh·kw·IC, Wo output columns;
+// at least 1.
+int lpips_chunk_rows(size_t cols_chunk, size_t K, int Wo);
+
 // Weight file (docs/lpips.md). load: 0, or -1 with "path: what is wrong" (nothing left allocated).
 int lpips_weights_load(LpipsWeights *w, const char *path, char *err, size_t errlen);
 void lpips_weights_save(const LpipsWeights *w, const char *path); // atomic (write, fsync, rename)

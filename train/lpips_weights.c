@@ -102,6 +102,35 @@ static int smallest_grid(const LpipsWeights *w, int n) {
     return m;
 }
 
+int lpips_chunk_rows(size_t cols_chunk, size_t K, int Wo) {
+    size_t r = cols_chunk / (K * (size_t)Wo);
+    return r < 1 ? 1 : (int)(r > (1u << 30) ? (1u << 30) : r);
+}
+
+void lpips_plan(const LpipsWeights *w, int N, int H, int W, size_t cols_chunk, LpipsPlan *p) {
+    memset(p, 0, sizeof *p);
+    p->max_elems = (size_t)H * W * 3, p->max_m = 1;
+    int h = H, wd = W;
+    for (int i = 0; i < w->n_conv; i++) {
+        const LpipsConv *c = &w->conv[i];
+        p->ph[i] = h, p->pw[i] = wd;
+        if (c->pool_k) h = conv_out(h, c->pool_k, c->pool_s, 0), wd = conv_out(wd, c->pool_k, c->pool_s, 0);
+        p->ih[i] = h, p->iw[i] = wd;
+        if (c->pool_k && (size_t)h * wd * c->IC > p->max_elems) p->max_elems = (size_t)h * wd * c->IC;
+        p->oh[i] = conv_out(h, c->kh, c->stride, c->pad), p->ow[i] = conv_out(wd, c->kw, c->stride, c->pad);
+        h = p->oh[i], wd = p->ow[i];
+        if ((size_t)h * wd * c->OC > p->max_elems) p->max_elems = (size_t)h * wd * c->OC;
+        if (c->tap >= 0) p->tap_conv[c->tap] = i;
+        p->n_w += (size_t)c->OC * c->IC * c->kh * c->kw + c->OC;
+        size_t K = (size_t)c->kh * c->kw * c->IC, rows = (size_t)N * p->oh[i];
+        size_t cr = (size_t)lpips_chunk_rows(cols_chunk, K, p->ow[i]);
+        size_t m = (rows < cr ? rows : cr) * p->ow[i];
+        if (m * K > p->cols) p->cols = m * K;
+        if (m > p->max_m) p->max_m = m;
+    }
+    for (int k = 0; k < LPIPS_TAPS; k++) p->n_w += w->tap_ch[k];
+}
+
 int lpips_min_size(int net) {
     LpipsWeights w;
     if (lpips_layout(&w, net)) return -1;

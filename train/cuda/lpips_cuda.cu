@@ -26,13 +26,6 @@ static void lpips_cols_fit(const LpipsCuda *l, size_t n) {
     }
 }
 
-static int lpips_out_side(int n, int k, int s, int p) { return n + 2 * p < k ? 0 : (n + 2 * p - k) / s + 1; }
-
-// output rows (image, oy) per im2col chunk for a conv with K = kh·kw·IC and Wo output columns
-static int lpips_chunk_rows(size_t chunk, size_t K, int Wo) {
-    size_t r = chunk / (K * (size_t)Wo);
-    return r < 1 ? 1 : (int)(r > (1u << 30) ? (1u << 30) : r);
-}
 
 // ----------------------------------------------------------------------------------------------
 // trunk kernels
@@ -262,27 +255,14 @@ extern "C" void lpips_cuda_build(LpipsCuda *l, const LpipsWeights *w, int N, int
     memcpy(l->conv, w->conv, sizeof l->conv);
     for (int i = 0; i < l->n_conv; i++) l->conv[i].w = l->conv[i].b = NULL; // the device copies are used
     memcpy(l->tap_ch, w->tap_ch, sizeof l->tap_ch);
-    // grids and buffer sizes, as lpips_build
-    size_t n_w = 0, max_elems = (size_t)H * W * 3, cols = 0, max_m = 1;
-    int h = H, wd = W;
-    for (int i = 0; i < l->n_conv; i++) {
-        const LpipsConv *c = &l->conv[i];
-        l->ph[i] = h, l->pw[i] = wd;
-        if (c->pool_k) h = lpips_out_side(h, c->pool_k, c->pool_s, 0), wd = lpips_out_side(wd, c->pool_k, c->pool_s, 0);
-        l->ih[i] = h, l->iw[i] = wd;
-        if (c->pool_k && (size_t)h * wd * c->IC > max_elems) max_elems = (size_t)h * wd * c->IC;
-        l->oh[i] = lpips_out_side(h, c->kh, c->stride, c->pad), l->ow[i] = lpips_out_side(wd, c->kw, c->stride, c->pad);
-        h = l->oh[i], wd = l->ow[i];
-        if ((size_t)h * wd * c->OC > max_elems) max_elems = (size_t)h * wd * c->OC;
-        if (c->tap >= 0) l->tap_conv[c->tap] = i;
-        n_w += (size_t)c->OC * c->IC * c->kh * c->kw + c->OC;
-        size_t K = (size_t)c->kh * c->kw * c->IC, rows = (size_t)N * l->oh[i];
-        size_t cr = (size_t)lpips_chunk_rows(LPIPS_CUDA_COLS_CHUNK, K, l->ow[i]);
-        size_t m = (rows < cr ? rows : cr) * l->ow[i];
-        if (m * K > cols) cols = m * K;
-        if (m > max_m) max_m = m;
-    }
-    for (int k = 0; k < LPIPS_TAPS; k++) n_w += l->tap_ch[k];
+    // grids and buffer sizes (shared with lpips_build)
+    LpipsPlan pl;
+    lpips_plan(w, N, H, W, LPIPS_CUDA_COLS_CHUNK, &pl);
+    memcpy(l->ih, pl.ih, sizeof l->ih), memcpy(l->iw, pl.iw, sizeof l->iw);
+    memcpy(l->ph, pl.ph, sizeof l->ph), memcpy(l->pw, pl.pw, sizeof l->pw);
+    memcpy(l->oh, pl.oh, sizeof l->oh), memcpy(l->ow, pl.ow, sizeof l->ow);
+    memcpy(l->tap_conv, pl.tap_conv, sizeof l->tap_conv);
+    const size_t n_w = pl.n_w, max_elems = pl.max_elems, cols = pl.cols, max_m = pl.max_m;
     // weights: PyTorch [OC, IC, kh, kw] -> [OC, kh, kw, IC] on the host, then one copy
     float *hw = (float *)malloc(sizeof(float) * n_w);
     if (!hw) {
