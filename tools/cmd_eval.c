@@ -20,10 +20,12 @@
 #include "loop.h"
 #include "png_write.h"
 #include "step.h"
+#include "step_device.h"
 
 static const char *USAGE =
     "--checkpoint CKPT --data SHARD... --subjects ID,ID,...|held-out|all --out DIR\n"
     "       [--samples N] [--lpips ALEX_WEIGHTS] [--akd DLIB_MODEL|--no-akd] [--inconsistent|--consistent] [--seed S]\n"
+    "       [--device cpu|cuda]\n"
     "  Per subject N samples (default 8) drawn as in training from that capture alone; every target view is\n"
     "  scored. held-out: the held_out key stored in a training checkpoint. --inconsistent: inputs from random\n"
     "  other frames (the paper's evaluation); --consistent: inputs at the target frame; default: the model's\n"
@@ -39,6 +41,7 @@ static void json_num_or_null(cJSON *o, const char *name, int have, double v) {
 
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *subjects = NULL, *lpips_path = NULL, *akd_path = NULL, *data[1024];
+    const char *device = "cpu";
     int ndata = 0, samples = 8, timesteps = -1, no_akd = 0;
     unsigned long long seed = 7;
     for (int i = 1; i < argc; i++) {
@@ -57,6 +60,14 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--seed") && has) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--inconsistent")) timesteps = 1;
         else if (!strcmp(a, "--consistent")) timesteps = 0;
+        else if (!strcmp(a, "--device") && has) {
+            device = argv[++i];
+            char derr[256];
+            if (step_device_check(device, derr, sizeof derr)) {
+                fprintf(stderr, "avat3r eval %s\n", derr);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--data") && has) {
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) && ndata < 1024) data[ndata++] = argv[++i];
         } else {
@@ -139,6 +150,8 @@ int cmd_eval(int argc, char **argv) {
     trainer_build(&t, &c, &tc, NULL);
     memcpy(t.m.params, params, sizeof(float) * t.m.n_params);
     free(params);
+    StepDevice sd; // the network and the renderer on the CPU or the GPU; the metrics on the CPU
+    if (step_device_open(&sd, &t, device, err, sizeof err)) FATAL("%s", err); // checked with the options
     const int Vt = c.views_target;
     const size_t HW3 = (size_t)c.img_h * c.img_w * 3;
     Lpips lp;
@@ -197,7 +210,7 @@ int cmd_eval(int argc, char **argv) {
             TrainBatch tb = {{b->rgb, c.use_dust3r ? b->pos : NULL, c.use_dust3r ? b->conf : NULL,
                               c.use_sapiens ? b->sap : NULL, b->w2c, b->K, b->expr},
                              b->tgt_rgb, b->tgt_w2c, b->tgt_K};
-            trainer_render(&t, &tb);
+            step_device_render(&sd, &tb);
             ssim_forward(&t.ssim, t.r.image, b->tgt_rgb, ssim_per);
             if (have_lpips) lpips_forward(&lp, t.r.image, b->tgt_rgb, lp_per);
             for (int v = 0; v < Vt; v++) {
@@ -316,6 +329,7 @@ int cmd_eval(int argc, char **argv) {
     if (have_lpips) lpips_free(&lp), lpips_weights_free(&lw);
     if (have_akd) landmarks_free(&lm);
     free(pred8), free(gt8);
+    step_device_close(&sd);
     trainer_free(&t);
     return 0;
 }

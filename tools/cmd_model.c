@@ -92,8 +92,8 @@ int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const ch
     if (strcmp(o->device, "cpu")) { // the GPU runs training (train, bench train) so far
         char err[256];
         if (strcmp(verb, "bench train")) {
-            fprintf(stderr, "avat3r %s: --device %s: this verb runs on the CPU only so far (the GPU runs `train` "
-                    "and `bench train`; issue #7)\n", verb, o->device);
+            fprintf(stderr, "avat3r %s: --device %s: this verb runs on the CPU only so far (the GPU runs `train`, "
+                    "`eval` and `bench train`; issue #7)\n", verb, o->device);
             return 1;
         }
         if (step_device_check(o->device, err, sizeof err)) {

@@ -11,7 +11,8 @@
 #   raster  render/cuda kernels (host code mirrored in dev/cuda/raster_emu.cpp) vs render/raster.c
 #   step    train/cuda/step_cuda.cu (the whole training step, a 20-step run) vs train/step.c
 #   loop    `avat3r train --device cuda` end to end (an avat3r built with -Dgpu_emu=true in OUTDIR/build-emu):
-#           its log against `--device cpu` step by step, and each device resuming the other's checkpoint
+#           its log against `--device cpu` step by step, each device resuming the other's checkpoint, and
+#           `avat3r eval --device cuda` against `--device cpu` image by image
 # Every CUDA source goes into one emulator unit (dev/cuda/cuda_emu.cpp) and every CPU oracle into one
 # library, compiled once and linked with each test.
 set -euo pipefail
@@ -85,6 +86,10 @@ run_loop() {
   t --out "$L/cpu" --steps 4 --device cpu && t --out "$L/cuda" --steps 4 --device cuda &&
     t --out "$L/cuda_cpu" --steps 2 --device cuda && t --out "$L/cuda_cpu" --steps 4 --resume --device cpu &&
     t --out "$L/cpu_cuda" --steps 2 --device cpu && t --out "$L/cpu_cuda" --steps 4 --resume --device cuda || return 1
+  for d in cpu cuda; do # eval renders on the device too
+    "$A" eval --checkpoint "$L/cpu/final.ckpt" --data "$L/shards" --subjects all --samples 2 --no-akd --device $d \
+      --out "$L/eval_$d" >> "$L/train.log" 2>&1 || { tail -20 "$L/train.log"; return 1; }
+  done
   /usr/bin/python3 - "$L" <<'PY'
 import json, sys
 L, tol = sys.argv[1], 1e-3
@@ -101,7 +106,13 @@ for run in ("cuda", "cuda_cpu", "cpu_cuda"):
         ok = worst <= tol and len(a) > 0
         bad += not ok
         print(f"{'PASS' if ok else 'FAIL'} {run} vs cpu: {kind} {key} at steps {sorted(b)}: worst rel {worst:.2e} (tol {tol:.0e})")
-print(f"avat3r train --device cuda (emulated): {6 - bad} of 6 checks passed")
+ev = [json.load(open(f"{L}/eval_{d}/metrics.json"))["images"] for d in ("cpu", "cuda")]
+for key in ("psnr", "ssim"):
+    worst = max(abs(g[key] - c[key]) / abs(c[key]) for c, g in zip(*ev)) if len(ev[0]) == len(ev[1]) else float("inf")
+    ok = worst <= tol and len(ev[0]) > 0
+    bad += not ok
+    print(f"{'PASS' if ok else 'FAIL'} eval --device cuda vs cpu: {key} of {len(ev[0])} images: worst rel {worst:.2e} (tol {tol:.0e})")
+print(f"avat3r train and eval --device cuda (emulated): {8 - bad} of 8 checks passed")
 sys.exit(1 if bad else 0)
 PY
 }
