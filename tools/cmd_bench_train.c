@@ -46,7 +46,7 @@ int cmd_bench_train(int argc, char **argv) {
     TrainBatch tb = {random_batch_f32(&rb), trgb, tw, tk};
     StepDevice sd;
     char err[256];
-    if (step_device_open(&sd, &t, o.device, err, sizeof err)) FATAL("%s", err);
+    if (step_device_open(&sd, &t, o.device, 0, err, sizeof err)) FATAL("%s", err);
     const int gpu = sd.cuda;
     // the step, `n` times after one warm-up; seconds in all. On the GPU every step ends with host reads
     // (the loss, the norm), so the wall time covers the device's work.

@@ -151,7 +151,7 @@ int cmd_eval(int argc, char **argv) {
     memcpy(t.m.params, params, sizeof(float) * t.m.n_params);
     free(params);
     StepDevice sd; // the network and the renderer on the CPU or the GPU; the metrics on the CPU
-    if (step_device_open(&sd, &t, device, err, sizeof err)) FATAL("%s", err); // checked with the options
+    if (step_device_open(&sd, &t, device, 0, err, sizeof err)) FATAL("%s", err); // checked with the options
     const int Vt = c.views_target;
     const size_t HW3 = (size_t)c.img_h * c.img_w * 3;
     Lpips lp;

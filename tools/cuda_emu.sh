@@ -11,8 +11,8 @@
 #   raster  render/cuda kernels (host code mirrored in dev/cuda/raster_emu.cpp) vs render/raster.c
 #   step    train/cuda/step_cuda.cu (the whole training step, a 20-step run) vs train/step.c
 #   loop    `avat3r train --device cuda` end to end (an avat3r built with -Dgpu_emu=true in OUTDIR/build-emu):
-#           its log against `--device cpu` step by step, each device resuming the other's checkpoint, and
-#           `avat3r eval --device cuda` against `--device cpu` image by image
+#           its log against `--device cpu` step by step, each device resuming the other's checkpoint, two
+#           data-parallel ranks on either device, and `avat3r eval --device cuda` against `--device cpu`
 # Every CUDA source goes into one emulator unit (dev/cuda/cuda_emu.cpp) and every CPU oracle into one
 # library, compiled once and linked with each test.
 set -euo pipefail
@@ -86,6 +86,10 @@ run_loop() {
   t --out "$L/cpu" --steps 4 --device cpu && t --out "$L/cuda" --steps 4 --device cuda &&
     t --out "$L/cuda_cpu" --steps 2 --device cuda && t --out "$L/cuda_cpu" --steps 4 --resume --device cpu &&
     t --out "$L/cpu_cuda" --steps 2 --device cpu && t --out "$L/cpu_cuda" --steps 4 --resume --device cuda || return 1
+  for d in cpu cuda; do # two data-parallel ranks, each on its (emulated) GPU, gradients through the host
+    "$A" launch --procs 2 -- train "${S[@]}" --steps 4 --device $d --out "$L/${d}2" >> "$L/train.log" 2>&1 ||
+      { tail -20 "$L/train.log"; return 1; }
+  done
   for d in cpu cuda; do # eval renders on the device too
     "$A" eval --checkpoint "$L/cpu/final.ckpt" --data "$L/shards" --subjects all --samples 2 --no-akd --device $d \
       --out "$L/eval_$d" >> "$L/train.log" 2>&1 || { tail -20 "$L/train.log"; return 1; }
@@ -95,24 +99,23 @@ import json, sys
 L, tol = sys.argv[1], 1e-3
 def rows(run):
     return [json.loads(x) for x in open(f"{L}/{run}/log.jsonl")]
-ref = rows("cpu")
 bad = 0
-for run in ("cuda", "cuda_cpu", "cpu_cuda"):
-    got = rows(run)
+for run, base in (("cuda", "cpu"), ("cuda_cpu", "cpu"), ("cpu_cuda", "cpu"), ("cuda2", "cpu2")):
+    ref, got = rows(base), rows(run)
     for kind, key in (("train", "loss"), ("val", "psnr")):
         a = {r["step"]: r[key] for r in ref if r["kind"] == kind}
         b = {r["step"]: r[key] for r in got if r["kind"] == kind}
         worst = max(abs(b[s] - a[s]) / abs(a[s]) for s in a) if a.keys() == b.keys() else float("inf")
         ok = worst <= tol and len(a) > 0
         bad += not ok
-        print(f"{'PASS' if ok else 'FAIL'} {run} vs cpu: {kind} {key} at steps {sorted(b)}: worst rel {worst:.2e} (tol {tol:.0e})")
+        print(f"{'PASS' if ok else 'FAIL'} {run} vs {base}: {kind} {key} at steps {sorted(b)}: worst rel {worst:.2e} (tol {tol:.0e})")
 ev = [json.load(open(f"{L}/eval_{d}/metrics.json"))["images"] for d in ("cpu", "cuda")]
 for key in ("psnr", "ssim"):
     worst = max(abs(g[key] - c[key]) / abs(c[key]) for c, g in zip(*ev)) if len(ev[0]) == len(ev[1]) else float("inf")
     ok = worst <= tol and len(ev[0]) > 0
     bad += not ok
     print(f"{'PASS' if ok else 'FAIL'} eval --device cuda vs cpu: {key} of {len(ev[0])} images: worst rel {worst:.2e} (tol {tol:.0e})")
-print(f"avat3r train and eval --device cuda (emulated): {8 - bad} of 8 checks passed")
+print(f"avat3r train and eval --device cuda (emulated): {10 - bad} of 10 checks passed")
 sys.exit(1 if bad else 0)
 PY
 }

@@ -718,9 +718,6 @@ int train_run(const TrainRunOptions *o) {
         START_FAIL("micro_batch %d: at most 64", tc->micro_batch);
     const char *device = o->device ? o->device : "cpu"; // where the step runs (train/step_device.h)
     if (step_device_check(device, err, sizeof err)) START_FAIL("%s", err);
-    if (multi && strcmp(device, "cpu"))
-        START_FAIL("--device %s with %d ranks: data-parallel GPU training (NCCL) is issue #8; one process per run "
-                   "on a GPU so far", device, d.world);
 
     // the effective config, for people and for `--config RUN/config.cfg`
     char path[4200];
@@ -786,7 +783,7 @@ int train_run(const TrainRunOptions *o) {
     }
     // the CPU trainer above runs the step, or holds the host copies of a GPU trainer that starts from its state
     StepDevice sd;
-    if (step_device_open(&sd, &t, device, err, sizeof err)) FATAL("%s", err); // checked above: cannot fail here
+    if (step_device_open(&sd, &t, device, d.local_rank, err, sizeof err)) FATAL("%s", err); // checked above
     LOG_I("model: %zu parameters; %d shards (%d held out); micro-batch %d x %d accumulated; %d threads; "
           "validation on %d samples of %s", t.m.n_params, n_shards, n_held, tc->micro_batch, tc->grad_accum,
           omp_get_max_threads(), vs.n * vs.B, vs.from);
@@ -916,8 +913,10 @@ int train_run(const TrainRunOptions *o) {
             double tc0 = time_now_s();
             d.step = step + 1;
             double v[7] = {acc.loss, acc.l1, acc.ssim, with_lp ? acc.lpips : 0, g_stop_signal ? 1 : 0, drawn, dskipped};
+            step_device_grads_to_host(&sd); // GPU: through the host for now (NCCL: issue #8)
             RANKS_OR_STOP(dist_allreduce_mean_f32(&d, t.m.grads, t.m.n_params, "the gradient all-reduce") ||
                           dist_allreduce_sum_f64(&d, v, 7, "the loss all-reduce"));
+            step_device_grads_from_host(&sd);
             acc.loss = v[0] / d.world, acc.l1 = v[1] / d.world, acc.ssim = v[2] / d.world;
             if (with_lp) acc.lpips = v[3] / d.world;
             stop_all = v[4] > 0;

@@ -33,13 +33,14 @@ int step_device_check(const char *device, char *err, size_t errlen) {
     return -1;
 }
 
-int step_device_open(StepDevice *s, Trainer *t, const char *device, char *err, size_t errlen) {
+int step_device_open(StepDevice *s, Trainer *t, const char *device, int local_rank, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     s->t = t;
     if (step_device_check(device, err, errlen)) return -1;
     if (!strcmp(device, "cpu")) return 0;
 #ifdef AVAT3R_CUDA
     s->cuda = 1;
+    cudaCheck(cudaSetDevice((local_rank > 0 ? local_rank : 0) % cuda_device_count()));
     TrainerCuda *g = (TrainerCuda *)mallocCheck(sizeof *g);
     trainer_cuda_build(g, &t->mc, &t->tc, t->have_lpips ? &t->lw : NULL);
     trainer_cuda_set_state(g, t->m.params, t->adam_m, t->adam_v);
@@ -108,11 +109,30 @@ void step_device_pull(StepDevice *s, int grads) {
     if (s->cuda) {
         TrainerCuda *g = (TrainerCuda *)s->gpu;
         trainer_cuda_get_state(g, s->t->m.params, s->t->adam_m, s->t->adam_v);
-        if (grads)
-            cudaCheck(cudaMemcpy(s->t->m.grads, g->m.grads, sizeof(float) * g->m.n_params, cudaMemcpyDeviceToHost));
+        if (grads) step_device_grads_to_host(s);
     }
 #endif
     (void)s, (void)grads;
+}
+
+void step_device_grads_to_host(StepDevice *s) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) {
+        TrainerCuda *g = (TrainerCuda *)s->gpu;
+        cudaCheck(cudaMemcpy(s->t->m.grads, g->m.grads, sizeof(float) * g->m.n_params, cudaMemcpyDeviceToHost));
+    }
+#endif
+    (void)s;
+}
+
+void step_device_grads_from_host(StepDevice *s) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) {
+        TrainerCuda *g = (TrainerCuda *)s->gpu;
+        cudaCheck(cudaMemcpy(g->m.grads, s->t->m.grads, sizeof(float) * g->m.n_params, cudaMemcpyHostToDevice));
+    }
+#endif
+    (void)s;
 }
 
 void step_device_poison_grad(StepDevice *s) {

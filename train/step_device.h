@@ -18,8 +18,9 @@ typedef struct {
 // "cpu" or "cuda": 0 when this build and machine can run it, else −1 with the reason in err.
 int step_device_check(const char *device, char *err, size_t errlen);
 // Attaches to a built CPU trainer whose parameters and moments are set (initialised or resumed); with
-// cuda, builds the GPU trainer and copies them to it. 0, or −1 with the reason in err.
-int step_device_open(StepDevice *s, Trainer *t, const char *device, char *err, size_t errlen);
+// cuda, selects GPU local_rank mod the visible count (one process per GPU of a node), builds the GPU
+// trainer and copies them to it. 0, or −1 with the reason in err.
+int step_device_open(StepDevice *s, Trainer *t, const char *device, int local_rank, char *err, size_t errlen);
 void step_device_close(StepDevice *s);
 void step_device_zero_grad(StepDevice *s);
 // As trainer_micro_step (the same loss terms on either device); sets t->n_nonfinite_gauss.
@@ -29,6 +30,10 @@ void step_device_render(StepDevice *s, const TrainBatch *b);          // as trai
 // The GPU's parameters and moments (and, with grads, the parameter gradients) into t. No-op on the CPU.
 void step_device_pull(StepDevice *s, int grads);
 void step_device_poison_grad(StepDevice *s); // fault-injection hook: parameter gradient 0 becomes NaN
+// Data parallelism through the host (train/dist.c's all-reduce): the GPU's parameter gradients into
+// t->m.grads, and back after the all-reduce. No-ops on the CPU. (NCCL on the device: issue #8.)
+void step_device_grads_to_host(StepDevice *s);
+void step_device_grads_from_host(StepDevice *s);
 // Seconds per phase since the last reset (network forward incl. the upload, render forward, losses, render
 // backward, network backward, clip + AdamW), as Trainer's t_* fields. On the GPU the phases are timed
 // only after step_device_timed(s, 1), which synchronises the device at every phase end (a benchmark's
