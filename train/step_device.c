@@ -37,7 +37,11 @@ int step_device_open(StepDevice *s, Trainer *t, const char *device, int local_ra
     memset(s, 0, sizeof *s);
     s->t = t;
     if (step_device_check(device, err, errlen)) return -1;
-    if (!strcmp(device, "cpu")) return 0;
+    if (!strcmp(device, "cpu")) {
+        if (strcmp(t->tc.precision, "fp32"))
+            LOG_W("precision = %s applies to --device cuda; the CPU computes in fp32", t->tc.precision);
+        return 0;
+    }
 #ifdef AVAT3R_CUDA
     s->cuda = 1;
     cudaCheck(cudaSetDevice((local_rank > 0 ? local_rank : 0) % cuda_device_count()));
@@ -49,8 +53,8 @@ int step_device_open(StepDevice *s, Trainer *t, const char *device, int local_ra
     int dev = 0;
     cudaCheck(cudaGetDevice(&dev));
     cudaCheck(cudaGetDeviceProperties(&p, dev));
-    LOG_I("device: CUDA device %d (%s), fp32; the step runs there, checkpoints and validation read host copies",
-          dev, p.name);
+    LOG_I("device: CUDA device %d (%s), matmuls in %s; the step runs there, checkpoints and validation read "
+          "host copies", dev, p.name, t->tc.precision);
 #endif
     return 0;
 }

@@ -46,6 +46,8 @@ static const CfgKey train_keys[] = {
     K_INT(loader_threads, 1, 64, "2", "data prefetch threads"),
     K_FLT(dist_timeout, 1, 86400, "300", "several ranks: seconds without progress (connecting, a collective) before "
           "a rank counts as dead or hung and the run stops; must exceed rank 0's validation + checkpoint time"),
+    K_STR(precision, "fp32", "GPU (--device cuda) matmuls: fp32, tf32 (tensor cores, 10-bit inputs) or bf16 (bf16 "
+          "operands, fp32 accumulation, fp32 master weights); the CPU always computes in fp32"),
 };
 
 CfgTable train_config_table(TrainConfig *c) {
@@ -72,7 +74,16 @@ int train_config_validate(const TrainConfig *c, char *err, size_t errlen) {
         return error_set(err, errlen, "key 'lpips_net': '%s' is not vgg or alex", c->lpips_net);
     if (parse_bg(c->background, bg))
         return error_set(err, errlen, "key 'background': '%s' is not r,g,b with each in [0,1]", c->background);
+    if (train_precision(c) < 0)
+        return error_set(err, errlen, "key 'precision': '%s' is not fp32, tf32 or bf16", c->precision);
     return 0;
+}
+
+int train_precision(const TrainConfig *c) {
+    const char *names[3] = {"fp32", "tf32", "bf16"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(c->precision, names[i])) return i;
+    return -1;
 }
 
 void train_config_background(const TrainConfig *c, float bg[3]) {

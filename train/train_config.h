@@ -31,6 +31,7 @@ typedef struct {
     int threads;                // OpenMP threads of the step; 0 = all cores
     int loader_threads;         // prefetch workers
     double dist_timeout;        // data-parallel runs: seconds a rank may make no progress before the run stops
+    char precision[CFG_STR_MAX]; // GPU matmuls: fp32, tf32 or bf16 (model/cuda/matmul_cuda.h); the CPU is fp32
 } TrainConfig;
 
 CfgTable train_config_table(TrainConfig *c);
@@ -39,6 +40,8 @@ int train_config_validate(const TrainConfig *c, char *err, size_t errlen);
 void train_config_background(const TrainConfig *c, float bg[3]);
 // First step of the LPIPS term (resolves −1).
 int train_lpips_start(const TrainConfig *c);
+// precision as 0 fp32, 1 tf32, 2 bf16 (the values of MatmulPrecision, model/cuda/matmul_cuda.h); −1 unknown.
+int train_precision(const TrainConfig *c);
 // Learning rate of step s (0-based): linear warm-up over warmup_steps, then constant or cosine down to
 // lr·lr_min_ratio at `steps`.
 double train_lr(const TrainConfig *c, long step);

@@ -282,11 +282,12 @@ cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 
 // ----------------------------------------------------------------------------------------------
 // cuBLAS: column-major C = alpha·op(A)·op(B) + beta·C, each dot product in double; C is not read when
-// beta = 0 (it may hold NaN poison). Shapes are checked as cuBLAS checks them.
+// beta = 0 (it may hold NaN poison). Shapes are checked as cuBLAS checks them. TF32 math mode rounds the
+// sgemm inputs to TF32; GemmEx takes bf16 operands.
 
 extern "C" {
 cublasStatus_t cublasCreate_v2(cublasHandle_t *h) {
-    *h = (cublasHandle_t)mallocCheck(16);
+    *h = (cublasHandle_t)callocCheck(1, 16); // holds the math mode
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
@@ -294,29 +295,70 @@ cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) {
-    (void)h, (void)m;
+    *(int *)h = (int)m;
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                              const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
-                              float *C, int ldc) {
+}
+// TF32 tensor-core inputs: 10 mantissa bits, round to nearest even (NaN and Inf unchanged)
+static float emu_tf32(float x) {
+    unsigned u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static float emu_bf16_to_float(uint16_t b) {
+    unsigned u = (unsigned)b << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+// C = alpha·op(A)·op(B) + beta·C over element readers: each dot product in double, as cuBLAS checks shapes
+template <class RA, class RB>
+static cublasStatus_t emu_gemm(const char *who, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                               int n, int k, float alpha, RA A, int lda, RB B, int ldb, float beta, float *C, int ldc) {
     int arows = ta == CUBLAS_OP_N ? m : k, brows = tb == CUBLAS_OP_N ? k : n;
     if (!h || m < 0 || n < 0 || k < 0 || lda < std::max(1, arows) || ldb < std::max(1, brows) || ldc < std::max(1, m)) {
-        fprintf(stderr, "emu cublasSgemm: invalid value (m %d n %d k %d lda %d ldb %d ldc %d)\n", m, n, k, lda, ldb, ldc);
+        fprintf(stderr, "emu %s: invalid value (m %d n %d k %d lda %d ldb %d ldc %d)\n", who, m, n, k, lda, ldb, ldc);
         return CUBLAS_STATUS_INVALID_VALUE;
     }
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             double acc = 0;
             for (int p = 0; p < k; p++) {
-                float a = ta == CUBLAS_OP_N ? A[i + (size_t)p * lda] : A[p + (size_t)i * lda];
-                float b = tb == CUBLAS_OP_N ? B[p + (size_t)j * ldb] : B[j + (size_t)p * ldb];
+                float a = ta == CUBLAS_OP_N ? A(i + (size_t)p * lda) : A(p + (size_t)i * lda);
+                float b = tb == CUBLAS_OP_N ? B(p + (size_t)j * ldb) : B(j + (size_t)p * ldb);
                 acc += (double)a * b;
             }
             float *c = C + i + (size_t)j * ldc;
-            *c = (float)(*alpha * acc + (*beta == 0 ? 0.0 : (double)*beta * *c));
+            *c = (float)(alpha * acc + (beta == 0 ? 0.0 : (double)beta * *c));
         }
     return CUBLAS_STATUS_SUCCESS;
+}
+extern "C" {
+cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                              const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
+                              float *C, int ldc) {
+    if (h && (*(int *)h & 0xf) == CUBLAS_TF32_TENSOR_OP_MATH) // TF32 mode: inputs rounded as the tensor cores do
+        return emu_gemm("cublasSgemm", h, ta, tb, m, n, k, *alpha, [&](size_t i) { return emu_tf32(A[i]); }, lda,
+                        [&](size_t i) { return emu_tf32(B[i]); }, ldb, *beta, C, ldc);
+    return emu_gemm("cublasSgemm", h, ta, tb, m, n, k, *alpha, [&](size_t i) { return A[i]; }, lda,
+                    [&](size_t i) { return B[i]; }, ldb, *beta, C, ldc);
+}
+// GemmEx for what matmul_cuda.cu asks: bf16 or fp32 A and B, fp32 C, fp32 compute
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType Atype, int lda, const void *B,
+                            cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype, int ldc,
+                            cublasComputeType_t ct, cublasGemmAlgo_t algo) {
+    (void)algo;
+    if (Atype != CUDA_R_16BF || Btype != CUDA_R_16BF || Ctype != CUDA_R_32F || ct != CUBLAS_COMPUTE_32F) {
+        fprintf(stderr, "emu cublasGemmEx: only bf16 x bf16 -> fp32 with fp32 compute is emulated\n");
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    const uint16_t *a = (const uint16_t *)A, *b = (const uint16_t *)B;
+    return emu_gemm("cublasGemmEx", h, ta, tb, m, n, k, *(const float *)alpha,
+                    [&](size_t i) { return emu_bf16_to_float(a[i]); }, lda,
+                    [&](size_t i) { return emu_bf16_to_float(b[i]); }, ldb, *(const float *)beta, (float *)C, ldc);
 }
 }
 #endif

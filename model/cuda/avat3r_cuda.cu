@@ -67,6 +67,12 @@ extern "C" void avat3r_cuda_build(Avat3rCuda *m, const ModelConfig *cfg, int B) 
     size_t as[NUM_ACT_TENSORS];
     mc_act_sizes(cfg, B, as);
     for (int i = 0; i < NUM_ACT_TENSORS; i++) m->n_acts += as[i];
+    // every matmul operand is (part of) an activation, its gradient, a parameter tensor or the expression
+    // code [B, E]
+    m->max_operand = (size_t)B * cfg->expr_dim;
+    for (int i = 0; i < NUM_ACT_TENSORS; i++) m->max_operand = as[i] > m->max_operand ? as[i] : m->max_operand;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++)
+        m->max_operand = m->param_sizes[i] > m->max_operand ? m->param_sizes[i] : m->max_operand;
     cudaCheck(cudaMalloc((void **)&m->acts, sizeof(float) * m->n_acts));
     cudaCheck(cudaMalloc((void **)&m->dacts, sizeof(float) * m->n_acts));
     cudaCheck(cudaMemset(m->acts, 0, sizeof(float) * m->n_acts));

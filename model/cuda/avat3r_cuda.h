@@ -19,6 +19,7 @@ typedef struct {
     float *acts, *dacts;                    // [n_acts] each, device, laid out as the CPU model's
     ActTensors a, da;
     float *att_delta;                       // [B·NH·N] attention backward scratch
+    size_t max_operand;                     // floats of the largest matmul operand (bf16 scratch, matmul_cuda_reserve)
 } Avat3rCuda;
 
 // Allocates everything on the current device for batch size B (and sets up cuBLAS). Nothing else allocates.

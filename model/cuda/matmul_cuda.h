@@ -9,6 +9,20 @@ extern "C" {
 // Creates the cuBLAS handle and a ones vector for bias gradients of up to max_rows rows. Call once
 // before the first matmul (again with a larger max_rows to grow it; never inside a step).
 void matmul_cuda_setup(size_t max_rows);
+
+// How the products run from the next call on (one setting for the process; the bias gradient, a product
+// against a ones vector, never goes through bf16):
+//   MATMUL_FP32  cuBLAS sgemm, no tensor cores: the CPU is the oracle within ~1e-5 (the default, tests)
+//   MATMUL_TF32  sgemm on tensor cores: inputs rounded to 10 mantissa bits, fp32 accumulation
+//   MATMUL_BF16  both operands rounded to bfloat16 into scratch copies, products accumulated in fp32 into
+//                the fp32 outputs (cublasGemmEx): fp32 master weights, fp32 activations and gradients
+//                between the GEMMs; needs matmul_cuda_reserve for the scratch first
+typedef enum { MATMUL_FP32 = 0, MATMUL_TF32 = 1, MATMUL_BF16 = 2 } MatmulPrecision;
+void matmul_cuda_set_precision(MatmulPrecision p);
+MatmulPrecision matmul_cuda_precision(void);
+// bf16 scratch for GEMM operands of up to max_elems floats each (two buffers); grows, never inside a step.
+void matmul_cuda_reserve(size_t max_elems);
+
 void matmul_cuda_teardown(void);
 // out[N,OC] = inp[N,C] · w[OC,C]ᵀ + bias[OC] (bias may be NULL)
 void matmul_forward_cuda(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);

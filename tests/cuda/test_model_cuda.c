@@ -22,6 +22,13 @@
 
 #define TOL_KERNEL 1e-5 // one fp32 kernel: summation order and a few ulps of expf/tanhf
 #define TOL_MODEL 1e-4  // a whole pass: the same, compounded over ~10 layers deep
+// A whole pass with TF32 / bf16 matmuls against the fp32 CPU: each product's operands are rounded to
+// u = 2^-11 / 2^-8 (check_matmul_reduced bounds one matmul exactly), and a pass compounds that through the
+// LayerNorms, softmaxes and residuals of every layer, forward and backward. The small configs (init_std 0.3,
+// so every branch matters) amplify it 20–30x on the emulator (worst 1.5e-2 TF32, 7.8e-2 bf16, 2026-11-24);
+// 64·u leaves 2–3x for the GPU's own summation orders. A wrong layout or a missing conversion gives O(1).
+#define TOL_TF32 (64 * 0x1p-11)
+#define TOL_BF16 (64 * 0x1p-8)
 
 static int pass, fail;
 static void count(int ok) { ok ? pass++ : fail++; }
@@ -95,6 +102,54 @@ static void check_matmul(int N, int C, int OC, int bias) {
     for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++)
         if (dbufs[i]) CK(cudaFree(dbufs[i]));
     free(x), free(w), free(b), free(out), free(dout), free(dx), free(dw), free(db);
+}
+
+// TF32 / bf16 products against the exact ones (double), element by element: rounding both operands to
+// p bits (u = 2^-p: 2^-11 for TF32, 2^-8 for bf16) moves each product a·b by at most (2u + u²)|a·b|, the
+// fp32 accumulation of K terms adds at most γ_K = K·2^-24/(1 − K·2^-24) of Σ|a·b|, and the result's own
+// rounding 2^-24 of it. So |gpu − exact| ≤ (2u + u² + γ_K)·Σ|a·b| + 2^-24·|exact| for every element; the
+// check reports the worst ratio to that bound: ≤ 1 passes, and ≥ 0.01 shows the operands really were
+// rounded (an fp32 product sits near 1e-5 of this bound). Output, dinp and dw from zero.
+static void check_matmul_reduced(int N, int C, int OC, MatmulPrecision prec) {
+    const double u = prec == MATMUL_BF16 ? 0x1p-8 : 0x1p-11;
+    float *x = ct_rand((size_t)N * C, 20), *w = ct_rand((size_t)OC * C, 21), *dout = ct_rand((size_t)N * OC, 22);
+    float *d_x = ct_dev(x, (size_t)N * C), *d_w = ct_dev(w, (size_t)OC * C), *d_dout = ct_dev(dout, (size_t)N * OC);
+    float *d_out = ct_dev(NULL, (size_t)N * OC), *d_dx = ct_zero((size_t)N * C), *d_dw = ct_zero((size_t)OC * C);
+    matmul_cuda_set_precision(prec);
+    matmul_forward_cuda(d_out, d_x, d_w, NULL, N, C, OC);
+    matmul_backward_cuda(d_dx, d_dw, NULL, d_dout, d_x, d_w, N, C, OC);
+    matmul_cuda_set_precision(MATMUL_FP32);
+    float *g[3] = {(float *)mallocCheck(4 * (size_t)N * OC), (float *)mallocCheck(4 * (size_t)N * C),
+                   (float *)mallocCheck(4 * (size_t)OC * C)};
+    CK(cudaMemcpy(g[0], d_out, 4 * (size_t)N * OC, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(g[1], d_dx, 4 * (size_t)N * C, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(g[2], d_dw, 4 * (size_t)OC * C, cudaMemcpyDeviceToHost));
+    // out[n,o] = Σ_c x[n,c] w[o,c]; dx[n,c] = Σ_o dout[n,o] w[o,c]; dw[o,c] = Σ_n dout[n,o] x[n,c]
+    const int rows[3] = {N, N, OC}, cols[3] = {OC, C, C}, K[3] = {C, OC, N};
+    const char *names[3] = {"out", "dinp", "dw"};
+    for (int t = 0; t < 3; t++) {
+        double worst = 0, gk = K[t] * 0x1p-24 / (1 - K[t] * 0x1p-24);
+        int nan = 0;
+        for (int i = 0; i < rows[t]; i++)
+            for (int j = 0; j < cols[t]; j++) {
+                double e = 0, mag = 0;
+                for (int k = 0; k < K[t]; k++) {
+                    double a = t == 0 ? x[(size_t)i * C + k] : dout[t == 1 ? (size_t)i * OC + k : (size_t)k * OC + i];
+                    double b = t == 0 ? w[(size_t)j * C + k] : t == 1 ? w[(size_t)k * C + j] : x[(size_t)k * C + j];
+                    e += a * b, mag += fabs(a * b);
+                }
+                double v = g[t][(size_t)i * cols[t] + j], bound = (2 * u + u * u + gk) * mag + 0x1p-24 * fabs(e);
+                if (v != v) nan++;
+                else worst = fmax(worst, fabs(v - e) / bound);
+            }
+        int ok = !nan && worst <= 1 && worst >= 0.01;
+        printf("%s matmul %s N%d C%d OC%d %s: worst |gpu - exact| / bound = %.3f, NaN %d\n", ok ? "PASS" : "FAIL",
+               prec == MATMUL_BF16 ? "bf16" : "tf32", N, C, OC, names[t], worst, nan);
+        count(ok);
+    }
+    float *dbufs[] = {d_x, d_w, d_dout, d_out, d_dx, d_dw};
+    for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++) CK(cudaFree(dbufs[i]));
+    free(x), free(w), free(dout), free(g[0]), free(g[1]), free(g[2]);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -205,13 +260,18 @@ static int compare_tensors(const char *what, const char *const *names, const siz
     return bad;
 }
 
-static void check_model(const ModelConfig *c, int B, const char *label) {
-    printf("-- whole model: %s (B %d, width %d, heads %d, layers %d, %d tokens, sapiens %d, dust3r %d)\n", label, B,
-           c->width, c->heads, c->layers, mc_tokens(c), c->use_sapiens, c->use_dust3r);
+// prec: the matmuls' precision; tol: the tolerance of every tensor against the fp32 CPU
+static void check_model(const ModelConfig *c, int B, const char *label, MatmulPrecision prec, double tol) {
+    const char *pn[3] = {"fp32", "tf32", "bf16"};
+    printf("-- whole model: %s (B %d, width %d, heads %d, layers %d, %d tokens, sapiens %d, dust3r %d, matmuls %s, "
+           "tol %.0e)\n", label, B, c->width, c->heads, c->layers, mc_tokens(c), c->use_sapiens, c->use_dust3r,
+           pn[prec], tol);
     Avat3r cpu;
     Avat3rCuda gpu;
     avat3r_build(&cpu, c, B);
     avat3r_cuda_build(&gpu, c, B);
+    matmul_cuda_reserve(gpu.max_operand);
+    matmul_cuda_set_precision(prec);
     avat3r_init_params(&cpu, 7);
     Rng r = rng_make(99, 0); // LayerNorm weights and biases start at 1 and 0: make every tensor generic
     for (size_t i = 0; i < cpu.n_params; i++) cpu.params[i] += 0.1f * (float)rng_normal_at(&r, i);
@@ -229,7 +289,7 @@ static void check_model(const ModelConfig *c, int B, const char *label) {
     CK(cudaDeviceSynchronize());
     size_t as[NUM_ACT_TENSORS];
     mc_act_sizes(c, B, as);
-    int bad = compare_tensors("forward", act_tensor_names, as, NUM_ACT_TENSORS, cpu.acts, gpu.acts, TOL_MODEL);
+    int bad = compare_tensors("forward", act_tensor_names, as, NUM_ACT_TENSORS, cpu.acts, gpu.acts, tol);
     // backward from random dL/dgauss onto random gradients (accumulation is part of the contract)
     float *dg = ct_rand(rb.n_w, 31), *d_dg = ct_dev(dg, rb.n_w);
     avat3r_zero_grad(&cpu);
@@ -240,8 +300,8 @@ static void check_model(const ModelConfig *c, int B, const char *label) {
     avat3r_backward(&cpu, &in, dg);
     avat3r_cuda_backward(&gpu, &din, d_dg);
     CK(cudaDeviceSynchronize());
-    bad += compare_tensors("grad", param_names, cpu.param_sizes, NUM_PARAM_TENSORS, cpu.grads, gpu.grads, TOL_MODEL);
-    bad += compare_tensors("dact", act_tensor_names, as, NUM_ACT_TENSORS, cpu.dacts, gpu.dacts, TOL_MODEL);
+    bad += compare_tensors("grad", param_names, cpu.param_sizes, NUM_PARAM_TENSORS, cpu.grads, gpu.grads, tol);
+    bad += compare_tensors("dact", act_tensor_names, as, NUM_ACT_TENSORS, cpu.dacts, gpu.dacts, tol);
     // the same forward again gives the same bits (no atomics, fixed reduction orders)
     float *g1 = (float *)mallocCheck(sizeof(float) * rb.n_w), *g2 = (float *)mallocCheck(sizeof(float) * rb.n_w);
     CK(cudaMemcpy(g1, gpu.a.gauss, sizeof(float) * rb.n_w, cudaMemcpyDeviceToHost));
@@ -259,6 +319,7 @@ static void check_model(const ModelConfig *c, int B, const char *label) {
     random_batch_free(&rb);
     avat3r_free(&cpu);
     avat3r_cuda_free(&gpu);
+    matmul_cuda_set_precision(MATMUL_FP32);
 }
 
 int main(int argc, char **argv) {
@@ -274,6 +335,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 5; i++) check_attention(2, 97, 3, 2, hds[i], 0, 200 + i);
     check_matmul(37, 29, 19, 1);
     check_matmul(300, 64, 14, 0);
+    matmul_cuda_reserve(300 * 64);
+    check_matmul_reduced(37, 29, 19, MATMUL_TF32);
+    check_matmul_reduced(300, 64, 14, MATMUL_BF16);
     check_pixels();
     // whole model: all four feature combinations (hd 16), the generic attention (hd 12), then a config file
     for (int s = 1; s >= 0; s--)
@@ -281,15 +345,19 @@ int main(int argc, char **argv) {
             char label[64];
             snprintf(label, sizeof label, "small, sapiens %d dust3r %d", s, d);
             ModelConfig c = small_config(s, d, 32, 2);
-            check_model(&c, 2, label);
+            check_model(&c, 2, label, MATMUL_FP32, TOL_MODEL);
         }
     ModelConfig c12 = small_config(1, 1, 24, 2);
-    check_model(&c12, 2, "small, head dim 12");
+    check_model(&c12, 2, "small, head dim 12", MATMUL_FP32, TOL_MODEL);
+    // the reduced-precision matmuls against the same fp32 CPU
+    ModelConfig cf = small_config(1, 1, 32, 2);
+    check_model(&cf, 2, "small, TF32 matmuls", MATMUL_TF32, TOL_TF32);
+    check_model(&cf, 2, "small, bf16 matmuls", MATMUL_BF16, TOL_BF16);
     if (argc > 1) {
         ModelConfig c;
         char err[512];
         if (model_config_load(&c, argv[1], err, sizeof err)) FATAL("%s", err);
-        check_model(&c, 1, argv[1]);
+        check_model(&c, 1, argv[1], MATMUL_FP32, TOL_MODEL);
     }
     matmul_cuda_teardown();
     printf("CUDA model tests: %d of %d checks passed\n", pass, pass + fail);

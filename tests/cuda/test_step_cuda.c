@@ -17,6 +17,10 @@
 //      a stalled run).
 //   4. a NaN in the input: the micro-step reports a NaN loss and non-finite Gaussians, the update
 //      reports a non-finite norm and leaves every parameter and moment bit-identical (as on the CPU).
+//   5. the run of 3. with bf16 matmuls (key precision = bf16): every step's loss within TOL_BF16_CURVE of
+//      the fp32 CPU curve, falling in both phases. The loss is a mean over all pixels, so the operand
+//      rounding (u = 2^-8) reaches it averaged: TOL_BF16_CURVE = 2e-2 is about 5u, where a broken bf16 path
+//      (a wrong layout, an unconverted operand) moves the loss by O(1).
 // Without a GPU it says so and exits 0.
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +36,7 @@
 
 #define TOL_MODEL 1e-4
 #define TOL_CURVE 1e-3
+#define TOL_BF16_CURVE 2e-2 // see 5. in the header
 #define STEPS 20
 #define LPIPS_FROM 10
 
@@ -115,6 +120,8 @@ int main(int argc, char **argv) {
     same ? pass++ : fail++;
     memset(cpu.adam_m, 0, 4 * np), memset(cpu.adam_v, 0, 4 * np); // the run starts from zero moments
     trainer_cuda_set_state(&gpu, cpu.m.params, NULL, NULL);
+    float *p0 = (float *)mallocCheck(4 * np); // the starting parameters, for the bf16 run (5.)
+    memcpy(p0, cpu.m.params, 4 * np);
 
     Micro mb[2];
     micro_make(&mb[0], &c, B, 21);
@@ -204,10 +211,37 @@ int main(int argc, char **argv) {
            ln.loss, gpu.n_nonfinite_gauss, nn, same ? "unchanged" : "CHANGED");
     ok ? pass++ : fail++;
 
-    micro_free(&mb[0]), micro_free(&mb[1]);
-    free(hp), free(hm), free(hv), free(hg), free(img), free(hp2), free(hm2), free(hv2);
-    trainer_free(&cpu);
     trainer_cuda_free(&gpu);
+
+    // 5. the same run with bf16 matmuls (precision = bf16; the precision is one per process, so after the
+    //    fp32 trainer is gone) against the fp32 CPU curve: within TOL_BF16_CURVE, and still falling
+    TrainConfig tb16 = tc;
+    snprintf(tb16.precision, sizeof tb16.precision, "bf16");
+    trainer_cuda_build(&gpu, &c, &tb16, &lw);
+    trainer_cuda_set_state(&gpu, p0, NULL, NULL);
+    double curve_b[STEPS], worst_b = 0;
+    for (int s = 0; s < STEPS; s++) {
+        double lsum = 0;
+        trainer_cuda_zero_grad(&gpu);
+        for (int k = 0; k < tc.grad_accum; k++)
+            lsum += trainer_cuda_micro_step(&gpu, &mb[k].tb, 1.0 / tc.grad_accum, s >= LPIPS_FROM).loss;
+        trainer_cuda_update(&gpu, s, NULL);
+        curve_b[s] = lsum / tc.grad_accum;
+        worst_b = fmax(worst_b, fabs(curve_b[s] - curve_c[s]) / fabs(curve_c[s]));
+        if (!isfinite(curve_b[s])) worst_b = INFINITY;
+    }
+    double b1 = (curve_b[0] - curve_b[LPIPS_FROM - 1]) / curve_b[0];
+    double b2 = (curve_b[LPIPS_FROM] - curve_b[STEPS - 1]) / curve_b[LPIPS_FROM];
+    ok = worst_b <= TOL_BF16_CURVE && b1 > 0 && b2 > 0;
+    printf("%s bf16 matmuls: loss curve within %.2e of the fp32 CPU's (tol %.0e; step %d: %.7f vs %.7f), falling "
+           "by %.2f%% and %.2f%%\n", ok ? "PASS" : "FAIL", worst_b, TOL_BF16_CURVE, STEPS - 1, curve_b[STEPS - 1],
+           curve_c[STEPS - 1], 100 * b1, 100 * b2);
+    ok ? pass++ : fail++;
+    trainer_cuda_free(&gpu);
+
+    micro_free(&mb[0]), micro_free(&mb[1]);
+    free(hp), free(hm), free(hv), free(hg), free(img), free(hp2), free(hm2), free(hv2), free(p0);
+    trainer_free(&cpu);
     lpips_weights_free(&lw);
     printf("CUDA training-step tests: %d of %d checks passed\n", pass, pass + fail);
     return fail ? 1 : 0;

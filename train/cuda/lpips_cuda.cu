@@ -314,6 +314,11 @@ extern "C" void lpips_cuda_build(LpipsCuda *l, const LpipsWeights *w, int N, int
     l->pair_d = (double *)lpips_dev_alloc(sizeof(double) * N);
     l->total = (double *)lpips_dev_alloc(sizeof(double));
     l->cols_cap = cols, l->cols_chunk = LPIPS_CUDA_COLS_CHUNK;
+    l->max_operand = cols > 2 * (size_t)N * max_elems ? cols : 2 * (size_t)N * max_elems;
+    for (int i = 0; i < l->n_conv; i++) {
+        size_t nw = (size_t)l->conv[i].OC * l->conv[i].kh * l->conv[i].kw * l->conv[i].IC;
+        if (nw > l->max_operand) l->max_operand = nw;
+    }
     l->cols = (float *)lpips_dev_alloc(sizeof(float) * cols);
     l->g0 = (float *)lpips_dev_alloc(sizeof(float) * N * max_elems);
     l->g1 = (float *)lpips_dev_alloc(sizeof(float) * N * max_elems);

@@ -45,6 +45,7 @@ typedef struct {
     size_t cols_chunk; // floats per im2col chunk (at least one output row): LPIPS_CUDA_COLS_CHUNK from the
                        // build; a test may lower it (never raise it) to force many chunks
     float *g0, *g1; // backward ping-pong [N · largest activation]
+    size_t max_operand; // floats of the largest GEMM operand: an im2col chunk, a conv's weights, or an activation
     int have_forward;
 } LpipsCuda;
 

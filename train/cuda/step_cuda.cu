@@ -8,6 +8,7 @@ extern "C" {
 #include "../../common/timer.h"
 }
 #include "../../model/cuda/launch.h"
+#include "../../model/cuda/matmul_cuda.h"
 #include "loss_cuda.h"
 #include "optim_cuda.h"
 #include "step_cuda.h"
@@ -88,6 +89,15 @@ extern "C" void trainer_cuda_build(TrainerCuda *t, const ModelConfig *mc, const 
         t->have_lpips = 1;
         lpips_cuda_build(&t->lp, lw, (int)n_img, t->H, t->W);
     }
+    // the matmuls' precision (train_precision's values are MatmulPrecision's); bf16 needs operand scratch
+    const int prec = train_precision(tc);
+    if (prec < 0) FATAL("trainer_cuda: key 'precision': '%s' is not fp32, tf32 or bf16", tc->precision);
+    if (prec == MATMUL_BF16) {
+        size_t need = t->m.max_operand;
+        if (t->have_lpips && t->lp.max_operand > need) need = t->lp.max_operand;
+        matmul_cuda_reserve(need);
+    }
+    matmul_cuda_set_precision((MatmulPrecision)prec);
     t->adam_m = dalloc(np), t->adam_v = dalloc(np);
     // inputs and targets: one buffer, fields back to back
     InSizes s = in_sizes(t);
