@@ -113,6 +113,15 @@ const char *const act_tensor_names[NUM_ACT_TENSORS] = {
     "ln2_mean", "ln2_rstd", "cq", "ckv", "catt", "catt_lse", "x2", "ln3", "ln3_mean", "ln3_rstd", "fc", "fcg", "x3",
     "lnf", "lnf_mean", "lnf_rstd", "proj_tmp", "up_tmp", "up_pre", "up_act", "raw", "gauss"};
 
+void mc_input_sizes(const ModelConfig *c, int B, size_t s[NUM_INPUTS]) {
+    size_t BV = (size_t)B * c->views_in, HW = (size_t)c->img_h * c->img_w;
+    s[0] = BV * HW * 3;
+    s[1] = c->use_dust3r ? BV * HW * 3 : 0;
+    s[2] = c->use_dust3r ? BV * HW : 0;
+    s[3] = c->use_sapiens ? BV * c->sapiens_h * c->sapiens_w * c->sapiens_ch : 0;
+    s[4] = BV * 12, s[5] = BV * 9, s[6] = (size_t)B * c->expr_dim;
+}
+
 void mc_act_sizes(const ModelConfig *c, int B, size_t s[NUM_ACT_TENSORS]) {
     size_t BV = (size_t)B * c->views_in, HW = (size_t)c->img_h * c->img_w, N = mc_tokens(c), BN = B * N;
     size_t D = c->width, L = c->layers, M = (size_t)c->mlp_ratio * D, NH = c->heads, S = c->expr_tokens;

@@ -67,5 +67,9 @@ size_t mc_up_w_offset(const ModelConfig *c, int k, size_t *b_off); // stage k's 
 #define NUM_ACT_TENSORS 47
 extern const char *const act_tensor_names[NUM_ACT_TENSORS]; // the ActTensors field names, for messages
 void mc_act_sizes(const ModelConfig *c, int B, size_t sizes[NUM_ACT_TENSORS]);
+// Floats of each input of a batch of B (Avat3rBatch's order: rgb, pos, conf, sap, w2c, K, expr); 0 for an
+// input the config does not use (pos and conf without DUSt3R, sap without Sapiens).
+#define NUM_INPUTS 7
+void mc_input_sizes(const ModelConfig *c, int B, size_t sizes[NUM_INPUTS]);
 
 #endif

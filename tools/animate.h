@@ -7,10 +7,12 @@
 
 #include "avat3r.h"
 #include "raster.h"
+#include "step_device.h"
 
 typedef struct {
     ModelConfig c;
     Avat3r m;                 // batch 1
+    NetDevice nd;             // where the network runs (the Gaussians land in m.a.gauss either way)
     Avat3rBatch in;           // the input views (the caller's buffers); in.expr is set per frame
     // the exported Gaussians of the last forward: every input pixel whose DUSt3R confidence is at least
     // conf_threshold (all of them without DUSt3R), activated values
@@ -22,9 +24,11 @@ typedef struct {
     int have_raster;
 } Avatar;
 
-// params [n_params] are copied. in: the input views with B = 1 (kept by pointer, expr ignored).
-void avatar_build(Avatar *a, const ModelConfig *c, const float *params, const Avat3rBatch *in, int W, int H, int ncam,
-                  const float bg[3]);
+// params [n_params] are copied. in: the input views with B = 1 (kept by pointer, expr ignored). device:
+// "cpu" or "cuda" for the network (train/step_device.h; the export and the renders stay on the CPU).
+// 0, or −1 with the reason in err (nothing left allocated).
+int avatar_build(Avatar *a, const ModelConfig *c, const float *params, const Avat3rBatch *in, int W, int H, int ncam,
+                 const float bg[3], const char *device, char *err, size_t errlen);
 void avatar_free(Avatar *a);
 // Network forward with this code [expr_dim], then the export (confidence threshold). Returns a->n.
 size_t avatar_forward(Avatar *a, const float *code);

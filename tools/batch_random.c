@@ -65,14 +65,10 @@ void random_batch_make(RandomBatch *rb, const ModelConfig *c, int B, uint64_t se
     memset(rb, 0, sizeof *rb);
     rb->cfg = *c;
     rb->B = B;
-    size_t BV = (size_t)B * c->views_in, HW = (size_t)c->img_h * c->img_w;
-    rb->n_rgb = BV * HW * 3;
-    rb->n_pos = c->use_dust3r ? BV * HW * 3 : 0;
-    rb->n_conf = c->use_dust3r ? BV * HW : 0;
-    rb->n_sap = c->use_sapiens ? BV * c->sapiens_h * c->sapiens_w * c->sapiens_ch : 0;
-    rb->n_w2c = BV * 12;
-    rb->n_K = BV * 9;
-    rb->n_expr = (size_t)B * c->expr_dim;
+    size_t BV = (size_t)B * c->views_in, HW = (size_t)c->img_h * c->img_w, n[NUM_INPUTS];
+    mc_input_sizes(c, B, n);
+    rb->n_rgb = n[0], rb->n_pos = n[1], rb->n_conf = n[2], rb->n_sap = n[3], rb->n_w2c = n[4], rb->n_K = n[5];
+    rb->n_expr = n[6];
     rb->n_w = BV * HW * 14;
     rb->rgb = fill(rb->n_rgb, seed, 1, 0, 1, 0, 0);
     rb->pos = fill(rb->n_pos, seed, 2, 0, 0, 1, 0.08);

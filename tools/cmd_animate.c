@@ -27,12 +27,16 @@
 // ------------------------------------------------------------------------------------------------
 // the avatar (animate.h)
 
-void avatar_build(Avatar *a, const ModelConfig *c, const float *params, const Avat3rBatch *in, int W, int H, int ncam,
-                  const float bg[3]) {
+int avatar_build(Avatar *a, const ModelConfig *c, const float *params, const Avat3rBatch *in, int W, int H, int ncam,
+                 const float bg[3], const char *device, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
     a->c = *c;
     avat3r_build(&a->m, c, 1);
     memcpy(a->m.params, params, sizeof(float) * a->m.n_params);
+    if (net_device_open(&a->nd, &a->m, device, err, errlen)) {
+        avat3r_free(&a->m);
+        return -1;
+    }
     a->in = *in;
     a->W = W, a->H = H, a->ncam = ncam;
     memcpy(a->bg, bg, sizeof a->bg);
@@ -40,9 +44,11 @@ void avatar_build(Avatar *a, const ModelConfig *c, const float *params, const Av
     a->means = (float *)mallocCheck(G * 12), a->quats = (float *)mallocCheck(G * 16);
     a->scales = (float *)mallocCheck(G * 12), a->opac = (float *)mallocCheck(G * 4);
     a->colors = (float *)mallocCheck(G * 12);
+    return 0;
 }
 
 void avatar_free(Avatar *a) {
+    net_device_close(&a->nd);
     avat3r_free(&a->m);
     if (a->have_raster) raster_free(&a->r);
     free(a->means), free(a->quats), free(a->scales), free(a->opac), free(a->colors);
@@ -51,7 +57,7 @@ void avatar_free(Avatar *a) {
 
 size_t avatar_forward(Avatar *a, const float *code) {
     a->in.expr = code;
-    avat3r_forward(&a->m, &a->in);
+    net_device_forward(&a->nd, &a->in);
     // Export (DESIGN.md §4): the confidence multiplies opacity in training; a PLY drops the Gaussians whose
     // confidence is below conf_threshold and keeps the opacity the network was trained to render with.
     const float *g = a->m.a.gauss, *conf = a->c.use_dust3r ? a->in.conf : NULL;
@@ -88,16 +94,18 @@ void avatar_render(Avatar *a, const float *w2c, const float *K) {
 static const char *USAGE =
     "--checkpoint CKPT --data SHARD... --subject ID (--codes FILE.npy | --frames A:B) --out DIR\n"
     "       [--size WxH] [--views N | --camera NAME] [--turntable] [--fps F] [--seed S] [--threads T]\n"
+    "       [--device cpu|cuda]\n"
     "  Builds the avatar of capture or subject ID from 4 input views drawn as in training (seed S, default 7),\n"
     "  then per expression code: DIR/frame_%04d.ply (3DGS) and DIR/frame_%04d.png. --frames A:B: the codes of\n"
     "  frames A..B-1 (indices into the capture's frame list); --codes: a .npy float32 [F, expr_dim].\n"
     "  The PNG shows N (default 1) cameras of the capture at the inputs' target frame, or --camera NAME, side\n"
     "  by side; --turntable orbits one camera around the head over the sequence. --size: per view (default:\n"
     "  the model's image size times the smallest integer that reaches 256). Writes DIR/manifest.json (the web\n"
-    "  viewer reads it) and, when ffmpeg is on PATH, DIR/animation.mp4 (H.264 or MPEG-4, yuv420p, --fps, 25).";
+    "  viewer reads it) and, when ffmpeg is on PATH, DIR/animation.mp4 (H.264 or MPEG-4, yuv420p, --fps, 25).\n"
+    "  --device cuda runs the network on the GPU (the export and the renders stay on the CPU).";
 
 typedef struct {
-    const char *ckpt, *subject, *codes, *frames, *out, *camera, *size, *data[1024];
+    const char *ckpt, *subject, *codes, *frames, *out, *camera, *size, *device, *data[1024];
     int ndata, views, turntable, threads;
     double fps;
     unsigned long long seed;
@@ -105,7 +113,7 @@ typedef struct {
 
 static int parse_opts(int argc, char **argv, AnimOpts *o) {
     memset(o, 0, sizeof *o);
-    o->seed = 7, o->fps = 25;
+    o->seed = 7, o->fps = 25, o->device = "cpu";
     for (int i = 1; i < argc; i++) {
         int has = i + 1 < argc;
         const char *a = argv[i];
@@ -124,7 +132,7 @@ static int parse_opts(int argc, char **argv, AnimOpts *o) {
         else if (!strcmp(a, "--seed") && has) o->seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--threads") && has) o->threads = atoi(argv[++i]);
         else if (!strcmp(a, "--turntable")) o->turntable = 1;
-        else if (!strcmp(a, "--device") && has && !strcmp(argv[i + 1], "cpu")) i++;
+        else if (!strcmp(a, "--device") && has) o->device = argv[++i];
         else if (!strcmp(a, "--data") && has) {
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) && o->ndata < 1024) o->data[o->ndata++] = argv[++i];
         } else {
@@ -510,7 +518,11 @@ static int anim_run(Anim *x) {
     const float bg[3] = {1, 1, 1}; // the training background (the packer's default)
     Avat3rBatch in = {x->rgb, x->pos, x->conf, x->sap, x->w2c, x->K, NULL};
     Avatar a;
-    avatar_build(&a, c, x->params, &in, W, H, N, bg);
+    char err[256];
+    if (avatar_build(&a, c, x->params, &in, W, H, N, bg, x->o.device, err, sizeof err)) {
+        fprintf(stderr, "avat3r animate %s\n", err);
+        return 2;
+    }
     const ShardMeta *m = &x->s.m;
     printf("avat3r animate: %s, inputs", m->capture);
     for (int v = 0; v < c->views_in; v++)

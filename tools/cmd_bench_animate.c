@@ -16,13 +16,14 @@
 #include "cli.h"
 
 static const char *USAGE =
-    "--config FILE [--frames N] [--threads T] [--size WxH] [--set key=value ...]\n"
+    "--config FILE [--frames N] [--threads T] [--size WxH] [--device cpu|cuda] [--set key=value ...]\n"
     "  Random weights and inputs (cameras on a sphere, point maps near the origin); N frames (default 3) after\n"
     "  the creation pass; the view is rendered at WxH (default: the model's image size).";
 
 int cmd_bench_animate(int argc, char **argv) {
     const char *config = NULL, *size = NULL, *sets[64];
     int nsets = 0, frames = 3, threads = 0;
+    const char *device = "cpu";
     for (int i = 1; i < argc; i++) {
         int has = i + 1 < argc;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -33,7 +34,7 @@ int cmd_bench_animate(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && has) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--size") && has) size = argv[++i];
         else if (!strcmp(argv[i], "--set") && has && nsets < 64) sets[nsets++] = argv[++i];
-        else if (!strcmp(argv[i], "--device") && has && !strcmp(argv[i + 1], "cpu")) i++;
+        else if (!strcmp(argv[i], "--device") && has) device = argv[++i];
         else {
             fprintf(stderr, "avat3r bench animate: unknown or incomplete option '%s'\nusage: avat3r bench animate %s\n",
                     argv[i], USAGE);
@@ -74,7 +75,11 @@ int cmd_bench_animate(int argc, char **argv) {
     for (int i = 0; i < 9; i++) Kf[i] = (float)K[i];
     const float bg[3] = {1, 1, 1};
     Avatar a;
-    avatar_build(&a, &c, params, &in, W, H, 1, bg);
+    char err[256];
+    if (avatar_build(&a, &c, params, &in, W, H, 1, bg, device, err, sizeof err)) {
+        fprintf(stderr, "avat3r bench animate %s\n", err);
+        return 2;
+    }
     free(params);
     // creation: the first forward of this avatar (cold: the first touch of the activation memory included)
     double t0 = time_now_s();

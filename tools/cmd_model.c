@@ -93,7 +93,7 @@ int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const ch
         char err[256];
         if (strcmp(verb, "bench train")) {
             fprintf(stderr, "avat3r %s: --device %s: this verb runs on the CPU only so far (the GPU runs `train`, "
-                    "`eval` and `bench train`; issue #7)\n", verb, o->device);
+                    "`eval`, `animate`, `bench train` and `bench animate`; issue #7)\n", verb, o->device);
             return 1;
         }
         if (step_device_check(o->device, err, sizeof err)) {

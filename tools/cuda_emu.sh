@@ -12,7 +12,7 @@
 #   step    train/cuda/step_cuda.cu (the whole training step, a 20-step run) vs train/step.c
 #   loop    `avat3r train --device cuda` end to end (an avat3r built with -Dgpu_emu=true in OUTDIR/build-emu):
 #           its log against `--device cpu` step by step, each device resuming the other's checkpoint, two
-#           data-parallel ranks on either device, and `avat3r eval --device cuda` against `--device cpu`
+#           data-parallel ranks on either device, and `avat3r eval` / `animate --device cuda` against cpu
 # Every CUDA source goes into one emulator unit (dev/cuda/cuda_emu.cpp) and every CPU oracle into one
 # library, compiled once and linked with each test.
 set -euo pipefail
@@ -90,9 +90,13 @@ run_loop() {
     "$A" launch --procs 2 -- train "${S[@]}" --steps 4 --device $d --out "$L/${d}2" >> "$L/train.log" 2>&1 ||
       { tail -20 "$L/train.log"; return 1; }
   done
-  for d in cpu cuda; do # eval renders on the device too
+  local subj
+  subj=$(ls "$L/shards" | grep '\.h5$' | head -n 1 | sed 's/\.h5$//')
+  for d in cpu cuda; do # eval renders on the device too; animate runs its network there
     "$A" eval --checkpoint "$L/cpu/final.ckpt" --data "$L/shards" --subjects all --samples 2 --no-akd --device $d \
       --out "$L/eval_$d" >> "$L/train.log" 2>&1 || { tail -20 "$L/train.log"; return 1; }
+    "$A" animate --checkpoint "$L/cpu/final.ckpt" --data "$L/shards" --subject "$subj" --frames 0:2 --device $d \
+      --out "$L/anim_$d" >> "$L/train.log" 2>&1 || { tail -20 "$L/train.log"; return 1; }
   done
   /usr/bin/python3 - "$L" <<'PY'
 import json, sys
@@ -115,7 +119,20 @@ for key in ("psnr", "ssim"):
     ok = worst <= tol and len(ev[0]) > 0
     bad += not ok
     print(f"{'PASS' if ok else 'FAIL'} eval --device cuda vs cpu: {key} of {len(ev[0])} images: worst rel {worst:.2e} (tol {tol:.0e})")
-print(f"avat3r train and eval --device cuda (emulated): {10 - bad} of 10 checks passed")
+import struct
+def ply(path):  # the header's vertex count, then every float of the binary payload
+    raw = open(path, "rb").read()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    n = int([l for l in raw[:end].decode().split("\n") if l.startswith("element vertex")][0].split()[2])
+    return n, struct.unpack(f"<{(len(raw) - end) // 4}f", raw[end:])
+for f in ("frame_0000.ply", "frame_0001.ply"):  # the exported Gaussians: the network's tolerance (TOL_MODEL)
+    (na, a), (nb, b) = ply(f"{L}/anim_cpu/{f}"), ply(f"{L}/anim_cuda/{f}")
+    big = max(abs(x) for x in a)
+    worst = max(abs(x - y) for x, y in zip(a, b)) / big if na == nb and len(a) == len(b) else float("inf")
+    ok = worst <= 1e-4 and na > 0
+    bad += not ok
+    print(f"{'PASS' if ok else 'FAIL'} animate --device cuda vs cpu: {f}, {na} Gaussians: worst {worst:.2e} of the max (tol 1e-04)")
+print(f"avat3r train, eval and animate --device cuda (emulated): {12 - bad} of 12 checks passed")
 sys.exit(1 if bad else 0)
 PY
 }

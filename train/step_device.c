@@ -177,3 +177,35 @@ void step_device_timed(StepDevice *s, int on) {
 #endif
     (void)s, (void)on;
 }
+
+int net_device_open(NetDevice *n, Avat3r *m, const char *device, char *err, size_t errlen) {
+    memset(n, 0, sizeof *n);
+    n->m = m;
+    if (step_device_check(device, err, errlen)) return -1;
+#ifdef AVAT3R_CUDA
+    if (!strcmp(device, "cuda")) {
+        n->cuda = 1;
+        NetCuda *g = (NetCuda *)mallocCheck(sizeof *g);
+        net_cuda_build(g, &m->cfg, m->B, m->params);
+        n->gpu = g;
+    }
+#endif
+    return 0;
+}
+
+void net_device_forward(NetDevice *n, const Avat3rBatch *in) {
+#ifdef AVAT3R_CUDA
+    if (n->cuda) {
+        net_cuda_forward((NetCuda *)n->gpu, in, n->m->a.gauss);
+        return;
+    }
+#endif
+    avat3r_forward(n->m, in);
+}
+
+void net_device_close(NetDevice *n) {
+#ifdef AVAT3R_CUDA
+    if (n->gpu) net_cuda_free((NetCuda *)n->gpu), free(n->gpu);
+#endif
+    memset(n, 0, sizeof *n);
+}

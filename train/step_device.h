@@ -41,4 +41,16 @@ void step_device_grads_from_host(StepDevice *s);
 void step_device_times(StepDevice *s, double out[6], int reset);
 void step_device_timed(StepDevice *s, int on);
 
+// The network alone on either device, for inference (avat3r animate): m is the CPU model with its
+// parameters set; with cuda a GPU copy (train/cuda/step_cuda.h NetCuda, batch m->B) runs the forward and
+// the Gaussians are copied into m->a.gauss, so the caller reads them where the CPU forward leaves them.
+typedef struct {
+    Avat3r *m;
+    int cuda;
+    void *gpu;
+} NetDevice;
+int net_device_open(NetDevice *n, Avat3r *m, const char *device, char *err, size_t errlen);
+void net_device_forward(NetDevice *n, const Avat3rBatch *in);
+void net_device_close(NetDevice *n);
+
 #endif

@@ -43,18 +43,28 @@ __global__ static void merge_kernel(float *dgauss, const float *dmeans, const fl
     g[GAUSS_OFF_OPAC] = dopac[i];
 }
 
-// floats per sample of each input, in inbuf's order; 0 where the model does not read it
+// floats per sample of each input, in inbuf's order (the model's NUM_INPUTS, then the targets); 0 where
+// the model does not read it
 typedef struct {
     size_t rgb, pos, conf, sap, w2c, K, expr, tgt_rgb, tgt_w2c, tgt_K;
 } InSizes;
 static InSizes in_sizes(const TrainerCuda *t) {
-    const ModelConfig *c = &t->mc;
-    size_t px = (size_t)t->V * t->H * t->W;
-    InSizes s = {px * 3, c->use_dust3r ? px * 3 : 0, c->use_dust3r ? px : 0,
-                 c->use_sapiens ? (size_t)t->V * c->sapiens_h * c->sapiens_w * c->sapiens_ch : 0,
-                 (size_t)t->V * 12, (size_t)t->V * 9, (size_t)c->expr_dim,
+    size_t n[NUM_INPUTS];
+    mc_input_sizes(&t->mc, 1, n);
+    InSizes s = {n[0], n[1], n[2], n[3], n[4], n[5], n[6],
                  (size_t)t->Vt * t->H * t->W * 3, (size_t)t->Vt * 12, (size_t)t->Vt * 9};
     return s;
+}
+
+static const char *const IN_NAMES[10] = {"rgb", "pos", "conf", "sap", "w2c", "K", "expr", "tgt_rgb", "tgt_w2c", "tgt_K"};
+
+// host → device for `count` fields of `per_sample` floats each (0 = not used) times B
+static void upload_fields(float *const dst[], const float *const src[], const size_t per_sample[], int count, int B) {
+    for (int k = 0; k < count; k++) {
+        if (!per_sample[k]) continue;
+        if (!src[k]) FATAL("cuda: the batch has no '%s' but the model config needs it", IN_NAMES[k]);
+        cudaCheck(cudaMemcpy(dst[k], src[k], sizeof(float) * per_sample[k] * B, cudaMemcpyHostToDevice));
+    }
 }
 
 static float *dalloc(size_t n) {
@@ -164,13 +174,7 @@ static void upload(TrainerCuda *t, const TrainBatch *b) {
                             b->tgt_rgb, b->tgt_w2c, b->tgt_K};
     float *dst[10] = {(float *)t->in.rgb, (float *)t->in.pos, (float *)t->in.conf, (float *)t->in.sap,
                       (float *)t->in.w2c, (float *)t->in.K, (float *)t->in.expr, t->tgt_rgb, t->tgt_w2c, t->tgt_K};
-    const char *names[10] = {"rgb", "pos", "conf", "sap", "w2c", "K", "expr", "tgt_rgb", "tgt_w2c", "tgt_K"};
-    const size_t *f = &s.rgb;
-    for (int k = 0; k < 10; k++) {
-        if (!f[k]) continue;
-        if (!src[k]) FATAL("trainer_cuda: the batch has no '%s' but the model config needs it", names[k]);
-        cudaCheck(cudaMemcpy(dst[k], src[k], sizeof(float) * f[k] * t->B, cudaMemcpyHostToDevice));
-    }
+    upload_fields(dst, src, &s.rgb, 10, t->B);
 }
 
 static RasterIn raster_in(const TrainerCuda *t) {
@@ -263,4 +267,40 @@ extern "C" double trainer_cuda_update(TrainerCuda *t, long step, double *lr_out)
     adamw_update_cuda(t->m.params, t->m.grads, t->adam_m, t->adam_v, t->m.param_sizes, &h, scale, (uint64_t)step + 1);
     t->t_opt += lap(t, &t0);
     return norm;
+}
+
+// ----------------------------------------------------------------------------------------------
+// the network alone (step_cuda.h: NetCuda)
+
+extern "C" void net_cuda_build(NetCuda *n, const ModelConfig *mc, int B, const float *host_params) {
+    memset(n, 0, sizeof *n);
+    avat3r_cuda_build(&n->m, mc, B);
+    avat3r_cuda_set_params(&n->m, host_params);
+    size_t s[NUM_INPUTS], total = 0;
+    mc_input_sizes(mc, B, s);
+    for (int k = 0; k < NUM_INPUTS; k++) total += s[k];
+    n->inbuf = dalloc(total);
+    float *p = n->inbuf, **dst[NUM_INPUTS] = {(float **)&n->in.rgb, (float **)&n->in.pos, (float **)&n->in.conf,
+                                             (float **)&n->in.sap, (float **)&n->in.w2c, (float **)&n->in.K,
+                                             (float **)&n->in.expr};
+    for (int k = 0; k < NUM_INPUTS; k++) *dst[k] = s[k] ? p : NULL, p += s[k];
+}
+
+extern "C" void net_cuda_free(NetCuda *n) {
+    avat3r_cuda_free(&n->m);
+    cudaCheck(cudaFree(n->inbuf));
+    memset(n, 0, sizeof *n);
+}
+
+extern "C" void net_cuda_forward(NetCuda *n, const Avat3rBatch *in, float *gauss_host) {
+    const ModelConfig *c = &n->m.cfg;
+    size_t s[NUM_INPUTS];
+    mc_input_sizes(c, 1, s);
+    const float *src[NUM_INPUTS] = {in->rgb, in->pos, in->conf, in->sap, in->w2c, in->K, in->expr};
+    float *const dst[NUM_INPUTS] = {(float *)n->in.rgb, (float *)n->in.pos, (float *)n->in.conf, (float *)n->in.sap,
+                                    (float *)n->in.w2c, (float *)n->in.K, (float *)n->in.expr};
+    upload_fields(dst, src, s, NUM_INPUTS, n->m.B);
+    avat3r_cuda_forward(&n->m, &n->in);
+    size_t ng = (size_t)n->m.B * c->views_in * c->img_h * c->img_w * GAUSS_DIM;
+    cudaCheck(cudaMemcpy(gauss_host, n->m.a.gauss, sizeof(float) * ng, cudaMemcpyDeviceToHost));
 }

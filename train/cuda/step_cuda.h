@@ -66,6 +66,18 @@ double trainer_cuda_update(TrainerCuda *t, long step, double *lr_out);
 // Forward and render only: the target views end up in t->r.image (device) [B, Vt, H, W, 3].
 void trainer_cuda_render(TrainerCuda *t, const TrainBatch *b);
 
+// The network alone, for inference (avat3r animate --device cuda): the parameters copied in once, the
+// inputs uploaded at every forward (in: HOST pointers, as Avat3rBatch; the Gaussians [B·V·H·W, 14] are
+// copied back to gauss_host). Matmuls in fp32.
+typedef struct {
+    Avat3rCuda m;
+    Avat3rBatch in; // device pointers into inbuf
+    float *inbuf;
+} NetCuda;
+void net_cuda_build(NetCuda *n, const ModelConfig *mc, int B, const float *host_params);
+void net_cuda_free(NetCuda *n);
+void net_cuda_forward(NetCuda *n, const Avat3rBatch *in, float *gauss_host);
+
 #ifdef __cplusplus
 }
 #endif
