@@ -14,12 +14,12 @@
 #   train   train/cuda AdamW, gradient norm, L1 forward/backward vs train/optim.c and train/loss_image.c,
 #           compute-sanitizer memcheck + racecheck (no .deb needed)
 #   model   model/cuda (attention, cuBLAS matmuls, per-pixel layers, the whole network forward and
-#           backward) vs model/layers.c and model/avat3r.c, then at configs/tiny.cfg; compute-sanitizer
+#           backward) vs model/layers.c and model/avat3r.c, then at configs/tiny.cfg and mid.cfg; compute-sanitizer
 #           memcheck + racecheck (OpenBLAS from .debs, as layers)
 #   ssim    train/cuda/ssim_cuda.cu vs train/loss_image.c, bit-identical expected; memcheck + racecheck
 #   lpips   train/cuda/lpips_cuda.cu (VGG, AlexNet) vs train/lpips.c; memcheck + racecheck (.debs as step)
 #   step    train/cuda/step_cuda.cu, the whole training step (network, rasterizer, L1 + SSIM, AdamW) vs
-#           train/step.c: first step, then a 20-step loss curve; small config and configs/tiny.cfg;
+#           train/step.c: first step, then a 20-step loss curve; small config, configs/tiny.cfg and mid.cfg;
 #           compute-sanitizer memcheck (OpenBLAS and zlib1g-dev from .debs)
 #   bench   rasterizer at the paper's scale (1 M Gaussians -> 8 views of 512²): CPU check + forward and
 #           backward ms
@@ -149,6 +149,7 @@ model() {
   "$NVCC" $GENCODE "$MT"/*.o -L"$BLASDIR" -lopenblas -lcublas -lgomp -lm -o "$MT/avat3r_cuda_model_tests"
   local st=0
   LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$MT/avat3r_cuda_model_tests" configs/tiny.cfg || st=1
+  LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$MT/avat3r_cuda_model_tests" configs/mid.cfg || st=1
   LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} sanitize "$MT/avat3r_cuda_model_tests" "$MT" memcheck racecheck || st=1
   return $st
 }
@@ -213,6 +214,7 @@ step() {
   local st=0
   "$PT/avat3r_cuda_step_tests" || st=1
   "$PT/avat3r_cuda_step_tests" configs/tiny.cfg || st=1
+  "$PT/avat3r_cuda_step_tests" configs/mid.cfg || st=1   # paper.cfg's shape at 256², 4 layers
   sanitize "$PT/avat3r_cuda_step_tests" "$PT" memcheck || st=1
   return $st
 }
