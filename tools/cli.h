@@ -2,10 +2,13 @@
 #ifndef AVAT3R_CLI_H
 #define AVAT3R_CLI_H
 #include "model_config.h"
+#include "train_config.h"
 
 // Loads --config (default: configs/tiny.cfg under the source root) and applies --set overrides.
 // Exits with a message naming the file, line and key on any error.
 void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, int nsets);
+// The same, keeping the training keys of the file and the overrides too (validated).
+void cli_load_configs(ModelConfig *c, TrainConfig *tc, const char *path, const char **sets, int nsets);
 const char *cli_source_root(void);
 // Prints every config key (model, data, training) with type, range, default and help.
 void cli_print_config_keys(void);

@@ -20,6 +20,8 @@
 
 int cmd_bench_train(int argc, char **argv) {
     const char *usage = "--config FILE [--batch B] [--iters N] [--threads T] [--device cpu|cuda] [--no-ref] [--set k=v]\n"
+                        "  --device cuda also measures the GPU's matmul rate (n = 8192; AVAT3R_BENCH_PEAK_N=n to change it)\n"
+                        "  for the transformer's MFU, and reports the device memory in use\n"
                         "  (random batches: cameras on a sphere, point maps near the origin; the data loader is "
                         "timed by `avat3r bench data`)";
     CliOpts o;
@@ -27,13 +29,8 @@ int cmd_bench_train(int argc, char **argv) {
     if (o.threads > 0) omp_set_num_threads(o.threads);
     const int threads = omp_get_max_threads(), B = o.batch, iters = o.iters;
     ModelConfig c;
-    cli_load_model_config(&c, o.config, o.sets, o.nsets);
-    TrainConfig tc;
-    {
-        CfgTable t = train_config_table(&tc);
-        char err[512];
-        if (cfg_defaults(&t, 1, err, sizeof err)) FATAL("%s", err);
-    }
+    TrainConfig tc; // the file's training keys (precision, clip, AdamW) with the overrides; one micro-batch of B
+    cli_load_configs(&c, &tc, o.config, o.sets, o.nsets);
     tc.micro_batch = B, tc.w_lpips = 0;
     Trainer t;
     trainer_build(&t, &c, &tc, NULL);
@@ -72,9 +69,10 @@ int cmd_bench_train(int argc, char **argv) {
     const char *names[6] = {"network forward", "render forward", "losses (fwd+bwd)", "render backward",
                             "network backward", "clip + AdamW"};
     if (gpu)
-        printf("CUDA training step (float32, batch %d, %d target views of %dx%d, %zu Gaussians/sample): %.2f ms/step "
-               "= %.2f samples/s (mean of %d); host peak memory %.0f MB; breakdown from a second pass that "
-               "synchronises at every phase end:\n", B, Vt, W, H, t.G, ms, B / (ms * 1e-3), iters, ru.ru_maxrss / 1024.0);
+        printf("CUDA training step (matmuls %s, batch %d, %d target views of %dx%d, %zu Gaussians/sample): %.2f "
+               "ms/step = %.2f samples/s (mean of %d); host peak memory %.0f MB; breakdown from a second pass that "
+               "synchronises at every phase end:\n", tc.precision, B, Vt, W, H, t.G, ms, B / (ms * 1e-3), iters,
+               ru.ru_maxrss / 1024.0);
     else
         printf("C training step (float32, %d threads, batch %d, %d target views of %dx%d, %zu Gaussians/sample): "
                "%.2f ms/step = %.2f samples/s (mean of %d), peak memory %.0f MB\n",
@@ -87,6 +85,16 @@ int cmd_bench_train(int argc, char **argv) {
     }
     printf("  %-18s %8.2f ms  %5.1f%%   (splitting the Gaussians, zeroing gradients)\n", "other", 1e3 * rest / iters,
            100 * rest / total);
+    if (gpu) { // MFU: the network's FLOPs (3x forward) over its phases' time, against the measured matmul rate
+        const char *pn = getenv("AVAT3R_BENCH_PEAK_N");
+        int n = pn ? atoi(pn) : 8192;
+        double peak = step_device_gemm_peak(&sd, n > 0 ? n : 8192, 10), mem = step_device_mem_used(&sd);
+        double net_s = (parts[0] + parts[4]) / iters, fl = 3 * model_forward_flops(&c) * B;
+        printf("network: %.1f GFLOP/step in %.2f ms (forward incl. the upload + backward) = %.1f TFLOP/s; matmul rate "
+               "(%s, %dx%dx%d) %.1f TFLOP/s; MFU %.1f%%\n", fl / 1e9, 1e3 * net_s, fl / net_s / 1e12, t.tc.precision,
+               n, n, n, peak, peak > 0 ? 100 * fl / net_s / 1e12 / peak : 0.0);
+        if (mem >= 0) printf("device memory in use: %.2f GB (the CUDA context included)\n", mem / 1e9);
+    }
     int rc = 0;
     if (!o.no_ref) {
         char dir[] = "/tmp/avat3r_bench.XXXXXX";

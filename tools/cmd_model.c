@@ -30,6 +30,11 @@ const char *cli_source_root(void) {
 const char *cli_python(void) { return getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3"; }
 
 void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, int nsets) {
+    TrainConfig tc;
+    cli_load_configs(c, &tc, path, sets, nsets);
+}
+
+void cli_load_configs(ModelConfig *c, TrainConfig *tc, const char *path, const char **sets, int nsets) {
     char err[1024], def[4096];
     if (!path) {
         snprintf(def, sizeof def, "%s/configs/tiny.cfg", cli_source_root());
@@ -37,8 +42,7 @@ void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, 
     }
     // the model's keys, the data pipeline's and the training loop's share a file
     DataConfig dc;
-    TrainConfig tc;
-    CfgTable extra[2] = {data_config_table(&dc), train_config_table(&tc)};
+    CfgTable extra[2] = {data_config_table(&dc), train_config_table(tc)};
     if (model_config_load_with(c, path, extra, 2, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         exit(1);
@@ -49,7 +53,7 @@ void cli_load_model_config(ModelConfig *c, const char *path, const char **sets, 
             fprintf(stderr, "error: %s\n", err);
             exit(1);
         }
-    if (model_config_validate(c, err, sizeof err)) {
+    if (model_config_validate(c, err, sizeof err) || train_config_validate(tc, err, sizeof err)) {
         fprintf(stderr, "error: %s (after --set overrides)\n", err);
         exit(1);
     }

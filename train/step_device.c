@@ -14,6 +14,7 @@
 
 #include "../model/cuda/cuda_check.h"
 #include "../model/cuda/layers_cuda.h" // cuda_device_count
+#include "../model/cuda/matmul_cuda.h"
 #include "cuda/step_cuda.h"
 #endif
 
@@ -208,4 +209,21 @@ void net_device_close(NetDevice *n) {
     if (n->gpu) net_cuda_free((NetCuda *)n->gpu), free(n->gpu);
 #endif
     memset(n, 0, sizeof *n);
+}
+
+double step_device_gemm_peak(StepDevice *s, int n, int reps) {
+#ifdef AVAT3R_CUDA
+    if (s->cuda) return matmul_cuda_peak_tflops(n, reps);
+#endif
+    (void)s, (void)n, (void)reps;
+    return 0;
+}
+
+double step_device_mem_used(StepDevice *s) {
+#ifdef AVAT3R_CUDA
+    size_t free_b = 0, total_b = 0;
+    if (s->cuda && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && total_b) return (double)(total_b - free_b);
+#endif
+    (void)s;
+    return -1;
 }

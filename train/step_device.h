@@ -40,6 +40,11 @@ void step_device_grads_from_host(StepDevice *s);
 // breakdown pass; a plain run never waits for it).
 void step_device_times(StepDevice *s, double out[6], int reset);
 void step_device_timed(StepDevice *s, int on);
+// Benchmarks: the GPU's n×n×n matmul rate in the run's precision (TFLOP/s; 0 on the CPU), and the device
+// memory in use (bytes, cudaMemGetInfo: total − free, the CUDA context included; −1 on the CPU or when the
+// device does not say).
+double step_device_gemm_peak(StepDevice *s, int n, int reps);
+double step_device_mem_used(StepDevice *s);
 
 // The network alone on either device, for inference (avat3r animate): m is the CPU model with its
 // parameters set; with cuda a GPU copy (train/cuda/step_cuda.h NetCuda, batch m->B) runs the forward and

@@ -22,6 +22,9 @@ void matmul_cuda_set_precision(MatmulPrecision p);
 MatmulPrecision matmul_cuda_precision(void);
 // bf16 scratch for GEMM operands of up to max_elems floats each (two buffers); grows, never inside a step.
 void matmul_cuda_reserve(size_t max_elems);
+// Benchmarks only (it allocates): TFLOP/s of an n×n×n product in the current precision, the median of
+// reps timed with CUDA events after one warm-up: the peak that MFU is reported against.
+double matmul_cuda_peak_tflops(int n, int reps);
 
 void matmul_cuda_teardown(void);
 // out[N,OC] = inp[N,C] · w[OC,C]ᵀ + bias[OC] (bias may be NULL)
