@@ -19,7 +19,7 @@ static const char *USAGE =
     "  or from `avat3r launch --procs N -- train ...`, mpirun (OMPI_COMM_WORLD_*) or srun (SLURM_PROCID, ...);\n"
     "  rank 0 listens on the master port (default 29500; MASTER_ADDR/MASTER_PORT also work).\n"
     "  --device cuda runs the step on a GPU in fp32 (builds with CUDA; one GPU per rank, local rank mod the\n"
-    "  GPUs of the node; gradients are averaged through the host until NCCL lands, issue #8); checkpoints\n"
+    "  GPUs of the node; gradients averaged through NCCL, or the host in builds without it); checkpoints\n"
     "  are the CPU's, so either device resumes the other's run.\n"
     "  Keys: docs/training.md, or `avat3r train --keys`.";
 

@@ -804,7 +804,7 @@ int train_run(const TrainRunOptions *o) {
     }
     FILE *logf = NULL;
     Grid grid = {0, 0, 0, 0, NULL}, sweep = {0, 0, 0, 0, NULL};
-    int status = 0;
+    int status = 0, nccl = 0; // nccl: the GPU ranks average their gradients through NCCL
     if (multi) {
         RankFacts f = rank_facts(&rc, &t, &L);
         int offender = 0;
@@ -817,6 +817,15 @@ int train_run(const TrainRunOptions *o) {
               "%d samples per optimizer step in all (micro_batch %d x grad_accum %d x %d ranks); gradients averaged "
               "across ranks before clipping and AdamW; dist_timeout %g s", d.world, step,
               tc->micro_batch * tc->grad_accum * d.world, tc->micro_batch, tc->grad_accum, d.world, tc->dist_timeout);
+        nccl = step_device_nccl_init(&sd, &d, err, sizeof err);
+        if (nccl < 0) {
+            LOG_E("%s", err);
+            status = 4;
+            goto done;
+        }
+        if (sd.cuda)
+            LOG_I("data parallel on GPUs: gradients averaged %s", nccl ? "on the devices through NCCL"
+                                                                       : "through the host (this build has no NCCL)");
     }
 
     // logs
@@ -913,10 +922,15 @@ int train_run(const TrainRunOptions *o) {
             double tc0 = time_now_s();
             d.step = step + 1;
             double v[7] = {acc.loss, acc.l1, acc.ssim, with_lp ? acc.lpips : 0, g_stop_signal ? 1 : 0, drawn, dskipped};
-            step_device_grads_to_host(&sd); // GPU: through the host for now (NCCL: issue #8)
-            RANKS_OR_STOP(dist_allreduce_mean_f32(&d, t.m.grads, t.m.n_params, "the gradient all-reduce") ||
-                          dist_allreduce_sum_f64(&d, v, 7, "the loss all-reduce"));
-            step_device_grads_from_host(&sd);
+            if (nccl) { // the TCP collective first: it finds a dead or hung rank (dist_timeout), NCCL would wait
+                RANKS_OR_STOP(dist_allreduce_sum_f64(&d, v, 7, "the loss all-reduce"));
+                step_device_allreduce_grads(&sd);
+            } else { // the CPU, or GPUs without NCCL: through the host
+                step_device_grads_to_host(&sd);
+                RANKS_OR_STOP(dist_allreduce_mean_f32(&d, t.m.grads, t.m.n_params, "the gradient all-reduce") ||
+                              dist_allreduce_sum_f64(&d, v, 7, "the loss all-reduce"));
+                step_device_grads_from_host(&sd);
+            }
             acc.loss = v[0] / d.world, acc.l1 = v[1] / d.world, acc.ssim = v[2] / d.world;
             if (with_lp) acc.lpips = v[3] / d.world;
             stop_all = v[4] > 0;

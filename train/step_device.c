@@ -17,6 +17,18 @@
 #include "../model/cuda/matmul_cuda.h"
 #include "cuda/step_cuda.h"
 #endif
+#ifdef AVAT3R_NCCL
+#include <nccl.h>
+
+static void nccl_check(ncclResult_t r, const char *file, int line) {
+    if (r != ncclSuccess) {
+        fprintf(stderr, "FATAL %s:%d: NCCL error: %s\n  hint: NCCL_DEBUG=INFO shows why (network interfaces: "
+                "NCCL_SOCKET_IFNAME; one GPU per rank)\n", file, line, ncclGetErrorString(r));
+        exit(1);
+    }
+}
+#define ncclCheck(x) nccl_check((x), __FILE__, __LINE__)
+#endif
 
 int step_device_check(const char *device, char *err, size_t errlen) {
     if (!strcmp(device, "cpu")) return 0;
@@ -61,6 +73,9 @@ int step_device_open(StepDevice *s, Trainer *t, const char *device, int local_ra
 }
 
 void step_device_close(StepDevice *s) {
+#ifdef AVAT3R_NCCL
+    if (s->nccl) ncclCheck(ncclCommDestroy((ncclComm_t)s->nccl));
+#endif
 #ifdef AVAT3R_CUDA
     if (s->gpu) trainer_cuda_free((TrainerCuda *)s->gpu), free(s->gpu);
 #endif
@@ -226,4 +241,34 @@ double step_device_mem_used(StepDevice *s) {
 #endif
     (void)s;
     return -1;
+}
+
+int step_device_nccl_init(StepDevice *s, Dist *d, char *err, size_t errlen) {
+#ifdef AVAT3R_NCCL
+    if (!s->cuda || d->world < 2) return 0;
+    ncclUniqueId id;
+    _Static_assert(sizeof id == DIST_ID_BYTES, "an ncclUniqueId is the rendezvous' unique id size");
+    if (d->rank == 0) ncclCheck(ncclGetUniqueId(&id));
+    if (dist_broadcast_bytes(d, &id, sizeof id, "the NCCL id")) {
+        snprintf(err, errlen, "%s", d->err);
+        return -1;
+    }
+    ncclComm_t comm;
+    ncclCheck(ncclCommInitRank(&comm, d->world, id, d->rank));
+    s->nccl = comm;
+    return 1;
+#else
+    (void)s, (void)d, (void)err, (void)errlen;
+    return 0;
+#endif
+}
+
+void step_device_allreduce_grads(StepDevice *s) {
+#ifdef AVAT3R_NCCL
+    TrainerCuda *g = (TrainerCuda *)s->gpu;
+    ncclCheck(ncclAllReduce(g->m.grads, g->m.grads, g->m.n_params, ncclFloat, ncclAvg, (ncclComm_t)s->nccl, 0));
+#else
+    (void)s;
+    FATAL("step_device_allreduce_grads: this build has no NCCL");
+#endif
 }

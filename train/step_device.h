@@ -7,12 +7,14 @@
 #define AVAT3R_STEP_DEVICE_H
 #include <stddef.h>
 
+#include "dist.h"
 #include "step.h"
 
 typedef struct {
     Trainer *t;  // the CPU trainer (built and freed by the caller)
     int cuda;    // 1: the step runs on the GPU
     void *gpu;   // TrainerCuda (builds with CUDA only)
+    void *nccl;  // the ranks' NCCL communicator (step_device_nccl_init; builds with NCCL only)
 } StepDevice;
 
 // "cpu" or "cuda": 0 when this build and machine can run it, else −1 with the reason in err.
@@ -31,9 +33,18 @@ void step_device_render(StepDevice *s, const TrainBatch *b);          // as trai
 void step_device_pull(StepDevice *s, int grads);
 void step_device_poison_grad(StepDevice *s); // fault-injection hook: parameter gradient 0 becomes NaN
 // Data parallelism through the host (train/dist.c's all-reduce): the GPU's parameter gradients into
-// t->m.grads, and back after the all-reduce. No-ops on the CPU. (NCCL on the device: issue #8.)
+// t->m.grads, and back after the all-reduce. No-ops on the CPU.
 void step_device_grads_to_host(StepDevice *s);
 void step_device_grads_from_host(StepDevice *s);
+// Data parallelism on the GPUs (issue #8): an NCCL communicator over the run's ranks, bootstrapped through
+// train/dist.c (rank 0's ncclUniqueId broadcast over the TCP rendezvous). Returns 1 when the gradients
+// will go through NCCL, 0 when this build has no NCCL or the step runs on the CPU (the caller then uses
+// the host all-reduce), −1 with the reason in err.
+int step_device_nccl_init(StepDevice *s, Dist *d, char *err, size_t errlen);
+// grads ← their mean over the ranks, on the device (ncclAllReduce with ncclAvg: every rank gets the same
+// bits). FATAL on an NCCL error. Call after a TCP collective of the same step, so that a dead or hung rank
+// is found by train/dist.c's timeouts before this waits on it.
+void step_device_allreduce_grads(StepDevice *s);
 // Seconds per phase since the last reset (network forward incl. the upload, render forward, losses, render
 // backward, network backward, clip + AdamW), as Trainer's t_* fields. On the GPU the phases are timed
 // only after step_device_timed(s, 1), which synchronises the device at every phase end (a benchmark's
