@@ -96,6 +96,7 @@ LossTerms step_device_micro_step(StepDevice *s, const TrainBatch *b, double grad
 #ifdef AVAT3R_CUDA
     if (s->cuda) {
         TrainerCuda *g = (TrainerCuda *)s->gpu;
+        g->fault_inf_act = s->t->fault_inf_act; // the loop sets the hook on the CPU trainer
         LossTerms l = trainer_cuda_micro_step(g, b, grad_scale, with_lpips);
         s->t->n_nonfinite_gauss = g->n_nonfinite_gauss;
         return l;

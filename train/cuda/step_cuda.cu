@@ -30,6 +30,12 @@ __global__ static void split_kernel(float *means, float *quats, float *scales, f
     if (!finite) atomicAdd(n_bad, 1ull);
 }
 
+// fault-injection hook: every Gaussian's colour channel 0 becomes +Inf (as train/step.c does)
+__global__ static void inf_colour_kernel(float *gauss, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) gauss[i * GAUSS_DIM + GAUSS_OFF_RGB] = INFINITY;
+}
+
 // the rasterizer's gradient arrays → dgauss [n, 14] (overwritten)
 __global__ static void merge_kernel(float *dgauss, const float *dmeans, const float *dquats, const float *dscales,
                                     const float *dopac, const float *dcolors, size_t n) {
@@ -182,10 +188,11 @@ static RasterIn raster_in(const TrainerCuda *t) {
     return in;
 }
 
-// network forward, split, rasterize (the batch is on the device)
-static void forward_render(TrainerCuda *t, double *t0) {
+// network forward, split, rasterize (the batch is on the device); fault: the test hook (training only)
+static void forward_render(TrainerCuda *t, double *t0, int fault) {
     const size_t BG = (size_t)t->B * t->G;
     avat3r_cuda_forward(&t->m, &t->in);
+    if (fault) KLAUNCH(inf_colour_kernel, blocks_for(BG, 256), 256, 0, t->m.a.gauss, BG);
     cudaCheck(cudaMemset(t->n_bad, 0, sizeof(unsigned long long)));
     KLAUNCH(split_kernel, blocks_for(BG, 256), 256, 0, t->means, t->quats, t->scales, t->opac, t->colors, t->n_bad,
             t->m.a.gauss, BG);
@@ -198,7 +205,7 @@ static void forward_render(TrainerCuda *t, double *t0) {
 extern "C" void trainer_cuda_render(TrainerCuda *t, const TrainBatch *b) {
     double t0 = time_now_s();
     upload(t, b);
-    forward_render(t, &t0);
+    forward_render(t, &t0, 0);
 }
 
 extern "C" LossTerms trainer_cuda_micro_step(TrainerCuda *t, const TrainBatch *b, double grad_scale,
@@ -208,7 +215,7 @@ extern "C" LossTerms trainer_cuda_micro_step(TrainerCuda *t, const TrainBatch *b
     double t0 = time_now_s();
     upload(t, b);
     t->t_upload += lap(t, &t0);
-    forward_render(t, &t0);
+    forward_render(t, &t0, t->fault_inf_act);
     const float *img = t->r.image; // [B, Vt, H, W, 3]
     l1_forward_cuda(&t->scal[0], img, t->tgt_rgb, npx, t->partial);
     ssim_forward_cuda(&t->ssim, img, t->tgt_rgb, NULL);

@@ -45,6 +45,7 @@ typedef struct {
     double *partial;          // [TRAIN_CUDA_PARTIALS] reduction scratch
     unsigned long long *n_bad; // [1] Gaussians with a NaN or Inf in the last micro-step
     long n_nonfinite_gauss;   // its host copy (the loss is then NaN, as on the CPU)
+    int fault_inf_act;        // test hook (train/loop.h), as Trainer's: the output Gaussians' colours become +Inf
     // seconds per phase since build (device-synchronised at phase ends only when `timed`)
     int timed;
     double t_upload, t_net_fwd, t_render_fwd, t_loss, t_render_bwd, t_net_bwd, t_opt;
