@@ -51,11 +51,14 @@ int cmd_bench_train(int argc, char **argv) {
     for (int pass = 0; pass < 1 + gpu; pass++) { // GPU: a second pass, synchronised per phase, for the breakdown
         step_device_timed(&sd, pass == 1);
         double sum = 0;
+        step_device_stage(&sd, &tb); // as train/loop.c: the next micro-batch is staged while one runs
         for (int it = -1; it < iters; it++) {
             if (it == 0) step_device_times(&sd, parts, 1);
             double t0 = time_now_s();
             step_device_zero_grad(&sd);
-            step_device_micro_step(&sd, &tb, 1.0, 0);
+            step_device_micro_launch(&sd, 1.0, 0);
+            if (it + 1 < iters) step_device_stage(&sd, &tb);
+            step_device_micro_finish(&sd);
             step_device_update(&sd, 1000, NULL);
             if (it >= 0) sum += time_now_s() - t0;
         }

@@ -239,6 +239,35 @@ static TrainBatch loader_batch(const Batch *b, const ModelConfig *mc) {
     return tb;
 }
 
+// test hooks that change a training micro-batch from a step on (AVAT3R_FAULT_*; −1 = off)
+typedef struct {
+    long nan_input_from; // one input pixel becomes NaN
+    long explode_from;   // the targets ×1e4 (an exploding loss)
+} DataHooks;
+
+// The next training micro-batch, for step `label` (1-based, for the log and the hooks): drawn from the loader
+// (damaged samples it skipped are logged and added to *drawn / *skipped with the rest of its draws), the
+// hooks applied (the batch is ours until the next loader_next), then staged on the device. 0, or −1 with
+// the loader's message in err.
+static int stage_micro_batch(Loader *L, StepDevice *sd, const ModelConfig *mc, const DataHooks *hk, long label,
+                             double *drawn, double *skipped, char *err, size_t errlen) {
+    const Batch *b = loader_next(L, err, errlen);
+    if (!b) return -1;
+    *drawn += b->drawn, *skipped += b->skipped;
+    for (int j = 0; j < b->skipped && j < LOADER_SKIP_NOTES; j++)
+        LOG_W("step %ld: damaged data skipped and redrawn: %s", label, b->skip_note[j]);
+    if (b->skipped > LOADER_SKIP_NOTES)
+        LOG_W("step %ld: %d more damaged samples skipped", label, b->skipped - LOADER_SKIP_NOTES);
+    if (hk->nan_input_from > 0 && label >= hk->nan_input_from) b->rgb[0] = NAN;
+    if (hk->explode_from > 0 && label >= hk->explode_from) {
+        const size_t n = (size_t)L->o.micro_batch * mc->views_target * mc->img_h * mc->img_w * 3;
+        for (size_t i = 0; i < n; i++) b->tgt_rgb[i] *= 1e4f;
+    }
+    TrainBatch tb = loader_batch(b, mc);
+    step_device_stage(sd, &tb);
+    return 0;
+}
+
 static int check_loader_dims(const Loader *L, const ModelConfig *mc, const char *what, char *err, size_t errlen) {
     if (L->W != mc->img_w || L->H != mc->img_h)
         return error_set(err, errlen, "%s: the shards hold %dx%d images but the config wants img_w x img_h = %dx%d "
@@ -852,9 +881,17 @@ int train_run(const TrainRunOptions *o) {
     const long term_at = fault_here ? env_long("AVAT3R_FAULT_SIGTERM_AT_STEP") : -1;
     const long nan_from = fault_here ? env_long("AVAT3R_FAULT_NAN_FROM_STEP") : -1;
     const long hang_at = fault_here ? env_long("AVAT3R_FAULT_HANG_AT_STEP") : -1;
-    const long nan_input_from = fault_here ? env_long("AVAT3R_FAULT_NAN_INPUT_FROM_STEP") : -1;
     const long inf_act_from = fault_here ? env_long("AVAT3R_FAULT_INF_ACT_FROM_STEP") : -1;
-    const long explode_from = fault_here ? env_long("AVAT3R_FAULT_EXPLODE_FROM_STEP") : -1;
+    const DataHooks hooks = {fault_here ? env_long("AVAT3R_FAULT_NAN_INPUT_FROM_STEP") : -1,
+                             fault_here ? env_long("AVAT3R_FAULT_EXPLODE_FROM_STEP") : -1};
+    // With --device cuda the next micro-batch is fetched and its upload started while the GPU runs the current
+    // one (between step_device_micro_launch and _finish). Checkpoints count micro-steps run (data_cursor), so
+    // a micro-batch fetched ahead and never run (the run stopped) is drawn again on resume. A fetch that fails
+    // is reported when its micro-batch is due, as without the look-ahead.
+    const int ahead = sd.cuda;
+    int have_next = 0, next_failed = 0;
+    double next_drawn = 0, next_skipped = 0; // the staged micro-batch's draws, counted in the step that runs it
+    char data_err[512] = "";
     if (L.n_unreadable)
         LOG_W("training data: %d of %d shards cannot be read and are left out (max_skip_rate %g); the first: %s",
               L.n_unreadable, n_shards, tc->max_skip_rate, L.unreadable);
@@ -886,28 +923,30 @@ int train_run(const TrainRunOptions *o) {
         long nonfinite_gauss = 0;
         for (int k = 0; k < tc->grad_accum; k++) {
             double td = time_now_s();
-            const Batch *b = loader_next(&L, err, sizeof err);
+            if (!have_next) next_failed = stage_micro_batch(&L, &sd, mc, &hooks, step + 1, &next_drawn, &next_skipped,
+                                                            data_err, sizeof data_err) != 0;
             t_data += time_now_s() - td;
-            if (!b) {
-                snprintf(msg, sizeof msg, "training data: %s", err);
+            have_next = 0;
+            if (next_failed) {
+                snprintf(msg, sizeof msg, "training data: %s", data_err);
                 LOG_E("%s", msg);
                 dist_abort(&d, msg); // several ranks: the others stop with this message
                 status = 1;
                 goto done;
             }
-            drawn += b->drawn, dskipped += b->skipped;
-            for (int j = 0; j < b->skipped && j < LOADER_SKIP_NOTES; j++)
-                LOG_W("step %ld: damaged data skipped and redrawn: %s", step + 1, b->skip_note[j]);
-            if (b->skipped > LOADER_SKIP_NOTES)
-                LOG_W("step %ld: %d more damaged samples skipped", step + 1, b->skipped - LOADER_SKIP_NOTES);
-            if (nan_input_from > 0 && step + 1 >= nan_input_from) b->rgb[0] = NAN; // the batch is ours until the next call
-            if (explode_from > 0 && step + 1 >= explode_from) {
-                const size_t n = (size_t)tc->micro_batch * mc->views_target * mc->img_h * mc->img_w * 3;
-                for (size_t i = 0; i < n; i++) b->tgt_rgb[i] *= 1e4f;
-            }
-            TrainBatch tb = loader_batch(b, mc);
+            drawn += next_drawn, dskipped += next_skipped;
+            next_drawn = next_skipped = 0;
             t.fault_inf_act = inf_act_from > 0 && step + 1 >= inf_act_from;
-            LossTerms l = step_device_micro_step(&sd, &tb, 1.0 / tc->grad_accum, with_lp);
+            step_device_micro_launch(&sd, 1.0 / tc->grad_accum, with_lp);
+            if (ahead && !(step + 1 == tc->steps && k + 1 == tc->grad_accum)) { // the GPU is busy: fetch the next one
+                td = time_now_s();
+                const long label = k + 1 < tc->grad_accum ? step + 1 : step + 2;
+                next_failed = stage_micro_batch(&L, &sd, mc, &hooks, label, &next_drawn, &next_skipped, data_err,
+                                                sizeof data_err) != 0;
+                have_next = 1;
+                t_data += time_now_s() - td;
+            }
+            LossTerms l = step_device_micro_finish(&sd);
             nonfinite_gauss += t.n_nonfinite_gauss;
             acc.loss += l.loss / tc->grad_accum, acc.l1 += l.l1 / tc->grad_accum, acc.ssim += l.ssim / tc->grad_accum;
             acc.lpips += with_lp ? l.lpips / tc->grad_accum : 0;

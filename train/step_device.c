@@ -92,17 +92,46 @@ void step_device_zero_grad(StepDevice *s) {
     trainer_zero_grad(s->t);
 }
 
-LossTerms step_device_micro_step(StepDevice *s, const TrainBatch *b, double grad_scale, int with_lpips) {
+void step_device_stage(StepDevice *s, const TrainBatch *b) {
+    if (s->have_staged) FATAL("step_device_stage: the staged micro-batch was not launched yet");
+#ifdef AVAT3R_CUDA
+    if (s->cuda) trainer_cuda_stage((TrainerCuda *)s->gpu, b);
+#endif
+    s->staged = *b, s->have_staged = 1;
+}
+
+void step_device_micro_launch(StepDevice *s, double grad_scale, int with_lpips) {
+    if (!s->have_staged) FATAL("step_device_micro_launch: no staged micro-batch (step_device_stage)");
+    if (s->launched) FATAL("step_device_micro_launch: the last micro-step was not finished");
+    s->have_staged = 0, s->launched = 1;
 #ifdef AVAT3R_CUDA
     if (s->cuda) {
         TrainerCuda *g = (TrainerCuda *)s->gpu;
         g->fault_inf_act = s->t->fault_inf_act; // the loop sets the hook on the CPU trainer
-        LossTerms l = trainer_cuda_micro_step(g, b, grad_scale, with_lpips);
-        s->t->n_nonfinite_gauss = g->n_nonfinite_gauss;
-        return l;
+        trainer_cuda_micro_launch(g, grad_scale, with_lpips);
+        return;
     }
 #endif
-    return trainer_micro_step(s->t, b, grad_scale, with_lpips);
+    s->loss = trainer_micro_step(s->t, &s->staged, grad_scale, with_lpips);
+}
+
+LossTerms step_device_micro_finish(StepDevice *s) {
+    if (!s->launched) FATAL("step_device_micro_finish: no micro-step was launched");
+    s->launched = 0;
+#ifdef AVAT3R_CUDA
+    if (s->cuda) {
+        TrainerCuda *g = (TrainerCuda *)s->gpu;
+        s->loss = trainer_cuda_micro_finish(g);
+        s->t->n_nonfinite_gauss = g->n_nonfinite_gauss;
+    }
+#endif
+    return s->loss;
+}
+
+LossTerms step_device_micro_step(StepDevice *s, const TrainBatch *b, double grad_scale, int with_lpips) {
+    step_device_stage(s, b);
+    step_device_micro_launch(s, grad_scale, with_lpips);
+    return step_device_micro_finish(s);
 }
 
 double step_device_update(StepDevice *s, long step, double *lr_out) {

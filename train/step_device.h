@@ -15,6 +15,11 @@ typedef struct {
     int cuda;    // 1: the step runs on the GPU
     void *gpu;   // TrainerCuda (builds with CUDA only)
     void *nccl;  // the ranks' NCCL communicator (step_device_nccl_init; builds with NCCL only)
+    // the CPU's staged micro-batch and the loss terms of its launched micro-step (the CPU runs a micro-step
+    // inside step_device_micro_launch; the GPU queues it there)
+    TrainBatch staged;
+    int have_staged, launched;
+    LossTerms loss;
 } StepDevice;
 
 // "cpu" or "cuda": 0 when this build and machine can run it, else −1 with the reason in err.
@@ -26,7 +31,17 @@ int step_device_open(StepDevice *s, Trainer *t, const char *device, int local_ra
 void step_device_close(StepDevice *s);
 void step_device_zero_grad(StepDevice *s);
 // As trainer_micro_step (the same loss terms on either device); sets t->n_nonfinite_gauss.
+// = step_device_stage + step_device_micro_launch + step_device_micro_finish.
 LossTerms step_device_micro_step(StepDevice *s, const TrainBatch *b, double grad_scale, int with_lpips);
+// The same in three parts, so that the next micro-batch can be fetched and staged between launch and finish
+// while the GPU works (train/loop.c does this with --device cuda):
+// stage: hands b over (GPU: copied to page-locked memory on return, its upload runs asynchronously; CPU:
+//   b's buffers are read at launch, so they must stay valid until then). One staged micro-batch at a time.
+// launch: the micro-step on the staged batch (GPU: queued; CPU: run). t->fault_inf_act is read here.
+// finish: its loss terms, once the device is done; sets t->n_nonfinite_gauss.
+void step_device_stage(StepDevice *s, const TrainBatch *b);
+void step_device_micro_launch(StepDevice *s, double grad_scale, int with_lpips);
+LossTerms step_device_micro_finish(StepDevice *s);
 double step_device_update(StepDevice *s, long step, double *lr_out); // as trainer_update
 void step_device_render(StepDevice *s, const TrainBatch *b);          // as trainer_render: t->r.image (host)
 // The GPU's parameters and moments (and, with grads, the parameter gradients) into t. No-op on the CPU.

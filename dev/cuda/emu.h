@@ -210,9 +210,28 @@ void emu_launch(unsigned grid, unsigned block, size_t smem_bytes, const std::fun
 // ----------------------------------------------------------------------------------------------
 // the CUDA runtime functions the test uses
 
+// Streams other than the default one are LAZY: their work (cudaMemcpyAsync) is queued and runs only when
+// somebody waits for it (cudaStreamWaitEvent on the default stream, cudaEventSynchronize,
+// cudaStreamSynchronize, cudaDeviceSynchronize). Kernels and the default stream run at once, so this is
+// the latest a real GPU could run the queued work: a kernel that reads an upload it did not wait for, or a
+// host that refills a page-locked buffer before its upload ran, sees the wrong data here. Only
+// cudaStreamNonBlocking streams exist (a blocking one would also wait for every default-stream call).
+struct CUstream_st {
+    std::vector<std::function<void()>> q; // queued work, in order
+    size_t done;                          // how much of it has run
+};
 struct CUevent_st {
     double t;
+    CUstream_st *s; // recorded on this stream (NULL: the default one, which is always done)
+    size_t seq;     // ... after this many of its operations
 };
+static std::vector<CUstream_st *> emu_streams;
+static void emu_stream_run(CUstream_st *s, size_t upto) {
+    while (s->done < upto && s->done < s->q.size()) s->q[s->done++]();
+}
+static void emu_streams_run_all() {
+    for (CUstream_st *s : emu_streams) emu_stream_run(s, s->q.size());
+}
 extern "C" {
 cudaError_t cudaMalloc(void **p, size_t n) {
     *p = mallocCheck(n ? n : 4);
@@ -223,6 +242,11 @@ cudaError_t cudaFree(void *p) {
     free(p);
     return cudaSuccess;
 }
+cudaError_t cudaHostAlloc(void **p, size_t n, unsigned flags) {
+    (void)flags;
+    return cudaMalloc(p, n);
+}
+cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
 cudaError_t cudaMemcpy(void *d, const void *s, size_t n, enum cudaMemcpyKind k) {
     (void)k;
     memcpy(d, s, n);
@@ -232,7 +256,36 @@ cudaError_t cudaMemset(void *d, int v, size_t n) {
     memset(d, v, n);
     return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+    if (flags != cudaStreamNonBlocking) {
+        fprintf(stderr, "emu: only cudaStreamNonBlocking streams are emulated\n");
+        abort();
+    }
+    CUstream_st *st = new CUstream_st();
+    st->done = 0;
+    emu_streams.push_back(st);
+    *s = st;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (s) emu_stream_run(s, s->q.size());
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    cudaStreamSynchronize(s);
+    emu_streams.erase(std::find(emu_streams.begin(), emu_streams.end(), s));
+    delete s;
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *src, size_t n, enum cudaMemcpyKind k, cudaStream_t s) {
+    if (!s) return cudaMemcpy(d, src, n, k);
+    s->q.push_back([d, src, n] { memcpy(d, src, n); }); // reads src when it runs, as the copy engine does
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+    emu_streams_run_all();
+    return cudaSuccess;
+}
 const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }
 cudaError_t cudaGetDevice(int *d) {
     *d = 0;
@@ -248,17 +301,32 @@ cudaError_t cudaEventCreate(cudaEvent_t *e) {
     *e = (cudaEvent_t)calloc(1, sizeof(CUevent_st));
     return cudaSuccess;
 }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags) {
+    (void)flags;
+    return cudaEventCreate(e);
+}
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
     free(e);
     return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
-    (void)s;
     e->t = time_now_s();
+    e->s = s, e->seq = s ? s->q.size() : 0;
     return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
-    (void)e;
+    if (e->s) emu_stream_run(e->s, e->seq);
+    return cudaSuccess;
+}
+// a stream waits for an event: the default stream (which runs at once) makes the event's work run now; a
+// lazy stream queues that for its turn; an event of the default stream has always happened
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
+    (void)flags;
+    CUstream_st *es = e->s;
+    const size_t seq = e->seq;
+    if (!es || es == s) return cudaSuccess;
+    if (!s) emu_stream_run(es, seq);
+    else s->q.push_back([es, seq] { emu_stream_run(es, seq); });
     return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {

@@ -17,6 +17,8 @@
 //      a stalled run).
 //   4. a NaN in the input: the micro-step reports a NaN loss and non-finite Gaussians, the update
 //      reports a non-finite norm and leaves every parameter and moment bit-identical (as on the CPU).
+//   6. the look-ahead order of train/loop.c (stage the next micro-batch between launch and finish):
+//      the plain order's losses and gradients (see 6. below).
 //   5. the run of 3. with bf16 matmuls (key precision = bf16): every step's loss within TOL_BF16_CURVE of
 //      the fp32 CPU curve, falling in both phases. The loss is a mean over all pixels, so the operand
 //      rounding (u = 2^-8) reaches it averaged: TOL_BF16_CURVE = 2e-2 is about 5u, where a broken bf16 path
@@ -210,6 +212,44 @@ int main(int argc, char **argv) {
     printf("%s NaN input pixel: loss %g, %ld non-finite Gaussians, grad norm %g, state %s\n", ok ? "PASS" : "FAIL",
            ln.loss, gpu.n_nonfinite_gauss, nn, same ? "unchanged" : "CHANGED");
     ok ? pass++ : fail++;
+
+    // 6. train/loop.c's look-ahead order: the next micro-batch staged between launch and finish, its host
+    //    buffers overwritten (NaN) as soon as it is staged, a validation render while it waits in its slot.
+    //    It must give the plain order's loss terms and gradients. A real copy engine finishes the upload
+    //    early or late; the emulator runs it as late as allowed (at the wait), and the cudaDeviceSynchronize
+    //    before the render makes it finish early, so a render into the staged slot would show here too.
+    //    Tolerance: TOL_MODEL (the rasterizer's backward sums with float atomics on a GPU).
+    {
+        float *g_plain = (float *)mallocCheck(4 * np);
+        trainer_cuda_set_state(&gpu, hp, hm, hv);
+        trainer_cuda_zero_grad(&gpu);
+        LossTerms a0 = trainer_cuda_micro_step(&gpu, &mb[0].tb, 0.5, 1);
+        LossTerms a1 = trainer_cuda_micro_step(&gpu, &mb[1].tb, 0.5, 1);
+        CK(cudaMemcpy(g_plain, gpu.m.grads, 4 * np, cudaMemcpyDeviceToHost));
+        trainer_cuda_set_state(&gpu, hp, hm, hv);
+        trainer_cuda_zero_grad(&gpu);
+        trainer_cuda_stage(&gpu, &mb[0].tb);
+        trainer_cuda_micro_launch(&gpu, 0.5, 1);
+        trainer_cuda_stage(&gpu, &mb[1].tb);
+        const size_t nr = mb[1].rb.n_rgb;
+        float *keep_rgb = (float *)mallocCheck(4 * nr), *keep_tgt = (float *)mallocCheck(4 * nimg);
+        memcpy(keep_rgb, mb[1].rb.rgb32, 4 * nr), memcpy(keep_tgt, mb[1].trgb, 4 * nimg);
+        for (size_t i = 0; i < nr; i++) mb[1].rb.rgb32[i] = NAN;
+        for (size_t i = 0; i < nimg; i++) mb[1].trgb[i] = NAN;
+        LossTerms b0 = trainer_cuda_micro_finish(&gpu);
+        CK(cudaDeviceSynchronize());
+        trainer_cuda_render(&gpu, &mb[0].tb);
+        trainer_cuda_micro_launch(&gpu, 0.5, 1);
+        LossTerms b1 = trainer_cuda_micro_finish(&gpu);
+        memcpy(mb[1].rb.rgb32, keep_rgb, 4 * nr), memcpy(mb[1].trgb, keep_tgt, 4 * nimg);
+        ok = close_rel(b0.loss, a0.loss, TOL_MODEL) && close_rel(b1.loss, a1.loss, TOL_MODEL) && a1.loss != a0.loss;
+        printf("%s look-ahead order: losses %.9g, %.9g against the plain order's %.9g, %.9g (tol %.0e rel)\n",
+               ok ? "PASS" : "FAIL", b0.loss, b1.loss, a0.loss, a1.loss, TOL_MODEL);
+        ok ? pass++ : fail++;
+        ok = ct_compare("look-ahead order: accumulated parameter gradients", g_plain, gpu.m.grads, np, TOL_MODEL);
+        ok ? pass++ : fail++;
+        free(g_plain), free(keep_rgb), free(keep_tgt);
+    }
 
     trainer_cuda_free(&gpu);
 

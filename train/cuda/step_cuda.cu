@@ -73,6 +73,23 @@ static void upload_fields(float *const dst[], const float *const src[], const si
     }
 }
 
+// the batch's host pointers, in InSizes' order
+static void batch_fields(const TrainBatch *b, const float *src[10]) {
+    const float *f[10] = {b->in.rgb, b->in.pos, b->in.conf, b->in.sap, b->in.w2c, b->in.K, b->in.expr,
+                          b->tgt_rgb, b->tgt_w2c, b->tgt_K};
+    memcpy(src, f, sizeof f);
+}
+
+// t->in and t->tgt_* → the fields of slot `slot` (NULL where the model does not read one)
+static void point_at(TrainerCuda *t, int slot) {
+    InSizes s = in_sizes(t);
+    const size_t *f = &s.rgb;
+    float *p = t->inbuf[slot], **dst[10] = {(float **)&t->in.rgb, (float **)&t->in.pos, (float **)&t->in.conf,
+                                            (float **)&t->in.sap, (float **)&t->in.w2c, (float **)&t->in.K,
+                                            (float **)&t->in.expr, &t->tgt_rgb, &t->tgt_w2c, &t->tgt_K};
+    for (int k = 0; k < 10; k++) *dst[k] = f[k] ? p : NULL, p += f[k] * t->B;
+}
+
 static float *dalloc(size_t n) {
     float *p;
     cudaCheck(cudaMalloc((void **)&p, sizeof(float) * (n ? n : 1)));
@@ -120,11 +137,16 @@ extern "C" void trainer_cuda_build(TrainerCuda *t, const ModelConfig *mc, const 
     const size_t *f = &s.rgb, nf = sizeof s / sizeof(size_t);
     size_t total = 0;
     for (size_t k = 0; k < nf; k++) total += f[k] * t->B;
-    t->inbuf = dalloc(total);
-    float *p = t->inbuf, **dst[10] = {(float **)&t->in.rgb, (float **)&t->in.pos, (float **)&t->in.conf,
-                                      (float **)&t->in.sap, (float **)&t->in.w2c, (float **)&t->in.K,
-                                      (float **)&t->in.expr, &t->tgt_rgb, &t->tgt_w2c, &t->tgt_K};
-    for (size_t k = 0; k < nf; k++) *dst[k] = f[k] ? p : NULL, p += f[k] * t->B;
+    t->in_floats = total;
+    for (int k = 0; k < 2; k++) {
+        t->inbuf[k] = dalloc(total);
+        cudaCheck(cudaHostAlloc((void **)&t->pinned[k], sizeof(float) * (total ? total : 1), cudaHostAllocDefault));
+        cudaCheck(cudaEventCreateWithFlags(&t->uploaded[k], cudaEventDisableTiming));
+        cudaCheck(cudaEventCreateWithFlags(&t->released[k], cudaEventDisableTiming));
+    }
+    cudaCheck(cudaStreamCreateWithFlags(&t->copy_stream, cudaStreamNonBlocking));
+    t->staged = -1;
+    point_at(t, 0);
     float train_bg[3];
     train_config_background(tc, train_bg);
     t->bg = dalloc(3);
@@ -145,7 +167,14 @@ extern "C" void trainer_cuda_free(TrainerCuda *t) {
     raster_cuda_free(&t->r);
     ssim_cuda_free(&t->ssim);
     if (t->have_lpips) lpips_cuda_free(&t->lp);
-    void *bufs[] = {t->adam_m, t->adam_v, t->inbuf, t->bg, t->means, t->quats, t->scales, t->opac, t->colors,
+    cudaCheck(cudaStreamSynchronize(t->copy_stream)); // no upload may still read a pinned buffer
+    for (int k = 0; k < 2; k++) {
+        cudaCheck(cudaFreeHost(t->pinned[k]));
+        cudaCheck(cudaEventDestroy(t->uploaded[k]));
+        cudaCheck(cudaEventDestroy(t->released[k]));
+    }
+    cudaCheck(cudaStreamDestroy(t->copy_stream));
+    void *bufs[] = {t->adam_m, t->adam_v, t->inbuf[0], t->inbuf[1], t->bg, t->means, t->quats, t->scales, t->opac, t->colors,
                     t->dmeans, t->dquats, t->dscales, t->dopac, t->dcolors, t->dimage, t->dgauss, t->scal,
                     t->partial, t->n_bad};
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) cudaCheck(cudaFree(bufs[k]));
@@ -173,14 +202,29 @@ extern "C" void trainer_cuda_zero_grad(TrainerCuda *t) {
     cudaCheck(cudaMemset(t->m.grads, 0, sizeof(float) * t->m.n_params));
 }
 
-// host batch → the device buffers (the model's inputs and the targets)
-static void upload(TrainerCuda *t, const TrainBatch *b) {
+extern "C" void trainer_cuda_stage(TrainerCuda *t, const TrainBatch *b) {
+    if (t->staged >= 0) FATAL("trainer_cuda_stage: the staged micro-batch was not launched yet");
+    const int slot = t->next_slot;
+    double t0 = time_now_s();
     InSizes s = in_sizes(t);
-    const float *src[10] = {b->in.rgb, b->in.pos, b->in.conf, b->in.sap, b->in.w2c, b->in.K, b->in.expr,
-                            b->tgt_rgb, b->tgt_w2c, b->tgt_K};
-    float *dst[10] = {(float *)t->in.rgb, (float *)t->in.pos, (float *)t->in.conf, (float *)t->in.sap,
-                      (float *)t->in.w2c, (float *)t->in.K, (float *)t->in.expr, t->tgt_rgb, t->tgt_w2c, t->tgt_K};
-    upload_fields(dst, src, &s.rgb, 10, t->B);
+    const size_t *f = &s.rgb;
+    const float *src[10];
+    batch_fields(b, src);
+    cudaCheck(cudaEventSynchronize(t->uploaded[slot])); // the slot's last upload has left its pinned buffer
+    float *p = t->pinned[slot];
+    for (int k = 0; k < 10; k++) {
+        if (!f[k]) continue;
+        if (!src[k]) FATAL("cuda: the batch has no '%s' but the model config needs it", IN_NAMES[k]);
+        memcpy(p, src[k], sizeof(float) * f[k] * t->B);
+        p += f[k] * t->B;
+    }
+    // the kernels that read the slot's previous batch come first, then the copy
+    cudaCheck(cudaStreamWaitEvent(t->copy_stream, t->released[slot], 0));
+    cudaCheck(cudaMemcpyAsync(t->inbuf[slot], t->pinned[slot], sizeof(float) * t->in_floats, cudaMemcpyHostToDevice,
+                              t->copy_stream));
+    cudaCheck(cudaEventRecord(t->uploaded[slot], t->copy_stream));
+    t->staged = slot, t->next_slot = 1 - slot;
+    t->t_upload += lap(t, &t0);
 }
 
 static RasterIn raster_in(const TrainerCuda *t) {
@@ -203,18 +247,32 @@ static void forward_render(TrainerCuda *t, double *t0, int fault) {
 }
 
 extern "C" void trainer_cuda_render(TrainerCuda *t, const TrainBatch *b) {
+    if (t->launched) FATAL("trainer_cuda_render: a micro-step was launched and not finished");
+    // the slot without a staged batch: its last upload was waited for by the kernels that read it, and
+    // this synchronous copy runs after them on the default stream
+    const int slot = t->staged >= 0 ? 1 - t->staged : t->next_slot;
     double t0 = time_now_s();
-    upload(t, b);
+    point_at(t, slot);
+    InSizes s = in_sizes(t);
+    const float *src[10];
+    batch_fields(b, src);
+    float *dst[10] = {(float *)t->in.rgb, (float *)t->in.pos, (float *)t->in.conf, (float *)t->in.sap,
+                      (float *)t->in.w2c, (float *)t->in.K, (float *)t->in.expr, t->tgt_rgb, t->tgt_w2c, t->tgt_K};
+    upload_fields(dst, src, &s.rgb, 10, t->B);
     forward_render(t, &t0, 0);
+    cudaCheck(cudaEventRecord(t->released[slot], 0));
 }
 
-extern "C" LossTerms trainer_cuda_micro_step(TrainerCuda *t, const TrainBatch *b, double grad_scale,
-                                             int with_lpips) {
+extern "C" void trainer_cuda_micro_launch(TrainerCuda *t, double grad_scale, int with_lpips) {
     const TrainConfig *tc = &t->tc;
     const size_t n_img = (size_t)t->B * t->Vt, npx = n_img * t->H * t->W * 3, BG = (size_t)t->B * t->G;
+    if (t->staged < 0) FATAL("trainer_cuda_micro_launch: no staged micro-batch (trainer_cuda_stage)");
+    if (t->launched) FATAL("trainer_cuda_micro_launch: the last micro-step was not finished");
+    const int slot = t->staged;
+    t->staged = -1;
     double t0 = time_now_s();
-    upload(t, b);
-    t->t_upload += lap(t, &t0);
+    cudaCheck(cudaStreamWaitEvent(0, t->uploaded[slot], 0)); // the default stream waits for the upload
+    point_at(t, slot);
     forward_render(t, &t0, t->fault_inf_act);
     const float *img = t->r.image; // [B, Vt, H, W, 3]
     l1_forward_cuda(&t->scal[0], img, t->tgt_rgb, npx, t->partial);
@@ -240,8 +298,17 @@ extern "C" LossTerms trainer_cuda_micro_step(TrainerCuda *t, const TrainBatch *b
     // activation gradients are per micro-batch; parameter gradients sum over the accumulated ones
     cudaCheck(cudaMemset(t->m.dacts, 0, sizeof(float) * t->m.n_acts));
     avat3r_cuda_backward(&t->m, &t->in, t->dgauss);
+    cudaCheck(cudaEventRecord(t->released[slot], 0)); // nothing reads the slot after this
     t->t_net_bwd += lap(t, &t0);
-    // the loss terms (these copies wait for the queued work)
+    t->launched = 1, t->launched_lpips = lp;
+}
+
+extern "C" LossTerms trainer_cuda_micro_finish(TrainerCuda *t) {
+    const TrainConfig *tc = &t->tc;
+    if (!t->launched) FATAL("trainer_cuda_micro_finish: no micro-step was launched");
+    const int lp = t->launched_lpips;
+    t->launched = 0;
+    // the loss terms (these copies wait for the queued work on the default stream, not for copy_stream)
     double l1, ssim;
     unsigned long long bad;
     cudaCheck(cudaMemcpy(&l1, &t->scal[0], sizeof l1, cudaMemcpyDeviceToHost));
@@ -255,6 +322,13 @@ extern "C" LossTerms trainer_cuda_micro_step(TrainerCuda *t, const TrainBatch *b
     t->n_nonfinite_gauss = (long)bad;
     if (bad) L.loss = NAN; // as on the CPU: the rasterizer leaves such Gaussians out, the loss would look fine
     return L;
+}
+
+extern "C" LossTerms trainer_cuda_micro_step(TrainerCuda *t, const TrainBatch *b, double grad_scale,
+                                             int with_lpips) {
+    trainer_cuda_stage(t, b);
+    trainer_cuda_micro_launch(t, grad_scale, with_lpips);
+    return trainer_cuda_micro_finish(t);
 }
 
 extern "C" double trainer_cuda_update(TrainerCuda *t, long step, double *lr_out) {

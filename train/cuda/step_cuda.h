@@ -14,6 +14,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#include <cuda_runtime_api.h> // cudaStream_t, cudaEvent_t
+
 #include "../../model/cuda/avat3r_cuda.h"
 #include "../../render/cuda/raster_cuda.h"
 #include "../step.h" // TrainBatch, LossTerms
@@ -31,10 +33,21 @@ typedef struct {
     int have_lpips;           // LPIPS weights given (the term is used when a micro-step asks for it)
     LpipsCuda lp;
     float *adam_m, *adam_v;   // [n_params] AdamW moments
-    // the micro-batch on the device (shapes of TrainBatch; NULL where the model does not use a feature)
-    Avat3rBatch in;           // points into inbuf
-    float *inbuf;             // all inputs and targets in one buffer
-    float *tgt_rgb, *tgt_w2c, *tgt_K; // [B, Vt, H, W, 3], [B, Vt, 12], [B, Vt, 9]
+    // the micro-batch on the device (shapes of TrainBatch; NULL where the model does not use a feature):
+    // two slots, so that the next micro-batch's upload (copy_stream, from page-locked host memory) runs
+    // while the kernels of this one run on the default stream
+    Avat3rBatch in;           // points into the slot in use
+    float *tgt_rgb, *tgt_w2c, *tgt_K; // [B, Vt, H, W, 3], [B, Vt, 12], [B, Vt, 9], same slot
+    float *inbuf[2];          // device: all inputs and targets of a micro-batch, fields back to back
+    float *pinned[2];         // host, page-locked: each slot's staging copy (same layout)
+    size_t in_floats;         // floats per slot
+    cudaStream_t copy_stream; // non-blocking: it waits for the default stream only where told to
+    cudaEvent_t uploaded[2];  // on copy_stream, after a slot's upload
+    cudaEvent_t released[2];  // on the default stream, after the last kernel that reads a slot's batch
+    int staged;               // the slot of a staged micro-batch not yet launched (-1: none)
+    int next_slot;            // the slot the next trainer_cuda_stage fills
+    int launched;             // 1 between trainer_cuda_micro_launch and _finish
+    int launched_lpips;       // that micro-step includes the LPIPS term
     float *bg;                // [3] background
     // the Gaussians split into the rasterizer's arrays, and their gradients
     float *means, *quats, *scales, *opac, *colors;      // [B·G, 3 | 4 | 3 | 1 | 3]
@@ -61,10 +74,22 @@ void trainer_cuda_get_state(const TrainerCuda *t, float *params, float *adam_m, 
 void trainer_cuda_zero_grad(TrainerCuda *t); // parameter gradients (once per optimizer step)
 // b: HOST pointers, as for trainer_micro_step. Gradients accumulate × grad_scale. The LPIPS term is
 // included when with_lpips and weights were given (else lpips is NaN), as on the CPU.
+// = trainer_cuda_stage + trainer_cuda_micro_launch + trainer_cuda_micro_finish.
 LossTerms trainer_cuda_micro_step(TrainerCuda *t, const TrainBatch *b, double grad_scale, int with_lpips);
+// The same in three parts, so that the caller can fetch and stage the next micro-batch while the device
+// works on this one (train/loop.c):
+// stage: b (HOST) → the free slot's page-locked buffer (a host copy: b may be reused on return) → an
+//   asynchronous upload on copy_stream. One staged micro-batch at a time.
+// launch: queues the whole micro-step on the staged batch (after its upload); returns once the work is
+//   queued (the host waits inside only for the rasterizer's intersection count).
+// finish: waits for the device and returns the loss terms (sets n_nonfinite_gauss).
+void trainer_cuda_stage(TrainerCuda *t, const TrainBatch *b);
+void trainer_cuda_micro_launch(TrainerCuda *t, double grad_scale, int with_lpips);
+LossTerms trainer_cuda_micro_finish(TrainerCuda *t);
 // As trainer_update: global norm, clip, AdamW for step `step` (0-based); a non-finite norm changes nothing.
 double trainer_cuda_update(TrainerCuda *t, long step, double *lr_out);
-// Forward and render only: the target views end up in t->r.image (device) [B, Vt, H, W, 3].
+// Forward and render only: the target views end up in t->r.image (device) [B, Vt, H, W, 3]. A synchronous
+// upload into the slot that holds no staged micro-batch, so a staged one survives it.
 void trainer_cuda_render(TrainerCuda *t, const TrainBatch *b);
 
 // The network alone, for inference (avat3r animate --device cuda): the parameters copied in once, the
