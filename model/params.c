@@ -46,6 +46,28 @@ int param_group_index(int i) {
 
 const char *param_group(int i) { return param_group_names[param_group_index(i)]; }
 
+int grad_bucket_slices(const ModelConfig *c, int bucket, size_t offset[NUM_PARAM_TENSORS],
+                       size_t count[NUM_PARAM_TENSORS]) {
+    const int L = c->layers;
+    if (bucket < 0 || bucket >= GRAD_BUCKETS(c)) FATAL("grad_bucket_slices: bucket %d of %d", bucket, GRAD_BUCKETS(c));
+    size_t sizes[NUM_PARAM_TENSORS], off = 0;
+    param_sizes(c, sizes);
+    int n = 0;
+    for (int i = 0; i < NUM_PARAM_TENSORS; off += sizes[i], i++) {
+        if (!sizes[i]) continue;
+        const int g = param_group_index(i);
+        if (g == 2) { // per-layer tensors are [L, ...]: block l owns the l-th slice
+            if (bucket < 1 || bucket > L) continue;
+            if (sizes[i] % L) FATAL("grad_bucket_slices: %s has %zu values, not a multiple of layers = %d", param_names[i], sizes[i], L);
+            const size_t per = sizes[i] / L, l = (size_t)(L - bucket);
+            offset[n] = off + l * per, count[n++] = per;
+        } else if ((g >= 3 && bucket == 0) || (g <= 1 && bucket == L + 1)) {
+            offset[n] = off, count[n++] = sizes[i];
+        }
+    }
+    return n;
+}
+
 size_t param_sizes(const ModelConfig *c, size_t s[NUM_PARAM_TENSORS]) {
     size_t D = c->width, L = c->layers, M = (size_t)c->mlp_ratio * D, p = c->patch;
     size_t Hx = c->expr_hidden, E = c->expr_dim, S = c->expr_tokens, CS = c->sapiens_ch;

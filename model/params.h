@@ -18,6 +18,15 @@ int param_group_index(int i);
 const char *param_group(int i);
 // Element counts of every tensor for a config; returns the total.
 size_t param_sizes(const ModelConfig *c, size_t sizes[NUM_PARAM_TENSORS]);
+// Gradient buckets, in the order the backward pass finishes them, so that data-parallel ranks can
+// all-reduce a bucket while the backward computes the next (issue #8): bucket 0 = head, upsampler and
+// final LayerNorm; bucket 1 + (L−1−l) = block l (its slice of every per-layer tensor); bucket L + 1 = the
+// rest (expression MLP and norm, patch and Sapiens projections, position embedding). Writes bucket b's
+// (offset, count) slices of the flat parameter buffer (at most NUM_PARAM_TENSORS, empty tensors left out)
+// and returns how many. Together the buckets cover every parameter exactly once.
+#define GRAD_BUCKETS(c) ((c)->layers + 2)
+int grad_bucket_slices(const ModelConfig *c, int bucket, size_t offset[NUM_PARAM_TENSORS],
+                       size_t count[NUM_PARAM_TENSORS]);
 // Multiply-add FLOPs (×2) of one forward pass for one sample, matmuls and attention included.
 double model_forward_flops(const ModelConfig *c);
 

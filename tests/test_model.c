@@ -202,6 +202,53 @@ static int test_param_counts(void) {
     return 0;
 }
 
+// params.h's gradient buckets (the data-parallel all-reduce that overlaps the backward): together they cover
+// every parameter exactly once; bucket 0 holds only the head, upsampler and final norm, buckets 1..L only
+// slices of the per-layer tensors (block L−1 first, each slice inside its tensor's layer l), bucket L+1 only
+// the encoder and expression tensors. (That each bucket is final when the backward hands it over is checked
+// on the CUDA backward, tests/cuda/test_step_cuda.c 7.)
+static int test_grad_buckets(void) {
+    ModelConfig cs[4];
+    cs[0] = micro_config(1, 1), cs[1] = micro_config(0, 1), cs[2] = micro_config(1, 0);
+    char path[4096], err[1024];
+    snprintf(path, sizeof path, "%s/configs/paper.cfg", test_source_root());
+    CHECK(!test_load_config(&cs[3], path, err, sizeof err), "%s", err);
+    for (int ci = 0; ci < 4; ci++) {
+        const ModelConfig *c = &cs[ci];
+        size_t sizes[NUM_PARAM_TENSORS], n = param_sizes(c, sizes), start[NUM_PARAM_TENSORS + 1] = {0};
+        for (int i = 0; i < NUM_PARAM_TENSORS; i++) start[i + 1] = start[i] + sizes[i];
+        unsigned char *seen = (unsigned char *)calloc(n, 1);
+        const int L = c->layers, NB = GRAD_BUCKETS(c);
+        CHECK(NB == L + 2, "%d buckets for %d layers", NB, L);
+        for (int b = 0; b < NB; b++) {
+            size_t off[NUM_PARAM_TENSORS], cnt[NUM_PARAM_TENSORS];
+            int ns = grad_bucket_slices(c, b, off, cnt);
+            CHECK(ns > 0, "config %d bucket %d is empty", ci, b);
+            for (int k = 0; k < ns; k++) {
+                int i = 0; // the tensor holding the slice
+                while (i < NUM_PARAM_TENSORS && !(off[k] >= start[i] && off[k] < start[i + 1])) i++;
+                CHECK(i < NUM_PARAM_TENSORS && off[k] + cnt[k] <= start[i + 1], "config %d bucket %d slice %d crosses "
+                      "a tensor end", ci, b, k);
+                const int g = param_group_index(i);
+                int want_g_ok = b == 0 ? g >= 3 : b == L + 1 ? g <= 1 : g == 2;
+                CHECK(want_g_ok, "config %d bucket %d holds %s (group %s)", ci, b, param_names[i], param_group(i));
+                if (g == 2) { // block l = L − b owns the l-th of L equal slices
+                    size_t per = sizes[i] / L;
+                    CHECK(cnt[k] == per && off[k] == start[i] + (size_t)(L - b) * per, "config %d bucket %d: %s slice "
+                          "at %zu+%zu, want layer %d", ci, b, param_names[i], off[k] - start[i], cnt[k], L - b);
+                }
+                for (size_t j = 0; j < cnt[k]; j++) seen[off[k] + j]++;
+            }
+        }
+        size_t once = 0;
+        for (size_t j = 0; j < n; j++) once += seen[j] == 1;
+        free(seen);
+        CHECK(once == n, "config %d: %zu of %zu parameters in exactly one bucket", ci, once, n);
+        printf("    config %d: %d buckets cover all %zu parameters once\n", ci, NB, n);
+    }
+    return 0;
+}
+
 static int test_checkpoint(void) {
     ModelConfig c = micro_config(1, 0);
     size_t s[NUM_PARAM_TENSORS], n = param_sizes(&c, s);
@@ -398,6 +445,7 @@ const TestCase model_tests[] = {
     {"model/determinism", test_determinism},
     {"model/init", test_init},
     {"model/param_counts", test_param_counts},
+    {"model/grad_buckets", test_grad_buckets},
     {"model/checkpoint", test_checkpoint},
     {"model/checkpoint_before_expr_norm", test_checkpoint_before_expr_norm},
     {"model/configs", test_configs},

@@ -93,11 +93,13 @@ run_loop() {
   for d in cpu cuda; do # two micro-batches per step: the GPU's look-ahead stages within a step and across steps
     t --out "$L/acc_$d" --steps 3 --device $d --set grad_accum=2 || return 1
   done
-  for d in cpu cuda; do # the non-finite-output hook and the NaN-input hook (applied when a micro-batch is
-    # fetched, one ahead on the GPU): steps 3 and 4 skipped, parameters kept (docs/robustness.md)
+  for d in cpu cuda; do # the non-finite-output hook, the NaN-input hook (applied when a micro-batch is fetched,
+    # one ahead on the GPU) and the NaN-gradient hook: steps 3 and 4 skipped, parameters kept (docs/robustness.md)
     AVAT3R_FAULT_INF_ACT_FROM_STEP=3 "$A" train "${S[@]}" --steps 4 --device $d --out "$L/inf_$d" \
       >> "$L/train.log" 2>&1 || { tail -20 "$L/train.log"; return 1; }
     AVAT3R_FAULT_NAN_INPUT_FROM_STEP=3 "$A" train "${S[@]}" --steps 4 --device $d --out "$L/nan_$d" \
+      >> "$L/train.log" 2>&1 || { tail -20 "$L/train.log"; return 1; }
+    AVAT3R_FAULT_NAN_FROM_STEP=3 "$A" train "${S[@]}" --steps 4 --device $d --out "$L/nangrad_$d" \
       >> "$L/train.log" 2>&1 || { tail -20 "$L/train.log"; return 1; }
   done
   local subj
@@ -124,7 +126,8 @@ for run, base in (("cuda", "cpu"), ("cuda_cpu", "cpu"), ("cpu_cuda", "cpu"), ("c
         bad, n = bad + (not ok), n + 1
         print(f"{'PASS' if ok else 'FAIL'} {run} vs {base}: {kind} {key} at steps {sorted(b)}: worst rel {worst:.2e} (tol {tol:.0e})")
 for hook, what in (("inf", "non-finite Gaussians (AVAT3R_FAULT_INF_ACT_FROM_STEP)"),
-                   ("nan", "a NaN input pixel (AVAT3R_FAULT_NAN_INPUT_FROM_STEP)")):
+                   ("nan", "a NaN input pixel (AVAT3R_FAULT_NAN_INPUT_FROM_STEP)"),
+                   ("nangrad", "a NaN gradient (AVAT3R_FAULT_NAN_FROM_STEP)")):
     skips = [[r["skipped"] for r in rows(f"{hook}_{d}") if r["kind"] == "train"] for d in ("cpu", "cuda")]
     ok = skips[0] == skips[1] == [0, 0, 1, 1]
     bad, n = bad + (not ok), n + 1

@@ -937,7 +937,13 @@ int train_run(const TrainRunOptions *o) {
             drawn += next_drawn, dskipped += next_skipped;
             next_drawn = next_skipped = 0;
             t.fault_inf_act = inf_act_from > 0 && step + 1 >= inf_act_from;
+            const int last_micro = k + 1 == tc->grad_accum;
+            // the gradient hook: NaN before the last backward, which adds to it (so that with NCCL the poison
+            // is in the buffer before its bucket is reduced during that backward)
+            if (last_micro && nan_from > 0 && step + 1 >= nan_from) step_device_poison_grad(&sd);
+            step_device_reduce_in_backward(&sd, nccl && last_micro); // NCCL: the all-reduce overlaps this backward
             step_device_micro_launch(&sd, 1.0 / tc->grad_accum, with_lp);
+            step_device_reduce_in_backward(&sd, 0);
             if (ahead && !(step + 1 == tc->steps && k + 1 == tc->grad_accum)) { // the GPU is busy: fetch the next one
                 td = time_now_s();
                 const long label = k + 1 < tc->grad_accum ? step + 1 : step + 2;
@@ -952,7 +958,6 @@ int train_run(const TrainRunOptions *o) {
             acc.lpips += with_lp ? l.lpips / tc->grad_accum : 0;
         }
         if (!with_lp) acc.lpips = NAN;
-        if (nan_from > 0 && step + 1 >= nan_from) step_device_poison_grad(&sd);
         // several ranks: the mean gradient (the same bits on every rank, so the updates stay identical), the
         // mean loss terms, and whether any rank was asked to stop (so that all stop after the same step)
         int stop_all = 0;

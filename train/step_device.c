@@ -28,6 +28,35 @@ static void nccl_check(ncclResult_t r, const char *file, int line) {
     }
 }
 #define ncclCheck(x) nccl_check((x), __FILE__, __LINE__)
+
+// The ranks' communicator and the all-reduce that overlaps the backward: as the backward finishes a gradient
+// bucket (params.h grad_bucket_slices), the bucket's slices are averaged on `stream` while the default stream
+// goes on with the next bucket's kernels.
+typedef struct {
+    ncclComm_t comm;
+    cudaStream_t stream;        // non-blocking: waits for the default stream only at each bucket's event
+    int n_buckets;
+    cudaEvent_t *ready;         // [n_buckets] on the default stream: the bucket's gradients are final
+    cudaEvent_t done;           // on `stream`, after the step's last all-reduce
+    size_t (*off)[NUM_PARAM_TENSORS], (*cnt)[NUM_PARAM_TENSORS]; // per bucket: its slices
+    int *n_slices;              // [n_buckets]
+    float *grads;               // the GPU's flat gradient buffer
+    int armed;                  // reduce during the next backward (the last micro-batch of a step)
+    int issued;                 // buckets queued since the last step_device_allreduce_grads
+} NcclDP;
+
+static void nccl_bucket_ready(void *ctx, int b) {
+    NcclDP *n = (NcclDP *)ctx;
+    if (!n->armed) return;
+    cudaCheck(cudaEventRecord(n->ready[b], 0));
+    cudaCheck(cudaStreamWaitEvent(n->stream, n->ready[b], 0));
+    ncclCheck(ncclGroupStart()); // one launch for the bucket's slices
+    for (int k = 0; k < n->n_slices[b]; k++)
+        ncclCheck(ncclAllReduce(n->grads + n->off[b][k], n->grads + n->off[b][k], n->cnt[b][k], ncclFloat, ncclAvg,
+                                n->comm, n->stream));
+    ncclCheck(ncclGroupEnd());
+    n->issued++;
+}
 #endif
 
 int step_device_check(const char *device, char *err, size_t errlen) {
@@ -74,7 +103,16 @@ int step_device_open(StepDevice *s, Trainer *t, const char *device, int local_ra
 
 void step_device_close(StepDevice *s) {
 #ifdef AVAT3R_NCCL
-    if (s->nccl) ncclCheck(ncclCommDestroy((ncclComm_t)s->nccl));
+    if (s->nccl) {
+        NcclDP *n = (NcclDP *)s->nccl;
+        cudaCheck(cudaStreamSynchronize(n->stream));
+        ncclCheck(ncclCommDestroy(n->comm));
+        for (int b = 0; b < n->n_buckets; b++) cudaCheck(cudaEventDestroy(n->ready[b]));
+        cudaCheck(cudaEventDestroy(n->done));
+        cudaCheck(cudaStreamDestroy(n->stream));
+        if (s->gpu) ((TrainerCuda *)s->gpu)->m.grads_ready = NULL;
+        free(n->ready), free(n->off), free(n->cnt), free(n->n_slices), free(n);
+    }
 #endif
 #ifdef AVAT3R_CUDA
     if (s->gpu) trainer_cuda_free((TrainerCuda *)s->gpu), free(s->gpu);
@@ -283,9 +321,22 @@ int step_device_nccl_init(StepDevice *s, Dist *d, char *err, size_t errlen) {
         snprintf(err, errlen, "%s", d->err);
         return -1;
     }
-    ncclComm_t comm;
-    ncclCheck(ncclCommInitRank(&comm, d->world, id, d->rank));
-    s->nccl = comm;
+    TrainerCuda *g = (TrainerCuda *)s->gpu;
+    NcclDP *n = (NcclDP *)callocCheck(1, sizeof *n);
+    ncclCheck(ncclCommInitRank(&n->comm, d->world, id, d->rank));
+    cudaCheck(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+    n->n_buckets = GRAD_BUCKETS(&g->mc);
+    n->ready = (cudaEvent_t *)callocCheck(n->n_buckets, sizeof *n->ready);
+    n->off = callocCheck(n->n_buckets, sizeof *n->off), n->cnt = callocCheck(n->n_buckets, sizeof *n->cnt);
+    n->n_slices = (int *)callocCheck(n->n_buckets, sizeof(int));
+    for (int b = 0; b < n->n_buckets; b++) {
+        cudaCheck(cudaEventCreateWithFlags(&n->ready[b], cudaEventDisableTiming));
+        n->n_slices[b] = grad_bucket_slices(&g->mc, b, n->off[b], n->cnt[b]);
+    }
+    cudaCheck(cudaEventCreateWithFlags(&n->done, cudaEventDisableTiming));
+    n->grads = g->m.grads;
+    g->m.grads_ready = nccl_bucket_ready, g->m.grads_ready_ctx = n;
+    s->nccl = n;
     return 1;
 #else
     (void)s, (void)d, (void)err, (void)errlen;
@@ -293,10 +344,27 @@ int step_device_nccl_init(StepDevice *s, Dist *d, char *err, size_t errlen) {
 #endif
 }
 
+void step_device_reduce_in_backward(StepDevice *s, int on) {
+#ifdef AVAT3R_NCCL
+    if (s->nccl) ((NcclDP *)s->nccl)->armed = on;
+#endif
+    (void)s, (void)on;
+}
+
 void step_device_allreduce_grads(StepDevice *s) {
 #ifdef AVAT3R_NCCL
     TrainerCuda *g = (TrainerCuda *)s->gpu;
-    ncclCheck(ncclAllReduce(g->m.grads, g->m.grads, g->m.n_params, ncclFloat, ncclAvg, (ncclComm_t)s->nccl, 0));
+    NcclDP *n = (NcclDP *)s->nccl;
+    if (n->issued == n->n_buckets) { // queued during the backward: the default stream waits for the last one
+        cudaCheck(cudaEventRecord(n->done, n->stream));
+        cudaCheck(cudaStreamWaitEvent(0, n->done, 0));
+    } else if (n->issued == 0) { // not armed (e.g. a caller without step_device_reduce_in_backward): all at once
+        ncclCheck(ncclAllReduce(g->m.grads, g->m.grads, g->m.n_params, ncclFloat, ncclAvg, n->comm, 0));
+    } else {
+        FATAL("step_device_allreduce_grads: %d of %d gradient buckets were reduced (armed for part of a backward?)",
+              n->issued, n->n_buckets);
+    }
+    n->issued = 0;
 #else
     (void)s;
     FATAL("step_device_allreduce_grads: this build has no NCCL");

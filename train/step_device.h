@@ -14,7 +14,7 @@ typedef struct {
     Trainer *t;  // the CPU trainer (built and freed by the caller)
     int cuda;    // 1: the step runs on the GPU
     void *gpu;   // TrainerCuda (builds with CUDA only)
-    void *nccl;  // the ranks' NCCL communicator (step_device_nccl_init; builds with NCCL only)
+    void *nccl;  // the ranks' NCCL state (step_device_nccl_init; builds with NCCL only)
     // the CPU's staged micro-batch and the loss terms of its launched micro-step (the CPU runs a micro-step
     // inside step_device_micro_launch; the GPU queues it there)
     TrainBatch staged;
@@ -58,7 +58,12 @@ void step_device_grads_from_host(StepDevice *s);
 int step_device_nccl_init(StepDevice *s, Dist *d, char *err, size_t errlen);
 // grads ← their mean over the ranks, on the device (ncclAllReduce with ncclAvg: every rank gets the same
 // bits). FATAL on an NCCL error. Call after a TCP collective of the same step, so that a dead or hung rank
-// is found by train/dist.c's timeouts before this waits on it.
+// is found by train/dist.c's timeouts before the host waits on NCCL.
+// With step_device_reduce_in_backward(s, 1) set around the launch of a step's last micro-batch, the
+// all-reduce runs bucket by bucket (params.h grad_bucket_slices) on its own stream while that backward
+// goes on, and step_device_allreduce_grads only makes the default stream wait for it; without, it reduces
+// the whole buffer at once. No-op without NCCL.
+void step_device_reduce_in_backward(StepDevice *s, int on);
 void step_device_allreduce_grads(StepDevice *s);
 // Seconds per phase since the last reset (network forward incl. the upload, render forward, losses, render
 // backward, network backward, clip + AdamW), as Trainer's t_* fields. On the GPU the phases are timed

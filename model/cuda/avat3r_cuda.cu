@@ -235,6 +235,7 @@ extern "C" void avat3r_cuda_backward(Avat3rCuda *m, const Avat3rBatch *in, const
     const float *xL = L == 0 ? a->x0 : a->x3 + (L - 1) * bnd;
     float *dxL = L == 0 ? da->x0 : da->x3 + (L - 1) * bnd;
     layernorm_backward_cuda(dxL, g->lnf_w, g->lnf_b, da->lnf, xL, p->lnf_w, a->lnf_mean, a->lnf_rstd, BN, D);
+    if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, 0); // head, upsampler, final norm
     // 7. blocks in reverse
     for (int l = L - 1; l >= 0; l--) {
         const float *x = l == 0 ? a->x0 : a->x3 + (l - 1) * bnd;
@@ -276,6 +277,7 @@ extern "C" void avat3r_cuda_backward(Avat3rCuda *m, const Avat3rBatch *in, const
                              p->qkv_w + (size_t)l * 3 * D * D, BN, D, 3 * D);
         layernorm_backward_cuda(dx, g->ln1_w + l * D, g->ln1_b + l * D, da->ln1 + o, x, p->ln1_w + l * D,
                                 a->ln1_mean + ost, a->ln1_rstd + ost, BN, D);
+        if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, 1 + (L - 1 - l)); // block l
     }
     // 6. expression-token LayerNorm, then the MLP (the code itself gets no gradient)
     if (c->expr_norm)
@@ -298,4 +300,5 @@ extern "C" void avat3r_cuda_backward(Avat3rCuda *m, const Avat3rBatch *in, const
     }
     // 3. patch embedding (the inputs get no gradient)
     matmul_backward_cuda(NULL, g->patch_w, g->patch_b, da->tok, a->unfold, p->patch_w, BN, P * P * Cin, D);
+    if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, L + 1); // expression MLP, embeddings
 }

@@ -20,6 +20,11 @@ typedef struct {
     ActTensors a, da;
     float *att_delta;                       // [B·NH·N] attention backward scratch
     size_t max_operand;                     // floats of the largest matmul operand (bf16 scratch, matmul_cuda_reserve)
+    // when set, called by avat3r_cuda_backward (host side, once the bucket's last kernel is queued on the
+    // default stream) as each gradient bucket of params.h's grad_bucket_slices is final: data-parallel
+    // ranks all-reduce it while the backward goes on (train/step_device.c, issue #8)
+    void (*grads_ready)(void *ctx, int bucket);
+    void *grads_ready_ctx;
 } Avat3rCuda;
 
 // Allocates everything on the current device for batch size B (and sets up cuBLAS). Nothing else allocates.

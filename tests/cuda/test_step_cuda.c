@@ -19,6 +19,7 @@
 //      reports a non-finite norm and leaves every parameter and moment bit-identical (as on the CPU).
 //   6. the look-ahead order of train/loop.c (stage the next micro-batch between launch and finish):
 //      the plain order's losses and gradients (see 6. below).
+//   7. the gradient buckets the backward reports for the NCCL all-reduce: final when reported (see 7. below).
 //   5. the run of 3. with bf16 matmuls (key precision = bf16): every step's loss within TOL_BF16_CURVE of
 //      the fp32 CPU curve, falling in both phases. The loss is a mean over all pixels, so the operand
 //      rounding (u = 2^-8) reaches it averaged: TOL_BF16_CURVE = 2e-2 is about 5u, where a broken bf16 path
@@ -75,6 +76,24 @@ static void micro_make(Micro *m, const ModelConfig *c, int B, uint64_t seed) {
 static void micro_free(Micro *m) {
     random_batch_free(&m->rb);
     free(m->tw), free(m->tk), free(m->trgb);
+}
+
+// 7.: copies each reported gradient bucket aside (device to device, on the default stream)
+typedef struct {
+    TrainerCuda *t;
+    float *shadow;       // [n_params] device
+    unsigned char *seen; // [n_params] host: how often each parameter was copied
+    int next, in_order;  // the bucket expected next; all came in order so far
+} BucketProbe;
+static void bucket_probe(void *ctx, int b) {
+    BucketProbe *p = (BucketProbe *)ctx;
+    p->in_order &= b == p->next++;
+    size_t off[NUM_PARAM_TENSORS], cnt[NUM_PARAM_TENSORS];
+    int n = grad_bucket_slices(&p->t->mc, b, off, cnt);
+    for (int k = 0; k < n; k++) {
+        CK(cudaMemcpy(p->shadow + off[k], p->t->m.grads + off[k], 4 * cnt[k], cudaMemcpyDeviceToDevice));
+        for (size_t j = 0; j < cnt[k]; j++) p->seen[off[k] + j]++;
+    }
 }
 
 int main(int argc, char **argv) {
@@ -249,6 +268,37 @@ int main(int argc, char **argv) {
         ok = ct_compare("look-ahead order: accumulated parameter gradients", g_plain, gpu.m.grads, np, TOL_MODEL);
         ok ? pass++ : fail++;
         free(g_plain), free(keep_rgb), free(keep_tgt);
+    }
+
+    // 7. the gradient buckets of the data-parallel all-reduce (train/step_device.c, NCCL): the network's
+    //    backward reports each bucket (params.h grad_bucket_slices) once its gradients are final. A hook that
+    //    copies the bucket's slices aside when reported, on the default stream (so after the bucket's queued
+    //    kernels), must end with a copy equal, bit for bit, to the final gradients, every parameter copied
+    //    once, the buckets reported in order; armed on the second of two accumulated micro-batches, as the
+    //    loop does.
+    {
+        BucketProbe bp = {&gpu, (float *)NULL, (unsigned char *)callocCheck(np, 1), 0, 1};
+        CK(cudaMalloc((void **)&bp.shadow, 4 * np));
+        CK(cudaMemset(bp.shadow, 0xff, 4 * np)); // NaN: an element never copied fails the comparison
+        trainer_cuda_set_state(&gpu, hp, hm, hv);
+        trainer_cuda_zero_grad(&gpu);
+        trainer_cuda_micro_step(&gpu, &mb[0].tb, 0.5, 1);
+        gpu.m.grads_ready = bucket_probe, gpu.m.grads_ready_ctx = &bp;
+        trainer_cuda_micro_step(&gpu, &mb[1].tb, 0.5, 1);
+        gpu.m.grads_ready = NULL;
+        size_t once = 0;
+        for (size_t i = 0; i < np; i++) once += bp.seen[i] == 1;
+        float *sh = (float *)mallocCheck(4 * np), *gr = (float *)mallocCheck(4 * np);
+        CK(cudaMemcpy(sh, bp.shadow, 4 * np, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(gr, gpu.m.grads, 4 * np, cudaMemcpyDeviceToHost));
+        const int NB = GRAD_BUCKETS(&c);
+        ok = bp.next == NB && bp.in_order && once == np && !memcmp(sh, gr, 4 * np);
+        printf("%s gradient buckets: %d of %d reported %s, %zu of %zu parameters copied once, the copies taken when "
+               "reported %s the final gradients\n", ok ? "PASS" : "FAIL", bp.next, NB,
+               bp.in_order ? "in order" : "OUT OF ORDER", once, np, memcmp(sh, gr, 4 * np) ? "DIFFER FROM" : "equal");
+        ok ? pass++ : fail++;
+        CK(cudaFree(bp.shadow));
+        free(bp.seen), free(sh), free(gr);
     }
 
     trainer_cuda_free(&gpu);
