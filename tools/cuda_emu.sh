@@ -2,7 +2,7 @@
 # cuda_emu.sh — the CUDA tests on the CPU emulator (dev/cuda/emu.h), for machines without a GPU: gcc/g++
 # only, the CUDA toolkit's headers for the runtime's and cuBLAS's types. What the emulator does and does
 # not check: dev/cuda/README.md. On a GPU machine run tools/gpu_verify.sh instead.
-#   bash tools/cuda_emu.sh [layers|model|ssim|train|lpips|raster|step|loop|all] [OUTDIR]   (default: all, /tmp/avat3r_emu)
+#   bash tools/cuda_emu.sh [layers|model|ssim|train|lpips|raster|step|loop|lab|all] [OUTDIR]   (default: all, /tmp/avat3r_emu)
 #   layers  model/cuda/layers_cuda.cu (LayerNorm, GELU) vs model/layers.c
 #   model   model/cuda (kernels, cuBLAS calls, the whole network) vs model/layers.c and model/avat3r.c
 #   ssim    train/cuda/ssim_cuda.cu vs train/loss_image.c (bit-identical expected)
@@ -13,6 +13,7 @@
 #   loop    `avat3r train --device cuda` end to end (an avat3r built with -Dgpu_emu=true in OUTDIR/build-emu):
 #           its log against `--device cpu` step by step, each device resuming the other's checkpoint, two
 #           data-parallel ranks on either device, and `avat3r eval` / `animate --device cuda` against cpu
+#   lab     dev/cuda/attention_forward.cu: every version against its double-precision reference
 # Every CUDA source goes into one emulator unit (dev/cuda/cuda_emu.cpp) and every CPU oracle into one
 # library, compiled once and linked with each test.
 set -euo pipefail
@@ -64,6 +65,18 @@ run_train() { echo "== train (train/cuda/optim_cuda.cu, loss_cuda.cu on the emul
 run_lpips() { echo "== lpips (train/cuda/lpips_cuda.cu on the emulator)"; run tests/cuda/test_lpips_cuda.c; }
 run_raster() { echo "== raster (render/cuda kernels on the emulator; about 90 s on 2 cores)"; run tests/cuda/test_raster_cuda.c; }
 run_step() { echo "== step (train/cuda/step_cuda.cu on the emulator: the training step vs train/step.c)"; run tests/cuda/test_step_cuda.c; }
+# the kernel lab (dev/cuda/attention_forward.cu, every version against its double-precision reference):
+# shapes with partial tiles and idle rows; no timing (the emulator's times mean nothing)
+run_lab() {
+  echo "== lab (dev/cuda/attention_forward.cu versions on the emulator)"
+  build_lib
+  local bin=$OUT/attention_forward shape v
+  g++ $CXXFLAGS -x c++ -include dev/cuda/emu.h -c dev/cuda/attention_forward.cu -o "$bin.o"
+  g++ "$LIB"/common_*.o "$bin.o" -fopenmp -lm -o "$bin"
+  for shape in "1 2 70 32" "2 1 45 64" "1 3 33 16" "1 1 20 128"; do
+    for v in 1 2; do "$bin" $v $shape 0 || return 1; done
+  done
+}
 # the training run on the emulator: a micro model (tests/test.h's TEST_MICRO_MODEL) on 2 synthetic
 # identities, 4 steps, validation and checkpoints every 2. Losses and validation PSNRs must agree within
 # TOL_CURVE (tests/cuda/test_step_cuda.c) relatively; the resumed runs continue the other device's run.
@@ -164,6 +177,7 @@ case $WHAT in
   raster) run_raster ;;
   step) run_step ;;
   loop) run_loop ;;
-  all) run_layers; run_model; run_ssim; run_train; run_lpips; run_step; run_loop; run_raster ;;
-  *) echo "usage: bash tools/cuda_emu.sh [layers|model|ssim|train|lpips|raster|step|loop|all] [OUTDIR]" >&2; exit 2 ;;
+  lab) run_lab ;;
+  all) run_layers; run_model; run_ssim; run_train; run_lpips; run_step; run_loop; run_lab; run_raster ;;
+  *) echo "usage: bash tools/cuda_emu.sh [layers|model|ssim|train|lpips|raster|step|loop|lab|all] [OUTDIR]" >&2; exit 2 ;;
 esac

@@ -23,7 +23,7 @@
 #           compute-sanitizer memcheck (OpenBLAS and zlib1g-dev from .debs)
 #   bench   rasterizer at the paper's scale (1 M Gaussians -> 8 views of 512²): CPU check + forward and
 #           backward ms
-#   lab     dev/cuda/raster_forward.cu, versions 1 and 2
+#   lab     dev/cuda/raster_forward.cu and dev/cuda/attention_forward.cu, versions 1 and 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/avat3r_gpu}
@@ -228,6 +228,9 @@ lab() {
   "$NVCC" -O3 --fmad=false $GENCODE dev/cuda/raster_forward.cu -o "$OUT/raster_forward"
   "$OUT/raster_forward" 1
   "$OUT/raster_forward" 2
+  "$NVCC" -O3 --fmad=false $GENCODE dev/cuda/attention_forward.cu -o "$OUT/attention_forward"
+  "$OUT/attention_forward" 1 1 12 4096 64 20   # the paper's self-attention (its CPU check takes ~1 min)
+  "$OUT/attention_forward" 2 1 12 4096 64 20
 }
 
 case "$WHAT" in
