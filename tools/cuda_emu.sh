@@ -13,7 +13,7 @@
 #   loop    `avat3r train --device cuda` end to end (an avat3r built with -Dgpu_emu=true in OUTDIR/build-emu):
 #           its log against `--device cpu` step by step, each device resuming the other's checkpoint, two
 #           data-parallel ranks on either device, and `avat3r eval` / `animate --device cuda` against cpu
-#   lab     dev/cuda/attention_forward.cu: every version against its double-precision reference
+#   lab     dev/cuda/attention_forward.cu and raster_forward.cu: every version against its CPU reference
 # Every CUDA source goes into one emulator unit (dev/cuda/cuda_emu.cpp) and every CPU oracle into one
 # library, compiled once and linked with each test.
 set -euo pipefail
@@ -65,8 +65,8 @@ run_train() { echo "== train (train/cuda/optim_cuda.cu, loss_cuda.cu on the emul
 run_lpips() { echo "== lpips (train/cuda/lpips_cuda.cu on the emulator)"; run tests/cuda/test_lpips_cuda.c; }
 run_raster() { echo "== raster (render/cuda kernels on the emulator; about 90 s on 2 cores)"; run tests/cuda/test_raster_cuda.c; }
 run_step() { echo "== step (train/cuda/step_cuda.cu on the emulator: the training step vs train/step.c)"; run tests/cuda/test_step_cuda.c; }
-# the kernel lab (dev/cuda/attention_forward.cu, every version against its double-precision reference):
-# shapes with partial tiles and idle rows; no timing (the emulator's times mean nothing)
+# the kernel lab (dev/cuda/attention_forward.cu and raster_forward.cu, every version against its CPU
+# reference): shapes with partial tiles and idle rows; the emulator's times mean nothing
 run_lab() {
   echo "== lab (dev/cuda/attention_forward.cu versions on the emulator)"
   build_lib
@@ -76,6 +76,10 @@ run_lab() {
   for shape in "1 2 70 32" "2 1 45 64" "1 3 33 16" "1 1 20 128"; do
     for v in 1 2; do "$bin" $v $shape 0 || return 1; done
   done
+  bin=$OUT/raster_forward # the rasterizer's compositing lab: a 40x24 image (partial tiles), 300 Gaussians
+  g++ $CXXFLAGS -x c++ -include dev/cuda/emu.h -c dev/cuda/raster_forward.cu -o "$bin.o"
+  g++ "$LIB"/common_*.o "$bin.o" -fopenmp -lm -o "$bin"
+  for v in 1 2; do "$bin" $v 40 24 300 1 || return 1; done
 }
 # the training run on the emulator: a micro model (tests/test.h's TEST_MICRO_MODEL) on 2 synthetic
 # identities, 4 steps, validation and checkpoints every 2. Losses and validation PSNRs must agree within

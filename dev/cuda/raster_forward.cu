@@ -10,14 +10,15 @@
 // version 1: one thread per pixel, one 16×16 block per tile, every Gaussian read from global memory
 // version 2: as render/cuda/raster_cuda.cu: the block stages 256 Gaussians at a time in shared memory
 //            and stops as soon as every pixel of the tile is done (__syncthreads_count)
-#include <cuda_runtime.h>
+// On the CPU emulator (dev/cuda/emu.h; correctness only, the times mean nothing): bash tools/cuda_emu.sh lab
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../render/raster.h" // the constants only
+#include "../../model/cuda/launch.h" // KLAUNCH: the same launches on a GPU and on the emulator
+#include "../../render/raster.h"      // the constants only
 
 #define TILE RASTER_TILE
 #define BLOCK (TILE * TILE)
@@ -99,7 +100,8 @@ __global__ void raster_forward_kernel1(float *img, const G2 *g, const int *off, 
 
 __global__ void __launch_bounds__(BLOCK)
     raster_forward_kernel2(float *img, const G2 *g, const int *off, const int *list, int W, int H, int tx_n) {
-    __shared__ G2 s_g[BLOCK];
+    extern __shared__ float smem[];
+    G2 *s_g = (G2 *)smem; // [BLOCK]
     int t = blockIdx.x, tid = threadIdx.x;
     int x = (t % tx_n) * TILE + tid % TILE, y = (t / tx_n) * TILE + tid / TILE;
     int inside = x < W && y < H, done = !inside;
@@ -132,9 +134,8 @@ __global__ void __launch_bounds__(BLOCK)
 }
 
 static void launch(int version, float *img, const G2 *g, const int *off, const int *list, int W, int H, int tx_n, int nt) {
-    if (version == 1) raster_forward_kernel1<<<nt, BLOCK>>>(img, g, off, list, W, H, tx_n);
-    else raster_forward_kernel2<<<nt, BLOCK>>>(img, g, off, list, W, H, tx_n);
-    CK(cudaGetLastError());
+    if (version == 1) KLAUNCH(raster_forward_kernel1, nt, BLOCK, 0, img, g, off, list, W, H, tx_n);
+    else KLAUNCH(raster_forward_kernel2, nt, BLOCK, sizeof(G2) * BLOCK, img, g, off, list, W, H, tx_n);
 }
 
 int main(int argc, char **argv) {
