@@ -857,6 +857,17 @@ int train_run(const TrainRunOptions *o) {
                                                                        : "through the host (this build has no NCCL)");
     }
 
+    if (!multi && sd.cuda && getenv("AVAT3R_NCCL_SINGLE")) { // a check of the NCCL path (docs/distributed.md)
+        nccl = step_device_nccl_init(&sd, &d, err, sizeof err);
+        if (nccl < 0) {
+            LOG_E("%s", err);
+            status = 4;
+            goto done;
+        }
+        LOG_I("AVAT3R_NCCL_SINGLE: one rank, gradients %s", nccl ? "averaged through NCCL (world size 1)"
+                                                                : "not through NCCL (this build has none)");
+    }
+
     // logs
     snprintf(path, sizeof path, "%s/log.jsonl", o->out);
     if (lead) {
@@ -980,6 +991,8 @@ int train_run(const TrainRunOptions *o) {
             stop_all = v[4] > 0;
             drawn = v[5], dskipped = v[6]; // every rank counts the same totals, so all stop together
             t_comm = time_now_s() - tc0;
+        } else if (nccl) { // one rank through NCCL (AVAT3R_NCCL_SINGLE): the path of many, on one GPU
+            step_device_allreduce_grads(&sd);
         }
         double lr = train_lr(tc, step), norm = NAN;
         // a bad step changes nothing: a non-finite loss, a loss spike (loss_spike × the running mean of the

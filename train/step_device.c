@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
@@ -313,7 +314,8 @@ double step_device_mem_used(StepDevice *s) {
 
 int step_device_nccl_init(StepDevice *s, Dist *d, char *err, size_t errlen) {
 #ifdef AVAT3R_NCCL
-    if (!s->cuda || d->world < 2) return 0;
+    // one rank takes the NCCL path only when asked (AVAT3R_NCCL_SINGLE, train/loop.c): it must match the plain step
+    if (!s->cuda || (d->world < 2 && !getenv("AVAT3R_NCCL_SINGLE"))) return 0;
     ncclUniqueId id;
     _Static_assert(sizeof id == DIST_ID_BYTES, "an ncclUniqueId is the rendezvous' unique id size");
     if (d->rank == 0) ncclCheck(ncclGetUniqueId(&id));
