@@ -10,8 +10,11 @@
 #include <stdlib.h>
 static inline void cuda_check(cudaError_t e, const char *file, int line) {
     if (e != cudaSuccess) {
-        fprintf(stderr, "FATAL %s:%d: CUDA error: %s\n  hint: check the GPU is visible (nvidia-smi) and has free memory\n",
-                file, line, cudaGetErrorString(e));
+        const char *hint = e == cudaErrorMemoryAllocation
+            ? "out of device memory: lower micro_batch (grad_accum keeps the samples per step), or free the GPU "
+              "(nvidia-smi shows who holds it); `avat3r bench train --device cuda` prints what a config uses"
+            : "check the GPU is visible (nvidia-smi, CUDA_VISIBLE_DEVICES) and the driver matches the toolkit";
+        fprintf(stderr, "FATAL %s:%d: CUDA error: %s\n  hint: %s\n", file, line, cudaGetErrorString(e), hint);
         exit(1);
     }
 }
