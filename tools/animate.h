@@ -14,6 +14,7 @@ typedef struct {
     Avat3r m;                 // batch 1
     NetDevice nd;             // where the network runs (the Gaussians land in m.a.gauss either way)
     Avat3rBatch in;           // the input views (the caller's buffers); in.expr is set per frame
+    int views_sent;           // the views are on the device (NetDevice): later frames send only the code
     // the exported Gaussians of the last forward: every input pixel whose DUSt3R confidence is at least
     // conf_threshold (all of them without DUSt3R), activated values
     size_t n;

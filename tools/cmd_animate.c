@@ -57,7 +57,8 @@ void avatar_free(Avatar *a) {
 
 size_t avatar_forward(Avatar *a, const float *code) {
     a->in.expr = code;
-    net_device_forward(&a->nd, &a->in);
+    net_device_forward(&a->nd, &a->in, a->views_sent); // the views are fixed for the avatar's life
+    a->views_sent = 1;
     // Export (DESIGN.md §4): the confidence multiplies opacity in training; a PLY drops the Gaussians whose
     // confidence is below conf_threshold and keeps the opacity the network was trained to render with.
     const float *g = a->m.a.gauss, *conf = a->c.use_dust3r ? a->in.conf : NULL;

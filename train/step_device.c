@@ -278,13 +278,14 @@ int net_device_open(NetDevice *n, Avat3r *m, const char *device, char *err, size
     return 0;
 }
 
-void net_device_forward(NetDevice *n, const Avat3rBatch *in) {
+void net_device_forward(NetDevice *n, const Avat3rBatch *in, int expr_only) {
 #ifdef AVAT3R_CUDA
     if (n->cuda) {
-        net_cuda_forward((NetCuda *)n->gpu, in, n->m->a.gauss);
+        net_cuda_forward((NetCuda *)n->gpu, in, n->m->a.gauss, expr_only);
         return;
     }
 #endif
+    (void)expr_only; // the CPU reads the host buffers in place
     avat3r_forward(n->m, in);
 }
 

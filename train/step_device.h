@@ -86,7 +86,8 @@ typedef struct {
     void *gpu;
 } NetDevice;
 int net_device_open(NetDevice *n, Avat3r *m, const char *device, char *err, size_t errlen);
-void net_device_forward(NetDevice *n, const Avat3rBatch *in);
+// expr_only: the views are those of the last call, only in->expr changed (the GPU uploads just the code)
+void net_device_forward(NetDevice *n, const Avat3rBatch *in, int expr_only);
 void net_device_close(NetDevice *n);
 
 #endif

@@ -20,6 +20,7 @@
 //   6. the look-ahead order of train/loop.c (stage the next micro-batch between launch and finish):
 //      the plain order's losses and gradients (see 6. below).
 //   7. the gradient buckets the backward reports for the NCCL all-reduce: final when reported (see 7. below).
+//   8. the network alone (NetCuda), then with only a new expression code uploaded (see 8. below).
 //   5. the run of 3. with bf16 matmuls (key precision = bf16): every step's loss within TOL_BF16_CURVE of
 //      the fp32 CPU curve, falling in both phases. The loss is a mean over all pixels, so the operand
 //      rounding (u = 2^-8) reaches it averaged: TOL_BF16_CURVE = 2e-2 is about 5u, where a broken bf16 path
@@ -299,6 +300,41 @@ int main(int argc, char **argv) {
         ok ? pass++ : fail++;
         CK(cudaFree(bp.shadow));
         free(bp.seen), free(sh), free(gr);
+    }
+
+    // 8. the network alone (NetCuda, avat3r animate --device cuda): a forward with every input, then one
+    //    with only a new expression code uploaded (expr_only), against the CPU forward on the first
+    //    sample's views with the second sample's code. init_std 0.3 makes the code move the Gaussians by far
+    //    more than the tolerance, so a code that was not uploaded fails.
+    {
+        ModelConfig c8 = c;
+        c8.init_std = 0.3;
+        Avat3r m8;
+        avat3r_build(&m8, &c8, B);
+        avat3r_init_params(&m8, 9);
+        NetCuda nc;
+        net_cuda_build(&nc, &c8, B, m8.params);
+        const size_t ng = (size_t)B * c8.views_in * c8.img_h * c8.img_w * GAUSS_DIM;
+        float *ga = (float *)mallocCheck(4 * ng), *gb = (float *)mallocCheck(4 * ng);
+        Avat3rBatch in = mb[0].tb.in;
+        net_cuda_forward(&nc, &in, ga, 0);
+        in.expr = mb[1].tb.in.expr;
+        net_cuda_forward(&nc, &in, gb, 1);
+        avat3r_forward(&m8, &in);
+        double err = 0, moved = 0, big = 0;
+        for (size_t i = 0; i < ng; i++) {
+            err = fmax(err, fabs((double)gb[i] - m8.a.gauss[i]));
+            moved = fmax(moved, fabs((double)gb[i] - ga[i]));
+            big = fmax(big, fabs(m8.a.gauss[i]));
+        }
+        ok = err <= TOL_MODEL * big && moved > 100 * TOL_MODEL * big;
+        printf("%s network alone, only the code uploaded for the second forward: max abs err %.2e (tol %.0e of max "
+               "%.2e); the new code moved the Gaussians by %.2e (must exceed 100x the tolerance)\n",
+               ok ? "PASS" : "FAIL", err, TOL_MODEL, big, moved);
+        ok ? pass++ : fail++;
+        net_cuda_free(&nc);
+        avat3r_free(&m8);
+        free(ga), free(gb);
     }
 
     trainer_cuda_free(&gpu);

@@ -64,9 +64,10 @@ static InSizes in_sizes(const TrainerCuda *t) {
 
 static const char *const IN_NAMES[10] = {"rgb", "pos", "conf", "sap", "w2c", "K", "expr", "tgt_rgb", "tgt_w2c", "tgt_K"};
 
-// host → device for `count` fields of `per_sample` floats each (0 = not used) times B
-static void upload_fields(float *const dst[], const float *const src[], const size_t per_sample[], int count, int B) {
-    for (int k = 0; k < count; k++) {
+// host → device for fields [first, first + count) of `per_sample` floats each (0 = not used) times B
+static void upload_fields(float *const dst[], const float *const src[], const size_t per_sample[], int first, int count,
+                          int B) {
+    for (int k = first; k < first + count; k++) {
         if (!per_sample[k]) continue;
         if (!src[k]) FATAL("cuda: the batch has no '%s' but the model config needs it", IN_NAMES[k]);
         cudaCheck(cudaMemcpy(dst[k], src[k], sizeof(float) * per_sample[k] * B, cudaMemcpyHostToDevice));
@@ -258,7 +259,7 @@ extern "C" void trainer_cuda_render(TrainerCuda *t, const TrainBatch *b) {
     batch_fields(b, src);
     float *dst[10] = {(float *)t->in.rgb, (float *)t->in.pos, (float *)t->in.conf, (float *)t->in.sap,
                       (float *)t->in.w2c, (float *)t->in.K, (float *)t->in.expr, t->tgt_rgb, t->tgt_w2c, t->tgt_K};
-    upload_fields(dst, src, &s.rgb, 10, t->B);
+    upload_fields(dst, src, &s.rgb, 0, 10, t->B);
     forward_render(t, &t0, 0);
     cudaCheck(cudaEventRecord(t->released[slot], 0));
 }
@@ -373,14 +374,15 @@ extern "C" void net_cuda_free(NetCuda *n) {
     memset(n, 0, sizeof *n);
 }
 
-extern "C" void net_cuda_forward(NetCuda *n, const Avat3rBatch *in, float *gauss_host) {
+extern "C" void net_cuda_forward(NetCuda *n, const Avat3rBatch *in, float *gauss_host, int expr_only) {
     const ModelConfig *c = &n->m.cfg;
     size_t s[NUM_INPUTS];
     mc_input_sizes(c, 1, s);
     const float *src[NUM_INPUTS] = {in->rgb, in->pos, in->conf, in->sap, in->w2c, in->K, in->expr};
     float *const dst[NUM_INPUTS] = {(float *)n->in.rgb, (float *)n->in.pos, (float *)n->in.conf, (float *)n->in.sap,
                                     (float *)n->in.w2c, (float *)n->in.K, (float *)n->in.expr};
-    upload_fields(dst, src, s, NUM_INPUTS, n->m.B);
+    if (expr_only) upload_fields(dst, src, s, 6, 1, n->m.B); // the code; the views stay
+    else upload_fields(dst, src, s, 0, NUM_INPUTS, n->m.B);
     avat3r_cuda_forward(&n->m, &n->in);
     size_t ng = (size_t)n->m.B * c->views_in * c->img_h * c->img_w * GAUSS_DIM;
     cudaCheck(cudaMemcpy(gauss_host, n->m.a.gauss, sizeof(float) * ng, cudaMemcpyDeviceToHost));

@@ -93,8 +93,10 @@ double trainer_cuda_update(TrainerCuda *t, long step, double *lr_out);
 void trainer_cuda_render(TrainerCuda *t, const TrainBatch *b);
 
 // The network alone, for inference (avat3r animate --device cuda): the parameters copied in once, the
-// inputs uploaded at every forward (in: HOST pointers, as Avat3rBatch; the Gaussians [B·V·H·W, 14] are
-// copied back to gauss_host). Matmuls in fp32.
+// inputs uploaded at a forward (in: HOST pointers, as Avat3rBatch; the Gaussians [B·V·H·W, 14] are
+// copied back to gauss_host) — all of them, or with expr_only just the expression code, when the caller
+// knows the views are those of the last forward (an animation: ~180 MB per frame less at the paper
+// config). Matmuls in fp32.
 typedef struct {
     Avat3rCuda m;
     Avat3rBatch in; // device pointers into inbuf
@@ -102,7 +104,7 @@ typedef struct {
 } NetCuda;
 void net_cuda_build(NetCuda *n, const ModelConfig *mc, int B, const float *host_params);
 void net_cuda_free(NetCuda *n);
-void net_cuda_forward(NetCuda *n, const Avat3rBatch *in, float *gauss_host);
+void net_cuda_forward(NetCuda *n, const Avat3rBatch *in, float *gauss_host, int expr_only);
 
 #ifdef __cplusplus
 }
