@@ -95,7 +95,7 @@ void trainer_cuda_render(TrainerCuda *t, const TrainBatch *b);
 // The network alone, for inference (avat3r animate --device cuda): the parameters copied in once, the
 // inputs uploaded at a forward (in: HOST pointers, as Avat3rBatch; the Gaussians [B·V·H·W, 14] are
 // copied back to gauss_host) — all of them, or with expr_only just the expression code, when the caller
-// knows the views are those of the last forward (an animation: ~180 MB per frame less at the paper
+// knows the views are those of the last forward (an animation: ~155 MB per frame less at the paper
 // config). Matmuls in fp32.
 typedef struct {
     Avat3rCuda m;
