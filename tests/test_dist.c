@@ -343,6 +343,11 @@ static int test_rank_missing(void) {
         kill_all(pids, 2);
         CHECK(0, "the stranger was not refused clearly");
     }
+    // its process ends with dist_init's failure code, 2 (under valgrind a leak on that path would make it 99)
+    if (scode[1] != 2) {
+        kill_all(pids, 2);
+        CHECK(0, "the refused rank exited with %d, not 2", scode[1]);
+    }
     if (spawn(&real, "real", pids, 1, 1)) {
         kill_all(pids, 2);
         CHECK(0, "fork");

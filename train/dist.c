@@ -584,9 +584,10 @@ int dist_connect(Dist *d, double timeout_s, char *err, size_t errlen) {
     d->scratch = (unsigned char *)mallocCheck(DIST_CHUNK);
     double t0 = time_now_s();
     int rc = d->rank == 0 ? bootstrap_root(d, timeout_s, err, errlen) : bootstrap_rank(d, timeout_s, err, errlen);
-    if (rc) {
+    if (rc) { // nothing is left open or allocated (dist_free after this is a no-op)
         copy_str(d->err, sizeof d->err, err);
         d->broken = 1;
+        dist_free(d);
         return -1;
     }
     d->comm_s += time_now_s() - t0;

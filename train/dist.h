@@ -53,7 +53,8 @@ int dist_resolve(Dist *d, const DistFlags *f, char *err, size_t errlen);
 // The bootstrap (world > 1; a no-op for world 1): rank 0 listens and waits up to timeout_s for every
 // rank; the others connect, retrying until timeout_s. Strangers (another run id, another world size, a
 // duplicate rank) are refused with the reason. 0, or −1 with a message in err ("rank 1 did not connect
-// within 60 s", "could not connect to rank 0 at node01:29500 within 60 s: Connection refused").
+// within 60 s", "could not connect to rank 0 at node01:29500 within 60 s: Connection refused"); a failure
+// leaves no socket open and nothing allocated.
 int dist_connect(Dist *d, double timeout_s, char *err, size_t errlen);
 // dist_resolve + dist_connect.
 int dist_init(Dist *d, const DistFlags *f, double timeout_s, char *err, size_t errlen);
