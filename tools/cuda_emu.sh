@@ -70,16 +70,17 @@ run_step() { echo "== step (train/cuda/step_cuda.cu on the emulator: the trainin
 run_lab() {
   echo "== lab (dev/cuda/attention_forward.cu versions on the emulator)"
   build_lib
-  local bin=$OUT/attention_forward shape v
+  local bin=$OUT/attention_forward shape v n=0
   g++ $CXXFLAGS -x c++ -include dev/cuda/emu.h -c dev/cuda/attention_forward.cu -o "$bin.o"
   g++ "$LIB"/common_*.o "$bin.o" -fopenmp -lm -o "$bin"
   for shape in "1 2 70 32" "2 1 45 64" "1 3 33 16" "1 1 20 128"; do
-    for v in 1 2; do "$bin" $v $shape 0 || return 1; done
+    for v in 1 2; do "$bin" $v $shape 0 || return 1; n=$((n + 1)); done
   done
   bin=$OUT/raster_forward # the rasterizer's compositing lab: a 40x24 image (partial tiles), 300 Gaussians
   g++ $CXXFLAGS -x c++ -include dev/cuda/emu.h -c dev/cuda/raster_forward.cu -o "$bin.o"
   g++ "$LIB"/common_*.o "$bin.o" -fopenmp -lm -o "$bin"
-  for v in 1 2; do "$bin" $v 40 24 300 1 || return 1; done
+  for v in 1 2; do "$bin" $v 40 24 300 1 || return 1; n=$((n + 1)); done
+  echo "kernel lab: $n of $n version checks passed"
 }
 # the training run on the emulator: a micro model (tests/test.h's TEST_MICRO_MODEL) on 2 synthetic
 # identities, 4 steps, validation and checkpoints every 2. Losses and validation PSNRs must agree within
