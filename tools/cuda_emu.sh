@@ -80,7 +80,7 @@ run_lab() {
   g++ $CXXFLAGS -x c++ -include dev/cuda/emu.h -c dev/cuda/raster_forward.cu -o "$bin.o"
   g++ "$LIB"/common_*.o "$bin.o" -fopenmp -lm -o "$bin"
   for v in 1 2; do "$bin" $v 40 24 300 1 || return 1; n=$((n + 1)); done
-  echo "kernel lab: $n of $n version checks passed"
+  echo "kernel lab versions: $n of $n checks passed"
 }
 # the training run on the emulator: a micro model (tests/test.h's TEST_MICRO_MODEL) on 2 synthetic
 # identities, 4 steps, validation and checkpoints every 2. Losses and validation PSNRs must agree within
