@@ -74,11 +74,18 @@ static void upload_fields(float *const dst[], const float *const src[], const si
     }
 }
 
-// the batch's host pointers, in InSizes' order
-static void batch_fields(const TrainBatch *b, const float *src[10]) {
-    const float *f[10] = {b->in.rgb, b->in.pos, b->in.conf, b->in.sap, b->in.w2c, b->in.K, b->in.expr,
-                          b->tgt_rgb, b->tgt_w2c, b->tgt_K};
-    memcpy(src, f, sizeof f);
+// b's fields back to back in a slot's layout (in_floats) into the host buffer dst
+static void pack_batch(const TrainerCuda *t, float *dst, const TrainBatch *b) {
+    InSizes s = in_sizes(t);
+    const size_t *f = &s.rgb;
+    const float *src[10] = {b->in.rgb, b->in.pos, b->in.conf, b->in.sap, b->in.w2c, b->in.K, b->in.expr,
+                            b->tgt_rgb, b->tgt_w2c, b->tgt_K};
+    for (int k = 0; k < 10; k++) {
+        if (!f[k]) continue;
+        if (!src[k]) FATAL("cuda: the batch has no '%s' but the model config needs it", IN_NAMES[k]);
+        memcpy(dst, src[k], sizeof(float) * f[k] * t->B);
+        dst += f[k] * t->B;
+    }
 }
 
 // t->in and t->tgt_* → the fields of slot `slot` (NULL where the model does not read one)
@@ -207,18 +214,8 @@ extern "C" void trainer_cuda_stage(TrainerCuda *t, const TrainBatch *b) {
     if (t->staged >= 0) FATAL("trainer_cuda_stage: the staged micro-batch was not launched yet");
     const int slot = t->next_slot;
     double t0 = time_now_s();
-    InSizes s = in_sizes(t);
-    const size_t *f = &s.rgb;
-    const float *src[10];
-    batch_fields(b, src);
     cudaCheck(cudaEventSynchronize(t->uploaded[slot])); // the slot's last upload has left its pinned buffer
-    float *p = t->pinned[slot];
-    for (int k = 0; k < 10; k++) {
-        if (!f[k]) continue;
-        if (!src[k]) FATAL("cuda: the batch has no '%s' but the model config needs it", IN_NAMES[k]);
-        memcpy(p, src[k], sizeof(float) * f[k] * t->B);
-        p += f[k] * t->B;
-    }
+    pack_batch(t, t->pinned[slot], b);
     // the kernels that read the slot's previous batch come first, then the copy
     cudaCheck(cudaStreamWaitEvent(t->copy_stream, t->released[slot], 0));
     cudaCheck(cudaMemcpyAsync(t->inbuf[slot], t->pinned[slot], sizeof(float) * t->in_floats, cudaMemcpyHostToDevice,
@@ -250,16 +247,14 @@ static void forward_render(TrainerCuda *t, double *t0, int fault) {
 extern "C" void trainer_cuda_render(TrainerCuda *t, const TrainBatch *b) {
     if (t->launched) FATAL("trainer_cuda_render: a micro-step was launched and not finished");
     // the slot without a staged batch: its last upload was waited for by the kernels that read it, and
-    // this synchronous copy runs after them on the default stream
+    // this synchronous copy (from its pinned buffer, which the host may refill once that upload is done)
+    // runs after them on the default stream
     const int slot = t->staged >= 0 ? 1 - t->staged : t->next_slot;
     double t0 = time_now_s();
+    cudaCheck(cudaEventSynchronize(t->uploaded[slot])); // as trainer_cuda_stage, then a synchronous copy
+    pack_batch(t, t->pinned[slot], b);
+    cudaCheck(cudaMemcpy(t->inbuf[slot], t->pinned[slot], sizeof(float) * t->in_floats, cudaMemcpyHostToDevice));
     point_at(t, slot);
-    InSizes s = in_sizes(t);
-    const float *src[10];
-    batch_fields(b, src);
-    float *dst[10] = {(float *)t->in.rgb, (float *)t->in.pos, (float *)t->in.conf, (float *)t->in.sap,
-                      (float *)t->in.w2c, (float *)t->in.K, (float *)t->in.expr, t->tgt_rgb, t->tgt_w2c, t->tgt_K};
-    upload_fields(dst, src, &s.rgb, 0, 10, t->B);
     forward_render(t, &t0, 0);
     cudaCheck(cudaEventRecord(t->released[slot], 0));
 }
