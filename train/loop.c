@@ -846,26 +846,19 @@ int train_run(const TrainRunOptions *o) {
               "%d samples per optimizer step in all (micro_batch %d x grad_accum %d x %d ranks); gradients averaged "
               "across ranks before clipping and AdamW; dist_timeout %g s", d.world, step,
               tc->micro_batch * tc->grad_accum * d.world, tc->micro_batch, tc->grad_accum, d.world, tc->dist_timeout);
-        nccl = step_device_nccl_init(&sd, &d, err, sizeof err);
-        if (nccl < 0) {
-            LOG_E("%s", err);
-            status = 4;
-            goto done;
-        }
-        if (sd.cuda)
-            LOG_I("data parallel on GPUs: gradients averaged %s", nccl ? "on the devices through NCCL"
-                                                                       : "through the host (this build has no NCCL)");
     }
-
-    if (!multi && sd.cuda && getenv("AVAT3R_NCCL_SINGLE")) { // a check of the NCCL path (docs/distributed.md)
+    // GPU ranks average their gradients through NCCL when the build has it; AVAT3R_NCCL_SINGLE sends a single
+    // process through the same path, a check that it matches the plain step (docs/distributed.md)
+    if (sd.cuda && (multi || getenv("AVAT3R_NCCL_SINGLE"))) {
         nccl = step_device_nccl_init(&sd, &d, err, sizeof err);
         if (nccl < 0) {
             LOG_E("%s", err);
             status = 4;
             goto done;
         }
-        LOG_I("AVAT3R_NCCL_SINGLE: one rank, gradients %s", nccl ? "averaged through NCCL (world size 1)"
-                                                                : "not through NCCL (this build has none)");
+        LOG_I("%s: gradients averaged %s", multi ? "data parallel on GPUs" : "AVAT3R_NCCL_SINGLE, one rank",
+              nccl ? "on the devices through NCCL" : multi ? "through the host (this build has no NCCL)"
+                                                           : "by nobody: this build has no NCCL");
     }
 
     // logs
@@ -955,9 +948,9 @@ int train_run(const TrainRunOptions *o) {
             step_device_reduce_in_backward(&sd, nccl && last_micro); // NCCL: the all-reduce overlaps this backward
             step_device_micro_launch(&sd, 1.0 / tc->grad_accum, with_lp);
             step_device_reduce_in_backward(&sd, 0);
-            if (ahead && !(step + 1 == tc->steps && k + 1 == tc->grad_accum)) { // the GPU is busy: fetch the next one
+            if (ahead && !(last_micro && step + 1 == tc->steps)) { // the GPU is busy: fetch the next one
                 td = time_now_s();
-                const long label = k + 1 < tc->grad_accum ? step + 1 : step + 2;
+                const long label = last_micro ? step + 2 : step + 1;
                 next_failed = stage_micro_batch(&L, &sd, mc, &hooks, label, &next_drawn, &next_skipped, data_err,
                                                 sizeof data_err) != 0;
                 have_next = 1;

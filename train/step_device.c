@@ -36,11 +36,10 @@ static void nccl_check(ncclResult_t r, const char *file, int line) {
 typedef struct {
     ncclComm_t comm;
     cudaStream_t stream;        // non-blocking: waits for the default stream only at each bucket's event
-    int n_buckets;
-    cudaEvent_t *ready;         // [n_buckets] on the default stream: the bucket's gradients are final
+    cudaEvent_t ready;          // recorded on the default stream when a bucket is final (each wait takes
+                                // the latest record, so one event serves every bucket)
     cudaEvent_t done;           // on `stream`, after the step's last all-reduce
-    size_t (*off)[NUM_PARAM_TENSORS], (*cnt)[NUM_PARAM_TENSORS]; // per bucket: its slices
-    int *n_slices;              // [n_buckets]
+    const ModelConfig *mc;      // the buckets' layout (grad_bucket_slices)
     float *grads;               // the GPU's flat gradient buffer
     int armed;                  // reduce during the next backward (the last micro-batch of a step)
     int issued;                 // buckets queued since the last step_device_allreduce_grads
@@ -49,12 +48,13 @@ typedef struct {
 static void nccl_bucket_ready(void *ctx, int b) {
     NcclDP *n = (NcclDP *)ctx;
     if (!n->armed) return;
-    cudaCheck(cudaEventRecord(n->ready[b], 0));
-    cudaCheck(cudaStreamWaitEvent(n->stream, n->ready[b], 0));
+    size_t off[NUM_PARAM_TENSORS], cnt[NUM_PARAM_TENSORS];
+    const int ns = grad_bucket_slices(n->mc, b, off, cnt);
+    cudaCheck(cudaEventRecord(n->ready, 0));
+    cudaCheck(cudaStreamWaitEvent(n->stream, n->ready, 0));
     ncclCheck(ncclGroupStart()); // one launch for the bucket's slices
-    for (int k = 0; k < n->n_slices[b]; k++)
-        ncclCheck(ncclAllReduce(n->grads + n->off[b][k], n->grads + n->off[b][k], n->cnt[b][k], ncclFloat, ncclAvg,
-                                n->comm, n->stream));
+    for (int k = 0; k < ns; k++)
+        ncclCheck(ncclAllReduce(n->grads + off[k], n->grads + off[k], cnt[k], ncclFloat, ncclAvg, n->comm, n->stream));
     ncclCheck(ncclGroupEnd());
     n->issued++;
 }
@@ -108,11 +108,11 @@ void step_device_close(StepDevice *s) {
         NcclDP *n = (NcclDP *)s->nccl;
         cudaCheck(cudaStreamSynchronize(n->stream));
         ncclCheck(ncclCommDestroy(n->comm));
-        for (int b = 0; b < n->n_buckets; b++) cudaCheck(cudaEventDestroy(n->ready[b]));
+        cudaCheck(cudaEventDestroy(n->ready));
         cudaCheck(cudaEventDestroy(n->done));
         cudaCheck(cudaStreamDestroy(n->stream));
         if (s->gpu) ((TrainerCuda *)s->gpu)->m.grads_ready = NULL;
-        free(n->ready), free(n->off), free(n->cnt), free(n->n_slices), free(n);
+        free(n);
     }
 #endif
 #ifdef AVAT3R_CUDA
@@ -315,8 +315,7 @@ double step_device_mem_used(StepDevice *s) {
 
 int step_device_nccl_init(StepDevice *s, Dist *d, char *err, size_t errlen) {
 #ifdef AVAT3R_NCCL
-    // one rank takes the NCCL path only when asked (AVAT3R_NCCL_SINGLE, train/loop.c): it must match the plain step
-    if (!s->cuda || (d->world < 2 && !getenv("AVAT3R_NCCL_SINGLE"))) return 0;
+    if (!s->cuda) return 0;
     ncclUniqueId id;
     _Static_assert(sizeof id == DIST_ID_BYTES, "an ncclUniqueId is the rendezvous' unique id size");
     if (d->rank == 0) ncclCheck(ncclGetUniqueId(&id));
@@ -328,16 +327,9 @@ int step_device_nccl_init(StepDevice *s, Dist *d, char *err, size_t errlen) {
     NcclDP *n = (NcclDP *)callocCheck(1, sizeof *n);
     ncclCheck(ncclCommInitRank(&n->comm, d->world, id, d->rank));
     cudaCheck(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
-    n->n_buckets = GRAD_BUCKETS(&g->mc);
-    n->ready = (cudaEvent_t *)callocCheck(n->n_buckets, sizeof *n->ready);
-    n->off = callocCheck(n->n_buckets, sizeof *n->off), n->cnt = callocCheck(n->n_buckets, sizeof *n->cnt);
-    n->n_slices = (int *)callocCheck(n->n_buckets, sizeof(int));
-    for (int b = 0; b < n->n_buckets; b++) {
-        cudaCheck(cudaEventCreateWithFlags(&n->ready[b], cudaEventDisableTiming));
-        n->n_slices[b] = grad_bucket_slices(&g->mc, b, n->off[b], n->cnt[b]);
-    }
+    cudaCheck(cudaEventCreateWithFlags(&n->ready, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&n->done, cudaEventDisableTiming));
-    n->grads = g->m.grads;
+    n->mc = &g->mc, n->grads = g->m.grads;
     g->m.grads_ready = nccl_bucket_ready, g->m.grads_ready_ctx = n;
     s->nccl = n;
     return 1;
@@ -358,14 +350,15 @@ void step_device_allreduce_grads(StepDevice *s) {
 #ifdef AVAT3R_NCCL
     TrainerCuda *g = (TrainerCuda *)s->gpu;
     NcclDP *n = (NcclDP *)s->nccl;
-    if (n->issued == n->n_buckets) { // queued during the backward: the default stream waits for the last one
+    const int n_buckets = GRAD_BUCKETS(n->mc);
+    if (n->issued == n_buckets) { // queued during the backward: the default stream waits for the last one
         cudaCheck(cudaEventRecord(n->done, n->stream));
         cudaCheck(cudaStreamWaitEvent(0, n->done, 0));
     } else if (n->issued == 0) { // not armed (e.g. a caller without step_device_reduce_in_backward): all at once
         ncclCheck(ncclAllReduce(g->m.grads, g->m.grads, g->m.n_params, ncclFloat, ncclAvg, n->comm, 0));
     } else {
         FATAL("step_device_allreduce_grads: %d of %d gradient buckets were reduced (armed for part of a backward?)",
-              n->issued, n->n_buckets);
+              n->issued, n_buckets);
     }
     n->issued = 0;
 #else

@@ -52,9 +52,9 @@ void step_device_poison_grad(StepDevice *s); // fault-injection hook: parameter 
 void step_device_grads_to_host(StepDevice *s);
 void step_device_grads_from_host(StepDevice *s);
 // Data parallelism on the GPUs (issue #8): an NCCL communicator over the run's ranks, bootstrapped through
-// train/dist.c (rank 0's ncclUniqueId broadcast over the TCP rendezvous). Returns 1 when the gradients
-// will go through NCCL, 0 when this build has no NCCL or the step runs on the CPU (the caller then uses
-// the host all-reduce), −1 with the reason in err.
+// train/dist.c (rank 0's ncclUniqueId broadcast over the TCP rendezvous; a world of 1 needs no rendezvous).
+// Returns 1 when the gradients will go through NCCL, 0 when this build has no NCCL or the step runs on the
+// CPU (the caller then uses the host all-reduce), −1 with the reason in err.
 int step_device_nccl_init(StepDevice *s, Dist *d, char *err, size_t errlen);
 // grads ← their mean over the ranks, on the device (ncclAllReduce with ncclAvg: every rank gets the same
 // bits). FATAL on an NCCL error. Call after a TCP collective of the same step, so that a dead or hung rank
