@@ -93,7 +93,7 @@ int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const ch
             return 1;
         }
     }
-    if (strcmp(o->device, "cpu")) { // the GPU runs training (train, bench train) so far
+    if (strcmp(o->device, "cpu")) { // of the verbs parsed here, only bench train has a GPU path
         char err[256];
         if (strcmp(verb, "bench train")) {
             fprintf(stderr, "avat3r %s: --device %s: this verb runs on the CPU only so far (the GPU runs `train`, "

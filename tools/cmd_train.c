@@ -18,9 +18,9 @@ static const char *USAGE =
     "  Several processes (data parallel, docs/distributed.md): ranks from --world/--rank/--local-rank/--master,\n"
     "  or from `avat3r launch --procs N -- train ...`, mpirun (OMPI_COMM_WORLD_*) or srun (SLURM_PROCID, ...);\n"
     "  rank 0 listens on the master port (default 29500; MASTER_ADDR/MASTER_PORT also work).\n"
-    "  --device cuda runs the step on a GPU in fp32 (builds with CUDA; one GPU per rank, local rank mod the\n"
-    "  GPUs of the node; gradients averaged through NCCL, or the host in builds without it); checkpoints\n"
-    "  are the CPU's, so either device resumes the other's run.\n"
+    "  --device cuda runs the step on a GPU (builds with CUDA; matmuls per the key precision, fp32 by default;\n"
+    "  one GPU per rank, local rank mod the GPUs of the node; gradients averaged through NCCL, or the host in\n"
+    "  builds without it); checkpoints are the CPU's, so either device resumes the other's run.\n"
     "  Keys: docs/training.md, or `avat3r train --keys`.";
 
 int cmd_train(int argc, char **argv) {
