@@ -37,7 +37,7 @@ void R_(avat3r_build)(R_(Avat3r) *m, const ModelConfig *cfg, int B) {
     m->dacts = (real *)callocCheck(m->n_acts, sizeof(real));
     point_tensors((real **)&m->a, m->acts, as, NUM_ACT_TENSORS);
     point_tensors((real **)&m->da, m->dacts, as, NUM_ACT_TENSORS);
-    m->att_chunk = 64;
+    m->att_chunk = 128;
     m->nthreads = omp_get_max_threads();
     int nk = mc_tokens(cfg) > cfg->expr_tokens ? mc_tokens(cfg) : cfg->expr_tokens;
     m->att_scratch = (real *)mallocCheck(sizeof(real) * R_(attention_scratch_size)(nk, m->att_chunk, m->nthreads));
@@ -150,8 +150,7 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
         R_(matmul_forward)(qkv, ln1, p->qkv_w + (size_t)l * 3 * D * D, p->qkv_b + l * 3 * D, BN, D, 3 * D);
         R_(attention_forward)(att, D, a->att_lse + (size_t)l * B * NH * N, qkv, 3 * D, qkv + D, 3 * D, qkv + 2 * D,
                               3 * D, B, N, N, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
-        R_(matmul_forward)(a->proj_tmp, att, p->attproj_w + (size_t)l * D * D, p->attproj_b + l * D, BN, D, D);
-        R_(residual_forward)(x1, x, a->proj_tmp, bnd);
+        R_(matmul_residual_forward)(x1, x, att, p->attproj_w + (size_t)l * D * D, p->attproj_b + l * D, BN, D, D);
         // cross-attention to the expression tokens
         R_(layernorm_forward)(ln2, a->ln2_mean + (size_t)l * BN, a->ln2_rstd + (size_t)l * BN, x1, p->ln2_w + l * D,
                               p->ln2_b + l * D, BN, D, c->ln_eps);
@@ -159,15 +158,13 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
         R_(matmul_forward)(ckv, ekv, p->ckv_w + (size_t)l * 2 * D * D, p->ckv_b + l * 2 * D, B * S, D, 2 * D);
         R_(attention_forward)(catt, D, a->catt_lse + (size_t)l * B * NH * N, cq, D, ckv, 2 * D, ckv + D, 2 * D, B,
                               N, S, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
-        R_(matmul_forward)(a->proj_tmp, catt, p->cproj_w + (size_t)l * D * D, p->cproj_b + l * D, BN, D, D);
-        R_(residual_forward)(x2, x1, a->proj_tmp, bnd);
+        R_(matmul_residual_forward)(x2, x1, catt, p->cproj_w + (size_t)l * D * D, p->cproj_b + l * D, BN, D, D);
         // MLP
         R_(layernorm_forward)(ln3, a->ln3_mean + (size_t)l * BN, a->ln3_rstd + (size_t)l * BN, x2, p->ln3_w + l * D,
                               p->ln3_b + l * D, BN, D, c->ln_eps);
         R_(matmul_forward)(fc, ln3, p->fc_w + (size_t)l * M * D, p->fc_b + l * M, BN, D, M);
         R_(gelu_forward)(fcg, fc, (size_t)BN * M);
-        R_(matmul_forward)(a->proj_tmp, fcg, p->fcproj_w + (size_t)l * D * M, p->fcproj_b + l * D, BN, M, D);
-        R_(residual_forward)(x3, x2, a->proj_tmp, bnd);
+        R_(matmul_residual_forward)(x3, x2, fcg, p->fcproj_w + (size_t)l * D * M, p->fcproj_b + l * D, BN, M, D);
     }
     // 8. final LayerNorm: [BN, D] = [BV, Hp, Wp, D]
     const real *xL = L == 0 ? a->x0 : a->x3 + (L - 1) * bnd;

@@ -24,17 +24,56 @@
 __attribute__((simd("notinbranch"))) float expf(float);
 __attribute__((simd("notinbranch"))) double(exp)(double); // (exp): tgmath.h makes exp a macro
 
+// The loops that are bound by exp and by passes over rows (GELU, softmax, LayerNorm) get a second copy
+// built for AVX2 + FMA (x86-64-v3: 8 floats per libmvec call instead of SSE's 4), chosen once at load
+// time by the CPU (GCC's target_clones); elsewhere one generic copy. The release build targets generic
+// x86-64, so without this every vector loop of the step runs at SSE width.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(AVAT3R_NO_CLONES)
+#define WIDE __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define WIDE
+#endif
+
+// This thread's part of [0, n) in a parallel region: contiguous, cut at multiples of 16 elements, so an
+// element's arithmetic (vector body or remainder) does not depend on the thread count.
+static inline void thread_span(size_t n, size_t *lo, size_t *hi) {
+    size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+    size_t per = ((n + nt - 1) / nt + 15) & ~(size_t)15;
+    *lo = t * per < n ? t * per : n;
+    *hi = *lo + per < n ? *lo + per : n;
+}
+#define SMALL_N 8192 // elementwise work below this many elements stays on one thread
+
 // ----------------------------------------------------------------------------------------------
 // matmul (PyTorch Linear)
 
 void R_(matmul_forward)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC) {
-    // out[N,OC] = inp[N,C] · w[OC,C]ᵀ
-    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
-    if (bias) {
-#pragma omp parallel for
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
+    // out[N,OC] = inp[N,C] · w[OC,C]ᵀ (+ bias)
+    R_(matmul_residual_forward)(out, NULL, inp, w, bias, N, C, OC);
+}
+
+void R_(matmul_residual_forward)(real *out, const real *res, const real *inp, const real *w, const real *bias, int N,
+                                 int C, int OC) {
+    // out[N,OC] = res[N,OC] + bias + inp[N,C] · w[OC,C]ᵀ: the rows are filled with res + bias first and the GEMM
+    // adds into them (beta 1), one pass instead of GEMM's zeroing (beta 0) plus a bias and a residual pass
+    if (!res && !bias) {
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
+        return;
     }
+#pragma omp parallel for if ((size_t)N * OC >= SMALL_N)
+    for (int n = 0; n < N; n++) {
+        real *o = out + (size_t)n * OC;
+        const real *r = res ? res + (size_t)n * OC : NULL;
+        if (r && bias)
+            for (int k = 0; k < OC; k++) o[k] = r[k] + bias[k];
+        else if (r && r != o)
+            memcpy(o, r, sizeof(real) * OC);
+        else if (r)
+            continue; // in place, no bias: the rows already hold res
+        else
+            memcpy(o, bias, sizeof(real) * OC);
+    }
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 1, out, OC);
 }
 
 void R_(matmul_forward_naive)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC) {
@@ -71,60 +110,100 @@ void R_(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, co
 // ----------------------------------------------------------------------------------------------
 // LayerNorm
 
-void R_(layernorm_forward)(real *out, real *mean, real *rstd, const real *inp, const real *w, const real *b, int N,
-                           int C, double eps) {
-#pragma omp parallel for
-    for (int n = 0; n < N; n++) {
+// one row of LayerNorm: two passes (mean, then the biased variance, as torch)
+WIDE static void R_(layernorm_rows)(real *out, real *mean, real *rstd, const real *inp, const real *w, const real *b,
+                                    int n0, int n1, int C, double eps) {
+    for (int n = n0; n < n1; n++) {
         const real *x = inp + (size_t)n * C;
         real m = 0;
+#pragma omp simd reduction(+ : m)
         for (int c = 0; c < C; c++) m += x[c];
         m /= C;
         real v = 0;
+#pragma omp simd reduction(+ : v)
         for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
-        v /= C; // biased variance, as torch
+        v /= C;
         real s = 1 / sqrt(v + (real)eps);
         real *o = out + (size_t)n * C;
+#pragma omp simd
         for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
         mean[n] = m;
         rstd[n] = s;
     }
 }
 
-void R_(layernorm_backward)(real *dinp, real *dw, real *db, const real *dout, const real *inp, const real *w,
-                            const real *mean, const real *rstd, int N, int C) {
-    if (dinp) {
-#pragma omp parallel for
-        for (int n = 0; n < N; n++) {
-            const real *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-            real m = mean[n], s = rstd[n];
-            // dx = s · (g − mean(g) − x̂·mean(g·x̂)), with g = dy·w
-            real gm = 0, gxm = 0;
-            for (int c = 0; c < C; c++) {
-                real g = dy[c] * w[c];
-                gm += g;
-                gxm += g * (x[c] - m) * s;
-            }
-            gm /= C;
-            gxm /= C;
-            real *dx = dinp + (size_t)n * C;
-            for (int c = 0; c < C; c++) {
-                real xh = (x[c] - m) * s;
-                dx[c] += s * (dy[c] * w[c] - gm - xh * gxm);
-            }
+void R_(layernorm_forward)(real *out, real *mean, real *rstd, const real *inp, const real *w, const real *b, int N,
+                           int C, double eps) {
+#pragma omp parallel if ((size_t)N * C >= SMALL_N)
+    {
+        size_t lo, hi;
+        thread_span((size_t)N, &lo, &hi);
+        R_(layernorm_rows)(out, mean, rstd, inp, w, b, (int)lo, (int)hi, C, eps);
+    }
+}
+
+// dx = s · (g − mean(g) − x̂·mean(g·x̂)), with g = dy·w, for rows [n0, n1)
+WIDE static void R_(layernorm_dx_rows)(real *dinp, const real *dout, const real *inp, const real *w, const real *mean,
+                                       const real *rstd, int n0, int n1, int C) {
+    for (int n = n0; n < n1; n++) {
+        const real *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        real m = mean[n], s = rstd[n];
+        real gm = 0, gxm = 0;
+#pragma omp simd reduction(+ : gm, gxm)
+        for (int c = 0; c < C; c++) {
+            real g = dy[c] * w[c];
+            gm += g;
+            gxm += g * (x[c] - m) * s;
+        }
+        gm /= C;
+        gxm /= C;
+        real *dx = dinp + (size_t)n * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            real xh = (x[c] - m) * s;
+            dx[c] += s * (dy[c] * w[c] - gm - xh * gxm);
         }
     }
-    if (dw || db) {
-        // column sums in row order: deterministic
-#pragma omp parallel for
-        for (int c = 0; c < C; c++) {
-            real aw = 0, ab = 0;
-            for (int n = 0; n < N; n++) {
-                real dy = dout[(size_t)n * C + c];
-                aw += dy * (inp[(size_t)n * C + c] - mean[n]) * rstd[n];
-                ab += dy;
+}
+
+// dw[c] += Σ_n dy·x̂, db[c] += Σ_n dy for columns [c0, c1), rows in order (deterministic), columns in vectors
+WIDE static void R_(layernorm_dwb_cols)(real *dw, real *db, const real *dout, const real *inp, const real *mean,
+                                        const real *rstd, int N, int C, int c0, int c1) {
+    enum { CB = 64 };
+    for (int cb = c0; cb < c1; cb += CB) {
+        int nc = c1 - cb < CB ? c1 - cb : CB;
+        real aw[CB] = {0}, ab[CB] = {0};
+        for (int n = 0; n < N; n++) {
+            const real *dy = dout + (size_t)n * C + cb, *x = inp + (size_t)n * C + cb;
+            real m = mean[n], s = rstd[n];
+#pragma omp simd
+            for (int k = 0; k < nc; k++) {
+                aw[k] += dy[k] * ((x[k] - m) * s);
+                ab[k] += dy[k];
             }
-            if (dw) dw[c] += aw;
-            if (db) db[c] += ab;
+        }
+        for (int k = 0; k < nc; k++) {
+            if (dw) dw[cb + k] += aw[k];
+            if (db) db[cb + k] += ab[k];
+        }
+    }
+}
+
+void R_(layernorm_backward)(real *dinp, real *dw, real *db, const real *dout, const real *inp, const real *w,
+                            const real *mean, const real *rstd, int N, int C) {
+#pragma omp parallel if ((size_t)N * C >= SMALL_N)
+    {
+        size_t lo, hi;
+        if (dinp) {
+            thread_span((size_t)N, &lo, &hi);
+            R_(layernorm_dx_rows)(dinp, dout, inp, w, mean, rstd, (int)lo, (int)hi, C);
+        }
+        if (dw || db) {
+            // columns in blocks of 64 per thread (no barrier needed: the two parts write different arrays)
+            int nt = omp_get_num_threads(), t = omp_get_thread_num(), nb = (C + 63) / 64;
+            int b0 = (int)((long)nb * t / nt), b1 = (int)((long)nb * (t + 1) / nt);
+            int c0 = b0 * 64, c1 = b1 * 64 < C ? b1 * 64 : C;
+            if (c0 < c1) R_(layernorm_dwb_cols)(dw, db, dout, inp, mean, rstd, N, C, c0, c1);
         }
     }
 }
@@ -136,19 +215,28 @@ void R_(layernorm_backward)(real *dinp, real *dw, real *db, const real *dout, co
 
 // GELU_tanh(x) = 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³): one exp instead of a tanh
 // (glibc's tanhf was a quarter of the step), and the loop vectorises with libmvec's exp.
-void R_(gelu_forward)(real *out, const real *inp, size_t n) {
-#pragma omp parallel for simd
-    for (size_t i = 0; i < n; i++) {
+WIDE static void R_(gelu_span)(real *out, const real *inp, size_t lo, size_t hi) {
+#pragma omp simd
+    for (size_t i = lo; i < hi; i++) {
         real x = inp[i];
         real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
         out[i] = x / (1 + exp(-2 * u));
     }
 }
 
+void R_(gelu_forward)(real *out, const real *inp, size_t n) {
+#pragma omp parallel if (n >= SMALL_N)
+    {
+        size_t lo, hi;
+        thread_span(n, &lo, &hi);
+        R_(gelu_span)(out, inp, lo, hi);
+    }
+}
+
 // d/dx x·σ(2u) = s + 2·x·s·(1−s)·u', s = σ(2u)
-void R_(gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n) {
-#pragma omp parallel for simd
-    for (size_t i = 0; i < n; i++) {
+WIDE static void R_(gelu_backward_span)(real *dinp, const real *inp, const real *dout, size_t lo, size_t hi) {
+#pragma omp simd
+    for (size_t i = lo; i < hi; i++) {
         real x = inp[i];
         real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
         real s = 1 / (1 + exp(-2 * u));
@@ -157,29 +245,75 @@ void R_(gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n) 
     }
 }
 
+void R_(gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n) {
+#pragma omp parallel if (n >= SMALL_N)
+    {
+        size_t lo, hi;
+        thread_span(n, &lo, &hi);
+        R_(gelu_backward_span)(dinp, inp, dout, lo, hi);
+    }
+}
+
 void R_(relu_forward)(real *out, const real *inp, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (n >= SMALL_N)
     for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0;
 }
 
 void R_(relu_backward)(real *dinp, const real *inp, const real *dout, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (n >= SMALL_N)
     for (size_t i = 0; i < n; i++)
         if (inp[i] > 0) dinp[i] += dout[i];
 }
 
 void R_(residual_forward)(real *out, const real *a, const real *b, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (n >= SMALL_N)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void R_(add_inplace)(real *dst, const real *src, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (n >= SMALL_N)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
 // ----------------------------------------------------------------------------------------------
 // attention, chunked over queries (flash-attention's recomputation on the CPU)
+
+// rows [0, qc) of S [qc, Nk]: softmax in place, lse[i] = log Σ_j exp(S_ij)
+WIDE static void R_(softmax_rows)(real *S, real *lse, int qc, int Nk) {
+    for (int i = 0; i < qc; i++) {
+        real *s = S + (size_t)i * Nk;
+        real mx = s[0];
+#pragma omp simd reduction(max : mx)
+        for (int j = 1; j < Nk; j++) mx = s[j] > mx ? s[j] : mx;
+        real sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < Nk; j++) {
+            s[j] = exp(s[j] - mx);
+            sum += s[j];
+        }
+        real inv = 1 / sum;
+#pragma omp simd
+        for (int j = 0; j < Nk; j++) s[j] *= inv;
+        lse[i] = mx + log(sum);
+    }
+}
+
+// rows [0, qc): P = exp(scores − lse) in place, and dP (= dO Vᵀ on entry) becomes dS = P·(dP − Δ),
+// Δ_i = Σ_j P_ij dP_ij = dO_i · O_i
+WIDE static void R_(softmax_backward_rows)(real *P, real *dP, const real *lse, const real *dout, const real *out,
+                                           int ldo, int qc, int Nk, int hd) {
+    for (int i = 0; i < qc; i++) {
+        real *p = P + (size_t)i * Nk, *dp = dP + (size_t)i * Nk;
+        real l = lse[i];
+        real delta = 0;
+        for (int c = 0; c < hd; c++) delta += dout[(size_t)i * ldo + c] * out[(size_t)i * ldo + c];
+#pragma omp simd
+        for (int j = 0; j < Nk; j++) {
+            p[j] = exp(p[j] - l);
+            dp[j] = p[j] * (dp[j] - delta);
+        }
+    }
+}
 
 size_t R_(attention_scratch_size)(int Nk, int chunk, int nthreads) {
     return (size_t)nthreads * 2 * (size_t)chunk * (size_t)Nk;
@@ -204,21 +338,7 @@ void R_(attention_forward)(real *out, int ldo, real *lse, const real *q, int ldq
             // S = scale · Q_c Kᵀ
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, scale, qb + (size_t)i0 * ldq, ldq, kb, ldk, 0, S,
                  Nk);
-            for (int i = 0; i < qc; i++) {
-                real *s = S + (size_t)i * Nk;
-                real mx = s[0];
-                for (int j = 1; j < Nk; j++) mx = s[j] > mx ? s[j] : mx;
-                real sum = 0;
-#pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < Nk; j++) {
-                    s[j] = exp(s[j] - mx);
-                    sum += s[j];
-                }
-                real inv = 1 / sum;
-#pragma omp simd
-                for (int j = 0; j < Nk; j++) s[j] *= inv;
-                lb[i0 + i] = mx + log(sum);
-            }
+            R_(softmax_rows)(S, lb + i0, qc, Nk);
             // O_c = P V
             GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, qc, hd, Nk, 1, S, Nk, vb, ldv, 0, ob + (size_t)i0 * ldo,
                  ldo);
@@ -247,18 +367,7 @@ void R_(attention_backward)(real *dq, real *dk, real *dv, const real *dout, cons
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, scale, qc_, ldq, k + koff, ldk, 0, P, Nk);
             // dP = dO Vᵀ
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, 1, doc, ldo, v + voff, ldv, 0, dP, Nk);
-            for (int i = 0; i < qc; i++) {
-                real *p = P + (size_t)i * Nk, *dp = dP + (size_t)i * Nk;
-                real l = lb[i0 + i];
-                // Δ_i = Σ_j P_ij dP_ij = dO_i · O_i
-                real delta = 0;
-                for (int c = 0; c < hd; c++) delta += doc[(size_t)i * ldo + c] * oc[(size_t)i * ldo + c];
-#pragma omp simd
-                for (int j = 0; j < Nk; j++) {
-                    p[j] = exp(p[j] - l);
-                    dp[j] = p[j] * (dp[j] - delta); // dS
-                }
-            }
+            R_(softmax_backward_rows)(P, dP, lb + i0, doc, oc, ldo, qc, Nk, hd);
             // dQ += scale · dS K ; dK += scale · dSᵀ Q ; dV += Pᵀ dO
             GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, qc, hd, Nk, scale, dP, Nk, k + koff, ldk, 1,
                  dq + qoff + (size_t)i0 * ldq, ldq);

@@ -5,6 +5,10 @@
 
 // out[N,OC] = inp[N,C] · w[OC,C]ᵀ + bias[OC] (bias may be NULL). cblas gemm.
 void R_(matmul_forward)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC);
+// out[N,OC] = res[N,OC] + inp[N,C] · w[OC,C]ᵀ + bias[OC] (res and bias may be NULL): a projection added into
+// the residual stream in one pass. out may not alias inp; it may equal res.
+void R_(matmul_residual_forward)(real *out, const real *res, const real *inp, const real *w, const real *bias, int N,
+                                 int C, int OC);
 // The naive triple loop (double accumulation): the test oracle for matmul_forward.
 void R_(matmul_forward_naive)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC);
 // dinp[N,C] += dout·w ; dw[OC,C] += doutᵀ·inp ; dbias[OC] += Σ_n dout

@@ -112,6 +112,27 @@ static int test_matmul(void) {
     mm_fwd(&m);
     CHECK(rel_err32(o32, m.out, no) < 1e-5, "float matmul vs double: %g", rel_err32(o32, m.out, no));
     CHECK(rel_err32(n32, m.out, no) < 1e-5, "float naive vs double");
+    // the residual form: out = res + inp·wᵀ (+ bias), into a separate buffer and in place (out == res)
+    double *res = rnd(no, 5, 1), *o2 = zeros(no), *o3 = zeros(no);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        const double *b = with_bias ? m.b : NULL;
+        matmul_forward_naive_f64(ref, m.inp, m.w, b, m.N, m.C, m.OC);
+        matmul_residual_forward_f64(o2, res, m.inp, m.w, b, m.N, m.C, m.OC);
+        memcpy(o3, res, sizeof(double) * no);
+        matmul_residual_forward_f64(o3, o3, m.inp, m.w, b, m.N, m.C, m.OC);
+        double er = 0, ei = 0;
+        for (size_t i = 0; i < no; i++) {
+            er = fmax(er, fabs(res[i] + ref[i] - o2[i]));
+            ei = fmax(ei, fabs(o3[i] - o2[i]));
+        }
+        CHECK(er < 1e-12, "residual matmul (bias %d) vs res + naive: %g", with_bias, er);
+        CHECK(ei == 0, "in-place residual matmul (bias %d) differs by %g", with_bias, ei);
+    }
+    float *r32 = to32(res, no), *q32 = (float *)keep(malloc(4 * no));
+    matmul_residual_forward(q32, r32, i32, w32, b32, m.N, m.C, m.OC);
+    matmul_forward_naive_f64(ref, m.inp, m.w, m.b, m.N, m.C, m.OC);
+    for (size_t i = 0; i < no; i++) ref[i] += res[i];
+    CHECK(rel_err32(q32, ref, no) < 1e-5, "float residual matmul vs double: %g", rel_err32(q32, ref, no));
     return 0;
 }
 

@@ -4,12 +4,26 @@
 #include "optim_math.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 int param_decays(int i) {
     const char *n = param_names[i];
     size_t l = strlen(n);
     return l > 2 && !strcmp(n + l - 2, "_w") && strncmp(n, "ln", 2) != 0;
+}
+
+// The AdamW and norm loops get an AVX2 copy picked at load time, as model/layers.c's (its WIDE). Same
+// bits either way: no contraction into FMA (ISO C), and vector division and sqrt are correctly rounded.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(AVAT3R_NO_CLONES)
+#define WIDE __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define WIDE
+#endif
+
+WIDE static void adamw_span(float *p, float *m, float *v, const float *g, long lo, long hi, float wd, AdamWConst c) {
+#pragma omp simd
+    for (long i = lo; i < hi; i++) adamw_elem(&p[i], &m[i], &v[i], g[i], wd, c);
 }
 
 void adamw_step(float *params, const float *grads, float *m, float *v, const size_t sizes[NUM_PARAM_TENSORS],
@@ -21,13 +35,31 @@ void adamw_step(float *params, const float *grads, float *m, float *v, const siz
         float *p = params + off, *mk = m + off, *vk = v + off;
         const float *g = grads + off;
         const long n = (long)sizes[k];
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) adamw_elem(&p[i], &mk[i], &vk[i], g[i], wd, c);
+#pragma omp parallel if (n >= 16384)
+        {
+            long nt = omp_get_num_threads(), t = omp_get_thread_num(), per = ((n + nt - 1) / nt + 15) & ~15L;
+            long lo = t * per < n ? t * per : n, hi = lo + per < n ? lo + per : n;
+            adamw_span(p, mk, vk, g, lo, hi, wd, c);
+        }
         off += sizes[k];
     }
 }
 
 #define NORM_BLOCK 65536 // the sum's shape depends only on n, never on the thread count
+
+// Σ g² over [lo, hi) in double: element i goes to lane i mod 8, the lanes are added in order at the end
+// (a fixed shape, so the vector width of the CPU does not change the result)
+WIDE static double block_sumsq(const float *g, size_t lo, size_t hi) {
+    double lane[8] = {0};
+    size_t i = lo;
+    for (; i + 8 <= hi; i += 8)
+#pragma omp simd
+        for (int k = 0; k < 8; k++) lane[k] += (double)g[i + k] * g[i + k];
+    for (int k = 0; i < hi; i++, k++) lane[k] += (double)g[i] * g[i];
+    double s = 0;
+    for (int k = 0; k < 8; k++) s += lane[k];
+    return s;
+}
 
 double grad_global_norm(const float *grads, size_t n) {
     size_t nb = (n + NORM_BLOCK - 1) / NORM_BLOCK;
@@ -38,8 +70,7 @@ double grad_global_norm(const float *grads, size_t n) {
 #pragma omp for ordered schedule(static)
         for (size_t b = 0; b < nb; b++) {
             size_t lo = b * NORM_BLOCK, hi = lo + NORM_BLOCK < n ? lo + NORM_BLOCK : n;
-            double s = 0;
-            for (size_t i = lo; i < hi; i++) s += (double)grads[i] * grads[i];
+            double s = block_sumsq(grads, lo, hi);
 #pragma omp ordered
             total += s;
         }
