@@ -86,6 +86,18 @@ void R_(matmul_forward_naive)(real *out, const real *inp, const real *w, const r
         }
 }
 
+// dbias[o0, o0+64) += Σ_n dout[n, ·]: rows in order inside the block (contiguous reads, deterministic sums)
+WIDE static void R_(bias_grad_block)(real *dbias, const real *dout, int N, int OC, int o0) {
+    int oc = OC - o0 < 64 ? OC - o0 : 64;
+    real acc[64] = {0};
+    for (int n = 0; n < N; n++) {
+        const real *d = dout + (size_t)n * OC + o0;
+#pragma omp simd
+        for (int o = 0; o < oc; o++) acc[o] += d[o];
+    }
+    for (int o = 0; o < oc; o++) dbias[o0 + o] += acc[o];
+}
+
 void R_(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, const real *inp, const real *w, int N,
                          int C, int OC) {
     // dinp[N,C] += dout[N,OC] · w[OC,C]
@@ -93,17 +105,8 @@ void R_(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, co
     // dw[OC,C] += doutᵀ · inp
     if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
     if (dbias) {
-        // blocks of 64 columns, rows in order inside: contiguous reads, deterministic sums
-#pragma omp parallel for
-        for (int o0 = 0; o0 < OC; o0 += 64) {
-            int oc = OC - o0 < 64 ? OC - o0 : 64;
-            real acc[64] = {0};
-            for (int n = 0; n < N; n++) {
-                const real *d = dout + (size_t)n * OC + o0;
-                for (int o = 0; o < oc; o++) acc[o] += d[o];
-            }
-            for (int o = 0; o < oc; o++) dbias[o0 + o] += acc[o];
-        }
+#pragma omp parallel for if ((size_t)N * OC >= SMALL_N)
+        for (int o0 = 0; o0 < OC; o0 += 64) R_(bias_grad_block)(dbias, dout, N, OC, o0);
     }
 }
 
