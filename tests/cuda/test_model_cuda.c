@@ -246,11 +246,12 @@ static ModelConfig small_config(int use_s, int use_d, int width, int heads) {
 static float *dev_or_null(const float *h, size_t n) { return h && n ? ct_dev(h, n) : NULL; }
 
 // every tensor of a device buffer laid out by sizes[] against the CPU's; returns the number that fail
+// skip: a tensor name left out (NULL: none)
 static int compare_tensors(const char *what, const char *const *names, const size_t *sizes, int n, const float *cpu,
-                           const float *dev, double tol) {
+                           const float *dev, double tol, const char *skip) {
     int bad = 0;
     for (int i = 0; i < n; i++) {
-        if (sizes[i]) {
+        if (sizes[i] && !(skip && !strcmp(names[i], skip))) {
             char name[96];
             snprintf(name, sizeof name, "%s %s", what, names[i]);
             bad += !ct_compare(name, cpu, dev, sizes[i], tol);
@@ -289,7 +290,9 @@ static void check_model(const ModelConfig *c, int B, const char *label, MatmulPr
     CK(cudaDeviceSynchronize());
     size_t as[NUM_ACT_TENSORS];
     mc_act_sizes(c, B, as);
-    int bad = compare_tensors("forward", act_tensor_names, as, NUM_ACT_TENSORS, cpu.acts, gpu.acts, tol);
+    // proj_tmp is the GPU forward's scratch for the projections into the residual stream; the CPU adds them in
+    // place (matmul_residual_forward) and leaves it unused, so x1, x2, x3 carry that comparison
+    int bad = compare_tensors("forward", act_tensor_names, as, NUM_ACT_TENSORS, cpu.acts, gpu.acts, tol, "proj_tmp");
     // backward from random dL/dgauss onto random gradients (accumulation is part of the contract)
     float *dg = ct_rand(rb.n_w, 31), *d_dg = ct_dev(dg, rb.n_w);
     avat3r_zero_grad(&cpu);
@@ -300,8 +303,8 @@ static void check_model(const ModelConfig *c, int B, const char *label, MatmulPr
     avat3r_backward(&cpu, &in, dg);
     avat3r_cuda_backward(&gpu, &din, d_dg);
     CK(cudaDeviceSynchronize());
-    bad += compare_tensors("grad", param_names, cpu.param_sizes, NUM_PARAM_TENSORS, cpu.grads, gpu.grads, tol);
-    bad += compare_tensors("dact", act_tensor_names, as, NUM_ACT_TENSORS, cpu.dacts, gpu.dacts, tol);
+    bad += compare_tensors("grad", param_names, cpu.param_sizes, NUM_PARAM_TENSORS, cpu.grads, gpu.grads, tol, NULL);
+    bad += compare_tensors("dact", act_tensor_names, as, NUM_ACT_TENSORS, cpu.dacts, gpu.dacts, tol, NULL);
     // the same forward again gives the same bits (no atomics, fixed reduction orders)
     float *g1 = (float *)mallocCheck(sizeof(float) * rb.n_w), *g2 = (float *)mallocCheck(sizeof(float) * rb.n_w);
     CK(cudaMemcpy(g1, gpu.a.gauss, sizeof(float) * rb.n_w, cudaMemcpyDeviceToHost));
