@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include "layers.h"
+#include "../common/wide.h" // WIDE (AVX2 copies of the exp- and row-bound loops), thread_span
 #include "../common/real.h"
 #include "plucker_math.h" // the per-pixel ray, shared with model/cuda/pixels_cuda.cu
 #include "gauss_math.h"   // the Gaussian activations of one pixel, shared likewise
@@ -24,24 +25,6 @@
 __attribute__((simd("notinbranch"))) float expf(float);
 __attribute__((simd("notinbranch"))) double(exp)(double); // (exp): tgmath.h makes exp a macro
 
-// The loops that are bound by exp and by passes over rows (GELU, softmax, LayerNorm) get a second copy
-// built for AVX2 + FMA (x86-64-v3: 8 floats per libmvec call instead of SSE's 4), chosen once at load
-// time by the CPU (GCC's target_clones); elsewhere one generic copy. The release build targets generic
-// x86-64, so without this every vector loop of the step runs at SSE width.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(AVAT3R_NO_CLONES)
-#define WIDE __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define WIDE
-#endif
-
-// This thread's part of [0, n) in a parallel region: contiguous, cut at multiples of 16 elements, so an
-// element's arithmetic (vector body or remainder) does not depend on the thread count.
-static inline void thread_span(size_t n, size_t *lo, size_t *hi) {
-    size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-    size_t per = ((n + nt - 1) / nt + 15) & ~(size_t)15;
-    *lo = t * per < n ? t * per : n;
-    *hi = *lo + per < n ? *lo + per : n;
-}
 #define SMALL_N 8192 // elementwise work below this many elements stays on one thread
 
 // ----------------------------------------------------------------------------------------------
@@ -60,18 +43,18 @@ void R_(matmul_residual_forward)(real *out, const real *res, const real *inp, co
         GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
         return;
     }
+    if (res != out || bias) { // (in place without a bias the rows already hold res)
 #pragma omp parallel for if ((size_t)N * OC >= SMALL_N)
-    for (int n = 0; n < N; n++) {
-        real *o = out + (size_t)n * OC;
-        const real *r = res ? res + (size_t)n * OC : NULL;
-        if (r && bias)
-            for (int k = 0; k < OC; k++) o[k] = r[k] + bias[k];
-        else if (r && r != o)
-            memcpy(o, r, sizeof(real) * OC);
-        else if (r)
-            continue; // in place, no bias: the rows already hold res
-        else
-            memcpy(o, bias, sizeof(real) * OC);
+        for (int n = 0; n < N; n++) {
+            real *o = out + (size_t)n * OC;
+            const real *r = res ? res + (size_t)n * OC : NULL;
+            if (r && bias)
+                for (int k = 0; k < OC; k++) o[k] = r[k] + bias[k];
+            else if (r)
+                memcpy(o, r, sizeof(real) * OC);
+            else
+                memcpy(o, bias, sizeof(real) * OC);
+        }
     }
     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 1, out, OC);
 }
@@ -266,11 +249,6 @@ void R_(relu_backward)(real *dinp, const real *inp, const real *dout, size_t n) 
 #pragma omp parallel for if (n >= SMALL_N)
     for (size_t i = 0; i < n; i++)
         if (inp[i] > 0) dinp[i] += dout[i];
-}
-
-void R_(residual_forward)(real *out, const real *a, const real *b, size_t n) {
-#pragma omp parallel for if (n >= SMALL_N)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void R_(add_inplace)(real *dst, const real *src, size_t n) {

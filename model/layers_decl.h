@@ -26,8 +26,7 @@ void R_(gelu_forward)(real *out, const real *inp, size_t n);
 void R_(gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n);
 void R_(relu_forward)(real *out, const real *inp, size_t n);
 void R_(relu_backward)(real *dinp, const real *inp, const real *dout, size_t n);
-// out = a + b ; and dst += src
-void R_(residual_forward)(real *out, const real *a, const real *b, size_t n);
+// dst += src
 void R_(add_inplace)(real *dst, const real *src, size_t n);
 
 // Multi-head softmax attention, chunked over queries so the [Nq,Nk] score matrix is never stored.

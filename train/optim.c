@@ -2,9 +2,9 @@
 // optim_math.h, shared with the GPU (train/cuda/optim_cuda.cu).
 #include "optim.h"
 #include "optim_math.h"
+#include "../common/wide.h"
 
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 int param_decays(int i) {
@@ -13,14 +13,8 @@ int param_decays(int i) {
     return l > 2 && !strcmp(n + l - 2, "_w") && strncmp(n, "ln", 2) != 0;
 }
 
-// The AdamW and norm loops get an AVX2 copy picked at load time, as model/layers.c's (its WIDE). Same
-// bits either way: no contraction into FMA (ISO C), and vector division and sqrt are correctly rounded.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(AVAT3R_NO_CLONES)
-#define WIDE __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define WIDE
-#endif
-
+// The AdamW and norm loops run in WIDE copies (common/wide.h): the same bits in either, since vector division
+// and sqrt round correctly and nothing is contracted into FMA.
 WIDE static void adamw_span(float *p, float *m, float *v, const float *g, long lo, long hi, float wd, AdamWConst c) {
 #pragma omp simd
     for (long i = lo; i < hi; i++) adamw_elem(&p[i], &m[i], &v[i], g[i], wd, c);
@@ -37,9 +31,9 @@ void adamw_step(float *params, const float *grads, float *m, float *v, const siz
         const long n = (long)sizes[k];
 #pragma omp parallel if (n >= 16384)
         {
-            long nt = omp_get_num_threads(), t = omp_get_thread_num(), per = ((n + nt - 1) / nt + 15) & ~15L;
-            long lo = t * per < n ? t * per : n, hi = lo + per < n ? lo + per : n;
-            adamw_span(p, mk, vk, g, lo, hi, wd, c);
+            size_t lo, hi;
+            thread_span((size_t)n, &lo, &hi);
+            adamw_span(p, mk, vk, g, (long)lo, (long)hi, wd, c);
         }
         off += sizes[k];
     }
