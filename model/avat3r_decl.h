@@ -37,7 +37,6 @@ typedef struct { // activations for a batch of B samples (BN = B·N tokens, BV =
     real *fc, *fcg;          // [L, BN, M] before and after GELU
     real *x3;                // [L, BN, D] block output
     real *lnf, *lnf_mean, *lnf_rstd; // [BN, D], [BN], [BN]
-    real *proj_tmp;          // [BN, D] the CUDA forward's scratch for projections added into the residual (the CPU adds in place)
     real *up_tmp;            // [largest stage] matmul output before the pixel shuffle
     real *up_pre, *up_act;   // all stages: [BV, 2h, 2w, C_{k+1}] before / after GELU
     real *raw;               // [BV·H·W, 14] head output

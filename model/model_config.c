@@ -111,7 +111,7 @@ const char *const act_tensor_names[NUM_ACT_TENSORS] = {
     "plucker", "cam_o", "pix_in", "unfold", "tok", "sap_rs", "sap_cat", "tok2", "x0", "e1", "e1r", "e2", "e2r",
     "etok", "etokn", "lne_mean", "lne_rstd", "ln1", "ln1_mean", "ln1_rstd", "qkv", "att", "att_lse", "x1", "ln2",
     "ln2_mean", "ln2_rstd", "cq", "ckv", "catt", "catt_lse", "x2", "ln3", "ln3_mean", "ln3_rstd", "fc", "fcg", "x3",
-    "lnf", "lnf_mean", "lnf_rstd", "proj_tmp", "up_tmp", "up_pre", "up_act", "raw", "gauss"};
+    "lnf", "lnf_mean", "lnf_rstd", "up_tmp", "up_pre", "up_act", "raw", "gauss"};
 
 void mc_input_sizes(const ModelConfig *c, int B, size_t s[NUM_INPUTS]) {
     size_t BV = (size_t)B * c->views_in, HW = (size_t)c->img_h * c->img_w;
@@ -139,7 +139,7 @@ void mc_act_sizes(const ModelConfig *c, int B, size_t s[NUM_ACT_TENSORS]) {
                   L * BN * D, L * BN, L * BN, L * BN * 3 * D, L * BN * D, L * B * NH * N, L * BN * D,
                   L * BN * D, L * BN, L * BN, L * BN * D, L * B * S * 2 * D, L * BN * D, L * B * NH * N, L * BN * D,
                   L * BN * D, L * BN, L * BN, L * BN * M, L * BN * M, L * BN * D,
-                  BN * D, BN, BN, BN * D, up_max, up_total, up_total, BV * HW * 14, BV * HW * 14};
+                  BN * D, BN, BN, up_max, up_total, up_total, BV * HW * 14, BV * HW * 14};
     _Static_assert(sizeof v / sizeof v[0] == NUM_ACT_TENSORS, "act table out of sync with NUM_ACT_TENSORS");
     for (int i = 0; i < NUM_ACT_TENSORS; i++) s[i] = v[i];
 }

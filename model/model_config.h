@@ -64,7 +64,7 @@ size_t mc_up_w_offset(const ModelConfig *c, int k, size_t *b_off); // stage k's 
 // The activation tensors of the model for batch size B, in the order of ActTensors (model/avat3r_decl.h):
 // element counts, shared by the CPU model and the CUDA model (model/cuda/avat3r_cuda.cu), so both carve
 // the same layout out of one buffer.
-#define NUM_ACT_TENSORS 47
+#define NUM_ACT_TENSORS 46
 extern const char *const act_tensor_names[NUM_ACT_TENSORS]; // the ActTensors field names, for messages
 void mc_act_sizes(const ModelConfig *c, int B, size_t sizes[NUM_ACT_TENSORS]);
 // Floats of each input of a batch of B (Avat3rBatch's order: rgb, pos, conf, sap, w2c, K, expr); 0 for an

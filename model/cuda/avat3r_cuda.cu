@@ -159,23 +159,20 @@ extern "C" void avat3r_cuda_forward(Avat3rCuda *m, const Avat3rBatch *in) {
         matmul_forward_cuda(qkv, ln1, p->qkv_w + (size_t)l * 3 * D * D, p->qkv_b + l * 3 * D, BN, D, 3 * D);
         attention_forward_cuda(att, D, a->att_lse + olse, qkv, 3 * D, qkv + D, 3 * D, qkv + 2 * D, 3 * D, B, N, N, NH,
                                hd);
-        matmul_forward_cuda(a->proj_tmp, att, p->attproj_w + (size_t)l * D * D, p->attproj_b + l * D, BN, D, D);
-        residual_forward_cuda(x1, x, a->proj_tmp, bnd);
+        matmul_residual_forward_cuda(x1, x, att, p->attproj_w + (size_t)l * D * D, p->attproj_b + l * D, BN, D, D);
         // cross-attention to the expression tokens
         layernorm_forward_cuda(ln2, a->ln2_mean + ost, a->ln2_rstd + ost, x1, p->ln2_w + l * D, p->ln2_b + l * D, BN,
                                D, eps);
         matmul_forward_cuda(cq, ln2, p->cq_w + (size_t)l * D * D, p->cq_b + l * D, BN, D, D);
         matmul_forward_cuda(ckv, ekv, p->ckv_w + (size_t)l * 2 * D * D, p->ckv_b + l * 2 * D, B * S, D, 2 * D);
         attention_forward_cuda(catt, D, a->catt_lse + olse, cq, D, ckv, 2 * D, ckv + D, 2 * D, B, N, S, NH, hd);
-        matmul_forward_cuda(a->proj_tmp, catt, p->cproj_w + (size_t)l * D * D, p->cproj_b + l * D, BN, D, D);
-        residual_forward_cuda(x2, x1, a->proj_tmp, bnd);
+        matmul_residual_forward_cuda(x2, x1, catt, p->cproj_w + (size_t)l * D * D, p->cproj_b + l * D, BN, D, D);
         // MLP
         layernorm_forward_cuda(ln3, a->ln3_mean + ost, a->ln3_rstd + ost, x2, p->ln3_w + l * D, p->ln3_b + l * D, BN,
                                D, eps);
         matmul_forward_cuda(fc, ln3, p->fc_w + (size_t)l * M * D, p->fc_b + l * M, BN, D, M);
         gelu_forward_cuda(fcg, fc, (size_t)BN * M);
-        matmul_forward_cuda(a->proj_tmp, fcg, p->fcproj_w + (size_t)l * D * M, p->fcproj_b + l * D, BN, M, D);
-        residual_forward_cuda(x3, x2, a->proj_tmp, bnd);
+        matmul_residual_forward_cuda(x3, x2, fcg, p->fcproj_w + (size_t)l * D * M, p->fcproj_b + l * D, BN, M, D);
     }
     // 8. final LayerNorm
     const float *xL = L == 0 ? a->x0 : a->x3 + (L - 1) * bnd;

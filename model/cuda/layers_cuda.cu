@@ -82,11 +82,6 @@ __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float 
     dinp[i] += g * dout[i];
 }
 
-__global__ void residual_forward_kernel(float *out, const float *a, const float *b, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = a[i] + b[i];
-}
-
 __global__ void add_inplace_kernel(float *dst, const float *src, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) dst[i] += src[i];
@@ -120,10 +115,6 @@ extern "C" void gelu_forward_cuda(float *out, const float *inp, size_t n) {
 
 extern "C" void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n) {
     if (n) KLAUNCH(gelu_backward_kernel, blocks_for(n, 256), 256, 0, dinp, inp, dout, n);
-}
-
-extern "C" void residual_forward_cuda(float *out, const float *a, const float *b, size_t n) {
-    if (n) KLAUNCH(residual_forward_kernel, blocks_for(n, 256), 256, 0, out, a, b, n);
 }
 
 extern "C" void add_inplace_cuda(float *dst, const float *src, size_t n) {

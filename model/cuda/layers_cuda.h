@@ -13,7 +13,6 @@ void layernorm_backward_cuda(float *dinp, float *dw, float *db, const float *dou
                              const float *mean, const float *rstd, int N, int C);
 void gelu_forward_cuda(float *out, const float *inp, size_t n);
 void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n);
-void residual_forward_cuda(float *out, const float *a, const float *b, size_t n);
 void add_inplace_cuda(float *dst, const float *src, size_t n); // dst += src
 void relu_forward_cuda(float *out, const float *inp, size_t n);
 void relu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n); // dinp += [inp > 0]·dout

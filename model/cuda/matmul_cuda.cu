@@ -55,6 +55,12 @@ __global__ void add_bias_kernel(float *out, const float *bias, int OC, size_t n)
     if (i < n) out[i] += bias[i % OC];
 }
 
+// out[n, o] = res[n, o] + bias[o] (either may be NULL, not both): the rows a beta-1 GEMM then adds into
+__global__ void residual_bias_fill_kernel(float *out, const float *res, const float *bias, int OC, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = (res ? res[i] : 0.0f) + (bias ? bias[i % OC] : 0.0f);
+}
+
 static void need_setup(size_t rows) {
     if (!handle || rows > ones_n) {
         fprintf(stderr, "FATAL %s:%d: matmul_cuda_setup(%zu) was not called (have %zu rows)\n"
@@ -163,6 +169,18 @@ extern "C" void matmul_forward_cuda(float *out, const float *inp, const float *w
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, nw, inp, C, ni, 0.0f, out, OC);
     size_t n = (size_t)N * OC;
     if (bias && n) KLAUNCH(add_bias_kernel, blocks_for(n, 256), 256, 0, out, bias, OC, n);
+}
+
+extern "C" void matmul_residual_forward_cuda(float *out, const float *res, const float *inp, const float *w,
+                                            const float *bias, int N, int C, int OC) {
+    if (!res && !bias) {
+        matmul_forward_cuda(out, inp, w, NULL, N, C, OC);
+        return;
+    }
+    need_setup(0);
+    const size_t nw = (size_t)OC * C, ni = (size_t)N * C, n = (size_t)N * OC;
+    if (n && (res != out || bias)) KLAUNCH(residual_bias_fill_kernel, blocks_for(n, 256), 256, 0, out, res, bias, OC, n);
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, nw, inp, C, ni, 1.0f, out, OC);
 }
 
 extern "C" void matmul_backward_cuda(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,

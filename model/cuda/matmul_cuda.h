@@ -29,6 +29,10 @@ double matmul_cuda_peak_tflops(int n, int reps);
 void matmul_cuda_teardown(void);
 // out[N,OC] = inp[N,C] · w[OC,C]ᵀ + bias[OC] (bias may be NULL)
 void matmul_forward_cuda(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
+// out[N,OC] = res + inp·wᵀ + bias (res and bias may be NULL; out may equal res): the rows are filled with
+// res + bias and the GEMM adds into them, as model/layers.c's matmul_residual_forward
+void matmul_residual_forward_cuda(float *out, const float *res, const float *inp, const float *w, const float *bias,
+                                  int N, int C, int OC);
 // dinp[N,C] += dout·w ; dw[OC,C] += doutᵀ·inp ; dbias[OC] += Σ_n dout (NULL gradients are skipped)
 void matmul_backward_cuda(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                           int N, int C, int OC);
