@@ -376,7 +376,7 @@ extern "C" void net_cuda_forward(NetCuda *n, const Avat3rBatch *in, float *gauss
     const float *src[NUM_INPUTS] = {in->rgb, in->pos, in->conf, in->sap, in->w2c, in->K, in->expr};
     float *const dst[NUM_INPUTS] = {(float *)n->in.rgb, (float *)n->in.pos, (float *)n->in.conf, (float *)n->in.sap,
                                     (float *)n->in.w2c, (float *)n->in.K, (float *)n->in.expr};
-    if (expr_only) upload_fields(dst, src, s, 6, 1, n->m.B); // the code; the views stay
+    if (expr_only) upload_fields(dst, src, s, NUM_INPUTS - 1, 1, n->m.B); // the code (the last input); the views stay
     else upload_fields(dst, src, s, 0, NUM_INPUTS, n->m.B);
     avat3r_cuda_forward(&n->m, &n->in);
     size_t ng = (size_t)n->m.B * c->views_in * c->img_h * c->img_w * GAUSS_DIM;
