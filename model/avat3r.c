@@ -6,6 +6,7 @@
 
 #include "../common/rng.h"
 #include "../common/util.h"
+#include "../common/wide.h"
 #include "avat3r.h"
 #include "layers.h"
 #include "../common/real.h"
@@ -71,9 +72,40 @@ void R_(params_init)(real *params, const ModelConfig *cfg, uint64_t seed) {
 
 void R_(avat3r_init_params)(R_(Avat3r) *m, uint64_t seed) { R_(params_init)(m->params, &m->cfg, seed); }
 
+// Tensors the backward never writes a gradient into: the inputs' rays, pixels and patches, the Sapiens
+// features, the saved statistics (mean, rstd, lse), the Gaussians (their gradient comes in as dgauss) and
+// up_tmp (cleared by the upsampler's backward itself). A quarter of the buffer, left alone by the clear.
+static int act_gets_grad(int i) {
+    static const char *const none[] = {"plucker", "cam_o", "pix_in", "unfold", "sap_rs", "gauss", "up_tmp"};
+    const char *name = act_tensor_names[i];
+    size_t n = strlen(name);
+    if (n > 4 && (!strcmp(name + n - 4, "_lse") || !strcmp(name + n - 5, "_mean") || !strcmp(name + n - 5, "_rstd")))
+        return 0;
+    for (size_t k = 0; k < sizeof none / sizeof none[0]; k++)
+        if (!strcmp(name, none[k])) return 0;
+    return 1;
+}
+
+void R_(avat3r_zero_dacts)(R_(Avat3r) *m) {
+    size_t as[NUM_ACT_TENSORS];
+    mc_act_sizes(&m->cfg, m->B, as);
+    // one region, each thread clearing its slice of every tensor (the buffer is larger than the caches,
+    // so two cores clear it faster than one)
+#pragma omp parallel
+    {
+        real *t = m->dacts;
+        for (int i = 0; i < NUM_ACT_TENSORS; t += as[i], i++) {
+            if (!as[i] || !act_gets_grad(i)) continue;
+            size_t lo, hi;
+            thread_span(as[i], &lo, &hi);
+            if (hi > lo) memset(t + lo, 0, sizeof(real) * (hi - lo));
+        }
+    }
+}
+
 void R_(avat3r_zero_grad)(R_(Avat3r) *m) {
     memset(m->grads, 0, sizeof(real) * m->n_params);
-    memset(m->dacts, 0, sizeof(real) * m->n_acts);
+    R_(avat3r_zero_dacts)(m);
 }
 
 R_(GaussAct) R_(gauss_act)(const ModelConfig *c) {

@@ -80,6 +80,8 @@ R_(GaussAct) R_(gauss_act)(const ModelConfig *c);
 void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in);
 // Zeroes parameter gradients and activation gradients.
 void R_(avat3r_zero_grad)(R_(Avat3r) *m);
+// Clears only the activation gradients (per micro-batch; the parameter gradients accumulate).
+void R_(avat3r_zero_dacts)(R_(Avat3r) *m);
 // Backward from dL/dgauss [B·V·H·W, 14]; parameter gradients ACCUMULATE into m->grads.
 // Must follow avat3r_forward on the same batch.
 void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *dgauss);

@@ -11,6 +11,29 @@
 
 GAUSS_FN real R_(sigmoid)(real x) { return 1 / (1 + exp(-x)); }
 
+// rotation: the identity plus the raw 4 values, normalised (as torch.nn.functional.normalize)
+GAUSS_FN void R_(gauss_rot)(real *g, const real *r) {
+    real q[4] = {r[0] + 1, r[1], r[2], r[3]};
+    real nq = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+    real den = nq > (real)1e-12 ? nq : (real)1e-12;
+    for (int c = 0; c < 4; c++) g[c] = q[c] / den;
+}
+
+GAUSS_FN void R_(gauss_rot_backward)(real *dr, const real *dg, const real *r) {
+    real q[4] = {r[0] + 1, r[1], r[2], r[3]};
+    real nq = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+    if (nq > (real)1e-12) { // d(q/|q|) = (dg − u (u·dg)) / |q| with u = q/|q|
+        real u[4], ud = 0;
+        for (int c = 0; c < 4; c++) {
+            u[c] = q[c] / nq;
+            ud += u[c] * dg[c];
+        }
+        for (int c = 0; c < 4; c++) dr[c] += (dg[c] - u[c] * ud) / nq;
+    } else {
+        for (int c = 0; c < 4; c++) dr[c] += dg[c] / (real)1e-12;
+    }
+}
+
 GAUSS_FN void R_(gaussian_act)(real *g, const real *r, const real *rgb, const real *pos, real conf, const real *o,
                                const real *d, const R_(GaussAct) *ga) {
     if (pos) {
@@ -25,10 +48,7 @@ GAUSS_FN void R_(gaussian_act)(real *g, const real *r, const real *rgb, const re
         real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max;
         g[6 + c] = exp(x < lo ? lo : (x > hi ? hi : x));
     }
-    real q[4] = {r[9] + 1, r[10], r[11], r[12]};
-    real nq = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-    real den = nq > (real)1e-12 ? nq : (real)1e-12; // as torch.nn.functional.normalize
-    for (int c = 0; c < 4; c++) g[9 + c] = q[c] / den;
+    R_(gauss_rot)(g + 9, r + 9);
     g[13] = R_(sigmoid)(r[13]) * conf;
 }
 
@@ -51,18 +71,7 @@ GAUSS_FN void R_(gaussian_act_backward)(real *dr, const real *dg, const real *r,
         real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max;
         if (x >= lo && x <= hi) dr[6 + c] += dg[6 + c] * exp(x);
     }
-    real q[4] = {r[9] + 1, r[10], r[11], r[12]};
-    real nq = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-    if (nq > (real)1e-12) { // d(q/|q|) = (dg − u (u·dg)) / |q| with u = q/|q|
-        real u[4], ud = 0;
-        for (int c = 0; c < 4; c++) {
-            u[c] = q[c] / nq;
-            ud += u[c] * dg[9 + c];
-        }
-        for (int c = 0; c < 4; c++) dr[9 + c] += (dg[9 + c] - u[c] * ud) / nq;
-    } else {
-        for (int c = 0; c < 4; c++) dr[9 + c] += dg[9 + c] / (real)1e-12;
-    }
+    R_(gauss_rot_backward)(dr + 9, dg + 9, r + 9);
     real s = R_(sigmoid)(r[13]);
     dr[13] += dg[13] * conf * s * (1 - s);
 }

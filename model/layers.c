@@ -24,11 +24,111 @@
 // rest of the code keeps IEEE semantics. GELU and softmax were a quarter of a tiny step in scalar expf.
 __attribute__((simd("notinbranch"))) float expf(float);
 __attribute__((simd("notinbranch"))) double(exp)(double); // (exp): tgmath.h makes exp a macro
+__attribute__((simd("notinbranch"))) float tanhf(float);   // (glibc 2.35+, as Debian 12)
+__attribute__((simd("notinbranch"))) double(tanh)(double);
 
 #define SMALL_N 8192 // elementwise work below this many elements stays on one thread
 
 // ----------------------------------------------------------------------------------------------
 // matmul (PyTorch Linear)
+
+// Large GEMMs run as one OpenMP region whose threads each take a slice of C's rows and call the
+// single-threaded kernel (OpenBLAS runs one thread inside a parallel region): on 2 cores this
+// beats OpenBLAS's own split (~238 against ~215 GFLOP/s on the tiny model's shapes) and every
+// element of C is computed the same way whatever the slicing, so results do not depend on it.
+#define SPLIT_FLOPS 2000000.0
+static void R_(gemm_rows)(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, real alpha, const real *A,
+                          int lda, const real *Bm, int ldb, real beta, real *C, int ldc) {
+    int nt = omp_get_max_threads();
+    if (nt < 2 || omp_in_parallel() || 2.0 * M * N * K < SPLIT_FLOPS || M < 32) {
+        GEMM(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t lo, hi;
+        thread_span((size_t)M, &lo, &hi);
+        if (hi > lo) {
+            const real *a = ta == CblasNoTrans ? A + lo * (size_t)lda : A + lo;
+            GEMM(CblasRowMajor, ta, tb, (int)(hi - lo), N, K, alpha, a, lda, Bm, ldb, beta, C + lo * (size_t)ldc, ldc);
+        }
+    }
+}
+
+// Narrow matmuls, the per-pixel head's shape (16 channels -> 14 values, 16 384 rows): OpenBLAS runs these at
+// a fifth of its speed (packing and edge kernels dominate), a row loop over a 16-wide weight table does not.
+#define NARROW_OC 16
+#define NARROW_C 64
+static int narrow_shape(int N, int C, int OC) { return OC <= NARROW_OC && C <= NARROW_C && N >= 1024; }
+
+// rows [n0, n1): out[n, ·] = (beta ? out[n, ·] : 0) + inp[n, ·] · wᵀ, wt = wᵀ padded to [C, 16]
+WIDE static void R_(narrow_forward_rows)(real *out, int beta, const real *inp, const real *wt, size_t n0, size_t n1,
+                                         int C, int OC) {
+    for (size_t n = n0; n < n1; n++) {
+        const real *x = inp + n * C;
+        real acc[NARROW_OC] = {0};
+        for (int c = 0; c < C; c++) {
+            real xc = x[c];
+#pragma omp simd
+            for (int o = 0; o < NARROW_OC; o++) acc[o] += xc * wt[c * NARROW_OC + o];
+        }
+        real *y = out + n * OC;
+        for (int o = 0; o < OC; o++) y[o] = beta ? y[o] + acc[o] : acc[o];
+    }
+}
+
+static void R_(narrow_forward)(real *out, int beta, const real *inp, const real *w, int N, int C, int OC) {
+    real wt[NARROW_C * NARROW_OC] = {0};
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) wt[c * NARROW_OC + o] = w[(size_t)o * C + c];
+#pragma omp parallel
+    {
+        size_t lo, hi;
+        thread_span((size_t)N, &lo, &hi);
+        R_(narrow_forward_rows)(out, beta, inp, wt, lo, hi, C, OC);
+    }
+}
+
+// rows [n0, n1): dinp[n, ·] += dout[n, ·] · w, wp = w with its rows padded to CP (a multiple of 16) columns
+WIDE static void R_(narrow_dinp_rows)(real *dinp, const real *dout, const real *wp, size_t n0, size_t n1, int C,
+                                      int CP, int OC) {
+    for (size_t n = n0; n < n1; n++) {
+        const real *d = dout + n * OC;
+        real *di = dinp + n * C;
+        for (int c0 = 0; c0 < CP; c0 += 16) {
+            real acc[16] = {0};
+            for (int o = 0; o < OC; o++) {
+                real dv = d[o];
+#pragma omp simd
+                for (int k = 0; k < 16; k++) acc[k] += dv * wp[o * CP + c0 + k];
+            }
+            int nc = C - c0 < 16 ? C - c0 : 16;
+            for (int k = 0; k < nc; k++) di[c0 + k] += acc[k];
+        }
+    }
+}
+
+// outputs [o0, o1): dw[o, ·] += Σ_n dout[n, o] inp[n, ·], the rows summed in blocks of 256 and the blocks in
+// order, so the sums do not depend on how the outputs are shared among threads
+WIDE static void R_(narrow_dw_outputs)(real *dw, const real *dout, const real *inp, int N, int C, int OC, int o0,
+                                       int o1) {
+    real tot[NARROW_OC * NARROW_C] = {0}, blk[NARROW_OC * NARROW_C];
+    int no = o1 - o0;
+    for (int n0 = 0; n0 < N; n0 += 256) {
+        int n1 = N - n0 < 256 ? N : n0 + 256;
+        memset(blk, 0, sizeof(real) * no * C);
+        for (int n = n0; n < n1; n++) {
+            const real *x = inp + (size_t)n * C, *d = dout + (size_t)n * OC + o0;
+            for (int o = 0; o < no; o++) {
+                real dv = d[o];
+#pragma omp simd
+                for (int c = 0; c < C; c++) blk[o * C + c] += dv * x[c];
+            }
+        }
+        for (int i = 0; i < no * C; i++) tot[i] += blk[i];
+    }
+    for (int i = 0; i < no * C; i++) dw[(size_t)o0 * C + i] += tot[i];
+}
 
 void R_(matmul_forward)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC) {
     // out[N,OC] = inp[N,C] · w[OC,C]ᵀ (+ bias)
@@ -39,8 +139,12 @@ void R_(matmul_residual_forward)(real *out, const real *res, const real *inp, co
                                  int C, int OC) {
     // out[N,OC] = res[N,OC] + bias + inp[N,C] · w[OC,C]ᵀ: the rows are filled with res + bias first and the GEMM
     // adds into them (beta 1), one pass instead of GEMM's zeroing (beta 0) plus a bias and a residual pass
+    int narrow = narrow_shape(N, C, OC);
     if (!res && !bias) {
-        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
+        if (narrow)
+            R_(narrow_forward)(out, 0, inp, w, N, C, OC);
+        else
+            R_(gemm_rows)(CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
         return;
     }
     if (res != out || bias) { // (in place without a bias the rows already hold res)
@@ -56,7 +160,10 @@ void R_(matmul_residual_forward)(real *out, const real *res, const real *inp, co
                 memcpy(o, bias, sizeof(real) * OC);
         }
     }
-    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 1, out, OC);
+    if (narrow)
+        R_(narrow_forward)(out, 1, inp, w, N, C, OC);
+    else
+        R_(gemm_rows)(CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 1, out, OC);
 }
 
 void R_(matmul_forward_naive)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC) {
@@ -83,10 +190,25 @@ WIDE static void R_(bias_grad_block)(real *dbias, const real *dout, int N, int O
 
 void R_(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, const real *inp, const real *w, int N,
                          int C, int OC) {
-    // dinp[N,C] += dout[N,OC] · w[OC,C]
-    if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
-    // dw[OC,C] += doutᵀ · inp
-    if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+    if (narrow_shape(N, C, OC)) {
+        int CP = (C + 15) & ~15;
+        real wp[NARROW_OC * NARROW_C] = {0};
+        for (int o = 0; o < OC; o++)
+            for (int c = 0; c < C; c++) wp[o * CP + c] = w[(size_t)o * C + c];
+#pragma omp parallel
+        {
+            size_t lo, hi;
+            thread_span((size_t)N, &lo, &hi);
+            if (dinp) R_(narrow_dinp_rows)(dinp, dout, wp, lo, hi, C, CP, OC);
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            if (dw) R_(narrow_dw_outputs)(dw, dout, inp, N, C, OC, OC * t / nt, OC * (t + 1) / nt);
+        }
+    } else {
+        // dinp[N,C] += dout[N,OC] · w[OC,C]
+        if (dinp) R_(gemm_rows)(CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+        // dw[OC,C] += doutᵀ · inp
+        if (dw) R_(gemm_rows)(CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+    }
     if (dbias) {
 #pragma omp parallel for if ((size_t)N * OC >= SMALL_N)
         for (int o0 = 0; o0 < OC; o0 += 64) R_(bias_grad_block)(dbias, dout, N, OC, o0);
@@ -451,18 +573,108 @@ void R_(pixel_shuffle_backward)(real *din, const real *dout, int BV, int h, int 
 // ----------------------------------------------------------------------------------------------
 // Gaussian activations: one pixel's math in gauss_math.h, shared with model/cuda/pixels_cuda.cu
 
+// The same arithmetic as gaussian_act / gaussian_act_backward (gauss_math.h, which the GPU runs per pixel),
+// with the transcendentals of a tile of pixels computed first in `omp simd` loops (libmvec's tanh and exp,
+// 8 floats per call in the AVX2 copy): one tanhf/expf call per value was ~4 % of a tiny step.
+#define GT 64 // pixels per tile
+
+// f: tanh of the 3 offsets (DUSt3R) or the depth logit's sigmoid (f[0]); e: the clamped scales' exp;
+// s: the opacity sigmoid; r: the tile's raw values [m, 14]
+WIDE static void R_(gauss_tile_fns)(real f[3][GT], real e[3][GT], real s[GT], const real *r, int m, int has_pos,
+                                    const R_(GaussAct) *ga) {
+    real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max, sb = (real)ga->scale_bias;
+    if (has_pos) {
+        for (int c = 0; c < 3; c++) {
+#pragma omp simd
+            for (int i = 0; i < m; i++) f[c][i] = tanh(r[i * 14 + c]);
+        }
+    } else {
+#pragma omp simd
+        for (int i = 0; i < m; i++) f[0][i] = 1 / (1 + exp(-r[i * 14]));
+    }
+    for (int c = 0; c < 3; c++) {
+#pragma omp simd
+        for (int i = 0; i < m; i++) {
+            real x = r[i * 14 + 6 + c] + sb;
+            e[c][i] = exp(x < lo ? lo : (x > hi ? hi : x));
+        }
+    }
+#pragma omp simd
+    for (int i = 0; i < m; i++) s[i] = 1 / (1 + exp(-r[i * 14 + 13]));
+}
+
+static void R_(gaussians_forward_span)(real *gauss, const real *raw, const real *rgb, const real *pos,
+                                       const real *conf, const real *rays, const real *cam_o, const R_(GaussAct) *ga,
+                                       size_t n0, size_t n1, size_t HW) {
+    real f[3][GT], e[3][GT], s[GT];
+    for (size_t t0 = n0; t0 < n1; t0 += GT) {
+        int m = n1 - t0 < GT ? (int)(n1 - t0) : GT;
+        R_(gauss_tile_fns)(f, e, s, raw + t0 * 14, m, pos != NULL, ga);
+        for (int i = 0; i < m; i++) {
+            size_t n = t0 + i;
+            real *g = gauss + n * 14;
+            const real *r = raw + n * 14;
+            if (pos) {
+                for (int c = 0; c < 3; c++) g[c] = pos[n * 3 + c] + (real)ga->pos_offset_max * f[c][i];
+            } else {
+                real depth = (real)ga->depth_near + (real)(ga->depth_far - ga->depth_near) * f[0][i];
+                const real *o = cam_o + (n / HW) * 3, *d = rays + n * 6 + 3;
+                for (int c = 0; c < 3; c++) g[c] = o[c] + d[c] * depth;
+            }
+            for (int c = 0; c < 3; c++) g[3 + c] = rgb[n * 3 + c] + r[3 + c];
+            for (int c = 0; c < 3; c++) g[6 + c] = e[c][i];
+            R_(gauss_rot)(g + 9, r + 9);
+            g[13] = s[i] * (conf ? conf[n] : 1);
+        }
+    }
+}
+
 void R_(gaussians_forward)(real *gauss, const real *raw, const real *rgb, const real *pos, const real *conf,
                            const real *rays, const real *cam_o, const R_(GaussAct) *ga, int BV, int HW) {
-#pragma omp parallel for
-    for (size_t n = 0; n < (size_t)BV * HW; n++)
-        R_(gaussian_act)(gauss + n * 14, raw + n * 14, rgb + n * 3, pos ? pos + n * 3 : NULL, conf ? conf[n] : 1,
-                         pos ? NULL : cam_o + (n / HW) * 3, pos ? NULL : rays + n * 6 + 3, ga);
+#pragma omp parallel
+    {
+        size_t lo, hi;
+        thread_span((size_t)BV * HW, &lo, &hi);
+        R_(gaussians_forward_span)(gauss, raw, rgb, pos, conf, rays, cam_o, ga, lo, hi, (size_t)HW);
+    }
+}
+
+static void R_(gaussians_backward_span)(real *draw, const real *dgauss, const real *raw, const real *pos,
+                                        const real *conf, const real *rays, const R_(GaussAct) *ga, size_t n0,
+                                        size_t n1) {
+    real f[3][GT], e[3][GT], s[GT];
+    real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max;
+    for (size_t t0 = n0; t0 < n1; t0 += GT) {
+        int m = n1 - t0 < GT ? (int)(n1 - t0) : GT;
+        R_(gauss_tile_fns)(f, e, s, raw + t0 * 14, m, pos != NULL, ga);
+        for (int i = 0; i < m; i++) {
+            size_t n = t0 + i;
+            real *dr = draw + n * 14;
+            const real *dg = dgauss + n * 14, *r = raw + n * 14;
+            if (pos) {
+                for (int c = 0; c < 3; c++) dr[c] += dg[c] * (real)ga->pos_offset_max * (1 - f[c][i] * f[c][i]);
+            } else {
+                const real *d = rays + n * 6 + 3;
+                real dd = dg[0] * d[0] + dg[1] * d[1] + dg[2] * d[2];
+                dr[0] += dd * (real)(ga->depth_far - ga->depth_near) * f[0][i] * (1 - f[0][i]);
+            }
+            for (int c = 0; c < 3; c++) dr[3 + c] += dg[3 + c];
+            for (int c = 0; c < 3; c++) {
+                real x = r[6 + c] + (real)ga->scale_bias;
+                if (x >= lo && x <= hi) dr[6 + c] += dg[6 + c] * e[c][i]; // e = exp(x) inside the clamp
+            }
+            R_(gauss_rot_backward)(dr + 9, dg + 9, r + 9);
+            dr[13] += dg[13] * (conf ? conf[n] : 1) * s[i] * (1 - s[i]);
+        }
+    }
 }
 
 void R_(gaussians_backward)(real *draw, const real *dgauss, const real *raw, const real *pos, const real *conf,
                             const real *rays, const R_(GaussAct) *ga, int BV, int HW) {
-#pragma omp parallel for
-    for (size_t n = 0; n < (size_t)BV * HW; n++)
-        R_(gaussian_act_backward)(draw + n * 14, dgauss + n * 14, raw + n * 14, pos != NULL, conf ? conf[n] : 1,
-                                  pos ? NULL : rays + n * 6 + 3, ga);
+#pragma omp parallel
+    {
+        size_t lo, hi;
+        thread_span((size_t)BV * HW, &lo, &hi);
+        R_(gaussians_backward_span)(draw, dgauss, raw, pos, conf, rays, ga, lo, hi);
+    }
 }

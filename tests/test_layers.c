@@ -1,6 +1,7 @@
 // test_layers.c — every layer's backward against central finite differences in double, forward
 // oracles (naive matmul, naive attention, direct indexing), and float-vs-double agreement.
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,72 @@ static int test_matmul(void) {
     matmul_forward_naive_f64(ref, m.inp, m.w, m.b, m.N, m.C, m.OC);
     for (size_t i = 0; i < no; i++) ref[i] += res[i];
     CHECK(rel_err32(q32, ref, no) < 1e-5, "float residual matmul vs double: %g", rel_err32(q32, ref, no));
+    return 0;
+}
+
+// The matmul's three routes on the shapes that take them: the narrow row loop (the per-pixel head: few outputs,
+// many rows; C not a multiple of 16 too), OpenBLAS on row slices (large products), and plain OpenBLAS; float
+// forward (plain and residual) and backward (accumulating onto non-zero gradients) against double sums, and
+// bit-identical results on 1 and 2 threads.
+static int test_matmul_paths(void) {
+    const int shapes[][3] = {{2048, 16, 14}, {1100, 40, 9}, {300, 96, 200}, {37, 19, 23}};
+    for (int si = 0; si < 4; si++) {
+        int N = shapes[si][0], C = shapes[si][1], OC = shapes[si][2];
+        size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+        double *x = rnd(ni, 40, 1), *w = rnd(nw, 41, 1), *b = rnd(OC, 42, 1), *res = rnd(no, 43, 1);
+        double *dout = rnd(no, 44, 1), *g0i = rnd(ni, 45, 1), *g0w = rnd(nw, 46, 1), *g0b = rnd(OC, 47, 1);
+        float *x32 = to32(x, ni), *w32 = to32(w, nw), *b32 = to32(b, OC), *r32 = to32(res, no), *d32 = to32(dout, no);
+        // double oracles: out = res + b + x·wᵀ, dinp = g0 + dout·w, dw = g0 + doutᵀ·x, db = g0 + Σ_n dout
+        double *ref = zeros(no), *rdi = zeros(ni), *rdw = zeros(nw), *rdb = zeros(OC);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) {
+                double acc = 0;
+                for (int c = 0; c < C; c++) acc += x[(size_t)n * C + c] * w[(size_t)o * C + c];
+                ref[(size_t)n * OC + o] = acc;
+            }
+        for (size_t i = 0; i < ni; i++) rdi[i] = g0i[i];
+        for (size_t i = 0; i < nw; i++) rdw[i] = g0w[i];
+        for (int o = 0; o < OC; o++) rdb[o] = g0b[o];
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) {
+                double d = dout[(size_t)n * OC + o];
+                for (int c = 0; c < C; c++) {
+                    rdi[(size_t)n * C + c] += d * w[(size_t)o * C + c];
+                    rdw[(size_t)o * C + c] += d * x[(size_t)n * C + c];
+                }
+                rdb[o] += d;
+            }
+        double *full = zeros(no);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) full[(size_t)n * OC + o] = res[(size_t)n * OC + o] + b[o] + ref[(size_t)n * OC + o];
+        float *out[3], *outr[3], *di[3], *dw[3], *db[3];
+        for (int t = 0; t < 3; t++) { // 1 thread, 2 threads, 2 threads again
+            omp_set_num_threads(t ? 2 : 1);
+            out[t] = (float *)keep(malloc(4 * no)), outr[t] = (float *)keep(malloc(4 * no));
+            di[t] = to32(g0i, ni), dw[t] = to32(g0w, nw), db[t] = to32(g0b, OC);
+            matmul_forward(out[t], x32, w32, NULL, N, C, OC);
+            matmul_residual_forward(outr[t], r32, x32, w32, b32, N, C, OC);
+            matmul_backward(di[t], dw[t], db[t], d32, x32, w32, N, C, OC);
+        }
+        omp_set_num_threads(2);
+        printf("    %5d x %3d -> %3d: out %.1e, residual %.1e, dinp %.1e, dw %.1e, db %.1e\n", N, C, OC,
+               rel_err32(out[1], ref, no), rel_err32(outr[1], full, no), rel_err32(di[1], rdi, ni),
+               rel_err32(dw[1], rdw, nw), rel_err32(db[1], rdb, OC));
+        CHECK(rel_err32(out[1], ref, no) < 1e-5 && rel_err32(outr[1], full, no) < 1e-5, "forward (%d,%d,%d)", N, C, OC);
+        CHECK(rel_err32(di[1], rdi, ni) < 1e-5 && rel_err32(dw[1], rdw, nw) < 1e-5 && rel_err32(db[1], rdb, OC) < 1e-5,
+              "backward (%d,%d,%d)", N, C, OC);
+        // same bits on a second run; the narrow route (our loop) also on another thread count (OpenBLAS's
+        // kernels may block a product differently on 1 and 2 threads)
+        int narrow = OC <= 16 && C <= 64 && N >= 1024;
+        for (int t = 2 - narrow; t < 3; t++) {
+            int u = t == 2 ? 1 : 0; // t 1: 2 threads vs 1 thread; t 2: 2 threads twice
+            float *o2 = t == 2 ? out[2] : out[1], *q2 = t == 2 ? outr[2] : outr[1];
+            float *i2 = t == 2 ? di[2] : di[1], *w2 = t == 2 ? dw[2] : dw[1], *b2 = t == 2 ? db[2] : db[1];
+            CHECK(!memcmp(out[u], o2, 4 * no) && !memcmp(outr[u], q2, 4 * no) && !memcmp(di[u], i2, 4 * ni) &&
+                      !memcmp(dw[u], w2, 4 * nw) && !memcmp(db[u], b2, 4 * OC),
+                  "(%d,%d,%d) %s", N, C, OC, t == 2 ? "differs between two runs" : "depends on the thread count");
+        }
+    }
     return 0;
 }
 
@@ -345,7 +412,7 @@ static void gs_fwd(void *c) {
 static int test_gaussians(void) {
     for (int use_d = 0; use_d < 2; use_d++) {
         GS g = {0};
-        g.BV = 2, g.HW = 20;
+        g.BV = 2, g.HW = 100; // 200 pixels: whole tiles of the vectorised loop and a remainder
         size_t n = (size_t)g.BV * g.HW;
         g.ga = (GaussAct_f64){0.05, 0.5, 1.5, -5, log(1e-4), log(0.05)};
         g.raw = rnd(n * 14, 18, 1.5), g.rgb = rnd(n * 3, 19, 1), g.gauss = zeros(n * 14);
@@ -368,8 +435,39 @@ static int test_gaussians(void) {
             for (int c = 9; c < 13; c++) q2 += g.gauss[i * 14 + c] * g.gauss[i * 14 + c];
             CHECK(fabs(q2 - 1) < 1e-12, "unit quaternion");
         }
+        // every value against its formula written out (docs/model.md step 11)
+        double worst = 0;
+        for (size_t i = 0; i < n; i++) {
+            const double *r = g.raw + i * 14, *G = g.gauss + i * 14;
+            double e[14];
+            if (use_d) {
+                for (int c = 0; c < 3; c++) e[c] = g.pos[i * 3 + c] + g.ga.pos_offset_max * tanh(r[c]);
+            } else {
+                double depth = g.ga.depth_near + (g.ga.depth_far - g.ga.depth_near) / (1 + exp(-r[0]));
+                for (int c = 0; c < 3; c++) e[c] = g.cam_o[(i / g.HW) * 3 + c] + g.rays[i * 6 + 3 + c] * depth;
+            }
+            for (int c = 0; c < 3; c++) e[3 + c] = g.rgb[i * 3 + c] + r[3 + c];
+            for (int c = 0; c < 3; c++) e[6 + c] = exp(fmin(fmax(r[6 + c] + g.ga.scale_bias, g.ga.log_scale_min),
+                                                             g.ga.log_scale_max));
+            double q0 = r[9] + 1, nq = sqrt(q0 * q0 + r[10] * r[10] + r[11] * r[11] + r[12] * r[12]);
+            e[9] = q0 / nq, e[10] = r[10] / nq, e[11] = r[11] / nq, e[12] = r[12] / nq;
+            e[13] = (use_d ? g.conf[i] : 1) / (1 + exp(-r[13]));
+            for (int c = 0; c < 14; c++) worst = fmax(worst, fabs(G[c] - e[c]) / (1e-3 + fabs(e[c])));
+        }
+        CHECK(worst < 1e-12, "activations differ from their formulas by %g", worst); // double rounding: ~1e-14
         double *w = rnd(n * 14, 24, 1), *d = zeros(n * 14);
         gaussians_backward_f64(d, w, g.raw, g.pos, g.conf, g.rays, &g.ga, g.BV, g.HW);
+        // float (the AVX2 copy's vector tanh and exp) against double
+        float *g32 = (float *)keep(malloc(4 * n * 14)), *d32 = to32(zeros(n * 14), n * 14);
+        GaussAct ga32 = {g.ga.pos_offset_max, g.ga.depth_near, g.ga.depth_far, g.ga.scale_bias, g.ga.log_scale_min,
+                         g.ga.log_scale_max};
+        float *raw32 = to32(g.raw, n * 14), *pos32 = use_d ? to32(g.pos, n * 3) : NULL;
+        float *conf32 = use_d ? to32(g.conf, n) : NULL, *rays32 = to32(g.rays, n * 6);
+        gaussians_forward(g32, raw32, to32(g.rgb, n * 3), pos32, conf32, rays32, to32(g.cam_o, g.BV * 3), &ga32, g.BV,
+                          g.HW);
+        gaussians_backward(d32, to32(w, n * 14), raw32, pos32, conf32, rays32, &ga32, g.BV, g.HW);
+        CHECK(rel_err32(g32, g.gauss, n * 14) < 1e-6, "float activations vs double: %g", rel_err32(g32, g.gauss, n * 14));
+        CHECK(rel_err32(d32, d, n * 14) < 1e-5, "float backward vs double: %g", rel_err32(d32, d, n * 14));
         CHECK(d[6] == 0 && d[14 + 7] == 0, "no gradient through an active clamp");
         if (!use_d) CHECK(d[1] == 0 && d[2] == 0, "unused offsets get no gradient without DUSt3R");
         Probe p = {gs_fwd, &g, g.gauss, w, n * 14};
@@ -380,6 +478,7 @@ static int test_gaussians(void) {
 
 const TestCase layer_tests[] = {
     {"layers/matmul", test_matmul},
+    {"layers/matmul_paths", test_matmul_paths},
     {"layers/layernorm", test_layernorm},
     {"layers/gelu_relu", test_elementwise},
     {"layers/attention", test_attention},

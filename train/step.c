@@ -149,7 +149,7 @@ LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale,
     }
     // activation gradients accumulate inside the backward: clear them per micro-batch, keep the
     // parameter gradients (they sum over the accumulated micro-batches)
-    memset(t->m.dacts, 0, sizeof(float) * t->m.n_acts);
+    avat3r_zero_dacts(&t->m);
     avat3r_backward(&t->m, &b->in, t->dgauss);
     double t5 = time_now_s();
     t->t_net_fwd += t1 - t0, t->t_render_fwd += t2 - t1, t->t_loss += t3 - t2;
