@@ -14,6 +14,10 @@
 _Static_assert(sizeof(R_(ActTensors)) / sizeof(real *) == NUM_ACT_TENSORS, "mc_act_sizes is out of sync");
 
 // Carves named tensors out of one buffer (llm.c's pointer walk over a struct of pointers).
+#define ATT_KEEP_MAX ((size_t)1 << 24) // reals of kept attention probabilities at most
+
+static size_t c_layers_bnh(const ModelConfig *c, int B) { return (size_t)c->layers * B * c->heads; }
+
 static void point_tensors(real **ptrs, real *base, const size_t *sizes, int n) {
     for (int i = 0; i < n; i++) {
         ptrs[i] = sizes[i] ? base : NULL;
@@ -42,6 +46,13 @@ void R_(avat3r_build)(R_(Avat3r) *m, const ModelConfig *cfg, int B) {
     m->nthreads = omp_get_max_threads();
     int nk = mc_tokens(cfg) > cfg->expr_tokens ? mc_tokens(cfg) : cfg->expr_tokens;
     m->att_scratch = (real *)mallocCheck(sizeof(real) * R_(attention_scratch_size)(nk, m->att_chunk, m->nthreads));
+    // the attention probabilities of every layer, kept for the backward when they are small (the tiny config:
+    // 4 MB); the paper config's would be gigabytes, so its backward recomputes them
+    size_t np = (size_t)c_layers_bnh(cfg, B) * mc_tokens(cfg) * ((size_t)mc_tokens(cfg) + cfg->expr_tokens);
+    if (np <= ATT_KEEP_MAX) {
+        m->att_p = (real *)mallocCheck(sizeof(real) * np);
+        m->catt_p = m->att_p + (size_t)c_layers_bnh(cfg, B) * mc_tokens(cfg) * mc_tokens(cfg);
+    }
 }
 
 void R_(avat3r_free)(R_(Avat3r) *m) {
@@ -50,6 +61,7 @@ void R_(avat3r_free)(R_(Avat3r) *m) {
     free(m->acts);
     free(m->dacts);
     free(m->att_scratch);
+    free(m->att_p);
     memset(m, 0, sizeof *m);
 }
 
@@ -112,6 +124,14 @@ R_(GaussAct) R_(gauss_act)(const ModelConfig *c) {
     R_(GaussAct) ga = {c->pos_offset_max, c->depth_near, c->depth_far, c->scale_bias, log(c->scale_min),
                        log(c->scale_max)};
     return ga;
+}
+
+// layer l's kept attention probabilities, or NULL (then the backward recomputes them)
+static real *R_(att_p)(const R_(Avat3r) *m, int l) {
+    return m->att_p ? m->att_p + (size_t)l * m->B * m->cfg.heads * mc_tokens(&m->cfg) * mc_tokens(&m->cfg) : NULL;
+}
+static real *R_(catt_p)(const R_(Avat3r) *m, int l) {
+    return m->catt_p ? m->catt_p + (size_t)l * m->B * m->cfg.heads * mc_tokens(&m->cfg) * m->cfg.expr_tokens : NULL;
 }
 
 void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
@@ -180,16 +200,16 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
         R_(layernorm_forward)(ln1, a->ln1_mean + (size_t)l * BN, a->ln1_rstd + (size_t)l * BN, x, p->ln1_w + l * D,
                               p->ln1_b + l * D, BN, D, c->ln_eps);
         R_(matmul_forward)(qkv, ln1, p->qkv_w + (size_t)l * 3 * D * D, p->qkv_b + l * 3 * D, BN, D, 3 * D);
-        R_(attention_forward)(att, D, a->att_lse + (size_t)l * B * NH * N, qkv, 3 * D, qkv + D, 3 * D, qkv + 2 * D,
-                              3 * D, B, N, N, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
+        R_(attention_forward)(att, D, a->att_lse + (size_t)l * B * NH * N, R_(att_p)(m, l), qkv, 3 * D, qkv + D, 3 * D,
+                              qkv + 2 * D, 3 * D, B, N, N, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
         R_(matmul_residual_forward)(x1, x, att, p->attproj_w + (size_t)l * D * D, p->attproj_b + l * D, BN, D, D);
         // cross-attention to the expression tokens
         R_(layernorm_forward)(ln2, a->ln2_mean + (size_t)l * BN, a->ln2_rstd + (size_t)l * BN, x1, p->ln2_w + l * D,
                               p->ln2_b + l * D, BN, D, c->ln_eps);
         R_(matmul_forward)(cq, ln2, p->cq_w + (size_t)l * D * D, p->cq_b + l * D, BN, D, D);
         R_(matmul_forward)(ckv, ekv, p->ckv_w + (size_t)l * 2 * D * D, p->ckv_b + l * 2 * D, B * S, D, 2 * D);
-        R_(attention_forward)(catt, D, a->catt_lse + (size_t)l * B * NH * N, cq, D, ckv, 2 * D, ckv + D, 2 * D, B,
-                              N, S, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
+        R_(attention_forward)(catt, D, a->catt_lse + (size_t)l * B * NH * N, R_(catt_p)(m, l), cq, D, ckv, 2 * D, ckv + D,
+                              2 * D, B, N, S, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
         R_(matmul_residual_forward)(x2, x1, catt, p->cproj_w + (size_t)l * D * D, p->cproj_b + l * D, BN, D, D);
         // MLP
         R_(layernorm_forward)(ln3, a->ln3_mean + (size_t)l * BN, a->ln3_rstd + (size_t)l * BN, x2, p->ln3_w + l * D,
@@ -277,8 +297,8 @@ void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *d
         R_(matmul_backward)(da->catt + o, g->cproj_w + (size_t)l * D * D, g->cproj_b + l * D, dx2, a->catt + o,
                             p->cproj_w + (size_t)l * D * D, BN, D, D);
         R_(attention_backward)(da->cq + o, da->ckv + okv, da->ckv + okv + D, da->catt + o, a->catt + o, D,
-                               a->catt_lse + olse, a->cq + o, D, a->ckv + okv, 2 * D, a->ckv + okv + D, 2 * D, B, N, S,
-                               NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
+                               a->catt_lse + olse, R_(catt_p)(m, l), a->cq + o, D, a->ckv + okv, 2 * D, a->ckv + okv + D,
+                               2 * D, B, N, S, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
         R_(matmul_backward)(dekv, g->ckv_w + (size_t)l * 2 * D * D, g->ckv_b + l * 2 * D, da->ckv + okv, ekv,
                             p->ckv_w + (size_t)l * 2 * D * D, B * S, D, 2 * D);
         R_(matmul_backward)(da->ln2 + o, g->cq_w + (size_t)l * D * D, g->cq_b + l * D, da->cq + o, a->ln2 + o,
@@ -291,8 +311,9 @@ void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *d
                             p->attproj_w + (size_t)l * D * D, BN, D, D);
         real *dqkv = da->qkv + 3 * o;
         const real *qkv = a->qkv + 3 * o;
-        R_(attention_backward)(dqkv, dqkv + D, dqkv + 2 * D, da->att + o, a->att + o, D, a->att_lse + olse, qkv, 3 * D,
-                               qkv + D, 3 * D, qkv + 2 * D, 3 * D, B, N, N, NH, hd, m->att_scratch, m->att_chunk, m->nthreads);
+        R_(attention_backward)(dqkv, dqkv + D, dqkv + 2 * D, da->att + o, a->att + o, D, a->att_lse + olse, R_(att_p)(m, l),
+                               qkv, 3 * D, qkv + D, 3 * D, qkv + 2 * D, 3 * D, B, N, N, NH, hd, m->att_scratch,
+                               m->att_chunk, m->nthreads);
         R_(matmul_backward)(da->ln1 + o, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + l * 3 * D, dqkv, a->ln1 + o,
                             p->qkv_w + (size_t)l * 3 * D * D, BN, D, 3 * D);
         R_(layernorm_backward)(dx, g->ln1_w + l * D, g->ln1_b + l * D, da->ln1 + o, x, p->ln1_w + l * D,

@@ -64,6 +64,7 @@ typedef struct {
     real *acts, *dacts;                      // [n_acts] each: activations and their gradients
     R_(ActTensors) a, da;
     real *att_scratch;                       // per-thread attention chunk scratch
+    real *att_p, *catt_p;                    // [L, B, NH, N, N], [L, B, NH, N, S] attention probabilities, or NULL
     int att_chunk, nthreads;
 } R_(Avat3r);
 

@@ -401,20 +401,22 @@ WIDE static void R_(softmax_rows)(real *S, real *lse, int qc, int Nk) {
     }
 }
 
-// rows [0, qc): P = exp(scores − lse) in place, and dP (= dO Vᵀ on entry) becomes dS = P·(dP − Δ),
-// Δ_i = Σ_j P_ij dP_ij = dO_i · O_i
-WIDE static void R_(softmax_backward_rows)(real *P, real *dP, const real *lse, const real *dout, const real *out,
-                                           int ldo, int qc, int Nk, int hd) {
+// rows [0, qc): dP (= dO Vᵀ on entry) becomes dS = P·(dP − Δ), Δ_i = Σ_j P_ij dP_ij = dO_i · O_i. With S (the
+// scores) given, P = exp(S − lse) is recomputed into S first; without, P holds the forward's probabilities.
+WIDE static void R_(softmax_backward_rows)(real *S, const real *P, real *dP, const real *lse, const real *dout,
+                                           const real *out, int ldo, int qc, int Nk, int hd) {
     for (int i = 0; i < qc; i++) {
-        real *p = P + (size_t)i * Nk, *dp = dP + (size_t)i * Nk;
-        real l = lse[i];
+        const real *p = P + (size_t)i * Nk;
+        real *dp = dP + (size_t)i * Nk;
         real delta = 0;
         for (int c = 0; c < hd; c++) delta += dout[(size_t)i * ldo + c] * out[(size_t)i * ldo + c];
+        if (S) {
+            real *s = S + (size_t)i * Nk, l = lse[i];
 #pragma omp simd
-        for (int j = 0; j < Nk; j++) {
-            p[j] = exp(p[j] - l);
-            dp[j] = p[j] * (dp[j] - delta);
+            for (int j = 0; j < Nk; j++) s[j] = exp(s[j] - l);
         }
+#pragma omp simd
+        for (int j = 0; j < Nk; j++) dp[j] = p[j] * (dp[j] - delta);
     }
 }
 
@@ -422,7 +424,7 @@ size_t R_(attention_scratch_size)(int Nk, int chunk, int nthreads) {
     return (size_t)nthreads * 2 * (size_t)chunk * (size_t)Nk;
 }
 
-void R_(attention_forward)(real *out, int ldo, real *lse, const real *q, int ldq, const real *k, int ldk,
+void R_(attention_forward)(real *out, int ldo, real *lse, real *P, const real *q, int ldq, const real *k, int ldk,
                            const real *v, int ldv, int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk,
                            int nthreads) {
     real scale = 1 / sqrt((real)hd);
@@ -438,6 +440,7 @@ void R_(attention_forward)(real *out, int ldo, real *lse, const real *q, int ldq
         real *lb = lse + (size_t)bh * Nq;
         for (int i0 = 0; i0 < Nq; i0 += chunk) {
             int qc = Nq - i0 < chunk ? Nq - i0 : chunk;
+            if (P) S = P + ((size_t)bh * Nq + i0) * Nk; // the probabilities stay for the backward
             // S = scale · Q_c Kᵀ
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, scale, qb + (size_t)i0 * ldq, ldq, kb, ldk, 0, S,
                  Nk);
@@ -450,14 +453,15 @@ void R_(attention_forward)(real *out, int ldo, real *lse, const real *q, int ldq
 }
 
 void R_(attention_backward)(real *dq, real *dk, real *dv, const real *dout, const real *out, int ldo,
-                            const real *lse, const real *q, int ldq, const real *k, int ldk, const real *v, int ldv,
-                            int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk, int nthreads) {
+                            const real *lse, const real *P, const real *q, int ldq, const real *k, int ldk,
+                            const real *v, int ldv, int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk,
+                            int nthreads) {
     real scale = 1 / sqrt((real)hd);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        real *P = scratch + (size_t)omp_get_thread_num() * 2 * chunk * Nk; // [chunk, Nk]
-        real *dP = P + (size_t)chunk * Nk;                                   // [chunk, Nk]
+        real *Pc = scratch + (size_t)omp_get_thread_num() * 2 * chunk * Nk; // [chunk, Nk]
+        real *dP = Pc + (size_t)chunk * Nk;                                   // [chunk, Nk]
         size_t qoff = (size_t)b * Nq * ldq + h * hd, koff = (size_t)b * Nk * ldk + h * hd;
         size_t voff = (size_t)b * Nk * ldv + h * hd, ooff = (size_t)b * Nq * ldo + h * hd;
         const real *lb = lse + (size_t)bh * Nq;
@@ -466,16 +470,21 @@ void R_(attention_backward)(real *dq, real *dk, real *dv, const real *dout, cons
             const real *qc_ = q + qoff + (size_t)i0 * ldq;
             const real *doc = dout + ooff + (size_t)i0 * ldo;
             const real *oc = out + ooff + (size_t)i0 * ldo;
-            // recompute P = exp(scale · Q Kᵀ − lse)
-            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, scale, qc_, ldq, k + koff, ldk, 0, P, Nk);
             // dP = dO Vᵀ
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, 1, doc, ldo, v + voff, ldv, 0, dP, Nk);
-            R_(softmax_backward_rows)(P, dP, lb + i0, doc, oc, ldo, qc, Nk, hd);
+            const real *Pu = Pc;
+            if (P) { // the forward's probabilities
+                Pu = P + ((size_t)bh * Nq + i0) * Nk;
+                R_(softmax_backward_rows)(NULL, Pu, dP, lb + i0, doc, oc, ldo, qc, Nk, hd);
+            } else { // recompute P = exp(scale · Q Kᵀ − lse)
+                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, qc, Nk, hd, scale, qc_, ldq, k + koff, ldk, 0, Pc, Nk);
+                R_(softmax_backward_rows)(Pc, Pc, dP, lb + i0, doc, oc, ldo, qc, Nk, hd);
+            }
             // dQ += scale · dS K ; dK += scale · dSᵀ Q ; dV += Pᵀ dO
             GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, qc, hd, Nk, scale, dP, Nk, k + koff, ldk, 1,
                  dq + qoff + (size_t)i0 * ldq, ldq);
             GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, Nk, hd, qc, scale, dP, Nk, qc_, ldq, 1, dk + koff, ldk);
-            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, Nk, hd, qc, 1, P, Nk, doc, ldo, 1, dv + voff, ldv);
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, Nk, hd, qc, 1, Pu, Nk, doc, ldo, 1, dv + voff, ldv);
         }
     }
 }

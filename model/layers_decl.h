@@ -29,19 +29,22 @@ void R_(relu_backward)(real *dinp, const real *inp, const real *dout, size_t n);
 // dst += src
 void R_(add_inplace)(real *dst, const real *src, size_t n);
 
-// Multi-head softmax attention, chunked over queries so the [Nq,Nk] score matrix is never stored.
+// Multi-head softmax attention, chunked over queries so the [Nq,Nk] score matrix need not be stored
+// (P NULL: the backward recomputes it; a P buffer [B, NH, Nq, Nk] keeps it when memory allows).
 // Per batch b: q rows [Nq] with row stride ldq (batch stride Nq·ldq), k/v rows [Nk] with strides
 // ldk/ldv, out rows with stride ldo; head h uses columns [h·hd, h·hd+hd). lse[B,NH,Nq] keeps the
 // log-sum-exp of each score row for the backward. scratch: attention_scratch_size(Nk, chunk, nthreads)
 // reals; the parallel loops use at most nthreads threads, so the scratch always suffices.
 size_t R_(attention_scratch_size)(int Nk, int chunk, int nthreads);
-void R_(attention_forward)(real *out, int ldo, real *lse, const real *q, int ldq, const real *k, int ldk,
+void R_(attention_forward)(real *out, int ldo, real *lse, real *P, const real *q, int ldq, const real *k, int ldk,
                            const real *v, int ldv, int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk,
                            int nthreads);
-// dq/dk/dv use the strides of q/k/v, dout the stride of out; all += .
+// dq/dk/dv use the strides of q/k/v, dout the stride of out; all += . P: NULL, or [B, NH, Nq, Nk] where the
+// forward leaves the probabilities so that the backward reads them instead of recomputing Q Kᵀ and the exp.
 void R_(attention_backward)(real *dq, real *dk, real *dv, const real *dout, const real *out, int ldo,
-                            const real *lse, const real *q, int ldq, const real *k, int ldk, const real *v, int ldv,
-                            int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk, int nthreads);
+                            const real *lse, const real *P, const real *q, int ldq, const real *k, int ldk,
+                            const real *v, int ldv, int B, int Nq, int Nk, int NH, int hd, real *scratch, int chunk,
+                            int nthreads);
 
 // Plücker rays (o×d, d) and camera centres. w2c[BV,3,4], K[BV,3,3] -> out[BV,H,W,6], cam_o[BV,3].
 void R_(plucker_forward)(real *out, real *cam_o, const real *w2c, const real *K, int BV, int H, int W);

@@ -263,19 +263,21 @@ static int test_elementwise(void) {
 
 // ---- attention ----
 typedef struct {
-    double *out, *lse, *q, *k, *v, *scratch;
+    double *out, *lse, *P, *q, *k, *v, *scratch;
     int B, Nq, Nk, NH, hd, ldq, ldk, ldv, chunk;
 } AT;
 static void at_fwd(void *c) {
     AT *a = c;
-    attention_forward_f64(a->out, a->NH * a->hd, a->lse, a->q, a->ldq, a->k, a->ldk, a->v, a->ldv, a->B, a->Nq, a->Nk,
+    attention_forward_f64(a->out, a->NH * a->hd, a->lse, a->P, a->q, a->ldq, a->k, a->ldk, a->v, a->ldv, a->B, a->Nq, a->Nk,
                           a->NH, a->hd, a->scratch, a->chunk, 4);
 }
 
-// q/k/v interleaved in one buffer like the model's qkv (self) or separate (cross)
-static int attention_case(int B, int Nq, int Nk, int NH, int hd, int chunk, int fused) {
+// q/k/v interleaved in one buffer like the model's qkv (self) or separate (cross); keep: the forward leaves
+// the probabilities in a buffer and the backward reads them
+static int attention_case(int B, int Nq, int Nk, int NH, int hd, int chunk, int fused, int keep_p) {
     AT a = {0};
     int D = NH * hd;
+    printf("    %s attention, %s probabilities\n", fused ? "self" : "cross", keep_p ? "kept" : "recomputed");
     a.B = B, a.Nq = Nq, a.Nk = Nk, a.NH = NH, a.hd = hd, a.chunk = chunk;
     double *qkv = NULL, *dqkv = NULL, *dq, *dk, *dv;
     size_t nq, nk;
@@ -297,6 +299,7 @@ static int attention_case(int B, int Nq, int Nk, int NH, int hd, int chunk, int 
     size_t no = (size_t)B * Nq * D;
     a.out = zeros(no), a.lse = zeros((size_t)B * NH * Nq);
     a.scratch = zeros(attention_scratch_size_f64(Nk, chunk, 4));
+    a.P = keep_p ? zeros((size_t)B * NH * Nq * Nk) : NULL;
     double *w = rnd(no, 14, 1);
     at_fwd(&a);
     // forward oracle: naive softmax attention
@@ -320,7 +323,7 @@ static int attention_case(int B, int Nq, int Nk, int NH, int hd, int chunk, int 
                 }
             }
     CHECK(worst < 1e-12, "attention vs naive: %g", worst);
-    attention_backward_f64(dq, dk, dv, w, a.out, D, a.lse, a.q, a.ldq, a.k, a.ldk, a.v, a.ldv, B, Nq, Nk, NH, hd,
+    attention_backward_f64(dq, dk, dv, w, a.out, D, a.lse, a.P, a.q, a.ldq, a.k, a.ldk, a.v, a.ldv, B, Nq, Nk, NH, hd,
                            a.scratch, chunk, 4);
     Probe p = {at_fwd, &a, a.out, w, no};
     if (fused) {
@@ -333,17 +336,21 @@ static int attention_case(int B, int Nq, int Nk, int NH, int hd, int chunk, int 
     float *q32 = to32(fused ? qkv : a.q, fused ? nq : (size_t)B * Nq * D), *kv32 = fused ? NULL : to32(a.k, nk);
     float *o32 = (float *)keep(malloc(4 * no)), *l32 = (float *)keep(malloc(4 * (size_t)B * NH * Nq));
     float *s32 = (float *)keep(malloc(4 * attention_scratch_size(Nk, chunk, 4)));
+    float *p32 = keep_p ? (float *)keep(malloc(4 * (size_t)B * NH * Nq * Nk)) : NULL;
     if (fused)
-        attention_forward(o32, D, l32, q32, 3 * D, q32 + D, 3 * D, q32 + 2 * D, 3 * D, B, Nq, Nk, NH, hd, s32, chunk, 4);
-    else attention_forward(o32, D, l32, q32, D, kv32, 2 * D, kv32 + D, 2 * D, B, Nq, Nk, NH, hd, s32, chunk, 4);
+        attention_forward(o32, D, l32, p32, q32, 3 * D, q32 + D, 3 * D, q32 + 2 * D, 3 * D, B, Nq, Nk, NH, hd, s32,
+                          chunk, 4);
+    else attention_forward(o32, D, l32, p32, q32, D, kv32, 2 * D, kv32 + D, 2 * D, B, Nq, Nk, NH, hd, s32, chunk, 4);
     CHECK(rel_err32(o32, a.out, no) < 1e-5, "float vs double attention: %g", rel_err32(o32, a.out, no));
     return 0;
 }
 
 static int test_attention(void) {
     // chunk smaller than Nq and not dividing it, so the chunk edges are exercised
-    if (attention_case(2, 23, 23, 3, 4, 8, 1)) return 1;
-    if (attention_case(2, 19, 4, 2, 5, 7, 0)) return 1;
+    for (int keep_p = 0; keep_p < 2; keep_p++) {
+        if (attention_case(2, 23, 23, 3, 4, 8, 1, keep_p)) return 1;
+        if (attention_case(2, 19, 4, 2, 5, 7, 0, keep_p)) return 1;
+    }
     return 0;
 }
 

@@ -51,9 +51,9 @@ static void check_attention(int B, int Nq, int Nk, int NH, int hd, int packed, u
     float *d_dkv = packed ? d_dq : ct_dev(dkv, nkv), *d_delta = ct_dev(NULL, nl);
     int chunk = 16, nt = 1;
     float *scratch = (float *)mallocCheck(4 * attention_scratch_size(Nk, chunk, nt));
-    attention_forward(out, D, lse, q, ldq, k, ldkv, v, ldkv, B, Nq, Nk, NH, hd, scratch, chunk, nt);
-    attention_backward(dq, packed ? dq + D : dkv, packed ? dq + 2 * D : dkv + D, dout, out, D, lse, q, ldq, k, ldkv, v,
-                       ldkv, B, Nq, Nk, NH, hd, scratch, chunk, nt);
+    attention_forward(out, D, lse, NULL, q, ldq, k, ldkv, v, ldkv, B, Nq, Nk, NH, hd, scratch, chunk, nt);
+    attention_backward(dq, packed ? dq + D : dkv, packed ? dq + 2 * D : dkv + D, dout, out, D, lse, NULL, q, ldq, k,
+                       ldkv, v, ldkv, B, Nq, Nk, NH, hd, scratch, chunk, nt);
     const float *dk_ = packed ? d_q + D : d_kv, *dv_ = packed ? d_q + 2 * D : d_kv + D;
     attention_forward_cuda(d_out, D, d_lse, d_q, ldq, dk_, ldkv, dv_, ldkv, B, Nq, Nk, NH, hd);
     attention_backward_cuda(d_dq, packed ? d_dq + D : d_dkv, packed ? d_dq + 2 * D : d_dkv + D, d_dout, d_out, D,
