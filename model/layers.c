@@ -32,26 +32,35 @@ __attribute__((simd("notinbranch"))) double(tanh)(double);
 // ----------------------------------------------------------------------------------------------
 // matmul (PyTorch Linear)
 
-// Large GEMMs run as one OpenMP region whose threads each take a slice of C's rows and call the
-// single-threaded kernel (OpenBLAS runs one thread inside a parallel region): on 2 cores this
-// beats OpenBLAS's own split (~238 against ~215 GFLOP/s on the tiny model's shapes) and every
-// element of C is computed the same way whatever the slicing, so results do not depend on it.
+// Large GEMMs run inside one OpenMP region whose threads each take a slice of C's rows and call the
+// single-threaded kernel (OpenBLAS runs one thread inside a parallel region): on 2 cores this is at least
+// as fast as OpenBLAS's own split, and the region also takes the work around the product (the residual and
+// bias fill, the other gradients of a backward) instead of one region each. For a given thread count the
+// slices, and so the bits, are always the same (OpenBLAS may round a row differently in another slicing).
 #define SPLIT_FLOPS 2000000.0
-static void R_(gemm_rows)(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, real alpha, const real *A,
-                          int lda, const real *Bm, int ldb, real beta, real *C, int ldc) {
-    int nt = omp_get_max_threads();
-    if (nt < 2 || omp_in_parallel() || 2.0 * M * N * K < SPLIT_FLOPS || M < 32) {
-        GEMM(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc);
-        return;
-    }
-#pragma omp parallel
-    {
-        size_t lo, hi;
-        thread_span((size_t)M, &lo, &hi);
-        if (hi > lo) {
-            const real *a = ta == CblasNoTrans ? A + lo * (size_t)lda : A + lo;
-            GEMM(CblasRowMajor, ta, tb, (int)(hi - lo), N, K, alpha, a, lda, Bm, ldb, beta, C + lo * (size_t)ldc, ldc);
-        }
+static int gemm_split(int M, int N, int K) {
+    return omp_get_max_threads() > 1 && !omp_in_parallel() && 2.0 * M * N * K >= SPLIT_FLOPS && M >= 32;
+}
+
+// rows [lo, hi) of C = alpha·op(A)·op(B) + beta·C
+static void R_(gemm_slice)(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, size_t lo, size_t hi, int N, int K, real alpha,
+                           const real *A, int lda, const real *Bm, int ldb, real beta, real *C, int ldc) {
+    if (hi <= lo) return;
+    const real *a = ta == CblasNoTrans ? A + lo * (size_t)lda : A + lo;
+    GEMM(CblasRowMajor, ta, tb, (int)(hi - lo), N, K, alpha, a, lda, Bm, ldb, beta, C + lo * (size_t)ldc, ldc);
+}
+
+// rows [lo, hi) of out = res + bias (either may be NULL, not both)
+static void R_(fill_rows)(real *out, const real *res, const real *bias, size_t lo, size_t hi, int OC) {
+    for (size_t n = lo; n < hi; n++) {
+        real *o = out + n * OC;
+        const real *r = res ? res + n * OC : NULL;
+        if (r && bias)
+            for (int k = 0; k < OC; k++) o[k] = r[k] + bias[k];
+        else if (r)
+            memcpy(o, r, sizeof(real) * OC);
+        else
+            memcpy(o, bias, sizeof(real) * OC);
     }
 }
 
@@ -139,31 +148,31 @@ void R_(matmul_residual_forward)(real *out, const real *res, const real *inp, co
                                  int C, int OC) {
     // out[N,OC] = res[N,OC] + bias + inp[N,C] · w[OC,C]ᵀ: the rows are filled with res + bias first and the GEMM
     // adds into them (beta 1), one pass instead of GEMM's zeroing (beta 0) plus a bias and a residual pass
-    int narrow = narrow_shape(N, C, OC);
-    if (!res && !bias) {
-        if (narrow)
-            R_(narrow_forward)(out, 0, inp, w, N, C, OC);
-        else
-            R_(gemm_rows)(CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
-        return;
-    }
-    if (res != out || bias) { // (in place without a bias the rows already hold res)
-#pragma omp parallel for if ((size_t)N * OC >= SMALL_N)
-        for (int n = 0; n < N; n++) {
-            real *o = out + (size_t)n * OC;
-            const real *r = res ? res + (size_t)n * OC : NULL;
-            if (r && bias)
-                for (int k = 0; k < OC; k++) o[k] = r[k] + bias[k];
-            else if (r)
-                memcpy(o, r, sizeof(real) * OC);
-            else
-                memcpy(o, bias, sizeof(real) * OC);
+    int narrow = narrow_shape(N, C, OC), fill = res != out || bias; // (in place without a bias: rows hold res)
+    if (!res && !bias) fill = 0;
+    real beta = res || bias ? 1 : 0;
+    if (narrow) {
+        if (fill) R_(fill_rows)(out, res, bias, 0, (size_t)N, OC);
+        R_(narrow_forward)(out, beta != 0, inp, w, N, C, OC);
+    } else if (gemm_split(N, OC, C)) {
+#pragma omp parallel
+        {
+            size_t lo, hi;
+            thread_span((size_t)N, &lo, &hi);
+            if (fill) R_(fill_rows)(out, res, bias, lo, hi, OC);
+            R_(gemm_slice)(CblasNoTrans, CblasTrans, lo, hi, OC, C, 1, inp, C, w, C, beta, out, OC);
         }
+    } else {
+        if (fill) {
+#pragma omp parallel if ((size_t)N * OC >= SMALL_N)
+            {
+                size_t lo, hi;
+                thread_span((size_t)N, &lo, &hi);
+                R_(fill_rows)(out, res, bias, lo, hi, OC);
+            }
+        }
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, beta, out, OC);
     }
-    if (narrow)
-        R_(narrow_forward)(out, 1, inp, w, N, C, OC);
-    else
-        R_(gemm_rows)(CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 1, out, OC);
 }
 
 void R_(matmul_forward_naive)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC) {
@@ -203,11 +212,26 @@ void R_(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, co
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
             if (dw) R_(narrow_dw_outputs)(dw, dout, inp, N, C, OC, OC * t / nt, OC * (t + 1) / nt);
         }
+    } else if ((!dinp || gemm_split(N, C, OC)) && (!dw || gemm_split(OC, C, N))) {
+        // one region: each thread its rows of dinp, its rows of dw and its blocks of dbias
+#pragma omp parallel
+        {
+            size_t lo, hi;
+            thread_span((size_t)N, &lo, &hi);
+            if (dinp) R_(gemm_slice)(CblasNoTrans, CblasNoTrans, lo, hi, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+            thread_span((size_t)OC, &lo, &hi);
+            if (dw) R_(gemm_slice)(CblasTrans, CblasNoTrans, lo, hi, C, N, 1, dout, OC, inp, C, 1, dw, C);
+            if (dbias) {
+#pragma omp for schedule(static) nowait
+                for (int o0 = 0; o0 < OC; o0 += 64) R_(bias_grad_block)(dbias, dout, N, OC, o0);
+            }
+        }
+        return;
     } else {
         // dinp[N,C] += dout[N,OC] · w[OC,C]
-        if (dinp) R_(gemm_rows)(CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+        if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
         // dw[OC,C] += doutᵀ · inp
-        if (dw) R_(gemm_rows)(CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+        if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
     }
     if (dbias) {
 #pragma omp parallel for if ((size_t)N * OC >= SMALL_N)

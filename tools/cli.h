@@ -21,7 +21,7 @@ double cli_reference_bench_ms(const char *args);
 typedef struct {
     const char *config, *out, *device;
     const char *sets[64];
-    int nsets, batch, iters, threads, no_ref, flops_only;
+    int nsets, batch, iters, rounds, threads, no_ref, flops_only;
     unsigned long long seed;
 } CliOpts;
 int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const char *usage);

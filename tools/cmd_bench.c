@@ -58,7 +58,7 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_bench_train(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "animate")) return cmd_bench_animate(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "model")) {
-        fprintf(stderr, "usage: avat3r bench model --config FILE [--batch B] [--iters N] [--threads T] [--no-ref] "
+        fprintf(stderr, "usage: avat3r bench model --config FILE [--batch B] [--iters N] [--rounds R] [--threads T] [--no-ref] "
                         "[--flops-only]\n       avat3r bench render --scale tiny|paper|small [--iters N] [--no-ref]\n"
                         "       avat3r bench data [--size 512] [--images 64] [--quality 92]\n"
                         "       avat3r bench train --config FILE [--batch B] [--iters N] [--threads T] [--no-ref]\n"
@@ -67,10 +67,14 @@ int cmd_bench(int argc, char **argv) {
     }
     CliOpts o;
     if (cli_parse_opts(argc - 1, argv + 1, &o, "bench model",
-                       "--config FILE [--batch B] [--iters N] [--threads T] [--no-ref] [--flops-only] [--set k=v]"))
+                       "--config FILE [--batch B] [--iters N] [--rounds R] [--threads T] [--no-ref] [--flops-only] [--set k=v]"))
         return 2;
     const char *config = o.config;
     int B = o.batch, iters = o.iters, threads = o.threads;
+    if (o.rounds < 1 || o.rounds > 64) {
+        fprintf(stderr, "avat3r bench model: --rounds must be 1..64\n");
+        return 2;
+    }
     if (threads > 0) omp_set_num_threads(threads);
     threads = omp_get_max_threads();
     ModelConfig c;
@@ -89,39 +93,57 @@ int cmd_bench(int argc, char **argv) {
     random_batch_make(&rb, &c, B, 2);
     Avat3rBatch in = random_batch_f32(&rb);
     double *tf = (double *)mallocCheck(sizeof(double) * iters), *tfb = (double *)mallocCheck(sizeof(double) * iters);
-    for (int it = -1; it < iters; it++) { // one warm-up
-        double t0 = time_now_s();
-        avat3r_forward(&m, &in);
-        double t1 = time_now_s();
-        avat3r_zero_grad(&m);
-        avat3r_backward(&m, &in, rb.w32);
-        double t2 = time_now_s();
-        if (it >= 0) {
-            tf[it] = 1e3 * (t1 - t0);
-            tfb[it] = 1e3 * (t2 - t0);
-        }
-    }
-    double ms_f = median(tf, iters), ms_fb = median(tfb, iters);
-    printf("C (float32, %d threads, batch %d): forward %.2f ms, forward+backward %.2f ms (median of %d), %.2f GFLOP/s\n",
-           threads, B, ms_f, ms_fb, iters, 3 * fl * B / (ms_fb * 1e-3) / 1e9);
-    int rc = 0;
-    if (!o.no_ref) {
-        char dir[] = "/tmp/avat3r_bench.XXXXXX";
+    char dir[] = "/tmp/avat3r_bench.XXXXXX";
+    if (!o.no_ref) { // the reference loads the same parameters and batch
         if (!mkdtemp(dir)) FATAL("cannot create a temporary directory");
         char path[512];
         snprintf(path, sizeof path, "%s/bench.ckpt", dir);
         checkpoint_save(path, &c, m.params, m.n_params);
         snprintf(path, sizeof path, "%s/bench.atb", dir);
         random_batch_write(&rb, path);
+    }
+    // Rounds alternate the C timing and the reference's, so that a shift of the machine's speed between
+    // processes (seen on shared machines: ±20 %) shows as spread across rounds instead of one wrong ratio.
+    int rounds = o.no_ref ? 1 : o.rounds, rc = 0;
+    double ratios[64];
+    for (int r = 0; r < rounds; r++) {
+        for (int it = -1; it < iters; it++) { // one warm-up
+            double t0 = time_now_s();
+            avat3r_forward(&m, &in);
+            double t1 = time_now_s();
+            avat3r_zero_grad(&m);
+            avat3r_backward(&m, &in, rb.w32);
+            double t2 = time_now_s();
+            if (it >= 0) {
+                tf[it] = 1e3 * (t1 - t0);
+                tfb[it] = 1e3 * (t2 - t0);
+            }
+        }
+        double ms_f = median(tf, iters), ms_fb = median(tfb, iters);
+        printf("C (float32, %d threads, batch %d): forward %.2f ms, forward+backward %.2f ms (median of %d), %.2f "
+               "GFLOP/s\n", threads, B, ms_f, ms_fb, iters, 3 * fl * B / (ms_fb * 1e-3) / 1e9);
+        if (o.no_ref) break;
         double ref = reference_ms(dir, iters, threads);
+        if (ref <= 0) {
+            rc = 1;
+            break;
+        }
+        ratios[r] = ref / ms_fb;
+        printf("PyTorch reference (float32, %d threads, batch %d): forward+backward %.2f ms\n"
+               "ratio: C is %.2fx %s than PyTorch\n",
+               threads, B, ref, ref >= ms_fb ? ref / ms_fb : ms_fb / ref, ref >= ms_fb ? "faster" : "slower");
+        fflush(stdout);
+    }
+    if (!o.no_ref) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-        if (ref > 0)
-            printf("PyTorch reference (float32, %d threads, batch %d): forward+backward %.2f ms\n"
-                   "ratio: C is %.2fx %s than PyTorch\n",
-                   threads, B, ref, ref >= ms_fb ? ref / ms_fb : ms_fb / ref, ref >= ms_fb ? "faster" : "slower");
-        else rc = 1;
+    }
+    if (!rc && rounds > 1) {
+        double lo = ratios[0], hi = ratios[0];
+        for (int r = 1; r < rounds; r++) lo = ratios[r] < lo ? ratios[r] : lo, hi = ratios[r] > hi ? ratios[r] : hi;
+        printf("ratio over %d rounds (PyTorch time / C time): median %.2f, range %.2f-%.2f\n", rounds,
+               median(ratios, rounds), lo, hi);
     }
     free(tf);
     free(tfb);

@@ -71,6 +71,7 @@ int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const ch
     memset(o, 0, sizeof *o);
     o->batch = 1;
     o->iters = 5;
+    o->rounds = 3;
     o->device = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -84,6 +85,7 @@ int cli_parse_opts(int argc, char **argv, CliOpts *o, const char *verb, const ch
         else if (!strcmp(a, "--seed") && has) o->seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--batch") && has) o->batch = atoi(argv[++i]);
         else if (!strcmp(a, "--iters") && has) o->iters = atoi(argv[++i]);
+        else if (!strcmp(a, "--rounds") && has) o->rounds = atoi(argv[++i]);
         else if (!strcmp(a, "--threads") && has) o->threads = atoi(argv[++i]);
         else if (!strcmp(a, "--no-ref")) o->no_ref = 1;
         else if (!strcmp(a, "--flops-only")) o->flops_only = 1;
