@@ -86,10 +86,16 @@ WIDE static void R_(narrow_forward_rows)(real *out, int beta, const real *inp, c
     }
 }
 
-static void R_(narrow_forward)(real *out, int beta, const real *inp, const real *w, int N, int C, int OC) {
-    real wt[NARROW_C * NARROW_OC] = {0};
+// w [OC, C] copied into a zero-padded table: element (o, c) at o·so + c·sc
+static void R_(narrow_table)(real *t, const real *w, int OC, int C, int so, int sc) {
+    memset(t, 0, sizeof(real) * NARROW_OC * NARROW_C);
     for (int o = 0; o < OC; o++)
-        for (int c = 0; c < C; c++) wt[c * NARROW_OC + o] = w[(size_t)o * C + c];
+        for (int c = 0; c < C; c++) t[o * so + c * sc] = w[(size_t)o * C + c];
+}
+
+static void R_(narrow_forward)(real *out, int beta, const real *inp, const real *w, int N, int C, int OC) {
+    real wt[NARROW_C * NARROW_OC];
+    R_(narrow_table)(wt, w, OC, C, 1, NARROW_OC); // wᵀ, [C, 16]
 #pragma omp parallel
     {
         size_t lo, hi;
@@ -201,9 +207,8 @@ void R_(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, co
                          int C, int OC) {
     if (narrow_shape(N, C, OC)) {
         int CP = (C + 15) & ~15;
-        real wp[NARROW_OC * NARROW_C] = {0};
-        for (int o = 0; o < OC; o++)
-            for (int c = 0; c < C; c++) wp[o * CP + c] = w[(size_t)o * C + c];
+        real wp[NARROW_OC * NARROW_C];
+        R_(narrow_table)(wp, w, OC, C, CP, 1); // w, rows padded to CP
 #pragma omp parallel
         {
             size_t lo, hi;

@@ -1,6 +1,7 @@
 // cli.h — shared helpers of the avat3r command's verbs (option parsers and the JSON writer in cli.c, the rest in cmd_model.c).
 #ifndef AVAT3R_CLI_H
 #define AVAT3R_CLI_H
+#include "avat3r.h"
 #include "model_config.h"
 #include "train_config.h"
 
@@ -16,6 +17,8 @@ const char *cli_python(void); // AVAT3R_PYTHON or /usr/bin/python3
 // Runs `python3 ARGS` (a reference script's bench verb) and returns the fwd_bwd_ms of its last JSON
 // line, or -1 after printing its output.
 double cli_reference_bench_ms(const char *args);
+// One timed forward, zero-grad and backward of the model on a batch: returns its ms, the forward's in *fwd_ms.
+double cli_timed_step(Avat3r *m, const Avat3rBatch *in, const float *dgauss, double *fwd_ms);
 
 // Options the model verbs share; cli_parse_opts prints usage/errors and returns non-zero on a bad one.
 typedef struct {

@@ -108,16 +108,8 @@ int cmd_bench(int argc, char **argv) {
     double ratios[64];
     for (int r = 0; r < rounds; r++) {
         for (int it = -1; it < iters; it++) { // one warm-up
-            double t0 = time_now_s();
-            avat3r_forward(&m, &in);
-            double t1 = time_now_s();
-            avat3r_zero_grad(&m);
-            avat3r_backward(&m, &in, rb.w32);
-            double t2 = time_now_s();
-            if (it >= 0) {
-                tf[it] = 1e3 * (t1 - t0);
-                tfb[it] = 1e3 * (t2 - t0);
-            }
+            double f, fb = cli_timed_step(&m, &in, rb.w32, &f);
+            if (it >= 0) tf[it] = f, tfb[it] = fb;
         }
         double ms_f = median(tf, iters), ms_fb = median(tfb, iters);
         printf("C (float32, %d threads, batch %d): forward %.2f ms, forward+backward %.2f ms (median of %d), %.2f "
