@@ -13,11 +13,26 @@
 
 _Static_assert(sizeof(R_(ActTensors)) / sizeof(real *) == NUM_ACT_TENSORS, "mc_act_sizes is out of sync");
 
-// Carves named tensors out of one buffer (llm.c's pointer walk over a struct of pointers).
 #define ATT_KEEP_MAX ((size_t)1 << 24) // reals of kept attention probabilities at most
 
-static size_t c_layers_bnh(const ModelConfig *c, int B) { return (size_t)c->layers * B * c->heads; }
+// one layer's attention probabilities [B, NH, N, nk]
+static size_t att_p_size(const ModelConfig *c, int B, int nk) { return (size_t)B * c->heads * mc_tokens(c) * nk; }
 
+// Tensors the backward never writes a gradient into: the inputs' rays, pixels and patches, the Sapiens
+// features, the saved statistics (mean, rstd, lse), the Gaussians (their gradient comes in as dgauss) and
+// up_tmp (cleared by the upsampler's backward itself). A quarter of the buffer, left alone by the clear.
+static int act_gets_grad(int i) {
+    static const char *const none[] = {"plucker", "cam_o", "pix_in", "unfold", "sap_rs", "gauss", "up_tmp"};
+    const char *name = act_tensor_names[i];
+    size_t n = strlen(name);
+    if (n > 4 && (!strcmp(name + n - 4, "_lse") || !strcmp(name + n - 5, "_mean") || !strcmp(name + n - 5, "_rstd")))
+        return 0;
+    for (size_t k = 0; k < sizeof none / sizeof none[0]; k++)
+        if (!strcmp(name, none[k])) return 0;
+    return 1;
+}
+
+// Carves named tensors out of one buffer (llm.c's pointer walk over a struct of pointers).
 static void point_tensors(real **ptrs, real *base, const size_t *sizes, int n) {
     for (int i = 0; i < n; i++) {
         ptrs[i] = sizes[i] ? base : NULL;
@@ -34,7 +49,7 @@ void R_(avat3r_build)(R_(Avat3r) *m, const ModelConfig *cfg, int B) {
     m->grads = (real *)callocCheck(m->n_params, sizeof(real));
     point_tensors((real **)&m->p, m->params, m->param_sizes, NUM_PARAM_TENSORS);
     point_tensors((real **)&m->g, m->grads, m->param_sizes, NUM_PARAM_TENSORS);
-    size_t as[NUM_ACT_TENSORS];
+    size_t *as = m->act_sizes;
     mc_act_sizes(cfg, B, as);
     m->n_acts = 0;
     for (int i = 0; i < NUM_ACT_TENSORS; i++) m->n_acts += as[i];
@@ -42,16 +57,18 @@ void R_(avat3r_build)(R_(Avat3r) *m, const ModelConfig *cfg, int B) {
     m->dacts = (real *)callocCheck(m->n_acts, sizeof(real));
     point_tensors((real **)&m->a, m->acts, as, NUM_ACT_TENSORS);
     point_tensors((real **)&m->da, m->dacts, as, NUM_ACT_TENSORS);
+    for (int i = 0; i < NUM_ACT_TENSORS; i++) m->dact_clear[i] = act_gets_grad(i) ? as[i] : 0;
     m->att_chunk = 128;
     m->nthreads = omp_get_max_threads();
     int nk = mc_tokens(cfg) > cfg->expr_tokens ? mc_tokens(cfg) : cfg->expr_tokens;
     m->att_scratch = (real *)mallocCheck(sizeof(real) * R_(attention_scratch_size)(nk, m->att_chunk, m->nthreads));
     // the attention probabilities of every layer, kept for the backward when they are small (the tiny config:
     // 4 MB); the paper config's would be gigabytes, so its backward recomputes them
-    size_t np = (size_t)c_layers_bnh(cfg, B) * mc_tokens(cfg) * ((size_t)mc_tokens(cfg) + cfg->expr_tokens);
+    size_t self_p = (size_t)cfg->layers * att_p_size(cfg, B, mc_tokens(cfg));
+    size_t np = self_p + (size_t)cfg->layers * att_p_size(cfg, B, cfg->expr_tokens);
     if (np <= ATT_KEEP_MAX) {
         m->att_p = (real *)mallocCheck(sizeof(real) * np);
-        m->catt_p = m->att_p + (size_t)c_layers_bnh(cfg, B) * mc_tokens(cfg) * mc_tokens(cfg);
+        m->catt_p = m->att_p + self_p;
     }
 }
 
@@ -84,32 +101,15 @@ void R_(params_init)(real *params, const ModelConfig *cfg, uint64_t seed) {
 
 void R_(avat3r_init_params)(R_(Avat3r) *m, uint64_t seed) { R_(params_init)(m->params, &m->cfg, seed); }
 
-// Tensors the backward never writes a gradient into: the inputs' rays, pixels and patches, the Sapiens
-// features, the saved statistics (mean, rstd, lse), the Gaussians (their gradient comes in as dgauss) and
-// up_tmp (cleared by the upsampler's backward itself). A quarter of the buffer, left alone by the clear.
-static int act_gets_grad(int i) {
-    static const char *const none[] = {"plucker", "cam_o", "pix_in", "unfold", "sap_rs", "gauss", "up_tmp"};
-    const char *name = act_tensor_names[i];
-    size_t n = strlen(name);
-    if (n > 4 && (!strcmp(name + n - 4, "_lse") || !strcmp(name + n - 5, "_mean") || !strcmp(name + n - 5, "_rstd")))
-        return 0;
-    for (size_t k = 0; k < sizeof none / sizeof none[0]; k++)
-        if (!strcmp(name, none[k])) return 0;
-    return 1;
-}
-
 void R_(avat3r_zero_dacts)(R_(Avat3r) *m) {
-    size_t as[NUM_ACT_TENSORS];
-    mc_act_sizes(&m->cfg, m->B, as);
-    // one region, each thread clearing its slice of every tensor (the buffer is larger than the caches,
-    // so two cores clear it faster than one)
+    // one region, each thread clearing its slice of every tensor that gets a gradient (the buffer is larger
+    // than the caches, so two cores clear it faster than one)
 #pragma omp parallel
     {
         real *t = m->dacts;
-        for (int i = 0; i < NUM_ACT_TENSORS; t += as[i], i++) {
-            if (!as[i] || !act_gets_grad(i)) continue;
+        for (int i = 0; i < NUM_ACT_TENSORS; t += m->act_sizes[i], i++) {
             size_t lo, hi;
-            thread_span(as[i], &lo, &hi);
+            thread_span(m->dact_clear[i], &lo, &hi);
             if (hi > lo) memset(t + lo, 0, sizeof(real) * (hi - lo));
         }
     }
@@ -128,10 +128,10 @@ R_(GaussAct) R_(gauss_act)(const ModelConfig *c) {
 
 // layer l's kept attention probabilities, or NULL (then the backward recomputes them)
 static real *R_(att_p)(const R_(Avat3r) *m, int l) {
-    return m->att_p ? m->att_p + (size_t)l * m->B * m->cfg.heads * mc_tokens(&m->cfg) * mc_tokens(&m->cfg) : NULL;
+    return m->att_p ? m->att_p + l * att_p_size(&m->cfg, m->B, mc_tokens(&m->cfg)) : NULL;
 }
 static real *R_(catt_p)(const R_(Avat3r) *m, int l) {
-    return m->catt_p ? m->catt_p + (size_t)l * m->B * m->cfg.heads * mc_tokens(&m->cfg) * m->cfg.expr_tokens : NULL;
+    return m->catt_p ? m->catt_p + l * att_p_size(&m->cfg, m->B, m->cfg.expr_tokens) : NULL;
 }
 
 void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {

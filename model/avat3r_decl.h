@@ -60,7 +60,8 @@ typedef struct {
     size_t n_params;
     real *params, *grads;                    // [n_params] each
     R_(ParamTensors) p, g;                   // named views into params / grads
-    size_t n_acts;
+    size_t act_sizes[NUM_ACT_TENSORS], n_acts;
+    size_t dact_clear[NUM_ACT_TENSORS];      // per tensor: act_sizes[i] when it gets a gradient, else 0
     real *acts, *dacts;                      // [n_acts] each: activations and their gradients
     R_(ActTensors) a, da;
     real *att_scratch;                       // per-thread attention chunk scratch

@@ -70,9 +70,10 @@ static void R_(fill_rows)(real *out, const real *res, const real *bias, size_t l
 #define NARROW_C 64
 static int narrow_shape(int N, int C, int OC) { return OC <= NARROW_OC && C <= NARROW_C && N >= 1024; }
 
-// rows [n0, n1): out[n, ·] = (beta ? out[n, ·] : 0) + inp[n, ·] · wᵀ, wt = wᵀ padded to [C, 16]
-WIDE static void R_(narrow_forward_rows)(real *out, int beta, const real *inp, const real *wt, size_t n0, size_t n1,
-                                         int C, int OC) {
+// rows [n0, n1): out[n, ·] = res[n, ·] + bias + inp[n, ·] · wᵀ (res, bias may be NULL; res may be out), in one
+// pass; wt = wᵀ padded to [C, 16]
+WIDE static void R_(narrow_forward_rows)(real *out, const real *res, const real *bias, const real *inp, const real *wt,
+                                         size_t n0, size_t n1, int C, int OC) {
     for (size_t n = n0; n < n1; n++) {
         const real *x = inp + n * C;
         real acc[NARROW_OC] = {0};
@@ -82,7 +83,8 @@ WIDE static void R_(narrow_forward_rows)(real *out, int beta, const real *inp, c
             for (int o = 0; o < NARROW_OC; o++) acc[o] += xc * wt[c * NARROW_OC + o];
         }
         real *y = out + n * OC;
-        for (int o = 0; o < OC; o++) y[o] = beta ? y[o] + acc[o] : acc[o];
+        const real *rr = res ? res + n * OC : NULL;
+        for (int o = 0; o < OC; o++) y[o] = ((rr ? rr[o] : 0) + (bias ? bias[o] : 0)) + acc[o];
     }
 }
 
@@ -93,14 +95,15 @@ static void R_(narrow_table)(real *t, const real *w, int OC, int C, int so, int 
         for (int c = 0; c < C; c++) t[o * so + c * sc] = w[(size_t)o * C + c];
 }
 
-static void R_(narrow_forward)(real *out, int beta, const real *inp, const real *w, int N, int C, int OC) {
+static void R_(narrow_forward)(real *out, const real *res, const real *bias, const real *inp, const real *w, int N,
+                               int C, int OC) {
     real wt[NARROW_C * NARROW_OC];
     R_(narrow_table)(wt, w, OC, C, 1, NARROW_OC); // wᵀ, [C, 16]
 #pragma omp parallel
     {
         size_t lo, hi;
         thread_span((size_t)N, &lo, &hi);
-        R_(narrow_forward_rows)(out, beta, inp, wt, lo, hi, C, OC);
+        R_(narrow_forward_rows)(out, res, bias, inp, wt, lo, hi, C, OC);
     }
 }
 
@@ -154,13 +157,13 @@ void R_(matmul_residual_forward)(real *out, const real *res, const real *inp, co
                                  int C, int OC) {
     // out[N,OC] = res[N,OC] + bias + inp[N,C] · w[OC,C]ᵀ: the rows are filled with res + bias first and the GEMM
     // adds into them (beta 1), one pass instead of GEMM's zeroing (beta 0) plus a bias and a residual pass
-    int narrow = narrow_shape(N, C, OC), fill = res != out || bias; // (in place without a bias: rows hold res)
-    if (!res && !bias) fill = 0;
+    if (narrow_shape(N, C, OC)) {
+        R_(narrow_forward)(out, res, bias, inp, w, N, C, OC);
+        return;
+    }
+    int fill = bias || (res && res != out); // (in place without a bias the rows already hold res)
     real beta = res || bias ? 1 : 0;
-    if (narrow) {
-        if (fill) R_(fill_rows)(out, res, bias, 0, (size_t)N, OC);
-        R_(narrow_forward)(out, beta != 0, inp, w, N, C, OC);
-    } else if (gemm_split(N, OC, C)) {
+    if (gemm_split(N, OC, C)) {
 #pragma omp parallel
         {
             size_t lo, hi;
@@ -168,17 +171,17 @@ void R_(matmul_residual_forward)(real *out, const real *res, const real *inp, co
             if (fill) R_(fill_rows)(out, res, bias, lo, hi, OC);
             R_(gemm_slice)(CblasNoTrans, CblasTrans, lo, hi, OC, C, 1, inp, C, w, C, beta, out, OC);
         }
-    } else {
-        if (fill) {
-#pragma omp parallel if ((size_t)N * OC >= SMALL_N)
-            {
-                size_t lo, hi;
-                thread_span((size_t)N, &lo, &hi);
-                R_(fill_rows)(out, res, bias, lo, hi, OC);
-            }
-        }
-        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, beta, out, OC);
+        return;
     }
+    if (fill) {
+#pragma omp parallel if ((size_t)N * OC >= SMALL_N)
+        {
+            size_t lo, hi;
+            thread_span((size_t)N, &lo, &hi);
+            R_(fill_rows)(out, res, bias, lo, hi, OC);
+        }
+    }
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, beta, out, OC);
 }
 
 void R_(matmul_forward_naive)(real *out, const real *inp, const real *w, const real *bias, int N, int C, int OC) {
@@ -205,39 +208,32 @@ WIDE static void R_(bias_grad_block)(real *dbias, const real *dout, int N, int O
 
 void R_(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, const real *inp, const real *w, int N,
                          int C, int OC) {
-    if (narrow_shape(N, C, OC)) {
+    int narrow = narrow_shape(N, C, OC);
+    if (narrow || ((!dinp || gemm_split(N, C, OC)) && (!dw || gemm_split(OC, C, N)))) {
+        // one region: each thread its rows of dinp, its share of dw and its blocks of dbias
         int CP = (C + 15) & ~15;
         real wp[NARROW_OC * NARROW_C];
-        R_(narrow_table)(wp, w, OC, C, CP, 1); // w, rows padded to CP
+        if (narrow) R_(narrow_table)(wp, w, OC, C, CP, 1); // w, rows padded to CP
 #pragma omp parallel
         {
             size_t lo, hi;
             thread_span((size_t)N, &lo, &hi);
-            if (dinp) R_(narrow_dinp_rows)(dinp, dout, wp, lo, hi, C, CP, OC);
+            if (dinp && narrow) R_(narrow_dinp_rows)(dinp, dout, wp, lo, hi, C, CP, OC);
+            else if (dinp) R_(gemm_slice)(CblasNoTrans, CblasNoTrans, lo, hi, C, OC, 1, dout, OC, w, C, 1, dinp, C);
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
-            if (dw) R_(narrow_dw_outputs)(dw, dout, inp, N, C, OC, OC * t / nt, OC * (t + 1) / nt);
-        }
-    } else if ((!dinp || gemm_split(N, C, OC)) && (!dw || gemm_split(OC, C, N))) {
-        // one region: each thread its rows of dinp, its rows of dw and its blocks of dbias
-#pragma omp parallel
-        {
-            size_t lo, hi;
-            thread_span((size_t)N, &lo, &hi);
-            if (dinp) R_(gemm_slice)(CblasNoTrans, CblasNoTrans, lo, hi, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+            if (dw && narrow) R_(narrow_dw_outputs)(dw, dout, inp, N, C, OC, OC * t / nt, OC * (t + 1) / nt);
             thread_span((size_t)OC, &lo, &hi);
-            if (dw) R_(gemm_slice)(CblasTrans, CblasNoTrans, lo, hi, C, N, 1, dout, OC, inp, C, 1, dw, C);
+            if (dw && !narrow) R_(gemm_slice)(CblasTrans, CblasNoTrans, lo, hi, C, N, 1, dout, OC, inp, C, 1, dw, C);
             if (dbias) {
 #pragma omp for schedule(static) nowait
                 for (int o0 = 0; o0 < OC; o0 += 64) R_(bias_grad_block)(dbias, dout, N, OC, o0);
             }
         }
         return;
-    } else {
-        // dinp[N,C] += dout[N,OC] · w[OC,C]
-        if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
-        // dw[OC,C] += doutᵀ · inp
-        if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
     }
+    // dinp[N,C] += dout[N,OC] · w[OC,C] ; dw[OC,C] += doutᵀ · inp (OpenBLAS's own threads)
+    if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+    if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
     if (dbias) {
 #pragma omp parallel for if ((size_t)N * OC >= SMALL_N)
         for (int o0 = 0; o0 < OC; o0 += 64) R_(bias_grad_block)(dbias, dout, N, OC, o0);
@@ -611,16 +607,14 @@ void R_(pixel_shuffle_backward)(real *din, const real *dout, int BV, int h, int 
 // ----------------------------------------------------------------------------------------------
 // Gaussian activations: one pixel's math in gauss_math.h, shared with model/cuda/pixels_cuda.cu
 
-// The same arithmetic as gaussian_act / gaussian_act_backward (gauss_math.h, which the GPU runs per pixel),
-// with the transcendentals of a tile of pixels computed first in `omp simd` loops (libmvec's tanh and exp,
-// 8 floats per call in the AVX2 copy): one tanhf/expf call per value was ~4 % of a tiny step.
+// gauss_math.h's per-pixel functions with the transcendentals (gauss_fns) of a tile of pixels computed first in
+// `omp simd` loops: libmvec's tanh and exp, 8 floats per call in the AVX2 copy, where one scalar call per value
+// was ~4 % of a tiny step. The GPU runs gaussian_act / gaussian_act_backward per pixel.
 #define GT 64 // pixels per tile
 
-// f: tanh of the 3 offsets (DUSt3R) or the depth logit's sigmoid (f[0]); e: the clamped scales' exp;
-// s: the opacity sigmoid; r: the tile's raw values [m, 14]
+// gauss_fns for the tile's m pixels (raw values r [m, 14]), into columns: f[c][i], e[c][i], s[i]
 WIDE static void R_(gauss_tile_fns)(real f[3][GT], real e[3][GT], real s[GT], const real *r, int m, int has_pos,
                                     const R_(GaussAct) *ga) {
-    real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max, sb = (real)ga->scale_bias;
     if (has_pos) {
         for (int c = 0; c < 3; c++) {
 #pragma omp simd
@@ -628,41 +622,34 @@ WIDE static void R_(gauss_tile_fns)(real f[3][GT], real e[3][GT], real s[GT], co
         }
     } else {
 #pragma omp simd
-        for (int i = 0; i < m; i++) f[0][i] = 1 / (1 + exp(-r[i * 14]));
+        for (int i = 0; i < m; i++) f[0][i] = R_(sigmoid)(r[i * 14]);
     }
     for (int c = 0; c < 3; c++) {
 #pragma omp simd
-        for (int i = 0; i < m; i++) {
-            real x = r[i * 14 + 6 + c] + sb;
-            e[c][i] = exp(x < lo ? lo : (x > hi ? hi : x));
-        }
+        for (int i = 0; i < m; i++) e[c][i] = R_(gauss_scale)(r[i * 14 + 6 + c], ga);
     }
 #pragma omp simd
-    for (int i = 0; i < m; i++) s[i] = 1 / (1 + exp(-r[i * 14 + 13]));
+    for (int i = 0; i < m; i++) s[i] = R_(sigmoid)(r[i * 14 + 13]);
 }
 
-static void R_(gaussians_forward_span)(real *gauss, const real *raw, const real *rgb, const real *pos,
-                                       const real *conf, const real *rays, const real *cam_o, const R_(GaussAct) *ga,
-                                       size_t n0, size_t n1, size_t HW) {
-    real f[3][GT], e[3][GT], s[GT];
+// pixels [n0, n1): the activations into out (dgauss NULL), or their backward added into out (dgauss given)
+static void R_(gaussians_tiles)(real *out, const real *dgauss, const real *raw, const real *rgb, const real *pos,
+                                const real *conf, const real *rays, const real *cam_o, const R_(GaussAct) *ga,
+                                size_t n0, size_t n1, size_t HW) {
+    real f[3][GT] = {{0}}, e[3][GT], s[GT]; // (f[1], f[2] stay unused without DUSt3R)
     for (size_t t0 = n0; t0 < n1; t0 += GT) {
         int m = n1 - t0 < GT ? (int)(n1 - t0) : GT;
         R_(gauss_tile_fns)(f, e, s, raw + t0 * 14, m, pos != NULL, ga);
         for (int i = 0; i < m; i++) {
             size_t n = t0 + i;
-            real *g = gauss + n * 14;
-            const real *r = raw + n * 14;
-            if (pos) {
-                for (int c = 0; c < 3; c++) g[c] = pos[n * 3 + c] + (real)ga->pos_offset_max * f[c][i];
-            } else {
-                real depth = (real)ga->depth_near + (real)(ga->depth_far - ga->depth_near) * f[0][i];
-                const real *o = cam_o + (n / HW) * 3, *d = rays + n * 6 + 3;
-                for (int c = 0; c < 3; c++) g[c] = o[c] + d[c] * depth;
-            }
-            for (int c = 0; c < 3; c++) g[3 + c] = rgb[n * 3 + c] + r[3 + c];
-            for (int c = 0; c < 3; c++) g[6 + c] = e[c][i];
-            R_(gauss_rot)(g + 9, r + 9);
-            g[13] = s[i] * (conf ? conf[n] : 1);
+            real fi[3] = {f[0][i], f[1][i], f[2][i]}, ei[3] = {e[0][i], e[1][i], e[2][i]};
+            const real *r = raw + n * 14, *d = pos ? NULL : rays + n * 6 + 3;
+            real cf = conf ? conf[n] : 1;
+            if (dgauss)
+                R_(gaussian_act_backward_from)(out + n * 14, dgauss + n * 14, r, pos != NULL, cf, d, ga, fi, ei, s[i]);
+            else
+                R_(gaussian_act_from)(out + n * 14, r, rgb + n * 3, pos ? pos + n * 3 : NULL, cf,
+                                      pos ? NULL : cam_o + (n / HW) * 3, d, ga, fi, ei, s[i]);
         }
     }
 }
@@ -673,37 +660,7 @@ void R_(gaussians_forward)(real *gauss, const real *raw, const real *rgb, const 
     {
         size_t lo, hi;
         thread_span((size_t)BV * HW, &lo, &hi);
-        R_(gaussians_forward_span)(gauss, raw, rgb, pos, conf, rays, cam_o, ga, lo, hi, (size_t)HW);
-    }
-}
-
-static void R_(gaussians_backward_span)(real *draw, const real *dgauss, const real *raw, const real *pos,
-                                        const real *conf, const real *rays, const R_(GaussAct) *ga, size_t n0,
-                                        size_t n1) {
-    real f[3][GT], e[3][GT], s[GT];
-    real lo = (real)ga->log_scale_min, hi = (real)ga->log_scale_max;
-    for (size_t t0 = n0; t0 < n1; t0 += GT) {
-        int m = n1 - t0 < GT ? (int)(n1 - t0) : GT;
-        R_(gauss_tile_fns)(f, e, s, raw + t0 * 14, m, pos != NULL, ga);
-        for (int i = 0; i < m; i++) {
-            size_t n = t0 + i;
-            real *dr = draw + n * 14;
-            const real *dg = dgauss + n * 14, *r = raw + n * 14;
-            if (pos) {
-                for (int c = 0; c < 3; c++) dr[c] += dg[c] * (real)ga->pos_offset_max * (1 - f[c][i] * f[c][i]);
-            } else {
-                const real *d = rays + n * 6 + 3;
-                real dd = dg[0] * d[0] + dg[1] * d[1] + dg[2] * d[2];
-                dr[0] += dd * (real)(ga->depth_far - ga->depth_near) * f[0][i] * (1 - f[0][i]);
-            }
-            for (int c = 0; c < 3; c++) dr[3 + c] += dg[3 + c];
-            for (int c = 0; c < 3; c++) {
-                real x = r[6 + c] + (real)ga->scale_bias;
-                if (x >= lo && x <= hi) dr[6 + c] += dg[6 + c] * e[c][i]; // e = exp(x) inside the clamp
-            }
-            R_(gauss_rot_backward)(dr + 9, dg + 9, r + 9);
-            dr[13] += dg[13] * (conf ? conf[n] : 1) * s[i] * (1 - s[i]);
-        }
+        R_(gaussians_tiles)(gauss, NULL, raw, rgb, pos, conf, rays, cam_o, ga, lo, hi, (size_t)HW);
     }
 }
 
@@ -713,6 +670,6 @@ void R_(gaussians_backward)(real *draw, const real *dgauss, const real *raw, con
     {
         size_t lo, hi;
         thread_span((size_t)BV * HW, &lo, &hi);
-        R_(gaussians_backward_span)(draw, dgauss, raw, pos, conf, rays, ga, lo, hi);
+        R_(gaussians_tiles)(draw, dgauss, raw, NULL, pos, conf, rays, NULL, ga, lo, hi, (size_t)HW);
     }
 }
