@@ -142,7 +142,8 @@ static int test_matmul(void) {
 // forward (plain and residual) and backward (accumulating onto non-zero gradients) against double sums, and
 // bit-identical results on 1 and 2 threads.
 static int test_matmul_paths(void) {
-    const int shapes[][3] = {{2048, 16, 14}, {1100, 40, 9}, {300, 96, 200}, {37, 19, 23}};
+    // N, C, OC, and whether the shape takes the narrow route
+    const int shapes[][4] = {{2048, 16, 14, 1}, {1100, 40, 9, 1}, {300, 96, 200, 0}, {37, 19, 23, 0}};
     for (int si = 0; si < 4; si++) {
         int N = shapes[si][0], C = shapes[si][1], OC = shapes[si][2];
         size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
@@ -190,7 +191,7 @@ static int test_matmul_paths(void) {
               "backward (%d,%d,%d)", N, C, OC);
         // same bits on a second run; the narrow route (our loop) also on another thread count (OpenBLAS's
         // kernels may block a product differently on 1 and 2 threads)
-        int narrow = OC <= 16 && C <= 64 && N >= 1024;
+        int narrow = shapes[si][3];
         for (int t = 2 - narrow; t < 3; t++) {
             int u = t == 2 ? 1 : 0; // t 1: 2 threads vs 1 thread; t 2: 2 threads twice
             float *o2 = t == 2 ? out[2] : out[1], *q2 = t == 2 ? outr[2] : outr[1];
