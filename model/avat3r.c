@@ -19,10 +19,11 @@ _Static_assert(sizeof(R_(ActTensors)) / sizeof(real *) == NUM_ACT_TENSORS, "mc_a
 static size_t att_p_size(const ModelConfig *c, int B, int nk) { return (size_t)B * c->heads * mc_tokens(c) * nk; }
 
 // Tensors the backward never writes a gradient into: the inputs' rays, pixels and patches, the Sapiens
-// features, the saved statistics (mean, rstd, lse), the Gaussians (their gradient comes in as dgauss) and
-// up_tmp (cleared by the upsampler's backward itself). A quarter of the buffer, left alone by the clear.
+// features, the saved statistics (mean, rstd, lse), the Gaussians (their gradient comes in as dgauss),
+// up_tmp (written, not accumulated, by the upsampler's fused shuffle + GELU backward) and up_pre (that
+// backward goes from up_act's gradient straight to up_tmp's). A third of the buffer, left alone by the clear.
 static int act_gets_grad(int i) {
-    static const char *const none[] = {"plucker", "cam_o", "pix_in", "unfold", "sap_rs", "gauss", "up_tmp"};
+    static const char *const none[] = {"plucker", "cam_o", "pix_in", "unfold", "sap_rs", "gauss", "up_tmp", "up_pre"};
     const char *name = act_tensor_names[i];
     size_t n = strlen(name);
     if (n > 4 && (!strcmp(name + n - 4, "_lse") || !strcmp(name + n - 5, "_mean") || !strcmp(name + n - 5, "_rstd")))
@@ -228,8 +229,7 @@ void R_(avat3r_forward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in) {
         int ci = mc_up_channels(c, k), co = mc_up_channels(c, k + 1), h = Hp << k, w = Wp << k;
         size_t boff, woff = mc_up_w_offset(c, k, &boff), ooff = mc_up_out_offset(c, BV, k), rows = mc_up_rows(c, BV, k);
         R_(matmul_forward)(a->up_tmp, uin, p->up_w + woff, p->up_b + boff, (int)rows, ci, 4 * co);
-        R_(pixel_shuffle_forward)(a->up_pre + ooff, a->up_tmp, BV, h, w, co);
-        R_(gelu_forward)(a->up_act + ooff, a->up_pre + ooff, rows * 4 * co);
+        R_(shuffle_gelu_forward)(a->up_act + ooff, a->up_pre + ooff, a->up_tmp, BV, h, w, co);
         uin = a->up_act + ooff;
     }
     // 10-11. per-pixel head and Gaussian activations
@@ -266,9 +266,7 @@ void R_(avat3r_backward)(R_(Avat3r) *m, const R_(Avat3rBatch) *in, const real *d
         size_t boff, woff = mc_up_w_offset(c, k, &boff), ooff = mc_up_out_offset(c, BV, k), rows = mc_up_rows(c, BV, k);
         const real *uin = k == 0 ? a->lnf : a->up_act + mc_up_out_offset(c, BV, k - 1);
         real *duin = k == 0 ? da->lnf : da->up_act + mc_up_out_offset(c, BV, k - 1);
-        R_(gelu_backward)(da->up_pre + ooff, a->up_pre + ooff, da->up_act + ooff, rows * 4 * co);
-        memset(da->up_tmp, 0, sizeof(real) * rows * 4 * co); // shared by all stages
-        R_(pixel_shuffle_backward)(da->up_tmp, da->up_pre + ooff, BV, h, w, co);
+        R_(shuffle_gelu_backward)(da->up_tmp, a->up_pre + ooff, da->up_act + ooff, BV, h, w, co); // writes up_tmp
         R_(matmul_backward)(duin, g->up_w + woff, g->up_b + boff, da->up_tmp, uin, p->up_w + woff, (int)rows, ci,
                             4 * co);
     }

@@ -348,13 +348,21 @@ void R_(layernorm_backward)(real *dinp, real *dw, real *db, const real *dout, co
 
 // GELU_tanh(x) = 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³): one exp instead of a tanh
 // (glibc's tanhf was a quarter of the step), and the loop vectorises with libmvec's exp.
+static inline __attribute__((always_inline)) real R_(gelu_of)(real x) {
+    real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
+    return x / (1 + exp(-2 * u));
+}
+// d/dx x·σ(2u) = s + 2·x·s·(1−s)·u', s = σ(2u)
+static inline __attribute__((always_inline)) real R_(gelu_slope)(real x) {
+    real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
+    real s = 1 / (1 + exp(-2 * u));
+    real du = (real)GELU_K * (1 + (real)(3 * 0.044715) * x * x);
+    return s + 2 * x * s * (1 - s) * du;
+}
+
 WIDE static void R_(gelu_span)(real *out, const real *inp, size_t lo, size_t hi) {
 #pragma omp simd
-    for (size_t i = lo; i < hi; i++) {
-        real x = inp[i];
-        real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
-        out[i] = x / (1 + exp(-2 * u));
-    }
+    for (size_t i = lo; i < hi; i++) out[i] = R_(gelu_of)(inp[i]);
 }
 
 void R_(gelu_forward)(real *out, const real *inp, size_t n) {
@@ -366,16 +374,9 @@ void R_(gelu_forward)(real *out, const real *inp, size_t n) {
     }
 }
 
-// d/dx x·σ(2u) = s + 2·x·s·(1−s)·u', s = σ(2u)
 WIDE static void R_(gelu_backward_span)(real *dinp, const real *inp, const real *dout, size_t lo, size_t hi) {
 #pragma omp simd
-    for (size_t i = lo; i < hi; i++) {
-        real x = inp[i];
-        real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
-        real s = 1 / (1 + exp(-2 * u));
-        real du = (real)GELU_K * (1 + (real)(3 * 0.044715) * x * x);
-        dinp[i] += (s + 2 * x * s * (1 - s) * du) * dout[i];
-    }
+    for (size_t i = lo; i < hi; i++) dinp[i] += R_(gelu_slope)(inp[i]) * dout[i];
 }
 
 void R_(gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n) {
@@ -601,6 +602,70 @@ void R_(pixel_shuffle_backward)(real *din, const real *dout, int BV, int h, int 
                     for (int c = 0; c < C; c++) d[4 * c + 2 * i + j] += g[c];
                 }
         }
+    }
+}
+
+// The upsampler's PixelShuffle(2) + GELU as one pass each way. Input rows r = (bv, y) of [BV, h, w, 4C] map to
+// output rows 2y and 2y+1 of [BV, 2h, 2w, C]: the shuffle gathers them, the GELU runs over them while they are
+// in cache (the same arithmetic as gelu_forward, element by element).
+WIDE static void R_(shuffle_gelu_rows)(real *act, real *pre, const real *in, int lo, int hi, int h, int w, int C) {
+    size_t orow = (size_t)2 * w * C; // one output row
+    for (int r = lo; r < hi; r++) {
+        int bv = r / h, y = r % h;
+        real *pr = pre + ((size_t)bv * 2 * h + 2 * y) * orow, *ar = act + ((size_t)bv * 2 * h + 2 * y) * orow;
+        for (int x = 0; x < w; x++) {
+            const real *src = in + ((size_t)r * w + x) * 4 * C;
+            real *d0 = pr + (size_t)2 * x * C, *d1 = d0 + C, *d2 = d0 + orow, *d3 = d2 + C; // (i, j) = 00 01 10 11
+            for (int c = 0; c < C; c++) {
+                d0[c] = src[4 * c], d1[c] = src[4 * c + 1];
+                d2[c] = src[4 * c + 2], d3[c] = src[4 * c + 3];
+            }
+        }
+#pragma omp simd
+        for (size_t k = 0; k < 2 * orow; k++) ar[k] = R_(gelu_of)(pr[k]);
+    }
+}
+
+void R_(shuffle_gelu_forward)(real *act, real *pre, const real *in, int BV, int h, int w, int C) {
+#pragma omp parallel if ((size_t)BV * h * w * 4 * C >= SMALL_N)
+    {
+        size_t lo, hi;
+        thread_span((size_t)BV * h, &lo, &hi);
+        R_(shuffle_gelu_rows)(act, pre, in, (int)lo, (int)hi, h, w, C);
+    }
+}
+
+// din = shuffleᵀ(gelu'(pre) · dact), written: the shuffle is a permutation, so every element of din gets
+// exactly one term and no cleared buffer is needed. Same arithmetic per element as gelu_backward.
+WIDE static void R_(shuffle_gelu_backward_rows)(real *din, const real *pre, const real *dact, int lo, int hi, int h,
+                                                int w, int C) {
+    size_t orow = (size_t)2 * w * C;
+    real g[4][64]; // g[2i+j][c]: the four output pixels of one input pixel, 64 channels at a time
+    for (int r = lo; r < hi; r++) {
+        int bv = r / h, y = r % h;
+        size_t o0 = ((size_t)bv * 2 * h + 2 * y) * orow;
+        for (int x = 0; x < w; x++) {
+            real *d = din + ((size_t)r * w + x) * 4 * C;
+            for (int c0 = 0; c0 < C; c0 += 64) {
+                int cn = C - c0 < 64 ? C - c0 : 64;
+                for (int k = 0; k < 4; k++) {
+                    size_t o = o0 + (k >> 1) * orow + (size_t)(2 * x + (k & 1)) * C + c0;
+#pragma omp simd
+                    for (int c = 0; c < cn; c++) g[k][c] = R_(gelu_slope)(pre[o + c]) * dact[o + c];
+                }
+                for (int c = 0; c < cn; c++)
+                    for (int k = 0; k < 4; k++) d[4 * (c0 + c) + k] = g[k][c];
+            }
+        }
+    }
+}
+
+void R_(shuffle_gelu_backward)(real *din, const real *pre, const real *dact, int BV, int h, int w, int C) {
+#pragma omp parallel if ((size_t)BV * h * w * 4 * C >= SMALL_N)
+    {
+        size_t lo, hi;
+        thread_span((size_t)BV * h, &lo, &hi);
+        R_(shuffle_gelu_backward_rows)(din, pre, dact, (int)lo, (int)hi, h, w, C);
     }
 }
 

@@ -55,6 +55,11 @@ void R_(resample_bilinear_forward)(real *out, const real *in, int BV, int hi, in
 // PixelShuffle(2) in channel-last layout: in[BV,h,w,4C] -> out[BV,2h,2w,C], out[2y+i,2x+j,c] = in[y,x,4c+2i+j].
 void R_(pixel_shuffle_forward)(real *out, const real *in, int BV, int h, int w, int C);
 void R_(pixel_shuffle_backward)(real *din, const real *dout, int BV, int h, int w, int C);
+// The upsampler's PixelShuffle(2) then GELU in one pass: pre[BV,2h,2w,C] = shuffle(in[BV,h,w,4C]) (kept for the
+// backward), act = gelu(pre). The backward WRITES din[BV,h,w,4C] = shuffleᵀ(gelu'(pre)·dact) (no accumulation:
+// the shuffle is a permutation, so the caller needs no cleared buffer).
+void R_(shuffle_gelu_forward)(real *act, real *pre, const real *in, int BV, int h, int w, int C);
+void R_(shuffle_gelu_backward)(real *din, const real *pre, const real *dact, int BV, int h, int w, int C);
 
 // Gaussian activations (docs/model.md step 11). raw[BV·HW,14] -> gauss[BV·HW,14].
 // rgb[BV·HW,3]; pos[BV·HW,3] and conf[BV·HW] (NULL without DUSt3R); rays = Plücker [BV·HW,6] and

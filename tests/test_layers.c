@@ -376,6 +376,41 @@ static int test_pixel_shuffle(void) {
     return 0;
 }
 
+// ---- the upsampler's fused PixelShuffle(2) + GELU ----
+typedef struct { double *act, *pre, *inp; int BV, h, w, C; } SG;
+static void sg_fwd(void *c) { SG *p = c; shuffle_gelu_forward_f64(p->act, p->pre, p->inp, p->BV, p->h, p->w, p->C); }
+
+static int test_shuffle_gelu(void) {
+    // C = 70 > 64 exercises the backward's channel blocks; h·w odd so the two threads' row spans differ
+    int shapes[2][4] = {{2, 3, 5, 6}, {1, 3, 3, 70}};
+    for (int t = 0; t < 2; t++) {
+        SG s = {0, 0, 0, shapes[t][0], shapes[t][1], shapes[t][2], shapes[t][3]};
+        size_t n = (size_t)s.BV * s.h * s.w * 4 * s.C;
+        s.inp = rnd(n, 40 + t, 1.5), s.act = zeros(n), s.pre = zeros(n);
+        sg_fwd(&s);
+        // the same values as the two layers it replaces, bit for bit
+        double *pre2 = zeros(n), *act2 = zeros(n);
+        pixel_shuffle_forward_f64(pre2, s.inp, s.BV, s.h, s.w, s.C);
+        gelu_forward_f64(act2, pre2, n);
+        CHECK(!memcmp(pre2, s.pre, 8 * n) && !memcmp(act2, s.act, 8 * n), "forward = pixel_shuffle then gelu");
+        // the backward writes: start from garbage, which must not survive
+        double *w = rnd(n, 50 + t, 1), *d = rnd(n, 60 + t, 100), *dpre = zeros(n), *d2 = zeros(n);
+        shuffle_gelu_backward_f64(d, s.pre, w, s.BV, s.h, s.w, s.C);
+        gelu_backward_f64(dpre, s.pre, w, n);
+        pixel_shuffle_backward_f64(d2, dpre, s.BV, s.h, s.w, s.C);
+        CHECK(!memcmp(d, d2, 8 * n), "backward = gelu_backward then pixel_shuffle_backward (%d)", t);
+        Probe p = {sg_fwd, &s, s.act, w, n};
+        CHECK(fd_worst("shuffle+gelu", &p, s.inp, n, d) < FD_TOL, "shuffle+gelu");
+        // float against double
+        float *i32 = to32(s.inp, n), *w32 = to32(w, n), *a32 = (float *)keep(malloc(4 * n));
+        float *p32 = (float *)keep(malloc(4 * n)), *d32 = (float *)keep(malloc(4 * n));
+        shuffle_gelu_forward(a32, p32, i32, s.BV, s.h, s.w, s.C);
+        shuffle_gelu_backward(d32, p32, w32, s.BV, s.h, s.w, s.C);
+        CHECK(rel_err32(a32, s.act, n) < 1e-6 && rel_err32(d32, d, n) < 1e-5, "float vs double shuffle+gelu");
+    }
+    return 0;
+}
+
 // ---- unfold, resample, Plücker: forward-only (their inputs are data, not trained) ----
 static int test_inputs(void) {
     int BV = 2, H = 8, W = 12, C = 3, p = 4;
@@ -491,6 +526,7 @@ const TestCase layer_tests[] = {
     {"layers/gelu_relu", test_elementwise},
     {"layers/attention", test_attention},
     {"layers/pixel_shuffle", test_pixel_shuffle},
+    {"layers/shuffle_gelu", test_shuffle_gelu},
     {"layers/inputs_unfold_resample_plucker", test_inputs},
     {"layers/gaussian_activations", test_gaussians},
     {NULL, NULL},

@@ -222,9 +222,7 @@ extern "C" void avat3r_cuda_backward(Avat3rCuda *m, const Avat3rBatch *in, const
         size_t boff, woff = mc_up_w_offset(c, k, &boff), ooff = mc_up_out_offset(c, BV, k), rows = mc_up_rows(c, BV, k);
         const float *uin = k == 0 ? a->lnf : a->up_act + mc_up_out_offset(c, BV, k - 1);
         float *duin = k == 0 ? da->lnf : da->up_act + mc_up_out_offset(c, BV, k - 1);
-        gelu_backward_cuda(da->up_pre + ooff, a->up_pre + ooff, da->up_act + ooff, rows * 4 * co);
-        cudaCheck(cudaMemset(da->up_tmp, 0, sizeof(float) * rows * 4 * co)); // shared by all stages
-        pixel_shuffle_backward_cuda(da->up_tmp, da->up_pre + ooff, BV, h, w, co);
+        shuffle_gelu_backward_cuda(da->up_tmp, a->up_pre + ooff, da->up_act + ooff, BV, h, w, co); // writes up_tmp
         matmul_backward_cuda(duin, g->up_w + woff, g->up_b + boff, da->up_tmp, uin, p->up_w + woff, (int)rows, ci,
                              4 * co);
     }

@@ -74,12 +74,25 @@ __global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
     out[i] = 0.5f * x * (1.f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
 }
 
+__device__ static inline float gelu_slope(float x) {
+    float t = tanhf(GELU_K * (x + 0.044715f * x * x * x));
+    return 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * GELU_K * (1.f + 3.f * 0.044715f * x * x);
+}
+
 __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float x = inp[i], t = tanhf(GELU_K * (x + 0.044715f * x * x * x));
-    float g = 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * GELU_K * (1.f + 3.f * 0.044715f * x * x);
-    dinp[i] += g * dout[i];
+    if (i < n) dinp[i] += gelu_slope(inp[i]) * dout[i];
+}
+
+// din[bv, y, x, 4c+2i+j] = gelu'(pre) · dact at [bv, 2y+i, 2x+j, c]; one thread per din element (a bijection)
+__global__ void shuffle_gelu_backward_kernel(float *din, const float *pre, const float *dact, int h, int w, int C,
+                                             size_t n) {
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= n) return;
+    int k = (int)(e % (4 * C)), c = k / 4, i = k / 2 % 2, j = k % 2;
+    int x = (int)(e / (4 * C) % w), y = (int)(e / (4 * C) / w % h);
+    size_t bv = e / (4 * C) / w / h, o = ((bv * 2 * h + 2 * y + i) * 2 * w + 2 * x + j) * C + c;
+    din[e] = gelu_slope(pre[o]) * dact[o];
 }
 
 __global__ void add_inplace_kernel(float *dst, const float *src, size_t n) {
@@ -115,6 +128,12 @@ extern "C" void gelu_forward_cuda(float *out, const float *inp, size_t n) {
 
 extern "C" void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n) {
     if (n) KLAUNCH(gelu_backward_kernel, blocks_for(n, 256), 256, 0, dinp, inp, dout, n);
+}
+
+extern "C" void shuffle_gelu_backward_cuda(float *din, const float *pre, const float *dact, int BV, int h, int w,
+                                           int C) {
+    size_t n = (size_t)BV * 4 * h * w * C;
+    if (n) KLAUNCH(shuffle_gelu_backward_kernel, blocks_for(n, 256), 256, 0, din, pre, dact, h, w, C, n);
 }
 
 extern "C" void add_inplace_cuda(float *dst, const float *src, size_t n) {

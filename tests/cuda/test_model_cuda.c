@@ -205,6 +205,11 @@ static void check_pixels(void) {
     pixel_shuffle_backward_cuda(d_sd, d_sg, BV, h, w, C);
     count(ct_compare("pixel_shuffle forward", sout, d_sout, ns, TOL_KERNEL));
     count(ct_compare("pixel_shuffle backward", sd, d_sd, ns, TOL_KERNEL));
+    // the upsampler's fused shuffle + GELU backward writes din: both sides start from other values
+    float *gpre = ct_rand(ns, 27), *gd = ct_rand(ns, 28), *d_gpre = ct_dev(gpre, ns), *d_gd = ct_dev(sd, ns);
+    shuffle_gelu_backward(gd, gpre, sg, BV, h, w, C);
+    shuffle_gelu_backward_cuda(d_gd, d_gpre, d_sg, BV, h, w, C);
+    count(ct_compare("shuffle_gelu backward", gd, d_gd, ns, TOL_KERNEL));
     // Gaussian activations with and without DUSt3R points; raw wide enough to hit the scale clamps
     GaussAct ga = gauss_act(&c);
     size_t ng = npx * 14;
@@ -228,10 +233,10 @@ static void check_pixels(void) {
         CK(cudaFree(d_dr));
     }
     float *dbufs[] = {d_w2c, d_K, d_pl, d_co, d_img, d_uf, d_rin, d_rout, d_sin, d_sout, d_sg, d_sd,
-                      d_raw, d_dg, d_g, d_rgb, d_pos, d_conf};
+                      d_raw, d_dg, d_g, d_rgb, d_pos, d_conf, d_gpre, d_gd};
     for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++) CK(cudaFree(dbufs[i]));
     free(pl), free(co), free(img), free(uf), free(rin), free(rout), free(sin_), free(sout), free(sg), free(sd);
-    free(raw), free(dg), free(g);
+    free(raw), free(dg), free(g), free(gpre), free(gd);
     random_batch_free(&rb);
 }
 
