@@ -22,7 +22,64 @@
 #include "raster_project.h"
 
 // ----------------------------------------------------------------------------------------------
+// the per-tile depth sort: (depth, Gaussian id) ascending. The tile's list is filled in id order, so a
+// stable sort by depth alone gives the ties by id; an LSD radix sort on the depth's bits is stable.
+
+#ifdef AVAT3R_F64
+typedef uint64_t DepthKey;
+#else
+typedef uint32_t DepthKey;
+#endif
+#define KEY_BITS (8 * (int)sizeof(DepthKey))
+
+// the float's bits as an unsigned key with the same order (negatives reversed, sign bit set for the rest)
+static inline DepthKey R_(depth_key)(real z) {
+    DepthKey u;
+    memcpy(&u, &z, sizeof u);
+    return (u >> (KEY_BITS - 1)) ? ~u : u | ((DepthKey)1 << (KEY_BITS - 1));
+}
+
+void R_(raster_sort_by_depth)(int32_t *ids, int32_t *ids2, void *keys, int n, const real *z) {
+    DepthKey *k = (DepthKey *)keys, *k2 = k + n;
+    for (int i = 0; i < n; i++) k[i] = R_(depth_key)(z[ids[i]]);
+    if (n <= 32) { // insertion sort, stable: moves an element only past strictly larger keys
+        for (int i = 1; i < n; i++) {
+            DepthKey kk = k[i];
+            int32_t id = ids[i], j = i - 1;
+            for (; j >= 0 && k[j] > kk; j--) k[j + 1] = k[j], ids[j + 1] = ids[j];
+            k[j + 1] = kk, ids[j + 1] = id;
+        }
+        return;
+    }
+    int32_t *src = ids, *dst = ids2;
+    DepthKey *ks = k, *kd = k2;
+    for (int shift = 0; shift < KEY_BITS; shift += 8) {
+        int cnt[257] = {0};
+        for (int i = 0; i < n; i++) cnt[((ks[i] >> shift) & 255) + 1]++;
+        if (cnt[((ks[0] >> shift) & 255) + 1] == n) continue; // one digit for all: the pass moves nothing
+        for (int b = 0; b < 256; b++) cnt[b + 1] += cnt[b];
+        for (int i = 0; i < n; i++) {
+            int o = cnt[(ks[i] >> shift) & 255]++;
+            dst[o] = src[i], kd[o] = ks[i];
+        }
+        int32_t *ti = src;
+        src = dst, dst = ti;
+        DepthKey *tk = ks;
+        ks = kd, kd = tk;
+    }
+    if (src != ids) memcpy(ids, src, sizeof(int32_t) * (size_t)n);
+}
+
+// ----------------------------------------------------------------------------------------------
 // build / free
+
+// the intersection pool and everything sized by it
+static void R_(isect_alloc)(R_(Raster) *r) {
+    r->isect = (int32_t *)mallocCheck(r->isect_cap * sizeof(int32_t));
+    r->isect_grad = (real *)mallocCheck(r->isect_cap * GSTRIDE(r->d.K) * sizeof(real));
+    r->sort_ids = (int32_t *)mallocCheck(r->isect_cap * sizeof(int32_t));
+    r->sort_keys = mallocCheck(2 * r->isect_cap * sizeof(DepthKey));
+}
 
 void R_(raster_build)(R_(Raster) *r, RasterDims d, double isect_per_gaussian) {
     memset(r, 0, sizeof *r);
@@ -41,6 +98,7 @@ void R_(raster_build)(R_(Raster) *r, RasterDims d, double isect_per_gaussian) {
     r->mean2d = (real *)callocCheck(ni * G * 2 + 1, sizeof(real));
     r->conic = (real *)callocCheck(ni * G * 3 + 1, sizeof(real));
     r->zcam = (real *)callocCheck(ni * G + 1, sizeof(real));
+    r->halfw = (real *)callocCheck(ni * G * 2 + 1, sizeof(real));
     r->rect = (int32_t *)callocCheck(ni * G * 4 + 1, sizeof(int32_t));
     r->valid = (uint8_t *)callocCheck((size_t)d.B * G + 1, 1);
     r->tile_off = (int64_t *)callocCheck(nt + 1, sizeof(int64_t));
@@ -48,13 +106,13 @@ void R_(raster_build)(R_(Raster) *r, RasterDims d, double isect_per_gaussian) {
     r->bg_tile = (real *)callocCheck(nt * d.K + 1, sizeof(real));
     r->g_acc = (real *)callocCheck(G * GSTRIDE(d.K) + 1, sizeof(real));
     r->isect_cap = (size_t)(ni * G * (isect_per_gaussian > 0 ? isect_per_gaussian : 1)) + 1;
-    r->isect = (int32_t *)mallocCheck(r->isect_cap * sizeof(int32_t));
-    r->isect_grad = (real *)mallocCheck(r->isect_cap * GSTRIDE(d.K) * sizeof(real));
+    R_(isect_alloc)(r);
 }
 
 void R_(raster_free)(R_(Raster) *r) {
-    void *p[] = {r->image, r->alpha, r->depth, r->T_final, r->n_contrib, r->mean2d, r->conic, r->zcam, r->rect,
-                 r->valid, r->tile_off, r->tile_cur, r->bg_tile, r->g_acc, r->isect, r->isect_grad};
+    void *p[] = {r->image, r->alpha, r->depth, r->T_final, r->n_contrib, r->mean2d, r->conic, r->zcam, r->halfw, r->rect,
+                 r->valid, r->tile_off, r->tile_cur, r->bg_tile, r->g_acc, r->isect, r->isect_grad, r->sort_ids,
+                 r->sort_keys};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
     memset(r, 0, sizeof *r);
 }
@@ -68,31 +126,33 @@ static int R_(finite_all)(const real *x, int n) {
     return 1;
 }
 
-static int R_(cmp_depth)(const void *pa, const void *pb, void *ctx) {
-    const real *z = (const real *)ctx;
-    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
-    if (z[a] < z[b]) return -1;
-    if (z[a] > z[b]) return 1;
-    return (a > b) - (a < b); // ties by Gaussian index: a total order, so qsort is deterministic
-}
-
 static inline real R_(clamp01)(real o) { return o < 0 ? 0 : (o > 1 ? 1 : o); }
 
-// The pixels of a tile where o·exp(−σ) ≥ ALPHA_MIN can hold: σ ≤ s = ln(o/ALPHA_MIN), an ellipse whose
-// bounding box has half-widths sqrt(2s·Σxx), sqrt(2s·Σyy) (Σ2 = conic⁻¹), widened by one pixel so
-// rounding can never drop a pixel the per-pixel rule would keep. Every pixel outside it would be
-// skipped by that rule, so visiting only the box changes nothing but the amount of work.
-// Returns 0 when the box misses the tile; else the half-open pixel ranges.
-static int R_(support_box)(const real *m2, const real *cn, real o, int px0, int py0, int tw, int th, int *x0, int *x1,
-                           int *y0, int *y1) {
-    if (!(o >= (real)RASTER_ALPHA_MIN)) return 0;
+// The pixels where o·exp(−σ) ≥ ALPHA_MIN can hold: σ ≤ s = ln(o/ALPHA_MIN), an ellipse whose bounding box
+// has half-widths sqrt(2s·Σxx), sqrt(2s·Σyy) (Σ2 = conic⁻¹), widened by one pixel so rounding can never
+// drop a pixel the per-pixel rule would keep. Every pixel outside it would be skipped by that rule, so
+// visiting only the box changes nothing but the amount of work. Worked out once per (image, Gaussian):
+// hw = the half-widths; −1 when no pixel can reach ALPHA_MIN, +∞ for a degenerate conic (the whole tile,
+// where the per-pixel rule decides).
+static void R_(support_halfwidths)(real *hw, const real *cn, real o) {
+    if (!(o >= (real)RASTER_ALPHA_MIN)) {
+        hw[0] = hw[1] = -1;
+        return;
+    }
     real s = log(o / (real)RASTER_ALPHA_MIN);
     real det = cn[0] * cn[2] - cn[1] * cn[1];
-    if (!(det > 0)) { // degenerate conic: visit the whole tile, the per-pixel rule decides
-        *x0 = px0, *x1 = px0 + tw, *y0 = py0, *y1 = py0 + th;
-        return 1;
+    if (!(det > 0)) {
+        hw[0] = hw[1] = (real)INFINITY;
+        return;
     }
-    real hx = sqrt(2 * s * cn[2] / det) + 1, hy = sqrt(2 * s * cn[0] / det) + 1;
+    hw[0] = sqrt(2 * s * cn[2] / det) + 1, hw[1] = sqrt(2 * s * cn[0] / det) + 1;
+}
+
+// The box within one tile: 0 when it misses the tile; else the half-open pixel ranges.
+static inline int R_(support_box)(const real *m2, const real *hw, int px0, int py0, int tw, int th, int *x0, int *x1,
+                                  int *y0, int *y1) {
+    real hx = hw[0], hy = hw[1];
+    if (hx < 0) return 0;
     // pixel i has its centre at i + 0.5: keep i with |i + 0.5 − u| ≤ hx
     real fx0 = ceil(m2[0] - hx - (real)0.5), fx1 = floor(m2[0] + hx - (real)0.5) + 1;
     real fy0 = ceil(m2[1] - hy - (real)0.5), fy1 = floor(m2[1] + hy - (real)0.5) + 1;
@@ -134,6 +194,7 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
         r->mean2d[ig * 2] = P.u, r->mean2d[ig * 2 + 1] = P.v;
         r->conic[ig * 3] = P.A, r->conic[ig * 3 + 1] = P.B, r->conic[ig * 3 + 2] = P.C;
         r->zcam[ig] = P.p[2];
+        R_(support_halfwidths)(r->halfw + ig * 2, r->conic + ig * 3, R_(clamp01)(in->opacities[bg]));
         rc[0] = P.x0, rc[1] = P.x1, rc[2] = P.y0, rc[3] = P.y1;
     }
     r->n_invalid = n_invalid, r->n_nonfinite = n_nonfinite;
@@ -151,11 +212,9 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
     r->n_isect = (size_t)r->tile_off[(size_t)ni * nt];
     if (r->n_isect > r->isect_cap) { // the pool was sized for typical scenes; grow once, loudly
         LOG_W("raster: %zu tile intersections exceed the pool (%zu); growing it", r->n_isect, r->isect_cap);
-        free(r->isect);
-        free(r->isect_grad);
+        free(r->isect), free(r->isect_grad), free(r->sort_ids), free(r->sort_keys);
         r->isect_cap = r->n_isect + r->n_isect / 4;
-        r->isect = (int32_t *)mallocCheck(r->isect_cap * sizeof(int32_t));
-        r->isect_grad = (real *)mallocCheck(r->isect_cap * GSTRIDE(K) * sizeof(real));
+        R_(isect_alloc)(r);
     }
     memcpy(r->tile_cur, r->tile_off, sizeof(int64_t) * (size_t)ni * nt);
 #pragma omp parallel for
@@ -165,11 +224,13 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
             for (int ty = rc[2]; ty < rc[3]; ty++)
                 for (int tx = rc[0]; tx < rc[1]; tx++) r->isect[r->tile_cur[(size_t)img * nt + ty * txs + tx]++] = g;
         }
-    // 4. sort each tile's list by (depth, index)
+    // 4. sort each tile's list by (depth, index), in the tile's own slice of the scratch
+    DepthKey *keys = (DepthKey *)r->sort_keys;
 #pragma omp parallel for schedule(dynamic, 16)
     for (long t = 0; t < (long)ni * nt; t++) {
         int64_t a = r->tile_off[t], n = r->tile_off[t + 1] - a;
-        if (n > 1) qsort_r(r->isect + a, (size_t)n, sizeof(int32_t), R_(cmp_depth), r->zcam + (size_t)(t / nt) * G);
+        if (n > 1)
+            R_(raster_sort_by_depth)(r->isect + a, r->sort_ids + a, keys + 2 * a, (int)n, r->zcam + (size_t)(t / nt) * G);
     }
     // 5. composite front to back, one tile per task. Gaussian-major inside the tile: each Gaussian
     //    visits only the pixels where its alpha can reach ALPHA_MIN (support_box), so the per-pixel
@@ -180,7 +241,7 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
         const int32_t *list = r->isect + r->tile_off[t];
         int n = (int)(r->tile_off[t + 1] - r->tile_off[t]);
         const real *m2 = r->mean2d + (size_t)img * G * 2, *cn = r->conic + (size_t)img * G * 3;
-        const real *zc = r->zcam + (size_t)img * G;
+        const real *zc = r->zcam + (size_t)img * G, *hw = r->halfw + (size_t)img * G * 2;
         int px0 = tx * RASTER_TILE, py0 = ty * RASTER_TILE;
         int tw = W - px0 < RASTER_TILE ? W - px0 : RASTER_TILE, th = H - py0 < RASTER_TILE ? H - py0 : RASTER_TILE;
         real T[RASTER_TILE * RASTER_TILE], D[RASTER_TILE * RASTER_TILE], acc[RASTER_TILE * RASTER_TILE * RASTER_MAX_K];
@@ -192,7 +253,7 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in) {
         for (int j = 0; j < n && ndone < npix; j++) {
             int g = list[j], x0, x1, y0, y1;
             real o = R_(clamp01)(in->opacities[(size_t)b * G + g]);
-            if (!R_(support_box)(m2 + g * 2, cn + g * 3, o, px0, py0, tw, th, &x0, &x1, &y0, &y1)) continue;
+            if (!R_(support_box)(m2 + g * 2, hw + g * 2, px0, py0, tw, th, &x0, &x1, &y0, &y1)) continue;
             const real *c = in->colors + ((size_t)b * G + g) * K;
             for (int yy = y0; yy < y1; yy++)
                 for (int xx = x0; xx < x1; xx++) {
@@ -245,7 +306,7 @@ void R_(raster_backward)(R_(Raster) *r, const R_(RasterIn) *in, const real *dima
         real *gi = r->isect_grad + (size_t)off * S;
         memset(gi, 0, sizeof(real) * (size_t)n * S);
         const real *m2 = r->mean2d + (size_t)img * G * 2, *cn = r->conic + (size_t)img * G * 3;
-        const real *zc = r->zcam + (size_t)img * G;
+        const real *zc = r->zcam + (size_t)img * G, *hw = r->halfw + (size_t)img * G * 2;
         real *bgt = r->bg_tile + (size_t)t * K;
         int px0 = tx * RASTER_TILE, py0 = ty * RASTER_TILE;
         int tw = W - px0 < RASTER_TILE ? W - px0 : RASTER_TILE, th = H - py0 < RASTER_TILE ? H - py0 : RASTER_TILE;
@@ -264,7 +325,7 @@ void R_(raster_backward)(R_(Raster) *r, const R_(RasterIn) *in, const real *dima
         for (int j = n - 1; j >= 0; j--) {
             int g = list[j], x0, x1, y0, y1;
             real o_in = in->opacities[(size_t)b * G + g], o = R_(clamp01)(o_in);
-            if (!R_(support_box)(m2 + g * 2, cn + g * 3, o, px0, py0, tw, th, &x0, &x1, &y0, &y1)) continue;
+            if (!R_(support_box)(m2 + g * 2, hw + g * 2, px0, py0, tw, th, &x0, &x1, &y0, &y1)) continue;
             real A = cn[g * 3], B = cn[g * 3 + 1], C = cn[g * 3 + 2];
             const real *col = in->colors + ((size_t)b * G + g) * K;
             real *gg = gi + (size_t)j * S;

@@ -27,6 +27,7 @@ typedef struct {
     real *mean2d;                  // [n_img, G, 2]
     real *conic;                   // [n_img, G, 3]
     real *zcam;                    // [n_img, G]
+    real *halfw;                   // [n_img, G, 2] support box half-widths in pixels (−1: none, +∞: whole tile)
     int32_t *rect;                 // [n_img, G, 4] tiles x0, x1, y0, y1 (empty when culled)
     uint8_t *valid;                // [B, G]
     real *T_final;                 // [n_img, H, W]
@@ -35,6 +36,8 @@ typedef struct {
     int64_t *tile_cur;             // [n_img · tiles] fill cursors (binning scratch)
     int32_t *isect;                // [capacity] Gaussian ids, sorted by (image, tile, z, id)
     size_t isect_cap, n_isect;
+    int32_t *sort_ids;             // [capacity] the per-tile radix sort's second id buffer
+    void *sort_keys;               // [2 · capacity] its depth keys (uint32 for float, uint64 for double)
     // backward scratch
     real *isect_grad;              // [capacity, 7 + K]: du dv dA dB dC dopacity dz dcolor[K]
     real *g_acc;                   // [G, 7 + K] one image's per-Gaussian sums
@@ -53,3 +56,6 @@ void R_(raster_forward)(R_(Raster) *r, const R_(RasterIn) *in);
 // raster_forward on the same inputs.
 void R_(raster_backward)(R_(Raster) *r, const R_(RasterIn) *in, const real *dimage, const real *dalpha,
                          const real *ddepth, R_(RasterGrad) *g);
+// One tile's depth sort: ids[0, n) (ascending on entry) reordered by (z[id], id) ascending, as a stable LSD
+// radix sort on z's bits. ids2: n ids of scratch; keys: 2n keys of scratch, each as wide as `real`.
+void R_(raster_sort_by_depth)(int32_t *ids, int32_t *ids2, void *keys, int n, const real *z);

@@ -336,7 +336,55 @@ static int test_ply(void) {
     return 0;
 }
 
+// ---- the per-tile depth sort against qsort with the (depth, id) comparator ----
+static const double *sort_z64;
+static const float *sort_z32;
+static int cmp_zid(const void *pa, const void *pb) {
+    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    double za = sort_z64 ? sort_z64[a] : sort_z32[a], zb = sort_z64 ? sort_z64[b] : sort_z32[b];
+    if (za != zb) return za < zb ? -1 : 1;
+    return (a > b) - (a < b);
+}
+
+static int test_depth_sort(void) {
+    // lengths on both sides of the insertion-sort cut; depths with many exact ties (a few distinct values),
+    // spread over several exponents, and negative ones (the key's sign handling)
+    int ns[] = {2, 3, 17, 32, 33, 64, 257, 1000, 4099};
+    for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++)
+        for (int ties = 0; ties < 2; ties++) {
+            int n = ns[t], G = 2 * n + 7;
+            double *z = (double *)malloc(sizeof(double) * G);
+            float *zf = (float *)malloc(sizeof(float) * G);
+            Rng r = rng_make(71, (uint64_t)(t * 2 + ties));
+            for (int g = 0; g < G; g++) {
+                double u = rng_uniform_at(&r, (uint64_t)g);
+                z[g] = ties ? (double)((int)(u * 5) - 1) * 0.75 : exp(12 * u - 4) * (u < 0.1 ? -1 : 1);
+                zf[g] = (float)z[g];
+            }
+            // a tile's list: ascending ids, a subset of the Gaussians
+            int32_t *ids = (int32_t *)malloc(4 * n), *ids32 = (int32_t *)malloc(4 * n), *want = (int32_t *)malloc(4 * n);
+            int32_t *scratch = (int32_t *)malloc(4 * n);
+            void *keys = malloc(16 * (size_t)n);
+            for (int i = 0, g = 0; i < n; i++, g += 1 + (g % 3 == 0)) ids[i] = ids32[i] = g % G;
+            for (int i = 1; i < n; i++) // keep ascending and unique
+                if (ids[i] <= ids[i - 1]) ids[i] = ids32[i] = ids[i - 1] + 1;
+            int ok = 1;
+            for (int prec = 0; prec < 2; prec++) {
+                memcpy(want, ids, 4 * n);
+                sort_z64 = prec ? z : NULL, sort_z32 = prec ? NULL : zf;
+                qsort(want, (size_t)n, 4, cmp_zid);
+                if (prec) raster_sort_by_depth_f64(ids, scratch, keys, n, z);
+                else raster_sort_by_depth(ids32, scratch, keys, n, zf);
+                ok &= !memcmp(prec ? ids : ids32, want, 4 * (size_t)n);
+            }
+            free(z), free(zf), free(ids), free(ids32), free(want), free(scratch), free(keys);
+            CHECK(ok, "depth sort of %d ids (%s) differs from qsort by (depth, id)", ns[t], ties ? "ties" : "spread");
+        }
+    return 0;
+}
+
 const TestCase render_tests[] = {
+    {"render/depth_sort", test_depth_sort},
     {"render/ply_roundtrip_numpy_cli", test_ply},
     {"render/finite_differences_random", test_fd_random},
     {"render/finite_differences_aligned", test_fd_aligned},
