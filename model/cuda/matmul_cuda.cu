@@ -49,12 +49,6 @@ __global__ void fill_kernel(float *x, float v, size_t n) {
     if (i < n) x[i] = v;
 }
 
-// out[n, o] += bias[o]
-__global__ void add_bias_kernel(float *out, const float *bias, int OC, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] += bias[i % OC];
-}
-
 // out[n, o] = res[n, o] + bias[o] (either may be NULL, not both): the rows a beta-1 GEMM then adds into
 __global__ void residual_bias_fill_kernel(float *out, const float *res, const float *bias, int OC, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -164,23 +158,17 @@ extern "C" double matmul_cuda_peak_tflops(int n, int reps) {
 
 extern "C" void matmul_forward_cuda(float *out, const float *inp, const float *w, const float *bias, int N, int C,
                                     int OC) {
-    need_setup(0);
-    const size_t nw = (size_t)OC * C, ni = (size_t)N * C;
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, nw, inp, C, ni, 0.0f, out, OC);
-    size_t n = (size_t)N * OC;
-    if (bias && n) KLAUNCH(add_bias_kernel, blocks_for(n, 256), 256, 0, out, bias, OC, n);
+    matmul_residual_forward_cuda(out, NULL, inp, w, bias, N, C, OC); // as the CPU's matmul_forward
 }
 
+// the bias (and the residual) go into the rows first and the GEMM adds into them (beta 1); with neither, beta 0
 extern "C" void matmul_residual_forward_cuda(float *out, const float *res, const float *inp, const float *w,
                                             const float *bias, int N, int C, int OC) {
-    if (!res && !bias) {
-        matmul_forward_cuda(out, inp, w, NULL, N, C, OC);
-        return;
-    }
     need_setup(0);
     const size_t nw = (size_t)OC * C, ni = (size_t)N * C, n = (size_t)N * OC;
-    if (n && (res != out || bias)) KLAUNCH(residual_bias_fill_kernel, blocks_for(n, 256), 256, 0, out, res, bias, OC, n);
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, nw, inp, C, ni, 1.0f, out, OC);
+    if (n && (bias || (res && res != out)))
+        KLAUNCH(residual_bias_fill_kernel, blocks_for(n, 256), 256, 0, out, res, bias, OC, n);
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, nw, inp, C, ni, res || bias ? 1.0f : 0.0f, out, OC);
 }
 
 extern "C" void matmul_backward_cuda(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,

@@ -27,7 +27,7 @@ void matmul_cuda_reserve(size_t max_elems);
 double matmul_cuda_peak_tflops(int n, int reps);
 
 void matmul_cuda_teardown(void);
-// out[N,OC] = inp[N,C] · w[OC,C]ᵀ + bias[OC] (bias may be NULL)
+// out[N,OC] = inp[N,C] · w[OC,C]ᵀ + bias[OC] (bias may be NULL): matmul_residual_forward_cuda without res
 void matmul_forward_cuda(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
 // out[N,OC] = res + inp·wᵀ + bias (res and bias may be NULL; out may equal res): the rows are filled with
 // res + bias and the GEMM adds into them, as model/layers.c's matmul_residual_forward
