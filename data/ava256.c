@@ -1,6 +1,6 @@
 // ava256.c — opening one ava256 capture: frame_list.csv, head_pose.zip, the camera set
-// (calibration ∩ non-empty image zips) with each zip indexed by member basename, optional masks and
-// background plates. Layout and pitfalls: shared/reference/ava256_format.md §2-§3.
+// (calibration ∩ non-empty image zips) with each zip indexed by member basename, optional masks, part
+// labels and background plates. Layout and pitfalls: shared/reference/ava256_format.md §2-§3.
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -273,17 +273,17 @@ static int load_head_poses(Ava256Capture *cap, char *err, size_t errlen) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Per-camera zips, indexed by basename {digits}.avif -> frame index.
+// Per-camera zips, indexed by basename {digits}{ext} (".avif", ".png") -> frame index.
 
-static int index_frames(Ava256Capture *cap, struct zip *z, const char *zpath, int64_t *member, int *count, char *err,
-                        size_t errlen) {
+static int index_frames(Ava256Capture *cap, struct zip *z, const char *zpath, const char *ext, int64_t *member,
+                        int *count, char *err, size_t errlen) {
     for (int f = 0; f < cap->n_frames; f++) member[f] = -1;
     *count = 0;
     int64_t n = ava_zip_count(z);
     for (int64_t e = 0; e < n; e++) {
         const char *name = ava_zip_name(z, e);
         int64_t id;
-        if (!ava_frame_member(ava_basename(name), ".avif", &id)) continue; // directories, stray files
+        if (!ava_frame_member(ava_basename(name), ext, &id)) continue; // directories, stray files
         int f = ava256_find_frame(cap, id);
         if (f < 0) continue;
         if (member[f] >= 0)
@@ -309,9 +309,10 @@ static int open_cameras(Ava256Capture *cap, char *err, size_t errlen) {
     if (ava256_read_calibration(path, &calib, &n, err, errlen) != AVA256_OK) return AVA256_ERROR;
     cap->cams = callocCheck((size_t)n, sizeof *cap->cams);
     cap->excluded = callocCheck((size_t)n, sizeof *cap->excluded);
-    char mdir[4200];
+    char mdir[4200], pdir[4200];
     snprintf(mdir, sizeof mdir, "%s/foreground_masks", cap->dir);
-    int masks_dir = ava_is_dir(mdir);
+    snprintf(pdir, sizeof pdir, "%s/segmentation_parts", cap->dir);
+    int masks_dir = ava_is_dir(mdir), parts_dir = ava_is_dir(pdir);
     for (int i = 0; i < n; i++) {
         char zpath[4400], why[160];
         snprintf(zpath, sizeof zpath, "%s/image/cam%s.zip", cap->dir, calib[i].id);
@@ -338,7 +339,7 @@ static int open_cameras(Ava256Capture *cap, char *err, size_t errlen) {
         c->bg_member = -1;
         c->img_member = mallocCheck(cap->n_frames * sizeof(int64_t));
         cap->n_cams++; // owned by cap from here on: ava256_close releases it on any error below
-        if (index_frames(cap, z, zpath, c->img_member, &c->n_images, err, errlen) != AVA256_OK) {
+        if (index_frames(cap, z, zpath, ".avif", c->img_member, &c->n_images, err, errlen) != AVA256_OK) {
             free(calib);
             return AVA256_ERROR;
         }
@@ -361,11 +362,28 @@ static int open_cameras(Ava256Capture *cap, char *err, size_t errlen) {
             if (c->mask) {
                 int cnt;
                 c->mask_member = mallocCheck(cap->n_frames * sizeof(int64_t));
-                if (index_frames(cap, c->mask, zpath, c->mask_member, &cnt, err, errlen) != AVA256_OK) {
+                if (index_frames(cap, c->mask, zpath, ".avif", c->mask_member, &cnt, err, errlen) != AVA256_OK) {
                     free(calib);
                     return AVA256_ERROR;
                 }
                 cap->has_masks = 1;
+            }
+        }
+        if (parts_dir) { // optional per camera, like the masks (some cameras' zips are not in the release)
+            snprintf(zpath, sizeof zpath, "%s/cam%s.zip", pdir, calib[i].id);
+            r = ava_zip_open(zpath, &c->parts, err, errlen);
+            if (r == AVA256_ERROR) {
+                free(calib);
+                return r;
+            }
+            if (c->parts) {
+                int cnt;
+                c->parts_member = mallocCheck(cap->n_frames * sizeof(int64_t));
+                if (index_frames(cap, c->parts, zpath, ".png", c->parts_member, &cnt, err, errlen) != AVA256_OK) {
+                    free(calib);
+                    return AVA256_ERROR;
+                }
+                cap->has_parts = 1;
             }
         }
     }
@@ -405,8 +423,10 @@ void ava256_close(Ava256Capture *cap) {
     for (int c = 0; c < cap->n_cams; c++) {
         if (cap->cams[c].img) zip_discard(cap->cams[c].img);
         if (cap->cams[c].mask) zip_discard(cap->cams[c].mask);
+        if (cap->cams[c].parts) zip_discard(cap->cams[c].parts);
         free(cap->cams[c].img_member);
         free(cap->cams[c].mask_member);
+        free(cap->cams[c].parts_member);
     }
     if (cap->bg) zip_discard(cap->bg);
     free(cap->cams);

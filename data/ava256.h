@@ -1,7 +1,7 @@
 // ava256.h — reader for one ava256 capture in its released on-disk layout (docs/formats.md "ava256 captures";
 // the format itself: shared/reference/ava256_format.md). It parses the calibration, the frame list, the
 // head poses and the expression-code sidecar at open, indexes every camera's image zip by member
-// basename, and decodes single images (AVIF -> RGB8 / gray8) on demand.
+// basename, and decodes single images (AVIF -> RGB8 / gray8, part-label PNG -> class indices) on demand.
 //
 // Units and conventions on the way out (docs/conventions.md): cameras are OpenCV world->camera [R|t],
 // 3x4 row-major, translation in METRES (the files are in mm); K is row-major in native 2668x4096 sensor
@@ -17,7 +17,7 @@
 // scratch buffer and its counters, so use one Ava256Capture per thread; different captures share
 // nothing and may be read from different threads at once. ava256_open parses JSON with cJSON, whose
 // parse-error position is process-wide: open captures from one thread (or serialise the opens).
-// File descriptors: one per image zip (~80) plus one per mask zip, held until ava256_close.
+// File descriptors: one per image zip (~80) plus one per mask and part-label zip, held until ava256_close.
 #ifndef AVAT3R_AVA256_H
 #define AVAT3R_AVA256_H
 #include <stddef.h>
@@ -47,8 +47,10 @@ typedef struct {
     Ava256Calib calib;
     struct zip *img;      // image/cam{id}.zip, open until ava256_close
     struct zip *mask;     // foreground_masks/cam{id}.zip, or NULL
+    struct zip *parts;    // segmentation_parts/cam{id}.zip, or NULL
     int64_t *img_member;  // [n_frames] zip entry index of frame f's image, -1 when dropped
     int64_t *mask_member; // [n_frames] or NULL (no mask zip)
+    int64_t *parts_member; // [n_frames] entry of frame f's label PNG (-1 when absent), or NULL (no parts zip)
     int64_t bg_member;    // entry of {id}.avif in background_image.zip, -1 when absent
     int n_images;         // frames of frame_list.csv with an image member
 } Ava256Camera;
@@ -82,6 +84,7 @@ typedef struct {
     int64_t n_missing_images;  // n_frames * n_cams - n_images (dropped members)
     int n_missing_head_pose;   // frames without a head pose
     int has_masks, has_background;
+    int has_parts;             // some camera has a segmentation_parts zip
     struct zip *bg;            // background_image/background_image.zip, or NULL
     // expression codes (from the sidecar), sorted by frame id
     int expr_dim;              // 0 when there are none
@@ -91,7 +94,7 @@ typedef struct {
     int n_missing_expr;        // frames of frame_list.csv the sidecar has no code for
     char expr_note[4096];      // why there are no codes ("" when loaded)
     // counters of decode calls answered AVA256_MISSING (skipped, never fatal)
-    int64_t n_skipped_images, n_skipped_masks, n_skipped_expr;
+    int64_t n_skipped_images, n_skipped_masks, n_skipped_expr, n_skipped_parts;
     int img_w, img_h;          // the capture's image size (ava256_image_size, or else the first decoded image;
                                // 0 before); ava256_read_image refuses images of another size
     uint8_t *buf;              // scratch for member bytes
@@ -107,7 +110,7 @@ typedef struct {
 
 // Opens a capture: `path` is its decoder/ folder or the capture folder holding decoder/. Needs
 // camera_calibration.json, frame_list.csv, head_pose/head_pose.zip and image/cam*.zip; uses
-// foreground_masks/, background_image/ and the expression sidecar when present. On error the capture
+// foreground_masks/, segmentation_parts/, background_image/ and the expression sidecar when present. On error the capture
 // is left zeroed (nothing to close).
 int ava256_open(Ava256Capture *cap, const char *path, int flags, char *err, size_t errlen);
 void ava256_close(Ava256Capture *cap);
@@ -132,6 +135,11 @@ int ava256_image_size(Ava256Capture *cap, const int *cams, int n_cams, char *err
 // Foreground mask to gray8 (c = 1; channel 0 of libavif's RGB conversion). MISSING also when the
 // capture has no mask zip for this camera (counted in n_skipped_masks).
 int ava256_read_mask(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen);
+// Part labels (segmentation_parts, class indices 0..10: docs/formats.md) to c = 1, each byte exactly as the
+// PNG stores it. MISSING when the capture has no parts zip for this camera or it lacks the frame (counted in
+// n_skipped_parts); ERROR for an unreadable member or a PNG that is not 8-bit gray or 8-bit palette. The size
+// is not checked against the image (callers do: pack keeps the image without labels).
+int ava256_read_parts(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen);
 // Empty-dome background plate to RGB8. MISSING when the capture has no plate for this camera.
 int ava256_read_background(Ava256Capture *cap, int cam, Ava256Image *out, char *err, size_t errlen);
 // The expression code of frame index `frame`: *code points into cap->expr (expr_dim floats).
@@ -151,6 +159,11 @@ int ava256_read_calibration(const char *path, Ava256Calib **cams, int *n, char *
 // range and chroma subsampling (libavif). `what` names the source in messages ("x.zip: member 'y'").
 int ava256_decode_avif(const uint8_t *data, size_t size, int c, Ava256Image *out, const char *what, char *err,
                        size_t errlen);
+// Label PNG bytes -> c = 1 image of the stored samples, untransformed (no gamma, palette or bit-depth
+// conversion): 8-bit gray gives its grey values, 8-bit palette its indices; other PNGs are an error naming
+// `what` and what the PNG is. Interlaced files are accepted; the PNG must be complete (through IEND).
+int ava256_decode_label_png(const uint8_t *data, size_t size, Ava256Image *out, const char *what, char *err,
+                            size_t errlen);
 void ava256_image_free(Ava256Image *im);
 // The capture folders listed by ROOT/256_ids.csv (columns mcd,sid,mct in any order) as
 // "ROOT/{mcd}--{mct}--{sid}", malloc'd; free with ava256_free_list. Existence is not checked.

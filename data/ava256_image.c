@@ -1,10 +1,13 @@
-// ava256_image.c — one zip member -> AVIF decode (libavif) -> RGB8 or gray8, plus K scaling.
+// ava256_image.c — one zip member -> AVIF decode (libavif) -> RGB8 or gray8, or label PNG (libpng) ->
+// class indices; plus K scaling.
 #define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <avif/avif.h>
+#include <png.h>
 
 #include "ava256_internal.h"
 #include "util.h"
@@ -66,6 +69,78 @@ int ava256_decode_avif(const uint8_t *data, size_t size, int c, Ava256Image *out
     out->w = w;
     out->h = h;
     out->c = c;
+    return AVA256_OK;
+}
+
+// ---- label PNGs: libpng's low-level reader with no transform set, so the samples come out as stored (the
+// simplified API would apply gAMA/sRGB and expand palettes, which changes class indices)
+
+typedef struct {
+    const uint8_t *data;
+    size_t size, pos;
+    char msg[200]; // libpng's error message
+} PngSrc;
+
+static void png_src_read(png_structp png, png_bytep out, size_t n) {
+    PngSrc *s = (PngSrc *)png_get_io_ptr(png);
+    if (n > s->size - s->pos) png_error(png, "the data ends early (truncated file)");
+    memcpy(out, s->data + s->pos, n);
+    s->pos += n;
+}
+
+static void png_on_error(png_structp png, png_const_charp msg) {
+    PngSrc *s = (PngSrc *)png_get_error_ptr(png);
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; } // ancillary chunks only
+
+// The libpng calls, apart from the caller so that no local of the function holding setjmp changes before a
+// longjmp. 0 = decoded into out, 1 = not 8-bit gray/palette (*depth, *ctype say what), -1 = libpng error.
+static int png_read_labels(png_structp png, png_infop info, PngSrc *src, Ava256Image *out, int *depth, int *ctype) {
+    if (setjmp(png_jmpbuf(png))) return -1;
+    png_set_read_fn(png, src, png_src_read);
+    png_set_user_limits(png, AVA_IMAGE_MAX_SIDE, AVA_IMAGE_MAX_SIDE);
+    png_read_info(png, info);
+    png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    *depth = png_get_bit_depth(png, info), *ctype = png_get_color_type(png, info);
+    if (*depth != 8 || (*ctype != PNG_COLOR_TYPE_GRAY && *ctype != PNG_COLOR_TYPE_PALETTE)) return 1;
+    int passes = png_set_interlace_handling(png); // Adam7: rows are revisited, the buffer holds them whole
+    png_read_update_info(png, info);
+    if (png_get_rowbytes(png, info) != w) png_error(png, "row size is not one byte per pixel");
+    size_t need = (size_t)w * h;
+    if (out->cap < need) {
+        free(out->px);
+        out->px = mallocCheck(need);
+        out->cap = need;
+    }
+    for (int p = 0; p < passes; p++)
+        for (png_uint_32 y = 0; y < h; y++) png_read_row(png, out->px + (size_t)y * w, NULL);
+    png_read_end(png, NULL); // through IEND: a file cut after its pixel data is refused too
+    out->w = (int)w, out->h = (int)h, out->c = 1;
+    return 0;
+}
+
+int ava256_decode_label_png(const uint8_t *data, size_t size, Ava256Image *out, const char *what, char *err,
+                            size_t errlen) {
+    if (size < 8 || png_sig_cmp(data, 0, 8))
+        return error_set(err, errlen, "%s: not a PNG file (bad signature); expected an 8-bit label PNG", what);
+    PngSrc src = {data, size, 0, "unknown error"};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) FATAL("png_create_read_struct failed (out of memory)");
+    int depth = 0, ctype = 0;
+    int r = png_read_labels(png, info, &src, out, &depth, &ctype);
+    png_destroy_read_struct(&png, &info, NULL);
+    if (r < 0) return error_set(err, errlen, "%s: PNG decode failed (%s); expected a complete 8-bit label PNG", what, src.msg);
+    if (r > 0) {
+        const char *kind = ctype == PNG_COLOR_TYPE_GRAY ? "gray" : ctype == PNG_COLOR_TYPE_PALETTE ? "palette"
+                         : ctype == PNG_COLOR_TYPE_RGB ? "RGB" : ctype == PNG_COLOR_TYPE_GRAY_ALPHA ? "gray+alpha"
+                         : ctype == PNG_COLOR_TYPE_RGB_ALPHA ? "RGBA" : "unknown-colour-type";
+        return error_set(err, errlen, "%s: %d-bit %s PNG; expected 8-bit gray or 8-bit palette class labels", what,
+                         depth, kind);
+    }
     return AVA256_OK;
 }
 
@@ -195,6 +270,23 @@ int ava256_read_mask(Ava256Capture *cap, int cam, int frame, Ava256Image *out, c
     char zpath[4200];
     snprintf(zpath, sizeof zpath, "%s/foreground_masks/cam%s.zip", cap->dir, c->calib.id);
     return decode_member(cap, c->mask, zpath, c->mask_member[frame], 1, out, err, errlen);
+}
+
+int ava256_read_parts(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen) {
+    check_index(cap, cam, frame, "ava256_read_parts");
+    const Ava256Camera *c = &cap->cams[cam];
+    if (!c->parts || c->parts_member[frame] < 0) {
+        cap->n_skipped_parts++;
+        return AVA256_MISSING;
+    }
+    char zpath[4200];
+    snprintf(zpath, sizeof zpath, "%s/segmentation_parts/cam%s.zip", cap->dir, c->calib.id);
+    size_t len;
+    int r = ava_zip_read(c->parts, zpath, c->parts_member[frame], &cap->buf, &cap->buf_cap, &len, err, errlen);
+    if (r != AVA256_OK) return r;
+    char what[4400];
+    snprintf(what, sizeof what, "%s: member '%s'", zpath, ava_zip_name(c->parts, c->parts_member[frame]));
+    return ava256_decode_label_png(cap->buf, len, out, what, err, errlen);
 }
 
 int ava256_read_background(Ava256Capture *cap, int cam, Ava256Image *out, char *err, size_t errlen) {

@@ -21,13 +21,14 @@ static void batch_alloc(Batch *b, const Loader *L) {
     b->expr = (float *)callocCheck(B * (L->E ? L->E : 1), 4);
     b->tgt_rgb = (float *)callocCheck(B * Vt * HW * 3, 4);
     b->tgt_mask = (float *)callocCheck(B * Vt * HW, 4);
+    b->tgt_mouth = (float *)callocCheck(B * Vt * HW, 4);
     b->tgt_w2c = (float *)callocCheck(B * Vt * 12, 4);
     b->tgt_K = (float *)callocCheck(B * Vt * 9, 4);
 }
 
 static void batch_free(Batch *b) {
     free(b->rgb), free(b->pos), free(b->conf), free(b->sap), free(b->w2c), free(b->K), free(b->expr);
-    free(b->tgt_rgb), free(b->tgt_mask), free(b->tgt_w2c), free(b->tgt_K);
+    free(b->tgt_rgb), free(b->tgt_mask), free(b->tgt_mouth), free(b->tgt_w2c), free(b->tgt_K);
 }
 
 // camera c of shard s at frame f, in the head frame of that frame: [R|t] · [Rh|th] = [R·Rh | R·th + t]
@@ -38,6 +39,32 @@ void loader_head_frame_camera(const Shard *s, int f, int c, float *out) {
             out[i * 4 + j] = (float)(R[i * 4] * H[j] + R[i * 4 + 1] * H[4 + j] + R[i * 4 + 2] * H[8 + j]);
         out[i * 4 + 3] = (float)(R[i * 4] * H[3] + R[i * 4 + 1] * H[7] + R[i * 4 + 2] * H[11] + R[i * 4 + 3]);
     }
+}
+
+// Box of the mouth classes (6 UpperLip .. 10 TongueVisible) over pixel indices x0..x1, y0..y1, its size in
+// pixels w = x1 − x0 + 1, h = y1 − y0 + 1, margins mx = 0.3·w + 1, my = 0.3·h + 1. Pixel (x, y) is inside when
+// floor(x0 − mx) ≤ x ≤ ceil(x1 + mx) and floor(y0 − my) ≤ y ≤ ceil(y1 + my), clamped to the image; in integers
+// x0 − 1 − ⌈3w/10⌉ ≤ x ≤ x1 + 1 + ⌈3w/10⌉ (exact: no rounding of 0.3·w decides a pixel).
+int loader_mouth_region(const uint8_t *labels, int W, int H, float *out) {
+    int x0 = W, x1 = -1, y0 = H, y1 = -1;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            uint8_t k = labels[(size_t)y * W + x];
+            if (k >= 6 && k <= 10) {
+                if (x < x0) x0 = x;
+                if (x > x1) x1 = x;
+                if (y < y0) y0 = y;
+                if (y > y1) y1 = y;
+            }
+        }
+    memset(out, 0, sizeof(float) * (size_t)W * H);
+    if (x1 < 0) return 0;
+    int gx = (3 * (x1 - x0 + 1) + 9) / 10 + 1, gy = (3 * (y1 - y0 + 1) + 9) / 10 + 1; // ⌈0.3·size⌉ + 1
+    int lx = x0 - gx > 0 ? x0 - gx : 0, hx = x1 + gx < W - 1 ? x1 + gx : W - 1;
+    int ly = y0 - gy > 0 ? y0 - gy : 0, hy = y1 + gy < H - 1 ? y1 + gy : H - 1;
+    for (int y = ly; y <= hy; y++)
+        for (int x = lx; x <= hx; x++) out[(size_t)y * W + x] = 1.0f;
+    return 1;
 }
 
 static int frame_usable(const Shard *s, int f) {
@@ -86,6 +113,12 @@ static int load_view(Loader *L, Batch *b, int bi, int is_target, int v, int si, 
         r = shard_get_mask(s, f, c, u8, b->err, sizeof b->err);
         if (r < 0) return -1;
         for (size_t i = 0; i < HW; i++) m[i] = r == 1 ? 1.0f : u8[i] * (1.0f / 255.0f);
+        // mouth region from the part labels; damaged labels skip the sample like a damaged mask
+        float *mo = b->tgt_mouth + slot * HW;
+        r = shard_get_parts(s, f, c, u8, b->err, sizeof b->err);
+        if (r < 0) return -1;
+        if (r == 1) memset(mo, 0, sizeof(float) * HW); // the slot is reused: clear what an earlier batch left
+        else loader_mouth_region(u8, L->W, L->H, mo);
     } else {
         if (L->o.use_dust3r) {
             if (shard_get_aux(s, SHARD_DUST3R, f, c, aux, b->err, sizeof b->err)) return -1;

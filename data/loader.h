@@ -26,7 +26,8 @@ typedef struct {
                                      // fraction of all (0: any such shard fails loader_open)
 } LoaderOptions;
 
-// A sample whose images or maps cannot be read (CRC mismatch, undecodable JPEG, non-finite aux map) is
+// A sample whose images, masks, part labels or maps cannot be read (CRC mismatch, undecodable JPEG or zstd,
+// non-finite aux map) is
 // skipped and redrawn (draw attempt 1, 2, ... of the same index: deterministic); after LOADER_MAX_DRAWS
 // damaged draws in a row the batch fails.
 #define LOADER_MAX_DRAWS 16
@@ -45,6 +46,8 @@ typedef struct {
     // supervision
     float *tgt_rgb;     // [B, Vt, H, W, 3]
     float *tgt_mask;    // [B, Vt, H, W] (1 where the shard has no mask)
+    float *tgt_mouth;   // [B, Vt, H, W] 1 inside the target's mouth region (from its part labels), else 0;
+                        // all 0 for a target without labels (loader_mouth_region)
     float *tgt_w2c;     // [B, Vt, 3, 4]
     float *tgt_K;       // [B, Vt, 3, 3]
     int ready;          // filled for `step`
@@ -87,5 +90,9 @@ void loader_close(Loader *L);
 // Camera c of shard s at frame f as the loader hands it out: world-to-camera in that frame's head frame,
 // [3, 4] metres.
 void loader_head_frame_camera(const Shard *s, int f, int c, float *out);
+// The mouth region of a W×H part-label image (ava256 classes, docs/data.md "Loader"): out[W·H] = 1 inside the
+// bounding box of the classes 6..10 (lips, teeth, tongue) grown on each side, else 0. Returns 1, or 0 (out all
+// 0) when no pixel has those classes. A box rather than the labels: an open mouth's cavity is labelled Body.
+int loader_mouth_region(const uint8_t *labels, int W, int H, float *out);
 
 #endif

@@ -73,6 +73,17 @@ void pack_resize(const uint8_t *src, int stride, int side, int c, uint8_t *dst, 
     }
 }
 
+void pack_resize_labels(const uint8_t *src, int stride, int side, uint8_t *dst, int size) {
+    for (int y = 0; y < size; y++) {
+        int sy = (int)floor((y + 0.5) * side / size);
+        sy = sy < side ? sy : side - 1;
+        for (int x = 0; x < size; x++) {
+            int sx = (int)floor((x + 0.5) * side / size);
+            dst[(size_t)y * size + x] = src[(size_t)sy * stride + (sx < side ? sx : side - 1)];
+        }
+    }
+}
+
 // One camera's aux-map zip (aux/dust3r or aux/sapiens, docs/formats.md): members by frame index.
 typedef struct {
     struct zip *z;
@@ -124,7 +135,7 @@ typedef struct {
     int sap_h, sap_w, sap_c; // Sapiens output grid (0 = no Sapiens maps in this capture)
     int64_t n_dust3r, n_sapiens;
     double *K;           // [F, n_sel, 9] filled by workers
-    int64_t done, total, missing, masks, corrupt, no_mask;
+    int64_t done, total, missing, masks, corrupt, no_mask, parts, bad_parts;
     int img_w, img_h;    // the capture's image size (ava256_image_size), 0 when undecided
     int64_t n_present;   // images the selected cameras' zips list: the denominator of --max-corrupt
     int64_t max_corrupt; // more corrupt images than this fail the capture
@@ -151,13 +162,15 @@ static void progress(PackJob *j, const char *name) {
 
 // One worker's buffers and aux zips for one camera.
 typedef struct {
-    Ava256Image im, mk;
-    uint8_t *rgb, *mask, *jpg, *abuf; // rgb [S, S, 3], mask [S, S], the JPEG bytes, aux member bytes
+    Ava256Image im, mk, pl;
+    uint8_t *rgb, *mask, *parts, *jpg, *abuf; // rgb [S, S, 3], mask, labels [S, S], the JPEG, aux member bytes
     size_t jcap, jn, acap;
     float *dmap, *smap;               // DUSt3R [S, S, 4], Sapiens [sap_h, sap_w, sap_c]
     AuxZip dz, sz;
     double K[9];                      // K of the stored crop
-    int have_mask, have_d, have_s;
+    int have_mask, have_d, have_s, have_parts;
+    int bad_parts;                    // the label member is damaged: the image is kept without; parts_err says why
+    char parts_err[1024];
 } CamWork;
 
 enum { IMG_OK = 0, IMG_MISSING = 1, IMG_CORRUPT = 2, IMG_NO_MASK = 3, IMG_FAIL = -1 };
@@ -167,14 +180,14 @@ enum { IMG_OK = 0, IMG_MISSING = 1, IMG_CORRUPT = 2, IMG_NO_MASK = 3, IMG_FAIL =
 // the camera has a mask zip without a member for this frame; err names the zip and the frame. IMG_CORRUPT:
 // one of this image's members (*what: "image", "mask", "DUSt3R map", "Sapiens map") does not read or
 // decode, or does not fit the image; err names the zip, the member and the reason. IMG_FAIL: the packer
-// itself failed (JPEG encoding).
+// itself failed (JPEG encoding). Part labels never skip the image: damaged ones set w->bad_parts instead.
 static int prepare_image(const PackJob *j, Ava256Capture *cap, int si, int f, CamWork *w, const char **what,
                          char *err, size_t errlen) {
     const PackOptions *o = j->o;
     int ci = j->sel[si], S = o->size;
     const Ava256Calib *cal = &cap->cams[ci].calib;
     const Ava256Camera *cam = &cap->cams[ci];
-    w->have_mask = w->have_d = w->have_s = 0;
+    w->have_mask = w->have_d = w->have_s = w->have_parts = w->bad_parts = 0;
     // A camera with a mask zip composites every image it keeps: an image whose mask member is absent is
     // skipped (counted as no_mask) rather than kept with the dome behind the head among flat backgrounds.
     if (cam->img_member[f] >= 0 && cam->mask && cam->mask_member[f] < 0) {
@@ -283,6 +296,22 @@ static int prepare_image(const PackJob *j, Ava256Capture *cap, int si, int f, Ca
             }
         w->have_s = 1;
     }
+    // Part labels, last: read only for an image that is kept. Same crop as the image, nearest resampling (an
+    // average of class indices is another class). Damaged labels leave the image without any, not skipped.
+    if (!o->no_parts && cam->parts && cam->parts_member[f] >= 0) {
+        r = ava256_read_parts(cap, ci, f, &w->pl, w->parts_err, sizeof w->parts_err);
+        if (r == AVA256_OK && (w->pl.w != im->w || w->pl.h != im->h)) {
+            snprintf(w->parts_err, sizeof w->parts_err, "%.900s/segmentation_parts/cam%s.zip: member '%s': labels are "
+                     "%dx%d, the image is %dx%d", cap->dir, cal->id, ava_zip_name(cam->parts, cam->parts_member[f]),
+                     w->pl.w, w->pl.h, im->w, im->h);
+            r = AVA256_ERROR;
+        }
+        if (r == AVA256_OK) {
+            pack_resize_labels(w->pl.px + (size_t)y0 * w->pl.w + x0, w->pl.w, side, w->parts, S);
+            w->have_parts = 1;
+        }
+        w->bad_parts = r == AVA256_ERROR;
+    }
     *what = "image";
     if (shard_encode_jpeg(w->rgb, S, S, o->quality, &w->jpg, &w->jcap, &w->jn)) {
         snprintf(err, errlen, "%.900s: frame %lld camera %s: JPEG encoding failed", cap->dir, (long long)fr->id, cal->id);
@@ -301,6 +330,7 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
     CamWork w;
     memset(&w, 0, sizeof w);
     w.rgb = (uint8_t *)mallocCheck((size_t)S * S * 3), w.mask = (uint8_t *)mallocCheck((size_t)S * S);
+    w.parts = (uint8_t *)mallocCheck((size_t)S * S);
     w.dmap = (float *)mallocCheck(4 * (size_t)S * S * 4);
     w.smap = (float *)mallocCheck(4 * ((size_t)j->sap_h * j->sap_w * j->sap_c + 1));
     char err[1024], msg[1024];
@@ -324,6 +354,13 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
             if (!j->failed && shard_put_jpeg(j->w, f, si, w.jpg, w.jn, j->err, sizeof j->err)) j->failed = 1;
             if (!j->failed && w.have_mask && shard_put_mask(j->w, f, si, w.mask, j->err, sizeof j->err)) j->failed = 1;
             j->masks += w.have_mask;
+            if (!j->failed && w.have_parts && shard_put_parts(j->w, f, si, w.parts, j->err, sizeof j->err)) j->failed = 1;
+            j->parts += w.have_parts, j->bad_parts += w.bad_parts;
+            if (w.bad_parts) {
+                if (!o->quiet) fputc('\n', stderr); // off the progress line
+                fprintf(stderr, "warning: %s: frame %lld camera %s: kept without part labels (damaged labels): %s\n",
+                        name, (long long)cap->frames[f].id, cal->id, w.parts_err);
+            }
         } else {
             memcpy(K, cal->K, sizeof cal->K);
             j->missing += r == IMG_MISSING;
@@ -351,9 +388,9 @@ static void pack_camera(PackJob *j, Ava256Capture *cap, int si, const char *name
         progress(j, name);
         pthread_mutex_unlock(&j->lock);
     }
-    ava256_image_free(&w.im), ava256_image_free(&w.mk);
+    ava256_image_free(&w.im), ava256_image_free(&w.mk), ava256_image_free(&w.pl);
     aux_close(&w.dz), aux_close(&w.sz);
-    free(w.rgb), free(w.mask), free(w.jpg), free(w.abuf), free(w.dmap), free(w.smap);
+    free(w.rgb), free(w.mask), free(w.parts), free(w.jpg), free(w.abuf), free(w.dmap), free(w.smap);
 }
 
 int pack_capture(const char *dir, const char *out, const PackOptions *o, PackStats *st, char *err, size_t errlen) {
@@ -479,6 +516,7 @@ int pack_capture(const char *dir, const char *out, const PackOptions *o, PackSta
     st->corrupt_images = j.corrupt, st->no_mask_images = j.no_mask;
     st->masks = j.masks, st->frames = F, st->cameras = C;
     st->dust3r = j.n_dust3r, st->sapiens = j.n_sapiens;
+    st->parts = j.parts, st->bad_parts = j.bad_parts;
 done:
     ava256_close(&cap);
     free(m.cam_ids), free(m.w2c), free(m.K), free(m.frame_ids), free(m.head_pose), free(m.expr), free(j.sel);

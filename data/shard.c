@@ -14,7 +14,11 @@
 
 #include "../common/util.h"
 
-static const char *const BLOB_NAMES[SHARD_NBLOBS] = {"image_jpeg", "mask_zstd", "dust3r_zstd", "sapiens_zstd"};
+static const char *const BLOB_NAMES[SHARD_NBLOBS] = {"image_jpeg", "mask_zstd", "dust3r_zstd", "sapiens_zstd",
+                                                      "parts_zstd"};
+// The blobs every shard has, in the order meta_crc32 covers them; the ones after are optional (shard.h).
+#define CORE_BLOBS 4
+_Static_assert(SHARD_PARTS == CORE_BLOBS && SHARD_NBLOBS == CORE_BLOBS + 1, "optional blobs come last");
 #ifndef BLOB_CHUNK // tests/fuzz/seed_shard.c builds with small chunks, to keep its seed small
 #define BLOB_CHUNK (1 << 20) // bytes per HDF5 chunk of the append-only blobs
 #endif
@@ -159,7 +163,7 @@ static void meta_free(ShardMeta *m) {
 static uint32_t crc_of(uint32_t c, const void *p, size_t n) { return (uint32_t)crc32_z(c, (const Bytef *)p, n); }
 
 // CRC-32 of everything shard_open reads besides the payloads, in file byte order (little-endian hosts):
-// camera ids, w2c, K, frame ids, head poses, codes, and each blob's offsets, lengths and payload CRCs.
+// camera ids, w2c, K, frame ids, head poses, codes, and each core blob's offsets, lengths and payload CRCs.
 static uint32_t meta_crc(const ShardMeta *m, const ShardBlob *blob) {
     size_t C = m->n_cams, F = m->n_frames;
     uint32_t c = 0;
@@ -169,12 +173,33 @@ static uint32_t meta_crc(const ShardMeta *m, const ShardBlob *blob) {
     c = crc_of(c, m->frame_ids, 4 * F);
     c = crc_of(c, m->head_pose, 8 * 12 * F);
     if (m->expr_dim) c = crc_of(c, m->expr, 4 * F * (size_t)m->expr_dim);
-    for (int b = 0; b < SHARD_NBLOBS; b++) {
+    for (int b = 0; b < CORE_BLOBS; b++) {
         c = crc_of(c, blob[b].off, 8 * F * C);
         c = crc_of(c, blob[b].len, 8 * F * C);
         c = crc_of(c, blob[b].crc, 4 * F * C);
     }
     return c;
+}
+
+// CRC-32 of an optional blob's index, its offsets, lengths and payload CRCs (root attribute <blob>_index_crc32:
+// parts_zstd_index_crc32). Kept out of meta_crc32 so that readers that know only the core blobs still open
+// and check a shard that has it.
+static uint32_t index_crc(const ShardBlob *bl, size_t n) {
+    uint32_t c = crc_of(0, bl->off, 8 * n);
+    c = crc_of(c, bl->len, 8 * n);
+    return crc_of(c, bl->crc, 4 * n);
+}
+
+// The append-only byte dataset blobs/<name> (the group exists). < 0 on failure.
+static hid_t blob_dataset_create(hid_t file, int b) {
+    char name[64];
+    snprintf(name, sizeof name, "blobs/%s", BLOB_NAMES[b]);
+    hsize_t dim = 0, maxd = H5S_UNLIMITED, chunk = BLOB_CHUNK;
+    hid_t sp = H5Screate_simple(1, &dim, &maxd), pl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(pl, 1, &chunk);
+    hid_t ds = H5Dcreate2(file, name, H5T_STD_U8LE, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    H5Pclose(pl), H5Sclose(sp);
+    return ds;
 }
 
 // libhdf5 1.10 crashes in its exit handler (H5F__close_cb, a NULL dereference) when an H5Fclose failed earlier
@@ -206,24 +231,20 @@ ShardWriter *shard_create(const char *path, const ShardMeta *m, int quality, cha
         return NULL;
     }
     hid_t g = H5Gcreate2(w->file, "blobs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g >= 0) H5Gclose(g);
     for (int b = 0; b < SHARD_NBLOBS; b++) {
         size_t n = (size_t)m->n_frames * m->n_cams;
         w->blob[b].off = (int64_t *)callocCheck(n, 8);
         w->blob[b].len = (int64_t *)callocCheck(n, 8);
         w->blob[b].crc = (uint32_t *)callocCheck(n, 4);
-        hsize_t dim = 0, maxd = H5S_UNLIMITED, chunk = BLOB_CHUNK;
-        hid_t sp = H5Screate_simple(1, &dim, &maxd), pl = H5Pcreate(H5P_DATASET_CREATE);
-        H5Pset_chunk(pl, 1, &chunk);
-        w->blob[b].ds = H5Dcreate2(g, BLOB_NAMES[b], H5T_STD_U8LE, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
-        H5Pclose(pl), H5Sclose(sp);
+        if (b >= CORE_BLOBS) continue; // optional: created by its first payload (blob_append)
+        w->blob[b].ds = blob_dataset_create(w->file, b);
         if (w->blob[b].ds < 0) {
-            H5Gclose(g);
             ERR("%s: cannot create dataset blobs/%s", w->tmp, BLOB_NAMES[b]);
             shard_abort(w);
             return NULL;
         }
     }
-    H5Gclose(g);
     return w;
 }
 
@@ -233,6 +254,11 @@ static int blob_append(ShardWriter *w, int b, int f, int c, const void *bytes, s
     ShardBlob *bl = &w->blob[b];
     size_t i = (size_t)f * w->m.n_cams + c;
     if (bl->len[i]) return ERR("%s: %s for frame %d camera %d written twice", w->tmp, BLOB_NAMES[b], f, c);
+    if (!bl->ds) { // an optional blob's first payload
+        hid_t d = blob_dataset_create(w->file, b);
+        if (d < 0) return ERR("%s: cannot create dataset blobs/%s", w->tmp, BLOB_NAMES[b]);
+        bl->ds = d;
+    }
     hsize_t start = (hsize_t)bl->size, cnt = n, newsize = start + n;
     hid_t ds = (hid_t)bl->ds;
     if (H5Dset_extent(ds, &newsize) < 0) return ERR("%s: cannot grow blobs/%s (disk full?)", w->tmp, BLOB_NAMES[b]);
@@ -302,6 +328,10 @@ int shard_put_mask(ShardWriter *w, int f, int c, const uint8_t *gray, char *err,
     return put_zstd(w, SHARD_MASK, f, c, gray, (size_t)w->m.W * w->m.H, err, errlen);
 }
 
+int shard_put_parts(ShardWriter *w, int f, int c, const uint8_t *labels, char *err, size_t errlen) {
+    return put_zstd(w, SHARD_PARTS, f, c, labels, (size_t)w->m.W * w->m.H, err, errlen);
+}
+
 static size_t aux_floats(const ShardMeta *m, int kind) {
     return kind == SHARD_DUST3R ? (size_t)m->W * m->H * 4 : (size_t)m->sap_h * m->sap_w * m->sap_c;
 }
@@ -352,6 +382,13 @@ int shard_finish(ShardWriter *w, char *err, size_t errlen) {
     bad |= put_attr_int(root, "sapiens_c", m->sap_c);
     const uint32_t mcrc = meta_crc(m, w->blob);
     bad |= put_attr(root, "meta_crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &mcrc);
+    for (int b = CORE_BLOBS; b < SHARD_NBLOBS; b++) {
+        if (!w->blob[b].ds) continue; // no payload of this kind: the shard has no such datasets
+        char name[64];
+        snprintf(name, sizeof name, "%s_index_crc32", BLOB_NAMES[b]);
+        const uint32_t icrc = index_crc(&w->blob[b], (size_t)F * C);
+        bad |= put_attr(root, name, H5T_STD_U32LE, H5T_NATIVE_UINT32, &icrc);
+    }
     for (int k = 0; k < 3 && w->has_counts; k++) bad |= put_attr(root, COUNT_NAMES[k], H5T_STD_I64LE, H5T_NATIVE_INT64, &w->counts[k]);
     H5Gclose(root);
     bad |= put_ds(w->file, "camera_ids", st, st, 1, d_c, m->cam_ids);
@@ -362,6 +399,7 @@ int shard_finish(ShardWriter *w, char *err, size_t errlen) {
     if (m->expr_dim) bad |= put_ds(w->file, "expr", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d_fe, m->expr);
     H5Tclose(st);
     for (int b = 0; b < SHARD_NBLOBS; b++) {
+        if (!w->blob[b].ds) continue; // an optional blob without payloads
         char name[64];
         snprintf(name, sizeof name, "blobs/%s_offset", BLOB_NAMES[b]);
         bad |= put_ds(w->file, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 2, d_fc, w->blob[b].off);
@@ -491,9 +529,10 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
     for (int b = 0; !rc && b < SHARD_NBLOBS; b++) {
         char name[64];
         ShardBlob *bl = &s->blob[b];
-        bl->off = (int64_t *)mallocCheck(8 * F * C);
-        bl->len = (int64_t *)mallocCheck(8 * F * C);
+        bl->off = (int64_t *)callocCheck(F * C, 8);
+        bl->len = (int64_t *)callocCheck(F * C, 8);
         snprintf(name, sizeof name, "blobs/%s", BLOB_NAMES[b]);
+        if (b >= CORE_BLOBS && H5Lexists(f, name, H5P_DEFAULT) <= 0) continue; // optional, absent: no payloads
         hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
         if (ds < 0) {
             rc = ERR("%s: dataset '%s' missing", path, name);
@@ -523,10 +562,20 @@ int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
                 rc = ERR("%s: blobs/%s index entry %zu points outside the blob (corrupt file)", path, BLOB_NAMES[b], i);
             s->has[b] |= bl->len[i] > 0;
         }
+        if (!rc && b >= CORE_BLOBS && has_meta_crc) { // an optional blob's index has its own CRC attribute
+            uint32_t want = 0, got = 0;
+            snprintf(name, sizeof name, "%s_index_crc32", BLOB_NAMES[b]);
+            if (get_attr(f, name, H5T_NATIVE_UINT32, &want) != 0)
+                rc = ERR("%s: blobs/%s is present but attribute %s is missing: corrupt file; re-pack the capture", path,
+                         BLOB_NAMES[b], name);
+            else if (got = index_crc(bl, F * C), CRC_DIFFERS(got, want))
+                rc = ERR("%s: the index of blobs/%s fails its CRC-32 check (attribute %s %08x, computed %08x): corrupt "
+                         "file; re-pack the capture", path, BLOB_NAMES[b], name, want, got);
+        }
     }
     if (!rc && has_meta_crc) {
         int all = 1;
-        for (int b = 0; b < SHARD_NBLOBS; b++) all &= s->blob[b].crc != NULL;
+        for (int b = 0; b < CORE_BLOBS; b++) all &= s->blob[b].crc != NULL;
         uint32_t got = all ? meta_crc(m, s->blob) : 0;
         if (!all || CRC_DIFFERS(got, want_meta_crc))
             rc = ERR("%s: the metadata (cameras, intrinsics, frames, head poses, codes, payload index) fails its CRC-32 "
@@ -625,6 +674,10 @@ static int get_zstd(Shard *s, int b, int f, int c, void *dst, size_t want, char 
 
 int shard_get_mask(Shard *s, int f, int c, uint8_t *gray, char *err, size_t errlen) {
     return get_zstd(s, SHARD_MASK, f, c, gray, (size_t)s->m.W * s->m.H, err, errlen);
+}
+
+int shard_get_parts(Shard *s, int f, int c, uint8_t *labels, char *err, size_t errlen) {
+    return get_zstd(s, SHARD_PARTS, f, c, labels, (size_t)s->m.W * s->m.H, err, errlen);
 }
 
 int shard_get_aux(Shard *s, int kind, int f, int c, float *data, char *err, size_t errlen) {

@@ -1,7 +1,7 @@
 // shard.h — one capture packed into one HDF5 file (docs/formats.md "Shard"): cameras, per-frame head
 // poses and expression codes, per-(frame, camera) intrinsics of the stored crop, and variable-length
-// payloads — JPEG images, zstd-compressed masks and aux maps — in append-only blob datasets indexed by
-// (frame, camera). Written to a temporary name and renamed when complete.
+// payloads — JPEG images, zstd-compressed masks, part labels and aux maps — in append-only blob datasets
+// indexed by (frame, camera). Written to a temporary name and renamed when complete.
 #ifndef AVAT3R_SHARD_H
 #define AVAT3R_SHARD_H
 #include <pthread.h>
@@ -17,7 +17,11 @@
 #define SHARD_MAX_PAYLOAD ((int64_t)1 << 30) // bytes of one (frame, camera) payload
 #define SHARD_ID_LEN 32 // bytes per camera id, NUL included
 
-enum { SHARD_IMAGE = 0, SHARD_MASK = 1, SHARD_DUST3R = 2, SHARD_SAPIENS = 3, SHARD_NBLOBS = 4 };
+// SHARD_PARTS (ava256 part labels) is optional in the file: its datasets exist only when a label was written,
+// and shards without them (all shards written before it) read as having none. Its index is covered by its
+// own attribute parts_zstd_index_crc32, not by meta_crc32, so that readers from before it still open shards
+// with labels.
+enum { SHARD_IMAGE = 0, SHARD_MASK = 1, SHARD_DUST3R = 2, SHARD_SAPIENS = 3, SHARD_PARTS = 4, SHARD_NBLOBS = 5 };
 
 typedef struct {
     char capture[256];          // e.g. 20240101--0900--TST001
@@ -33,10 +37,10 @@ typedef struct {
 } ShardMeta;
 
 typedef struct {
-    int64_t *off, *len; // [F, C] byte ranges in the blob; len 0 = missing
+    int64_t *off, *len; // [F, C] byte ranges in the blob; len 0 = missing (all 0 for an absent optional blob)
     uint32_t *crc;      // [F, C] CRC-32 (zlib) of each payload; NULL for a shard written before checksums
     int64_t size;       // bytes written so far
-    long ds;            // hid_t of the blob dataset (kept as long so this header needs no HDF5)
+    long ds;            // hid_t of the blob dataset (kept as long so this header needs no HDF5); 0 when absent
 } ShardBlob;
 
 typedef struct ShardWriter ShardWriter;
@@ -54,6 +58,8 @@ int shard_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, uint8_t **o
 // Frees the calling thread's TurboJPEG handles and read buffer (call when a worker thread ends).
 void shard_thread_release(void);
 int shard_put_mask(ShardWriter *w, int f, int c, const uint8_t *gray, char *err, size_t errlen);
+// Part labels [H, W] (ava256 class indices, one byte each), zstd-compressed like the masks.
+int shard_put_parts(ShardWriter *w, int f, int c, const uint8_t *labels, char *err, size_t errlen);
 int shard_put_aux(ShardWriter *w, int kind, int f, int c, const float *data, char *err, size_t errlen);
 // Replaces the [F, C, 3, 3] intrinsics given at create (a packer learns them while it decodes).
 void shard_set_K(ShardWriter *w, const double *K);
@@ -87,6 +93,8 @@ void shard_close(Shard *s);
 // Safe to call from several threads on one Shard.
 int shard_get_image(Shard *s, int f, int c, uint8_t *rgb, char *err, size_t errlen);
 int shard_get_mask(Shard *s, int f, int c, uint8_t *gray, char *err, size_t errlen);
+// labels [H, W]; 1 also for every (frame, camera) of a shard without part labels.
+int shard_get_parts(Shard *s, int f, int c, uint8_t *labels, char *err, size_t errlen);
 int shard_get_aux(Shard *s, int kind, int f, int c, float *data, char *err, size_t errlen);
 
 #endif

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <png.h>
+#include <setjmp.h>
 #include <zip.h>
 
 #include "ava256.h"
@@ -787,6 +789,160 @@ static int test_corruption_never_crashes(void) {
     return 0;
 }
 
+// ----------------------------------------------------------------------------------------------
+// part labels (segmentation_parts/cam{ID}.zip, cam{ID}/{frame:06d}.png)
+
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} MemPng;
+
+static void mem_png_write(png_structp png, png_bytep d, size_t n) {
+    MemPng *m = (MemPng *)png_get_io_ptr(png);
+    if (m->n + n > m->cap) {
+        m->cap = (m->n + n) * 2;
+        m->p = realloc(m->p, m->cap);
+    }
+    memcpy(m->p + m->n, d, n);
+    m->n += n;
+}
+static void mem_png_flush(png_structp png) { (void)png; }
+
+// A PNG of w×h written with libpng's low-level API (malloc'd; *n its size): bit depth and colour type as given,
+// rows taken from px as they are. Every file carries gAMA 1.0 (linear), which a reader that applies gamma
+// would convert; palette files get a 256-entry palette far from the identity (and a tRNS), so a reader that
+// expands the palette returns colours, not the indices.
+static uint8_t *png_make(int w, int h, int depth, int ctype, int interlace, const uint8_t *px, size_t *n) {
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    static MemPng m; // static: not a local changed between setjmp and a longjmp
+    memset(&m, 0, sizeof m);
+    int ch = ctype == PNG_COLOR_TYPE_RGB ? 3 : 1;
+    size_t rb = (size_t)w * ch * depth / 8;
+    png_bytep *rows = malloc(sizeof(png_bytep) * (size_t)h);
+    for (int y = 0; y < h; y++) rows[y] = (png_bytep)px + (size_t)y * rb;
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        free(rows), free(m.p);
+        return NULL;
+    }
+    png_set_write_fn(png, &m, mem_png_write, mem_png_flush);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, ctype, interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (ctype == PNG_COLOR_TYPE_PALETTE) {
+        png_color pal[256];
+        png_byte trns[256];
+        for (int i = 0; i < 256; i++) {
+            pal[i] = (png_color){(png_byte)(255 - i), (png_byte)(i * 7), (png_byte)(i * 3 + 1)};
+            trns[i] = (png_byte)i;
+        }
+        png_set_PLTE(png, info, pal, 256);
+        png_set_tRNS(png, info, trns, 256, NULL);
+    }
+    png_set_gAMA(png, info, 1.0);
+    png_write_info(png, info);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(rows);
+    *n = m.n;
+    return m.p;
+}
+
+// Adds (or replaces) member `name` of the zip at `path` (created when absent), STORED; takes `data` (malloc'd).
+static int zip_put(const char *path, const char *name, uint8_t *data, size_t n) {
+    int code;
+    zip_t *za = zip_open(path, ZIP_CREATE, &code);
+    if (!za) return free(data), -1;
+    zip_source_t *src = zip_source_buffer(za, data, n, 1);
+    zip_int64_t idx = src ? zip_file_add(za, name, src, ZIP_FL_OVERWRITE) : -1;
+    if (idx < 0) {
+        if (src) zip_source_free(src);
+        else free(data);
+        zip_discard(za);
+        return -1;
+    }
+    zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_STORE, 0);
+    return zip_close(za);
+}
+
+// segmentation_parts: class labels come out exactly as stored, whatever the PNG's gAMA, palette or interlacing
+// says: 8-bit gray (every byte value, plain and Adam7) and 8-bit palette (the indices). 16-bit gray, 8-bit RGB,
+// a truncated PNG and a non-PNG member are errors naming the zip and the member (and what the PNG is); a frame
+// without a member and a camera without a zip are MISSING, counted; a capture without the folder has none.
+static int test_part_labels(void) {
+    CHECK(fixture(), "no fixture");
+    char dir[1200], z[1400], name[64], err[1024];
+    CHECK(copy_subject(0, "case_parts", dir, sizeof dir) == 0, "copy");
+    Ava256Capture cap;
+    CHECK(ava256_open(&cap, dir, 0, err, sizeof err) == AVA256_OK, "%s", err);
+    CHECK(!cap.has_parts && cap.cams[0].parts == NULL, "a capture without segmentation_parts has labels");
+    Ava256Image im = {0};
+    CHECK(ava256_read_parts(&cap, 0, 0, &im, err, sizeof err) == AVA256_MISSING && cap.n_skipped_parts == 1, "no zip");
+    int64_t fid[7];
+    for (int k = 0; k < 7; k++) fid[k] = cap.frames[k].id;
+    ava256_close(&cap);
+    snprintf(z, sizeof z, "%s/decoder/segmentation_parts", dir);
+    CHECK(mkdir(z, 0755) == 0, "mkdir %s", z);
+    snprintf(z, sizeof z, "%s/decoder/segmentation_parts/cam400101.zip", dir);
+    const int w = IW, h = IH; // the image size (not required by the reader)
+    uint8_t *g8 = malloc((size_t)w * h), *g16 = malloc((size_t)w * h * 2), *rgb = malloc((size_t)w * h * 3);
+    for (int i = 0; i < w * h; i++) g8[i] = (uint8_t)((i * 37 + i / w) & 0xff); // every byte value
+    for (int i = 0; i < w * h * 2; i++) g16[i] = (uint8_t)(i * 5);
+    for (int i = 0; i < w * h * 3; i++) rgb[i] = (uint8_t)(i % 11);
+    // frame 0: gray8; 1: gray8 Adam7; 2: palette8; 3: gray16; 4: RGB8; 5: gray8 cut in half; 6: not a PNG; 7: none
+    const int depth[6] = {8, 8, 8, 16, 8, 8}, ctype[6] = {PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_PALETTE,
+                                                          PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_GRAY};
+    const uint8_t *src[6] = {g8, g8, g8, g16, rgb, g8};
+    size_t full_n = 0;
+    uint8_t *full = NULL;
+    for (int k = 0; k < 6; k++) {
+        size_t n;
+        uint8_t *png = png_make(w, h, depth[k], ctype[k], k == 1, src[k], &n);
+        CHECK(png, "png_make %d", k);
+        if (k == 0) full = malloc(n), memcpy(full, png, n), full_n = n;
+        if (k == 5) n /= 2;
+        snprintf(name, sizeof name, "cam400101/%06lld.png", (long long)fid[k]);
+        CHECK(zip_put(z, name, png, n) == 0, "zip %s", name);
+    }
+    snprintf(name, sizeof name, "cam400101/%06lld.png", (long long)fid[6]);
+    uint8_t *junk = malloc(64);
+    memset(junk, 'x', 64);
+    CHECK(zip_put(z, name, junk, 64) == 0, "zip %s", name);
+    CHECK(ava256_open(&cap, dir, 0, err, sizeof err) == AVA256_OK, "%s", err);
+    int c = ava256_find_camera(&cap, "400101");
+    CHECK(c >= 0 && cap.has_parts && cap.cams[c].parts && cap.cams[c].parts_member[0] >= 0, "segmentation zip not indexed");
+    for (int k = 0; k < 3; k++) {
+        int r = ava256_read_parts(&cap, c, k, &im, err, sizeof err);
+        CHECK(r == AVA256_OK, "frame %d: %s", k, err);
+        CHECK(im.w == w && im.h == h && im.c == 1, "frame %d: %dx%dx%d", k, im.w, im.h, im.c);
+        CHECK(!memcmp(im.px, g8, (size_t)w * h), "frame %d (%s): labels are not the stored bytes", k,
+              k == 2 ? "palette" : k == 1 ? "gray, interlaced" : "gray");
+    }
+    const char *why[4] = {"16-bit gray PNG; expected 8-bit gray or 8-bit palette", "8-bit RGB PNG; expected",
+                          "PNG decode failed", "not a PNG file"};
+    for (int k = 3; k < 7; k++) {
+        snprintf(name, sizeof name, "cam400101/%06lld.png", (long long)fid[k]);
+        int r = ava256_read_parts(&cap, c, k, &im, err, sizeof err);
+        printf("    %s\n", err);
+        CHECK(r == AVA256_ERROR && has(err, z) && has(err, name) && has(err, why[k - 3]), "frame %d: %d '%s'", k, r, err);
+    }
+    int64_t before = cap.n_skipped_parts;
+    CHECK(ava256_read_parts(&cap, c, 7, &im, err, sizeof err) == AVA256_MISSING, "a frame without a member");
+    CHECK(ava256_read_parts(&cap, c + 1, 0, &im, err, sizeof err) == AVA256_MISSING, "a camera without a zip");
+    CHECK(cap.n_skipped_parts == before + 2, "MISSING not counted");
+    // every prefix of a good PNG is refused (never read past the end, never crash)
+    int refused = 0;
+    for (size_t len = 0; len < full_n; len += 7)
+        refused += ava256_decode_label_png(full, len, &im, "prefix", err, sizeof err) == AVA256_ERROR;
+    CHECK(refused == (int)((full_n + 6) / 7), "%d of %zu prefixes refused", refused, (full_n + 6) / 7);
+    CHECK(ava256_decode_label_png(full, full_n, &im, "whole", err, sizeof err) == AVA256_OK, "%s", err);
+    free(g8), free(g16), free(rgb), free(full);
+    ava256_image_free(&im);
+    ava256_close(&cap);
+    return 0;
+}
+
 const TestCase data_reader_tests[] = {
     {"ava256_sample_count", test_sample_count},
     {"ava256_extra_camera_excluded", test_extra_camera_excluded},
@@ -796,6 +952,7 @@ const TestCase data_reader_tests[] = {
     {"ava256_pixels_exact", test_pixels_exact},
     {"ava256_expression_codes", test_expression_codes},
     {"ava256_missing_member", test_missing_member},
+    {"ava256_part_labels", test_part_labels},
     {"ava256_rejects_truncated_zip", test_rejects_truncated_zip},
     {"ava256_rejects_corrupt_avif", test_rejects_corrupt_avif},
     {"ava256_rejects_malformed_json", test_rejects_malformed_json},

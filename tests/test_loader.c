@@ -1,6 +1,6 @@
 // test_loader.c — batches from packed fixture shards: deterministic whatever the thread count, resumable
 // from a step, rank-sharded, cameras in the head frame (the head centre projects onto the disc), codes of
-// the target frame, clear errors for missing aux maps.
+// the target frame, clear errors for missing aux maps; the mouth region of the targets from their part labels.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,7 +366,120 @@ static int test_nonfinite_aux(void) {
     return 0;
 }
 
+// loader_mouth_region on hand-made 20×16 label maps, against boxes worked out by hand from the rule
+// floor(x0 − mx) ≤ x ≤ ceil(x1 + mx), mx = 0.3·w + 1 (w = x1 − x0 + 1 pixels), the same in y, clamped.
+static int test_mouth_region(void) {
+    enum { W = 20, H = 16 };
+    uint8_t lab[W * H];
+    float out[W * H];
+    // box: lo_x, hi_x, lo_y, hi_y (inclusive) after growth and clamping; -1: no mouth
+    struct { int px[4][3]; int box[4]; const char *what; } cases[] = {
+        // x 6..9 (w 4: mx 2.2 -> 3..12), y 10..11 (h 2: my 1.6 -> 8..13); classes 6, 8, 10 all count
+        {{{6, 10, 6}, {9, 11, 10}, {7, 10, 8}, {-1, 0, 0}}, {3, 12, 8, 13}, "lips, teeth, tongue"},
+        // x 5..14 (w 10: mx 4.0 exactly -> 1..18), y 3 (h 1: my 1.3 -> 1..5)
+        {{{5, 3, 7}, {14, 3, 9}, {-1, 0, 0}}, {1, 18, 1, 5}, "0.3·w an integer"},
+        // x 0..1, y 14..15 (w = h = 2: m 1.6 -> -2..3 and 12..17): clamped to 0..3, 12..15
+        {{{0, 15, 6}, {1, 14, 6}, {-1, 0, 0}}, {0, 3, 12, 15}, "clamped at the border"},
+        {{{-1, 0, 0}}, {-1, -1, -1, -1}, "no mouth"},
+    };
+    for (int k = 0; k < 4; k++) {
+        for (int i = 0; i < W * H; i++) lab[i] = (uint8_t)(i % 3 == 0 ? 2 : i % 7 == 0 ? 5 : i % 11 == 0 ? 11 : i % 13 == 0 ? 255 : 0);
+        for (int p = 0; p < 4 && cases[k].px[p][0] >= 0; p++) lab[cases[k].px[p][1] * W + cases[k].px[p][0]] = (uint8_t)cases[k].px[p][2];
+        for (int i = 0; i < W * H; i++) out[i] = 7.0f; // every pixel must be written
+        int r = loader_mouth_region(lab, W, H, out);
+        const int *b = cases[k].box;
+        CHECK(r == (b[0] >= 0), "%s: returned %d", cases[k].what, r);
+        int n = 0;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                float want = x >= b[0] && x <= b[1] && y >= b[2] && y <= b[3] ? 1.0f : 0.0f;
+                CHECK(out[y * W + x] == want, "%s: pixel (%d, %d) is %g, want %g (box x %d..%d, y %d..%d)", cases[k].what, x, y,
+                      out[y * W + x], want, b[0], b[1], b[2], b[3]);
+                n += want > 0;
+            }
+        printf("    %-26s %3d pixels\n", cases[k].what, n);
+    }
+    return 0;
+}
+
+// Batch.tgt_mouth from shards: synth -> pack (with labels) and pack --no-parts of the same capture, in one
+// loader. A target from the labelled shard holds exactly loader_mouth_region of its stored labels, and some
+// are non-zero; a target from the other shard is all 0 (its ring slot held a mouth before: cleared). Label
+// payloads that fail their CRC skip the samples that use them as targets, noted like a damaged mask.
+static int test_mouth_from_labels(void) {
+    char cmd[8192], err[1024], sh[2][1300], clean[1300], list[1300], name[256];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && '%s' synth --out synm --subjects 1 --cameras 6 --frames 5 --size 48x64 --seed 4 --no-aux > synm.log 2>&1 && "
+             "'%s' pack --ava256 synm --out synmsh --size 32 --quiet >> synm.log 2>&1 && "
+             "'%s' pack --ava256 synm --out synmnp --size 32 --quiet --no-parts >> synm.log 2>&1 && ls synmsh > listm.txt",
+             test_tmpdir(), AVAT3R_BINARY, AVAT3R_BINARY, AVAT3R_BINARY);
+    CHECK(test_system(cmd) == 0, "synth + pack failed (%s/synm.log)", test_tmpdir());
+    snprintf(list, sizeof list, "%s/listm.txt", test_tmpdir());
+    FILE *f = fopen(list, "r");
+    CHECK(f && fscanf(f, "%255s", name) == 1, "no shard");
+    fclose(f);
+    snprintf(clean, sizeof clean, "%s/synmsh/%s", test_tmpdir(), name);
+    snprintf(sh[0], sizeof sh[0], "%s/mouth_dmg_%s", test_tmpdir(), name);
+    snprintf(sh[1], sizeof sh[1], "%s/synmnp/%s", test_tmpdir(), name);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", clean, sh[0]);
+    CHECK(test_system(cmd) == 0, "copy");
+    Shard s, np;
+    CHECK(!shard_open(&s, clean, err, sizeof err), "%s", err);
+    CHECK(!shard_open(&np, sh[1], err, sizeof err), "%s", err);
+    CHECK(s.has[SHARD_PARTS] && !np.has[SHARD_PARTS], "labels: packed %d, --no-parts %d", s.has[SHARD_PARTS], np.has[SHARD_PARTS]);
+    const int F = s.m.n_frames, C = s.m.n_cams, HW = 32 * 32;
+    uint8_t *bad = calloc((size_t)F * C, 1);
+    for (int i = 0; i < F * C; i++)
+        if (i % 5 == 2 && s.blob[SHARD_PARTS].len[i] > 0) {
+            bad[i] = 1;
+            CHECK(!test_flip_shard_payload(sh[0], SHARD_PARTS, i / C, i % C, -1, err, sizeof err), "%s", err);
+        }
+    const char *paths[2] = {sh[0], sh[1]};
+    LoaderOptions o = opts(2);
+    Loader L;
+    CHECK(!loader_open(&L, paths, 2, &o, 0, err, sizeof err), "%s", err);
+    uint8_t lab[32 * 32];
+    float want[32 * 32];
+    int with_mouth = 0, labelled = 0, unlabelled = 0, skipped = 0;
+    for (int step = 0; step < 24; step++) {
+        const Batch *x = loader_next(&L, err, sizeof err);
+        CHECK(x, "%s", err);
+        for (int j = 0; j < x->skipped && j < LOADER_SKIP_NOTES; j++) {
+            CHECK(strstr(x->skip_note[j], sh[0]) && strstr(x->skip_note[j], "parts_zstd") && strstr(x->skip_note[j], "CRC-32"),
+                  "note '%s'", x->skip_note[j]);
+            if (!skipped && !j) printf("    step %d: %s\n", step, x->skip_note[j]);
+        }
+        skipped += x->skipped;
+        for (int bi = 0; bi < 2; bi++)
+            for (int t = 0; t < 2; t++) {
+                const Sample *sm = &x->sample[bi];
+                const float *m = x->tgt_mouth + ((size_t)bi * 2 + t) * HW;
+                int fr = sm->target_frame, c = sm->target_cam[t];
+                if (sm->subject == 1) {
+                    for (int p = 0; p < HW; p++) CHECK(m[p] == 0, "step %d: a target without labels has mouth %g", step, m[p]);
+                    unlabelled++;
+                    continue;
+                }
+                CHECK(!bad[fr * C + c], "step %d: damaged labels of frame %d camera %d reached the batch", step, fr, c);
+                CHECK(shard_get_parts(&s, fr, c, lab, err, sizeof err) == 0, "%s", err);
+                int any = loader_mouth_region(lab, 32, 32, want);
+                CHECK(!memcmp(m, want, sizeof want), "step %d: frame %d camera %d: tgt_mouth is not the region of its labels",
+                      step, fr, c);
+                labelled++, with_mouth += any;
+            }
+    }
+    loader_close(&L);
+    shard_close(&s), shard_close(&np);
+    free(bad);
+    printf("    %d targets with labels (%d with a mouth region), %d without; %d samples skipped for damaged labels\n",
+           labelled, with_mouth, unlabelled, skipped);
+    CHECK(with_mouth > 0 && unlabelled > 0 && skipped > 0, "want targets with a mouth, targets without labels and skips");
+    return 0;
+}
+
 const TestCase loader_tests[] = {
+    {"data/loader_mouth_region_box", test_mouth_region},
+    {"data/loader_mouth_from_part_labels", test_mouth_from_labels},
     {"data/loader_skips_damaged_data", test_damaged},
     {"data/loader_skips_nonfinite_aux_map", test_nonfinite_aux},
     {"data/loader_aux_maps_reproject", test_aux_maps},

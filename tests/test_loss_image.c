@@ -1,4 +1,4 @@
-// test_loss_image.c — the image losses (train/loss_image.c): L1 and SSIM backward against central
+// test_loss_image.c — the image losses (train/loss_image.c): L1 (plain and region-weighted) and SSIM backward against central
 // differences in double, both C precisions against the PyTorch reference (tools/reference/loss_ref.py,
 // conv2d + autograd), SSIM(x, x) = 1, and bitwise independence of the thread count.
 #include <math.h>
@@ -44,6 +44,44 @@ static double fd_rel(double fd, double an, double gmax) {
 // L1 is piecewise linear: away from its kinks central differences are exact up to rounding. Every
 // |pred − gt| ≥ 1e-3 here, far beyond h = 1e-6. Rounding: the mean (~0.3) carries ~1e-16 absolute
 // error, so fd has ~1e-16/2e-6 = 5e-11 against |grad| = 1/n ≈ 7.5e-4: ~1e-7 relative. Tolerance 1e-5.
+// The region-weighted L1 (the mouth term): FD as above with weights 0 (outside the region), 1 and
+// fractions; weights of 1 give l1_forward's value and gradient bit for bit (same terms, same order).
+static int test_l1_weighted(void) {
+    const int N = 2, H = 9, W = 11, C = 3;
+    size_t npx = (size_t)N * H * W, n = npx * C;
+    double *p = malloc(8 * n), *t = malloc(8 * n), *g = calloc(n, 8), *w = malloc(8 * npx), *one = malloc(8 * npx);
+    fill(p, n, 11, 0, NULL);
+    fill(t, n, 12, 0, NULL);
+    fill(w, npx, 13, 0, NULL);
+    for (size_t i = 0; i < n; i++)
+        if (fabs(p[i] - t[i]) < 1e-3) p[i] = t[i] + (p[i] < t[i] ? -2e-3 : 2e-3);
+    for (size_t i = 0; i < npx; i++) w[i] = w[i] < 0.4 ? 0 : w[i] < 0.7 ? 1 : w[i], one[i] = 1;
+    l1_weighted_backward_f64(g, p, t, w, npx, C, 2.0); // scale 2
+    double worst = 0, gmax = 0;
+    for (size_t i = 0; i < n; i++) g[i] /= 2, gmax = fmax(gmax, fabs(g[i]));
+    for (size_t i = 0; i < n; i++) {
+        double keep = p[i], h = 1e-6;
+        p[i] = keep + h;
+        double lp = l1_weighted_forward_f64(p, t, w, npx, C);
+        p[i] = keep - h;
+        double lm = l1_weighted_forward_f64(p, t, w, npx, C);
+        p[i] = keep;
+        worst = fmax(worst, fd_rel((lp - lm) / (2 * h), g[i], gmax));
+    }
+    // zero weight: zero gradient there; weights of 1: the plain L1, bitwise (float)
+    int zero_ok = 1;
+    for (size_t i = 0; i < n; i++) zero_ok &= w[i / C] != 0 || g[i] == 0;
+    float *p32 = to32(p, n), *t32 = to32(t, n), *one32 = to32(one, npx), *ga = calloc(n, 4), *gb = calloc(n, 4);
+    double la = l1_forward(p32, t32, n), lb = l1_weighted_forward(p32, t32, one32, npx, C);
+    l1_backward(ga, p32, t32, n, 0.8), l1_weighted_backward(gb, p32, t32, one32, npx, C, 0.8);
+    printf("    weighted l1 FD: worst rel err %.2e over %zu elements; w = 1: %.9f vs l1 %.9f\n", worst, n, lb, la);
+    CHECK(worst < 1e-5, "weighted L1 gradient differs from finite differences: %.3e", worst);
+    CHECK(zero_ok, "a pixel of weight 0 got a gradient");
+    CHECK(la == lb && !memcmp(ga, gb, sizeof(float) * n), "weights of 1 must give the plain L1 bit for bit");
+    free(p), free(t), free(g), free(w), free(one), free(p32), free(t32), free(one32), free(ga), free(gb);
+    return 0;
+}
+
 static int test_l1_fd(void) {
     const int N = 2, H = 13, W = 17, C = 3;
     size_t n = (size_t)N * H * W * C;
@@ -166,14 +204,21 @@ static int test_reference(void) {
     fill(y + img, img, 3, 1, NULL), fill(x + img, img, 4, 1, NULL);   // saturated: values at or near 0 / 1
     fill(y + 2 * img, img, 5, 0, NULL), fill(x + 2 * img, img, 6, 2, y + 2 * img); // a noisy copy
     for (size_t i = 0; i < 200; i++) x[img + 7 * i] = y[img + 7 * i]; // exact ties: sign(0) = 0 in L1
+    // the mouth term's per-pixel weight: a 0/1 box in each image plus a few fractional weights
+    double *wm = calloc((size_t)N * H * W, 8);
+    for (int k = 0; k < N; k++)
+        for (int r = 5 + k; r < 14 + k; r++)
+            for (int q = 8; q < 21 + 3 * k; q++) wm[((size_t)k * H + r) * W + q] = 1;
+    for (size_t i = 0; i < 50; i++) wm[(size_t)i * 31 % ((size_t)N * H * W)] = 0.25 + 0.01 * (double)i;
     char ip[1024], op[1024], cmd[8192], err[1024];
     snprintf(ip, sizeof ip, "%s/loss_in.atb", test_tmpdir());
     snprintf(op, sizeof op, "%s/loss_out.atb", test_tmpdir());
     AtbWriter w;
     uint64_t dims[4] = {N, H, W, C};
-    atb_write_begin(&w, ip, 2);
+    atb_write_begin(&w, ip, 3);
     atb_write_tensor(&w, "x", ATB_F64, 4, dims, x);
     atb_write_tensor(&w, "y", ATB_F64, 4, dims, y);
+    atb_write_tensor(&w, "w", ATB_F64, 3, dims, wm);
     atb_write_end(&w);
     const char *py = getenv("AVAT3R_PYTHON") ? getenv("AVAT3R_PYTHON") : "/usr/bin/python3";
     snprintf(cmd, sizeof cmd, "'%s' '%s/tools/reference/loss_ref.py' compare --in '%s' --out '%s' --dtype float64", py,
@@ -189,14 +234,20 @@ static int test_reference(void) {
     Ssim_f64 s64;
     ssim_build(&s32, N, H, W, C);
     ssim_build_f64(&s64, N, H, W, C);
-    double v32[4], v64[4]; // l1, ssim, mse, psnr
+    double v32[5], v64[5]; // l1, ssim, mse, psnr, l1w
+    float *wm32 = to32(wm, (size_t)N * H * W), *gw32 = calloc(n, 4);
+    double *gw64 = calloc(n, 8);
+    v32[4] = l1_weighted_forward(x32, y32, wm32, (size_t)N * H * W, C);
+    v64[4] = l1_weighted_forward_f64(x, y, wm, (size_t)N * H * W, C);
+    l1_weighted_backward(gw32, x32, y32, wm32, (size_t)N * H * W, C, 1.0);
+    l1_weighted_backward_f64(gw64, x, y, wm, (size_t)N * H * W, C, 1.0);
     v32[0] = l1_forward(x32, y32, n), v64[0] = l1_forward_f64(x, y, n);
     v32[1] = ssim_forward(&s32, x32, y32, per32), v64[1] = ssim_forward_f64(&s64, x, y, per64);
     v32[2] = mse(x32, y32, n), v64[2] = mse_f64(x, y, n);
     v32[3] = psnr_from_mse(v32[2]), v64[3] = psnr_from_mse(v64[2]);
     l1_backward(gl32, x32, y32, n, 1.0), l1_backward_f64(gl64, x, y, n, 1.0);
     ssim_backward(&s32, gs32, x32, y32, 1.0), ssim_backward_f64(&s64, gs64, x, y, 1.0);
-    float vf[4] = {(float)v32[0], (float)v32[1], (float)v32[2], (float)v32[3]};
+    float vf[5] = {(float)v32[0], (float)v32[1], (float)v32[2], (float)v32[3], (float)v32[4]};
     printf("    C f64: l1 %.9f  ssim %.9f (per image %.6f %.6f %.6f)  psnr %.4f dB\n", v64[0], v64[1], per64[0],
            per64[1], per64[2], v64[3]);
     struct { const char *name; const float *a32; const double *a64; size_t n; double tol32; } t[] = {
@@ -208,6 +259,8 @@ static int test_reference(void) {
         {"ssim_map", s32.map, s64.map, n, 1e-5},
         {"grad.l1", gl32, gl64, n, 1e-5},
         {"grad.ssim", gs32, gs64, n, 2e-5},
+        {"l1w", vf + 4, v64 + 4, 1, 1e-5},
+        {"grad.l1w", gw32, gw64, n, 1e-5},
     };
     int bad = 0;
     double *rv = malloc(8 * n);
@@ -224,6 +277,7 @@ static int test_reference(void) {
     atb_free(&ref);
     ssim_free(&s32), ssim_free_f64(&s64);
     free(x), free(y), free(x32), free(y32), free(gl32), free(gs32), free(gl64), free(gs64);
+    free(wm), free(wm32), free(gw32), free(gw64);
     CHECK(bad == 0, "%d comparisons with the PyTorch reference failed", bad);
     return 0;
 }
@@ -321,6 +375,7 @@ static int test_threads(void) {
 
 const TestCase loss_image_tests[] = {
     {"loss_image/l1_fd", test_l1_fd},
+    {"loss_image/l1_weighted", test_l1_weighted},
     {"loss_image/ssim_fd", test_ssim_fd},
     {"loss_image/reference_selftest", test_reference_selftest},
     {"loss_image/reference", test_reference},

@@ -3,6 +3,7 @@
 // exactly, background composited from the mask, resumable over stale and broken outputs. Corrupt payloads
 // (issue #9): damaged image, mask and aux members are skipped, counted and named, the rest packed as from
 // the undamaged capture; truncated zips and captures over --max-corrupt fail with a message, no shard.
+// Part labels: cropped like the image and resampled nearest, damaged ones leave their image without labels.
 #include <glob.h>
 #include <math.h>
 #include <stdio.h>
@@ -689,6 +690,110 @@ static int test_pack_missing_mask_member(void) {
     return shard_counts_are(shard, 0, 0, 0);
 }
 
+// Part labels (segmentation_parts) through pack: every stored label image is the capture's label PNG cropped
+// with the image's square and resampled nearest, pixel by pixel: output (x, y) = source (x0 + floor((x + 0.5)·
+// side/S), y0 + floor((y + 0.5)·side/S)), with (x0, y0) recovered from the stored K. (frame 0, camera 0) gets
+// hash-like labels, where any averaging shows. A label PNG of the wrong size and a truncated one keep their
+// images WITHOUT labels, each counted and named once (zip, member, reason); --no-parts stores none.
+static int test_pack_part_labels(void) {
+    char base[1024], caps[1100], dir[1300], name[256], cmd[8192], args[4096], log[1300], shard[1600], err[1024];
+    snprintf(base, sizeof base, "%s/pkparts", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s' synth --out '%s/caps' --subjects 1 --cameras 2 --frames 3 --size 32x48 --no-aux "
+             "--no-drop --threads 1 > '%s.log' 2>&1", AVAT3R_BINARY, base, base);
+    CHECK(test_system(cmd) == 0, "synth failed (%s.log)", base);
+    snprintf(caps, sizeof caps, "%s/caps", base);
+    if (capture_dir(caps, 0, dir, sizeof dir, name, sizeof name)) return 1;
+    enum { IW = 32, IH = 48, S = 16, SIDE = 24 }; // --crop 0.75 of the short side 32: side 24 -> 16, 1.5 px a step
+    Ava256Capture cap;
+    CHECK(!ava256_open(&cap, dir, 0, err, sizeof err), "%s", err);
+    CHECK(cap.has_parts && cap.n_cams == 2 && cap.n_frames == 3, "synth wrote no part labels");
+    char zip[2][4400], member[3][2][64];
+    for (int c = 0; c < 2; c++) {
+        snprintf(zip[c], sizeof zip[c], "%s/segmentation_parts/cam%s.zip", cap.dir, cap.cams[c].calib.id);
+        for (int f = 0; f < 3; f++)
+            snprintf(member[f][c], sizeof member[f][c], "cam%s/%06lld.png", cap.cams[c].calib.id, (long long)cap.frames[f].id);
+    }
+    ava256_close(&cap);
+    uint8_t lab[IW * IH];
+    for (int y = 0; y < IH; y++)
+        for (int x = 0; x < IW; x++) lab[y * IW + x] = (uint8_t)((x * 73 + y * 151 + x * y * 17) >> 1);
+    size_t n;
+    uint8_t *png = avw_png_gray8(lab, IW, IH, &n);
+    CHECK(zip_edit(zip[0], member[0][0], png, n) == 0, "replace %s", member[0][0]);
+    free(png);
+    png = avw_png_gray8(lab, 16, 24, &n); // (frame 1, camera 0): labels of another size
+    CHECK(zip_edit(zip[0], member[1][0], png, n) == 0, "replace %s", member[1][0]);
+    free(png);
+    png = avw_png_gray8(lab, IW, IH, &n); // (frame 2, camera 1): cut in half
+    CHECK(zip_edit(zip[1], member[2][1], png, n / 2) == 0, "replace %s", member[2][1]);
+    free(png);
+    snprintf(log, sizeof log, "%s/pack.log", base);
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --size 16 --crop 0.75 --quiet --threads 2", dir, base);
+    CHECK(run_pack(args, log) == 0, "pack failed");
+    char named[2][4800];
+    snprintf(named[0], sizeof named[0], "kept without part labels (damaged labels): %s: member '%s': labels are 16x24, the "
+             "image is 32x48", zip[0], member[1][0]);
+    snprintf(named[1], sizeof named[1], "kept without part labels (damaged labels): %s: member '%s': PNG decode failed",
+             zip[1], member[2][1]);
+    char *t = test_read_text(log, NULL);
+    int ok_warn = count_occurrences(t, named[0]) == 1 && count_occurrences(t, named[1]) == 1 &&
+                  count_occurrences(t, "part labels (damaged") == 2 && !strstr(t, "skipped (");
+    int ok_line = strstr(t, "6 images (0 missing, 0 corrupt, 0 no mask, skipped), 6 masks, 4 part labels (2 damaged, "
+                            "left out)") != NULL;
+    free(t);
+    CHECK(ok_warn, "want one warning each: '%s' and '%s'", named[0], named[1]);
+    CHECK(ok_line, "the capture line does not count 6 images, 4 part labels, 2 damaged");
+    snprintf(shard, sizeof shard, "%s/shards/%s.h5", base, name);
+    Shard sh;
+    CHECK(!shard_open(&sh, shard, err, sizeof err), "%s", err);
+    CHECK(!ava256_open(&cap, dir, 0, err, sizeof err), "%s", err);
+    CHECK(sh.has[SHARD_PARTS] && sh.m.W == S, "no labels in the shard");
+    uint8_t rgb[S * S * 3], got[S * S];
+    Ava256Image src = {0};
+    int compared = 0, offset = 0;
+    for (int f = 0; f < 3; f++)
+        for (int c = 0; c < 2; c++) {
+            CHECK(shard_get_image(&sh, f, c, rgb, err, sizeof err) == 0, "frame %d camera %d: image not kept: %s", f, c, err);
+            int r = shard_get_parts(&sh, f, c, got, err, sizeof err), damaged = (f == 1 && c == 0) || (f == 2 && c == 1);
+            CHECK(r == damaged, "frame %d camera %d: labels %d, want %d (%s)", f, c, r, damaged, err);
+            if (damaged) continue;
+            CHECK(ava256_read_parts(&cap, c, f, &src, err, sizeof err) == AVA256_OK, "%s", err);
+            double Kimg[9];
+            ava256_scale_K(cap.cams[c].calib.K, IW, IH, Kimg);
+            const double *Kc = sh.m.K + ((size_t)f * 2 + c) * 9;
+            long x0 = lround(Kimg[2] - Kc[2] * SIDE / S), y0 = lround(Kimg[5] - Kc[5] * SIDE / S);
+            CHECK(x0 >= 0 && x0 <= IW - SIDE && y0 >= 0 && y0 <= IH - SIDE, "crop origin %ld,%ld", x0, y0);
+            offset += x0 > 0 && y0 > 0;
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++) {
+                    long sx = x0 + (long)floor((x + 0.5) * SIDE / S), sy = y0 + (long)floor((y + 0.5) * SIDE / S);
+                    CHECK(got[y * S + x] == src.px[sy * IW + sx], "frame %d camera %d: label (%d, %d) is %d, source (%ld, %ld) "
+                          "is %d", f, c, x, y, got[y * S + x], sx, sy, src.px[sy * IW + sx]);
+                }
+            if (f == 0 && c == 0) CHECK(!memcmp(src.px, lab, sizeof lab), "the hand-made labels did not read back");
+            compared++;
+        }
+    printf("    %d label images equal the nearest-resampled crop of their PNG (%d crops off both top and left)\n",
+           compared, offset);
+    CHECK(offset > 0, "no crop with an offset: the crop origin is not tested");
+    ava256_image_free(&src);
+    ava256_close(&cap);
+    shard_close(&sh);
+    // --no-parts: no labels stored, none read (so no warnings either)
+    snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards_np' --size 16 --crop 0.75 --quiet --no-parts", dir, base);
+    CHECK(run_pack(args, log) == 0, "pack --no-parts failed");
+    t = test_read_text(log, NULL);
+    int ok = strstr(t, "6 masks, 0 part labels (0 damaged, left out)") && !strstr(t, "warning");
+    free(t);
+    CHECK(ok, "--no-parts: want 0 part labels and no warning");
+    snprintf(shard, sizeof shard, "%s/shards_np/%s.h5", base, name);
+    CHECK(!shard_open(&sh, shard, err, sizeof err), "%s", err);
+    ok = !sh.has[SHARD_PARTS] && sh.has[SHARD_IMAGE] && shard_get_parts(&sh, 0, 0, got, err, sizeof err) == 1;
+    shard_close(&sh);
+    CHECK(ok, "--no-parts: the shard has labels");
+    return 0;
+}
+
 // Numbers on the command line are read whole and range-checked: a bad value is refused with exit 2 and a
 // message naming the flag and the value (atoi/atof read "12abc" as 12 and "0.6x" as 0.6).
 static int test_pack_strict_numbers(void) {
@@ -734,6 +839,7 @@ const TestCase pack_tests[] = {
     {"pack_corrupt_over_limit", test_pack_corrupt_over_limit},
     {"pack_first_image_wrong_size", test_pack_first_image_wrong_size},
     {"pack_missing_mask_member", test_pack_missing_mask_member},
+    {"pack_part_labels", test_pack_part_labels},
     {"pack_strict_number_options", test_pack_strict_numbers},
     {"data/precompute_scripts_writers", test_precompute_writers},
     {"data/pack_fixture_resumable", test_pack_fixture},

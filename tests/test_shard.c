@@ -1,5 +1,6 @@
-// test_shard.c — HDF5 shards: metadata and payloads round-trip (JPEG within its quality, masks and aux
-// maps exactly), missing entries, atomic writing, concurrent readers, damaged files named in errors.
+// test_shard.c — HDF5 shards: metadata and payloads round-trip (JPEG within its quality, masks, part labels
+// and aux maps exactly), missing entries, optional part labels (absent in older shards), atomic writing,
+// concurrent readers, damaged files named in errors.
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -14,7 +15,7 @@
 #include "test.h"
 
 static const char *const BLOB_DS[SHARD_NBLOBS] = {"blobs/image_jpeg", "blobs/mask_zstd", "blobs/dust3r_zstd",
-                                                  "blobs/sapiens_zstd"};
+                                                  "blobs/sapiens_zstd", "blobs/parts_zstd"};
 
 static int flip_at(const char *path, long long pos) {
     int fd = open(path, O_RDWR);
@@ -97,20 +98,26 @@ static void meta(MetaFx *x) {
     m->cam_ids = x->ids, m->w2c = x->w2c, m->K = x->K, m->frame_ids = x->fid, m->head_pose = x->hp, m->expr = x->ex;
 }
 
-// counts: the pack counts to record (shard_set_counts), or NULL for none.
-static int write_shard_counts(const char *path, const int64_t *counts) {
+// Part labels of (f, c): every byte value occurs (the payload is bytes, whatever classes they name).
+static uint8_t label(int f, int c, int i) { return (uint8_t)((i * 31 + 5 * f + c) & 0xff); }
+// (frame 1, camera 2) has an image but no labels; (2, 1) has nothing.
+static int has_labels(int f, int c) { return !(f == 1 && c == 2); }
+
+// counts: the pack counts to record (shard_set_counts), or NULL for none. parts: write part labels.
+static int write_shard_opts(const char *path, const int64_t *counts, int parts) {
     char err[512];
     MetaFx x;
     meta(&x);
     ShardWriter *w = shard_create(path, &x.m, 95, err, sizeof err);
     CHECK(w, "%s", err);
-    uint8_t rgb[W * H * 3], mask[W * H];
+    uint8_t rgb[W * H * 3], mask[W * H], lab[W * H];
     float d3[W * H * 4], sp[SH * SW * SC];
     for (int f = 0; f < F; f++)
         for (int c = 0; c < C; c++) {
             if (f == 2 && c == 1) continue; // a missing image
             image(f, c, rgb);
-            for (int i = 0; i < W * H; i++) mask[i] = (uint8_t)((i * 7 + f + c) & 0xff);
+            for (int i = 0; i < W * H; i++) mask[i] = (uint8_t)((i * 7 + f + c) & 0xff), lab[i] = label(f, c, i);
+            if (parts && has_labels(f, c)) CHECK(!shard_put_parts(w, f, c, lab, err, sizeof err), "%s", err);
             for (int i = 0; i < W * H * 4; i++) d3[i] = (float)(i * 0.001 + f - c);
             for (int i = 0; i < SH * SW * SC; i++) sp[i] = (float)(i + 10 * f + c);
             CHECK(!shard_put_image(w, f, c, rgb, err, sizeof err), "%s", err);
@@ -119,10 +126,13 @@ static int write_shard_counts(const char *path, const int64_t *counts) {
             CHECK(!shard_put_aux(w, SHARD_SAPIENS, f, c, sp, err, sizeof err), "%s", err);
         }
     CHECK(shard_put_image(w, 0, 0, rgb, err, sizeof err) != 0 && strstr(err, "twice"), "double write accepted");
+    if (parts) CHECK(shard_put_parts(w, 0, 0, lab, err, sizeof err) != 0 && strstr(err, "parts_zstd") && strstr(err, "twice"),
+                     "double label write accepted: '%s'", err);
     if (counts) shard_set_counts(w, counts[0], counts[1], counts[2]);
     CHECK(!shard_finish(w, err, sizeof err), "%s", err);
     return 0;
 }
+static int write_shard_counts(const char *path, const int64_t *counts) { return write_shard_opts(path, counts, 1); }
 static int write_shard(const char *path) { return write_shard_counts(path, NULL); }
 
 static int test_roundtrip(void) {
@@ -145,13 +155,20 @@ static int test_roundtrip(void) {
     uint8_t rgb[W * H * 3], want[W * H * 3], mask[W * H];
     float d3[W * H * 4], sp[SH * SW * SC];
     double worst = 1e9;
+    CHECK(s.has[SHARD_PARTS], "the shard's part labels are not reported");
     for (int f = 0; f < F; f++)
         for (int c = 0; c < C; c++) {
             int r = shard_get_image(&s, f, c, rgb, err, sizeof err);
             if (f == 2 && c == 1) {
                 CHECK(r == 1 && shard_get_mask(&s, f, c, mask, err, sizeof err) == 1, "missing image not reported");
+                CHECK(shard_get_parts(&s, f, c, mask, err, sizeof err) == 1, "missing labels not reported");
                 continue;
             }
+            // part labels: bit-exact, or 1 where none were written
+            int rp = shard_get_parts(&s, f, c, mask, err, sizeof err);
+            CHECK(rp == !has_labels(f, c), "labels of frame %d camera %d: %d (%s)", f, c, rp, err);
+            for (int i = 0; i < W * H && rp == 0; i++)
+                CHECK(mask[i] == label(f, c, i), "labels of frame %d camera %d not exact at %d", f, c, i);
             CHECK(r == 0, "%s", err);
             image(f, c, want);
             double mse = 0;
@@ -186,6 +203,46 @@ static int test_roundtrip(void) {
         int ok = s.missing_images == wantc[k][0] && s.corrupt_images == wantc[k][1] && s.no_mask_images == wantc[k][2];
         CHECK(ok, "counts %lld/%lld/%lld read back as %lld/%lld/%lld", (long long)cases[k][0], (long long)cases[k][1],
               (long long)cases[k][2], (long long)s.missing_images, (long long)s.corrupt_images, (long long)s.no_mask_images);
+        shard_close(&s);
+    }
+    return 0;
+}
+
+// A shard written without any shard_put_parts has no parts datasets at all (the layout of every shard from
+// before them: the seed shard of tests/fuzz/corpus is one), opens with has[SHARD_PARTS] = 0 and answers 1
+// for every (frame, camera)'s labels while its other payloads read as usual.
+static int test_parts_optional(void) {
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/noparts.h5", test_tmpdir());
+    if (write_shard_opts(path, NULL, 0)) return 1;
+    hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    CHECK(fid >= 0, "reopen");
+    int any = H5Lexists(fid, "blobs/parts_zstd", H5P_DEFAULT) > 0 || H5Lexists(fid, "blobs/parts_zstd_offset", H5P_DEFAULT) > 0 ||
+              H5Aexists(fid, "parts_zstd_index_crc32") > 0;
+    H5Fclose(fid);
+    CHECK(!any, "a shard without labels has part-label datasets or attributes");
+    const char *old = "tests/fuzz/corpus/shard/small.h5"; // written by tests/fuzz/seed_shard.c before part labels
+    char oldp[4096];
+    snprintf(oldp, sizeof oldp, "%s/%s", test_source_root(), old);
+    const char *files[2] = {path, oldp};
+    for (int k = 0; k < 2; k++) {
+        Shard s;
+        CHECK(!shard_open(&s, files[k], err, sizeof err), "%s", err);
+        CHECK(!s.has[SHARD_PARTS] && s.has[SHARD_IMAGE] && s.has[SHARD_MASK], "%s: has %d/%d/%d", files[k],
+              s.has[SHARD_PARTS], s.has[SHARD_IMAGE], s.has[SHARD_MASK]);
+        size_t n = (size_t)s.m.W * s.m.H;
+        uint8_t *buf = malloc(n * 3);
+        int images = 0;
+        for (int f = 0; f < s.m.n_frames; f++)
+            for (int c = 0; c < s.m.n_cams; c++) {
+                CHECK(shard_get_parts(&s, f, c, buf, err, sizeof err) == 1, "%s: labels of frame %d camera %d", files[k], f, c);
+                int r = shard_get_image(&s, f, c, buf, err, sizeof err);
+                CHECK(r >= 0, "%s", err);
+                images += r == 0;
+            }
+        printf("    %s: opens, no labels, %d images read\n", k ? old : "a shard without labels", images);
+        CHECK(images > 0, "no image read");
+        free(buf);
         shard_close(&s);
     }
     return 0;
@@ -258,6 +315,7 @@ static int test_crc(void) {
     CHECK(!test_flip_shard_payload(bad, SHARD_MASK, 3, 2, 0, err, sizeof err), "%s", err);
     CHECK(!test_flip_shard_payload(bad, SHARD_DUST3R, 0, 2, -1, err, sizeof err), "%s", err);
     CHECK(!test_flip_shard_payload(bad, SHARD_SAPIENS, 3, 1, -1, err, sizeof err), "%s", err);
+    CHECK(!test_flip_shard_payload(bad, SHARD_PARTS, 0, 1, -1, err, sizeof err), "%s", err);
     Shard a, b;
     CHECK(!shard_open(&a, path, err, sizeof err), "%s", err);
     CHECK(!shard_open(&b, bad, err, sizeof err), "payload flips must not fail the open: %s", err);
@@ -268,10 +326,15 @@ static int test_crc(void) {
         for (int c = 0; c < C; c++) {
             for (int kind = 0; kind < SHARD_NBLOBS; kind++) {
                 int want_bad = (kind == SHARD_IMAGE && f == 1 && c == 0) || (kind == SHARD_MASK && f == 3 && c == 2) ||
-                               (kind == SHARD_DUST3R && f == 0 && c == 2) || (kind == SHARD_SAPIENS && f == 3 && c == 1);
+                               (kind == SHARD_DUST3R && f == 0 && c == 2) || (kind == SHARD_SAPIENS && f == 3 && c == 1) ||
+                               (kind == SHARD_PARTS && f == 0 && c == 1);
                 int r1, r2;
                 size_t n;
-                if (kind == SHARD_IMAGE || kind == SHARD_MASK) {
+                if (kind == SHARD_PARTS) {
+                    r1 = shard_get_parts(&a, f, c, ra, err, sizeof err);
+                    r2 = shard_get_parts(&b, f, c, rb, err, sizeof err);
+                    n = (size_t)W * H;
+                } else if (kind == SHARD_IMAGE || kind == SHARD_MASK) {
                     r1 = kind ? shard_get_mask(&a, f, c, ra, err, sizeof err) : shard_get_image(&a, f, c, ra, err, sizeof err);
                     r2 = kind ? shard_get_mask(&b, f, c, rb, err, sizeof err) : shard_get_image(&b, f, c, rb, err, sizeof err);
                     n = kind ? (size_t)W * H : (size_t)W * H * 3;
@@ -280,7 +343,8 @@ static int test_crc(void) {
                     r2 = shard_get_aux(&b, kind, f, c, fb, err, sizeof err);
                     n = 4 * (kind == SHARD_DUST3R ? (size_t)W * H * 4 : (size_t)SH * SW * SC);
                 }
-                CHECK(r1 == (f == 2 && c == 1), "clean shard: kind %d frame %d camera %d gave %d", kind, f, c, r1);
+                int absent = (f == 2 && c == 1) || (kind == SHARD_PARTS && !has_labels(f, c));
+                CHECK(r1 == absent, "clean shard: kind %d frame %d camera %d gave %d", kind, f, c, r1);
                 if (want_bad) {
                     char where[64];
                     snprintf(where, sizeof where, "frame %d camera %d", f, c);
@@ -290,23 +354,29 @@ static int test_crc(void) {
                     continue;
                 }
                 CHECK(r2 == r1, "kind %d frame %d camera %d: %d vs %d (%s)", kind, f, c, r2, r1, err);
-                const void *pa = kind < 2 ? (const void *)ra : (const void *)fa, *pb = kind < 2 ? (const void *)rb : (const void *)fb;
+                int bytes = kind == SHARD_IMAGE || kind == SHARD_MASK || kind == SHARD_PARTS;
+                const void *pa = bytes ? (const void *)ra : (const void *)fa, *pb = bytes ? (const void *)rb : (const void *)fb;
                 CHECK(r1 || !memcmp(pa, pb, n), "kind %d frame %d camera %d differs from the clean shard", kind, f, c);
             }
         }
-    CHECK(failed == 4, "%d damaged payloads reported, want 4", failed);
+    CHECK(failed == 5, "%d damaged payloads reported, want 5", failed);
+    // the part labels' index, covered by its own attribute: one payload CRC of blobs/parts_zstd_crc32
+    uint32_t parts_crc = a.blob[SHARD_PARTS].crc[(size_t)3 * C + 2];
     shard_close(&a), shard_close(&b);
-    // metadata: a camera's translation, a head pose
+    // metadata: a camera's translation, a head pose, the labels' index
     MetaFx x;
     meta(&x);
-    const void *what[2] = {&x.w2c[7], &x.hp[13]};
-    for (int k = 0; k < 2; k++) {
+    const void *what[3] = {&x.w2c[7], &x.hp[13], &parts_crc};
+    const size_t wlen[3] = {8, 8, 4};
+    for (int k = 0; k < 3; k++) {
         snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, bad);
         CHECK(test_system(cmd) == 0, "copy");
-        CHECK(!test_flip_file_bytes(bad, what[k], 8), "value %d not found in the file", k);
-        CHECK(shard_open(&b, bad, err, sizeof err) != 0 && strstr(err, "meta_crc32") && strstr(err, bad),
+        CHECK(!test_flip_file_bytes(bad, what[k], wlen[k]), "value %d not found in the file", k);
+        const char *want = k < 2 ? "meta_crc32" : "parts_zstd_index_crc32";
+        err[0] = 0; // an accepted file leaves no message: not the last one's
+        CHECK(shard_open(&b, bad, err, sizeof err) != 0 && strstr(err, want) && strstr(err, bad),
               "a flipped metadata byte was accepted: '%s'", err);
-        if (!k) printf("    %s\n", err);
+        if (k != 1) printf("    %s\n", err);
     }
     // a shard from before checksums; and one stripped of its CRC datasets
     for (int keep_attr = 0; keep_attr < 2; keep_attr++) {
@@ -356,6 +426,7 @@ static int test_fuzz_regressions(void) {
 const TestCase shard_tests[] = {
     {"data/shard_fuzz_regressions", test_fuzz_regressions},
     {"data/shard_roundtrip", test_roundtrip},
+    {"data/shard_parts_optional", test_parts_optional},
     {"data/shard_crc_flipped_bytes", test_crc},
     {"data/shard_concurrent_damaged_atomic", test_concurrent_and_damaged},
     {NULL, NULL},

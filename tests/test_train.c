@@ -277,6 +277,7 @@ static int step_reference_case(int dust3r, int sapiens) {
     // eps 1e-4, not 1e-8: at Adam's first step the update is lr·g/(|g| + eps), a sign function for tiny g,
     // where float32 gradient noise (~1e-8 absolute here) would flip whole lr-sized steps
     tc.adam_eps = 1e-4;
+    tc.w_mouth = dust3r ? 0.3 : 0; // the mouth term in half of the cases (its region: the batch's tgt_mouth)
     snprintf(tc.background, sizeof tc.background, "0.2,0.4,0.6");
     Trainer t;
     trainer_build(&t, &c, &tc, NULL);
@@ -293,26 +294,27 @@ static int step_reference_case(int dust3r, int sapiens) {
     const char *ref = "tools/reference/train_step_ref.py";
     snprintf(cmd, sizeof cmd,
              "cd '%s' && '%s' %s makebatch --ckpt '%s' --out '%s' --B 2 --seed 3 > /dev/null && "
-             "'%s' %s makehyper --out '%s' --lr %.17g --w-l1 %.17g --w-ssim %.17g --bg %s --beta1 %.17g --beta2 %.17g "
+             "'%s' %s makehyper --out '%s' --lr %.17g --w-l1 %.17g --w-ssim %.17g --w-mouth %.17g --bg %s --beta1 %.17g --beta2 %.17g "
              "--eps %.17g --weight-decay %.17g --grad-clip %.17g > /dev/null && "
              "'%s' %s step --ckpt '%s' --batch '%s' --hyper '%s' --out '%s' --dtype float64 > '%s.log'",
-             test_source_root(), py, ref, ck, bt, py, ref, hy, tc.lr, tc.w_l1, tc.w_ssim, tc.background, tc.beta1,
+             test_source_root(), py, ref, ck, bt, py, ref, hy, tc.lr, tc.w_l1, tc.w_ssim, tc.w_mouth, tc.background, tc.beta1,
              tc.beta2, tc.adam_eps, tc.weight_decay, tc.grad_clip, py, ref, ck, bt, hy, out, out);
     CHECK(test_system(cmd) == 0, "the PyTorch step failed");
     Atb B, R;
     CHECK(!atb_read(bt, &B, err, sizeof err), "%s", err);
     CHECK(!atb_read(out, &R, err, sizeof err), "%s", err);
     // the batch in float, as the loader would hand it over
-    const char *names[10] = {"rgb", "pos", "conf", "sap", "w2c", "K", "expr", "tgt_rgb", "tgt_w2c", "tgt_K"};
-    float *f[10] = {0};
-    for (int k = 0; k < 10; k++) {
+    const char *names[11] = {"rgb", "pos", "conf", "sap", "w2c", "K", "expr", "tgt_rgb", "tgt_w2c", "tgt_K", "tgt_mouth"};
+    float *f[11] = {0};
+    for (int k = 0; k < 11; k++) {
         const AtbTensor *x = atb_find(&B, names[k]);
         if (!x) continue;
         f[k] = malloc(4 * x->count);
         CHECK(!atb_get_f32(&B, names[k], f[k], x->count, err, sizeof err), "%s", err);
     }
     TrainBatch tb = {{f[0], dust3r ? f[1] : NULL, dust3r ? f[2] : NULL, sapiens ? f[3] : NULL, f[4], f[5], f[6]},
-                     f[7], f[8], f[9]};
+                     f[7], f[8], f[9], f[10]};
+    CHECK(f[10] != NULL, "the reference batch has no tgt_mouth");
     trainer_zero_grad(&t);
     LossTerms L = trainer_micro_step(&t, &tb, 1.0, 0);
     float *grads = malloc(4 * t.m.n_params), *gauss = malloc(4 * (size_t)t.B * t.G * 14);
@@ -324,10 +326,10 @@ static int step_reference_case(int dust3r, int sapiens) {
     double lr;
     double norm = trainer_update(&t, 0, &lr);
     int bad = 0;
-    double rl[4];
-    const char *sc[4] = {"loss", "l1", "ssim", "grad_norm"};
-    double cv[4] = {L.loss, L.l1, L.ssim, norm};
-    for (int k = 0; k < 4; k++) {
+    double rl[5];
+    const char *sc[5] = {"loss", "l1", "ssim", "grad_norm", "l1_mouth"};
+    double cv[5] = {L.loss, L.l1, L.ssim, norm, L.l1_mouth};
+    for (int k = 0; k < (tc.w_mouth > 0 ? 5 : 4); k++) {
         CHECK(!atb_get_f64(&R, sc[k], &rl[k], 1, err, sizeof err), "%s", err);
         double e = fabs(cv[k] - rl[k]) / fabs(rl[k]);
         printf("    %-18s C %.9g  ref %.9g  rel %.2e\n", sc[k], cv[k], rl[k], e);
@@ -372,7 +374,7 @@ static int step_reference_case(int dust3r, int sapiens) {
     printf("    %d gradient tensors: worst rel %.2e (tol 1e-4); parameters after clip + AdamW: worst %.2e lr (tol 1e-3 lr)\n",
            n_t, worst_g, worst_p);
     atb_free(&B), atb_free(&R);
-    for (int k = 0; k < 10; k++) free(f[k]);
+    for (int k = 0; k < 11; k++) free(f[k]);
     free(grads), free(gauss), free(image), free(buf);
     trainer_free(&t);
     CHECK(!bad, "C step differs from the PyTorch step");
@@ -399,7 +401,7 @@ static int test_grad_accumulation(void) {
     avat3r_init_params(&a.m, 4);
     avat3r_init_params(&b.m, 4);
     Avat3rBatch in = random_batch_f32(&rb);
-    TrainBatch both = {in, trgb, tw, tk};
+    TrainBatch both = {in, trgb, tw, tk, NULL};
     trainer_zero_grad(&a);
     LossTerms la = trainer_micro_step(&a, &both, 1.0, 0);
     trainer_zero_grad(&b);
@@ -408,7 +410,7 @@ static int test_grad_accumulation(void) {
         size_t px = (size_t)V * H * W;
         TrainBatch one = {{in.rgb + s * px * 3, in.pos + s * px * 3, in.conf + s * px, in.sap + (size_t)s * V * c.sapiens_h * c.sapiens_w * c.sapiens_ch,
                            in.w2c + s * V * 12, in.K + s * V * 9, in.expr + s * c.expr_dim},
-                          trgb + (size_t)s * Vt * H * W * 3, tw + s * Vt * 12, tk + s * Vt * 9};
+                          trgb + (size_t)s * Vt * H * W * 3, tw + s * Vt * 12, tk + s * Vt * 9, NULL};
         lb += 0.5 * trainer_micro_step(&b, &one, 0.5, 0).loss;
     }
     double m = 0, e = 0;
@@ -826,6 +828,27 @@ static int test_eval_metrics(void) {
     return 0;
 }
 
+// The mouth term end to end: the fixture's shards carry part labels (synth writes them, pack keeps them),
+// so with w_mouth the training lines log a positive l1_mouth and the validation the mouth-region PSNRs.
+static int test_mouth_term(void) {
+    const char *shards = fixture_shards();
+    CHECK(shards, "fixture failed");
+    char r[1024], extra[2048], cmd[8192];
+    snprintf(r, sizeof r, "%s/run_mouth", test_tmpdir());
+    snprintf(extra, sizeof extra, "--steps 4 --set val_every=0 --set w_mouth=2 %s", held_out_set(shards));
+    CHECK(run_train(shards, r, extra, NULL) == 0, "training failed (%s.log)", r);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import json; L=[json.loads(l) for l in open('%s/log.jsonl')]; "
+             "t=[l for l in L if l['kind']=='train']; v=[l for l in L if l['kind']=='val'][-1]; "
+             "assert len(t)==4 and all(l['l1_mouth'] is not None and l['l1_mouth']>=0 for l in t), t; "
+             "assert any(l['l1_mouth']>0 for l in t), 'no mouth region in 4 steps'; "
+             "assert all(v[k] is not None and 5<v[k]<100 for k in ('psnr_mouth','psnr_expr_mouth','psnr_expr_mouth_fixed')), v; "
+             "print('    l1_mouth', [round(l['l1_mouth'],5) for l in t], 'psnr_mouth %%.2f, sweep %%.2f / %%.2f' %% "
+             "(v['psnr_mouth'], v['psnr_expr_mouth'], v['psnr_expr_mouth_fixed']))\"", r);
+    CHECK(test_system(cmd) == 0, "log.jsonl lacks the mouth term or its metrics (%s/log.jsonl)", r);
+    return 0;
+}
+
 // A few hundred steps of the micro model: the loss must fall by the stated factor.
 #define LOSS_FALL_FACTOR 1.5
 static int test_loss_falls(void) {
@@ -886,5 +909,6 @@ const TestCase train_tests[] = {
     {"train_config_every_key_errors", test_config_every_key},
     {"train_eval_metrics", test_eval_metrics},
     {"train_loss_falls", test_loss_falls},
+    {"train_mouth_term", test_mouth_term},
     {NULL, NULL},
 };

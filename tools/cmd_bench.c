@@ -26,6 +26,14 @@ static double median(double *v, int n) {
 
 double cli_reference_bench_ms(const char *args) {
     char cmd[8192], out[4096] = {0};
+    // Measured on the 2-core machine (docs/benchmarks.md): passive makes C's many short parallel regions pay
+    // a futex wake-up each (+35 % per step); active keeps this process's idle threads spinning on the cores
+    // the reference runs on (the reference 5-10x slower). Either way the ratio is not the machine's.
+    static int warned;
+    const char *wp = getenv("OMP_WAIT_POLICY");
+    if (wp && *wp && !warned++)
+        fprintf(stderr, "bench: note: OMP_WAIT_POLICY=%s is set; it distorts the C/PyTorch ratio (passive slows C, "
+                        "active slows the reference): unset it for a comparison\n", wp);
     snprintf(cmd, sizeof cmd, "'%s' %s", cli_python(), args);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;

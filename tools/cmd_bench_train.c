@@ -40,7 +40,7 @@ int cmd_bench_train(int argc, char **argv) {
     const int Vt = c.views_target, H = c.img_h, W = c.img_w;
     float *tw, *tk, *trgb;
     random_targets_make(&c, B, 7, &tw, &tk, &trgb);
-    TrainBatch tb = {random_batch_f32(&rb), trgb, tw, tk};
+    TrainBatch tb = {random_batch_f32(&rb), trgb, tw, tk, NULL};
     StepDevice sd;
     char err[256];
     if (step_device_open(&sd, &t, o.device, 0, err, sizeof err)) FATAL("%s", err);

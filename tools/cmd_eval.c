@@ -209,7 +209,7 @@ int cmd_eval(int argc, char **argv) {
             n_damaged += b->skipped;
             TrainBatch tb = {{b->rgb, c.use_dust3r ? b->pos : NULL, c.use_dust3r ? b->conf : NULL,
                               c.use_sapiens ? b->sap : NULL, b->w2c, b->K, b->expr},
-                             b->tgt_rgb, b->tgt_w2c, b->tgt_K};
+                             b->tgt_rgb, b->tgt_w2c, b->tgt_K, b->tgt_mouth};
             step_device_render(&sd, &tb);
             ssim_forward(&t.ssim, t.r.image, b->tgt_rgb, ssim_per);
             if (have_lpips) lpips_forward(&lp, t.r.image, b->tgt_rgb, lp_per);

@@ -235,7 +235,7 @@ int cmd_inspect(int argc, char **argv) {
             fprintf(stderr, "error: %s\n", err);
             return 1;
         }
-        static const char *names[SHARD_NBLOBS] = {"images", "masks", "dust3r", "sapiens"};
+        static const char *names[SHARD_NBLOBS] = {"images", "masks", "dust3r", "sapiens", "parts"};
         size_t n = (size_t)sh.m.n_frames * sh.m.n_cams;
         cJSON_AddStringToObject(j, "kind", "shard");
         cJSON_AddStringToObject(j, "file", path);

@@ -17,13 +17,15 @@
 
 static const char *USAGE =
     "--ava256 DIR --out SHARDS [--size 512] [--quality 92] [--cameras ID,ID,...] [--subjects SID,...]\n"
-    "       [--threads N] [--background r,g,b] [--sapiens-size WxH] [--crop F] [--max-corrupt F] [--quiet]\n"
+    "       [--threads N] [--background r,g,b] [--sapiens-size WxH] [--crop F] [--max-corrupt F] [--no-parts] [--quiet]\n"
     "  --crop F: the square crop around the projected head is F times the image's short side, in (0, 1] (default 1).\n"
     "  --size 8..4096, --quality 1..100, --threads 0..1024 (0 = one per core), --background r,g,b in [0, 1].\n"
     "  An image is skipped (counted as no mask) when its camera has a mask zip without a member for its frame.\n"
     "  --max-corrupt F: a corrupt image (its image, mask, DUSt3R or Sapiens member does not read or decode) is\n"
     "    skipped, counted and named in a warning; a capture with more than F of its images corrupt is not\n"
     "    packed (default 0.01; 0 = none tolerated, 1 = no limit). Pack exits 1 when a capture failed.\n"
+    "  Part labels (segmentation_parts) are stored where present, cropped like the image and resampled nearest;\n"
+    "    a damaged label member keeps its image without labels (counted, named in a warning). --no-parts: none.\n"
     "  DIR: a release root holding 256_ids.csv, or one capture folder. One SHARDS/<capture>.h5 per capture.";
 
 // Converts the expression-code pickle when its sidecar is missing; says how to do it by hand otherwise.
@@ -58,7 +60,7 @@ static int split_list(char *s, const char **out, int max) {
 int cmd_pack(int argc, char **argv) {
     const char *root = NULL, *out = NULL;
     char *cams_arg = NULL, *subj_arg = NULL;
-    PackOptions o = {512, 92, {1, 1, 1}, NULL, 0, 0, 0, 64, 64, 1.0, 0.01};
+    PackOptions o = {512, 92, {1, 1, 1}, NULL, 0, 0, 0, 64, 64, 1.0, 0.01, 0};
     for (int i = 1; i < argc; i++) {
         int has = i + 1 < argc, bad = 0;
         const char *a = argv[i];
@@ -74,6 +76,7 @@ int cmd_pack(int argc, char **argv) {
         else if (!strcmp(a, "--cameras") && has) cams_arg = argv[++i];
         else if (!strcmp(a, "--subjects") && has) subj_arg = argv[++i];
         else if (!strcmp(a, "--quiet")) o.quiet = 1;
+        else if (!strcmp(a, "--no-parts")) o.no_parts = 1;
         else if (!strcmp(a, "--crop") && has) bad = cli_parse_double("pack", a, argv[++i], 0, 1, 1, &o.crop);
         else if (!strcmp(a, "--max-corrupt") && has) bad = cli_parse_double("pack", a, argv[++i], 0, 1, 0, &o.max_corrupt);
         else if (!strcmp(a, "--sapiens-size") && has) {
@@ -169,10 +172,10 @@ int cmd_pack(int argc, char **argv) {
         tot.images += st.images, tot.missing_images += st.missing_images, tot.masks += st.masks;
         tot.corrupt_images += st.corrupt_images, tot.no_mask_images += st.no_mask_images;
         printf("%s: %lld frames x %lld cameras, %lld images (%lld missing, %lld corrupt, %lld no mask, skipped), %lld "
-               "masks, %lld DUSt3R and %lld Sapiens maps\n",
+               "masks, %lld part labels (%lld damaged, left out), %lld DUSt3R and %lld Sapiens maps\n",
                path, (long long)st.frames, (long long)st.cameras, (long long)st.images, (long long)st.missing_images,
-               (long long)st.corrupt_images, (long long)st.no_mask_images, (long long)st.masks, (long long)st.dust3r,
-               (long long)st.sapiens);
+               (long long)st.corrupt_images, (long long)st.no_mask_images, (long long)st.masks, (long long)st.parts,
+               (long long)st.bad_parts, (long long)st.dust3r, (long long)st.sapiens);
     }
     printf("pack: %d captures packed, %d already done, %d failed; %lld images (%lld missing, %lld corrupt, %lld no mask) "
            "in %.1f s\n",

@@ -11,6 +11,8 @@ SUBJECTS=${DEMO_SUBJECTS:-28}      # the last DEMO_HELD_OUT are held out: novel 
 HELD=${DEMO_HELD_OUT:-4}
 CAMERAS=${DEMO_CAMERAS:-16}
 FRAMES=${DEMO_FRAMES:-16}
+SIZE=${DEMO_SIZE:-96x144}          # synthetic capture size (W x H)
+CROP=${DEMO_CROP:-1}               # pack's square crop around the head, a fraction of the short side
 STEPS=${DEMO_STEPS:-}              # empty: the `steps` of the config (sized for ~10 minutes on 2 cores)
 THREADS=${DEMO_THREADS:-$(nproc)}
 BIN=${AVAT3R:-build/avat3r}
@@ -22,12 +24,12 @@ if [ ! -f "$OUT/captures/.done" ]; then
     echo "== 1/4 synthetic captures: $SUBJECTS identities x $CAMERAS cameras x $FRAMES frames ($OUT/captures)"
     rm -rf "$OUT/captures"
     "$BIN" synth --out "$OUT/captures" --subjects "$SUBJECTS" --cameras "$CAMERAS" --frames "$FRAMES" \
-        --size 96x144 --sapiens-size 16x16 --threads "$THREADS" > "$OUT/synth.log" 2>&1 ||
+        --size "$SIZE" --sapiens-size 16x16 --threads "$THREADS" > "$OUT/synth.log" 2>&1 ||
         { tail -n 20 "$OUT/synth.log" >&2; exit 1; }
     touch "$OUT/captures/.done"
 fi
 echo "== 2/4 pack to 64x64 shards ($OUT/shards)"
-"$BIN" pack --ava256 "$OUT/captures" --out "$OUT/shards" --size 64 --sapiens-size 16x16 --threads "$THREADS" --quiet
+"$BIN" pack --ava256 "$OUT/captures" --out "$OUT/shards" --size 64 --crop "$CROP" --sapiens-size 16x16 --threads "$THREADS" --quiet
 
 # the last HELD identities never enter training
 HELD_LIST=$(ls "$OUT/shards" | grep '\.h5$' | sed 's/\.h5$//' | tail -n "$HELD" | paste -sd, -)

@@ -182,16 +182,18 @@ static void truncate_log(const char *path, long upto_step) {
 typedef struct {
     int n;            // batches
     int B, V, Vt, H, W, E, CS, hs, ws;
-    float *rgb, *pos, *conf, *sap, *w2c, *K, *expr, *tgt_rgb, *tgt_w2c, *tgt_K; // [n, ...] each
+    float *rgb, *pos, *conf, *sap, *w2c, *K, *expr, *tgt_rgb, *tgt_w2c, *tgt_K, *tgt_mouth; // [n, ...] each
     float *expr_swap; // [B, E] the expression sweep's codes for batch 0
     float *w2c_swap, *K_swap; // [B, Vt, 12], [B, Vt, 9] its target cameras
     // the expression sweep: the first sample's capture at SWEEP frames, from its first target camera
     int sweep_n;
     float *sweep_gt, *sweep_expr, *sweep_w2c, *sweep_K; // [n, H, W, 3], [n, E], [n, 12], [n, 9]
+    float *sweep_mouth;                                  // [n, H, W] each frame's mouth region (0: none)
     float *sweep_fixed, *sweep_diff;                     // [H, W, 3] scratch
     char from[64];    // "held-out identities" or "training identities"
 } ValSet;
 #define SWEEP 8
+#define VS_FIELDS 11
 
 static size_t vs_sz(const ValSet *v, int which) {
     size_t B = v->B, V = v->V, Vt = v->Vt, HW = (size_t)v->H * v->W;
@@ -205,12 +207,14 @@ static size_t vs_sz(const ValSet *v, int which) {
     case 6: return B * v->E;                  // expr
     case 7: return B * Vt * HW * 3;           // tgt_rgb
     case 8: return B * Vt * 12;               // tgt_w2c
-    default: return B * Vt * 9;               // tgt_K
+    case 9: return B * Vt * 9;                // tgt_K
+    default: return B * Vt * HW;              // tgt_mouth
     }
 }
 
 static float **vs_field(ValSet *v, int which) {
-    float **f[10] = {&v->rgb, &v->pos, &v->conf, &v->sap, &v->w2c, &v->K, &v->expr, &v->tgt_rgb, &v->tgt_w2c, &v->tgt_K};
+    float **f[VS_FIELDS] = {&v->rgb,  &v->pos,     &v->conf,    &v->sap,   &v->w2c,      &v->K,
+                            &v->expr, &v->tgt_rgb, &v->tgt_w2c, &v->tgt_K, &v->tgt_mouth};
     return f[which];
 }
 
@@ -227,6 +231,7 @@ static TrainBatch vs_batch(ValSet *v, int i, const ModelConfig *mc) {
     tb.tgt_rgb = v->tgt_rgb + i * vs_sz(v, 7);
     tb.tgt_w2c = v->tgt_w2c + i * vs_sz(v, 8);
     tb.tgt_K = v->tgt_K + i * vs_sz(v, 9);
+    tb.tgt_mouth = v->tgt_mouth + i * vs_sz(v, 10);
     return tb;
 }
 
@@ -235,7 +240,7 @@ static TrainBatch loader_batch(const Batch *b, const ModelConfig *mc) {
     memset(&tb, 0, sizeof tb);
     tb.in = (Avat3rBatch){b->rgb, mc->use_dust3r ? b->pos : NULL, mc->use_dust3r ? b->conf : NULL,
                           mc->use_sapiens ? b->sap : NULL, b->w2c, b->K, b->expr};
-    tb.tgt_rgb = b->tgt_rgb, tb.tgt_w2c = b->tgt_w2c, tb.tgt_K = b->tgt_K;
+    tb.tgt_rgb = b->tgt_rgb, tb.tgt_w2c = b->tgt_w2c, tb.tgt_K = b->tgt_K, tb.tgt_mouth = b->tgt_mouth;
     return tb;
 }
 
@@ -291,6 +296,7 @@ static void sweep_load(ValSet *v, Loader *L, const Sample *smp) {
     v->sweep_expr = (float *)callocCheck((size_t)SWEEP * v->E, sizeof(float));
     v->sweep_w2c = (float *)callocCheck(SWEEP * 12, sizeof(float));
     v->sweep_K = (float *)callocCheck(SWEEP * 9, sizeof(float));
+    v->sweep_mouth = (float *)callocCheck((size_t)SWEEP * HW, sizeof(float));
     v->sweep_fixed = (float *)callocCheck((size_t)HW * 3, sizeof(float));
     v->sweep_diff = (float *)callocCheck((size_t)HW * 3, sizeof(float));
     uint8_t *rgb = (uint8_t *)mallocCheck((size_t)HW * 3);
@@ -304,6 +310,8 @@ static void sweep_load(ValSet *v, Loader *L, const Sample *smp) {
         memcpy(v->sweep_expr + (size_t)n * v->E, s->m.expr + (size_t)f * v->E, sizeof(float) * v->E);
         loader_head_frame_camera(s, f, c, v->sweep_w2c + n * 12);
         for (int j = 0; j < 9; j++) v->sweep_K[n * 9 + j] = (float)s->m.K[((size_t)f * s->m.n_cams + c) * 9 + j];
+        if (shard_get_parts(s, f, c, rgb, err, sizeof err) == 0) // labels (HW bytes) into the same scratch
+            loader_mouth_region(rgb, v->W, v->H, v->sweep_mouth + (size_t)n * HW);
     }
     free(rgb);
 }
@@ -342,7 +350,8 @@ static int valset_build(ValSet *v, char **shards, int n_shards, const char **hel
     v->B = tc->micro_batch, v->V = mc->views_in, v->Vt = mc->views_target, v->H = mc->img_h, v->W = mc->img_w;
     v->E = mc->expr_dim, v->CS = mc->sapiens_ch, v->hs = mc->sapiens_h, v->ws = mc->sapiens_w;
     v->n = (tc->val_samples + v->B - 1) / v->B;
-    for (int k = 0; k < 10; k++) *vs_field(v, k) = (float *)callocCheck((size_t)v->n * vs_sz(v, k) + 1, sizeof(float));
+    for (int k = 0; k < VS_FIELDS; k++)
+        *vs_field(v, k) = (float *)callocCheck((size_t)v->n * vs_sz(v, k) + 1, sizeof(float));
     v->expr_swap = (float *)callocCheck(vs_sz(v, 6), sizeof(float));
     v->w2c_swap = (float *)callocCheck(vs_sz(v, 8), sizeof(float));
     v->K_swap = (float *)callocCheck(vs_sz(v, 9), sizeof(float));
@@ -353,8 +362,9 @@ static int valset_build(ValSet *v, char **shards, int n_shards, const char **hel
             return -1;
         }
         if (i == 0) sweep_load(v, &L, &b->sample[0]);
-        const float *src[10] = {b->rgb, b->pos, b->conf, b->sap, b->w2c, b->K, b->expr, b->tgt_rgb, b->tgt_w2c, b->tgt_K};
-        for (int k = 0; k < 10; k++)
+        const float *src[VS_FIELDS] = {b->rgb,  b->pos,     b->conf,    b->sap,   b->w2c,      b->K,
+                                       b->expr, b->tgt_rgb, b->tgt_w2c, b->tgt_K, b->tgt_mouth};
+        for (int k = 0; k < VS_FIELDS; k++)
             if (src[k]) memcpy(*vs_field(v, k) + i * vs_sz(v, k), src[k], sizeof(float) * vs_sz(v, k));
     }
     loader_close(&L);
@@ -362,9 +372,9 @@ static int valset_build(ValSet *v, char **shards, int n_shards, const char **hel
 }
 
 static void valset_free(ValSet *v) {
-    for (int k = 0; k < 10; k++) free(*vs_field(v, k));
+    for (int k = 0; k < VS_FIELDS; k++) free(*vs_field(v, k));
     free(v->expr_swap), free(v->w2c_swap), free(v->K_swap);
-    free(v->sweep_gt), free(v->sweep_expr), free(v->sweep_w2c), free(v->sweep_K);
+    free(v->sweep_gt), free(v->sweep_expr), free(v->sweep_w2c), free(v->sweep_K), free(v->sweep_mouth);
     free(v->sweep_fixed), free(v->sweep_diff);
     memset(v, 0, sizeof *v);
 }
@@ -387,21 +397,40 @@ static void grid_write(const Grid *g, const char *path) { png_write_rgb8(path, g
 typedef struct {
     double psnr, psnr_baseline, l1, ssim;
     double psnr_expr, psnr_expr_fixed; // the expression sweep with each frame's code / the first frame's
+    double psnr_mouth;                 // PSNR over the validation targets' mouth regions (NaN: none)
+    double psnr_expr_mouth, psnr_expr_mouth_fixed; // the sweep's, over its frames' mouth regions
 } ValResult;
+
+// Σ w·(a − b)² and Σ w·C over npx pixels of C channels: a region's squared error and its element count
+static void mse_region_acc(const float *a, const float *b, const float *w, size_t npx, int C, double *se, double *n) {
+    for (size_t p = 0; p < npx; p++) {
+        if (w[p] == 0) continue;
+        for (int c = 0; c < C; c++) {
+            double d = (double)a[p * C + c] - b[p * C + c];
+            *se += w[p] * d * d;
+        }
+        *n += w[p] * C;
+    }
+}
+
+// PSNR of a region pooled over images (the regions are small and some images have none): NaN without any
+static double psnr_region(double se, double n) { return n > 0 ? psnr_capped(se / n) : NAN; }
 
 // Renders every validation batch (the model, or the trivial baseline) into the grid; returns the mean
 // per-image PSNR and fills l1/ssim means.
-static double val_pass(StepDevice *sd, ValSet *vs, Grid *grid, int baseline, double *l1, double *ssim) {
+static double val_pass(StepDevice *sd, ValSet *vs, Grid *grid, int baseline, double *l1, double *ssim,
+                       double *psnr_mouth) {
     Trainer *t = sd->t;
     const int B = vs->B, V = vs->V, Vt = vs->Vt;
     const size_t HW3 = (size_t)vs->H * vs->W * 3;
     int n_img = 0, row = 0;
-    double psnr = 0, sl1 = 0, sssim = 0;
+    double psnr = 0, sl1 = 0, sssim = 0, mse_m = 0, n_m = 0;
     for (int i = 0; i < vs->n; i++) {
         TrainBatch tb = vs_batch(vs, i, &t->mc);
         if (baseline) trainer_render_baseline(t, &tb);
         else step_device_render(sd, &tb);
         for (int k = 0; k < B * Vt; k++) psnr += psnr_capped(mse(t->r.image + k * HW3, tb.tgt_rgb + k * HW3, HW3));
+        mse_region_acc(t->r.image, tb.tgt_rgb, tb.tgt_mouth, (size_t)B * Vt * HW3 / 3, 3, &mse_m, &n_m);
         sl1 += l1_forward(t->r.image, tb.tgt_rgb, B * Vt * HW3) * B * Vt;
         sssim += ssim_forward(&t->ssim, t->r.image, tb.tgt_rgb, NULL) * B * Vt;
         n_img += B * Vt;
@@ -415,6 +444,7 @@ static double val_pass(StepDevice *sd, ValSet *vs, Grid *grid, int baseline, dou
     }
     if (l1) *l1 = sl1 / n_img;
     if (ssim) *ssim = sssim / n_img;
+    if (psnr_mouth) *psnr_mouth = psnr_region(mse_m, n_m);
     return psnr / n_img;
 }
 
@@ -423,15 +453,17 @@ static double val_pass(StepDevice *sd, ValSet *vs, Grid *grid, int baseline, dou
 // Row 1: the ground truth of those frames; row 2: the avatar with each frame's code; row 3: what the code
 // changed, 0.5 + 4·(row 2 − the same camera with the first frame's code). Returns the mean PSNR of row 2
 // against row 1, and in *fixed the same with the first frame's code everywhere: the gap measures how much
-// of the expression the model takes from the code.
-static double expr_sweep(StepDevice *sd, ValSet *vs, Grid *g, const char *path, double *fixed) {
+// of the expression the model takes from the code. mouth[2]: the same two over the frames' mouth regions
+// (pooled; NaN when the shard has no part labels), where the expression shows most.
+static double expr_sweep(StepDevice *sd, ValSet *vs, Grid *g, const char *path, double *fixed, double mouth[2]) {
     Trainer *t = sd->t;
     const int B = vs->B, E = vs->E, Vt = vs->Vt;
     const size_t HW3 = (size_t)vs->H * vs->W * 3;
     TrainBatch tb = vs_batch(vs, 0, &t->mc);
     memcpy(vs->w2c_swap, tb.tgt_w2c, sizeof(float) * B * Vt * 12);
     memcpy(vs->K_swap, tb.tgt_K, sizeof(float) * B * Vt * 9);
-    double p_code = 0, p_fixed = 0;
+    double p_code = 0, p_fixed = 0, se[2] = {0, 0}, n[2] = {0, 0};
+    const size_t HW = HW3 / 3;
     for (int k = 0; k < vs->sweep_n; k++) {
         grid_put(g, 0, k, vs->sweep_gt + k * HW3);
         memcpy(vs->w2c_swap, vs->sweep_w2c + k * 12, sizeof(float) * 12); // sample 0, target view 0
@@ -444,6 +476,7 @@ static double expr_sweep(StepDevice *sd, ValSet *vs, Grid *g, const char *path, 
             for (int b = 0; b < B; b++) memcpy(vs->expr_swap + (size_t)b * E, code, sizeof(float) * E);
             step_device_render(sd, &sw);
             double p = psnr_capped(mse(t->r.image, vs->sweep_gt + k * HW3, HW3));
+            mse_region_acc(t->r.image, vs->sweep_gt + k * HW3, vs->sweep_mouth + k * HW, HW, 3, &se[pass], &n[pass]);
             if (pass) p_code += p;
             else p_fixed += p, memcpy(vs->sweep_fixed, t->r.image, sizeof(float) * HW3);
         }
@@ -453,6 +486,7 @@ static double expr_sweep(StepDevice *sd, ValSet *vs, Grid *g, const char *path, 
     }
     grid_write(g, path);
     *fixed = p_fixed / vs->sweep_n;
+    mouth[0] = psnr_region(se[1], n[1]), mouth[1] = psnr_region(se[0], n[0]);
     return p_code / vs->sweep_n;
 }
 
@@ -461,19 +495,21 @@ static ValResult validate(StepDevice *sd, ValSet *vs, Grid *grid, Grid *sweep, c
                           double *baseline) {
     char png[4200];
     if (isnan(*baseline)) {
-        *baseline = val_pass(sd, vs, grid, 1, NULL, NULL);
+        *baseline = val_pass(sd, vs, grid, 1, NULL, NULL, NULL);
         snprintf(png, sizeof png, "%s/val_baseline.png", dir);
         grid_write(grid, png);
     }
     ValResult r;
-    r.psnr = val_pass(sd, vs, grid, 0, &r.l1, &r.ssim);
+    r.psnr = val_pass(sd, vs, grid, 0, &r.l1, &r.ssim, &r.psnr_mouth);
     r.psnr_baseline = *baseline;
     snprintf(png, sizeof png, "%s/val_%08ld.png", dir, step);
     grid_write(grid, png);
-    r.psnr_expr = r.psnr_expr_fixed = NAN;
+    r.psnr_expr = r.psnr_expr_fixed = r.psnr_expr_mouth = r.psnr_expr_mouth_fixed = NAN;
     if (sweep->cols > 1) {
         snprintf(png, sizeof png, "%s/expr_%08ld.png", dir, step);
-        r.psnr_expr = expr_sweep(sd, vs, sweep, png, &r.psnr_expr_fixed);
+        double m[2];
+        r.psnr_expr = expr_sweep(sd, vs, sweep, png, &r.psnr_expr_fixed, m);
+        r.psnr_expr_mouth = m[0], r.psnr_expr_mouth_fixed = m[1];
     }
     return r;
 }
@@ -921,8 +957,8 @@ int train_run(const TrainRunOptions *o) {
     while (step < tc->steps) {
         double t0 = time_now_s(), t_data = 0;
         step_device_zero_grad(&sd);
-        LossTerms acc = {0, 0, 0, 0};
-        int with_lp = have_lpips && step >= lp_start;
+        LossTerms acc = {0, 0, 0, 0, 0};
+        int with_lp = have_lpips && step >= lp_start, with_mouth = tc->w_mouth > 0;
         double drawn = 0, dskipped = 0; // samples drawn and skipped for damaged data in this step (this rank)
         long nonfinite_gauss = 0;
         for (int k = 0; k < tc->grad_accum; k++) {
@@ -960,8 +996,10 @@ int train_run(const TrainRunOptions *o) {
             nonfinite_gauss += t.n_nonfinite_gauss;
             acc.loss += l.loss / tc->grad_accum, acc.l1 += l.l1 / tc->grad_accum, acc.ssim += l.ssim / tc->grad_accum;
             acc.lpips += with_lp ? l.lpips / tc->grad_accum : 0;
+            acc.l1_mouth += with_mouth ? l.l1_mouth / tc->grad_accum : 0;
         }
         if (!with_lp) acc.lpips = NAN;
+        if (!with_mouth) acc.l1_mouth = NAN;
         // several ranks: the mean gradient (the same bits on every rank, so the updates stay identical), the
         // mean loss terms, and whether any rank was asked to stop (so that all stop after the same step)
         int stop_all = 0;
@@ -969,18 +1007,20 @@ int train_run(const TrainRunOptions *o) {
         if (multi) {
             double tc0 = time_now_s();
             d.step = step + 1;
-            double v[7] = {acc.loss, acc.l1, acc.ssim, with_lp ? acc.lpips : 0, g_stop_signal ? 1 : 0, drawn, dskipped};
+            double v[8] = {acc.loss, acc.l1,  acc.ssim, with_lp ? acc.lpips : 0, g_stop_signal ? 1 : 0,
+                           drawn,    dskipped, with_mouth ? acc.l1_mouth : 0};
             if (nccl) { // the TCP collective first: it finds a dead or hung rank (dist_timeout), NCCL would wait
-                RANKS_OR_STOP(dist_allreduce_sum_f64(&d, v, 7, "the loss all-reduce"));
+                RANKS_OR_STOP(dist_allreduce_sum_f64(&d, v, 8, "the loss all-reduce"));
                 step_device_allreduce_grads(&sd);
             } else { // the CPU, or GPUs without NCCL: through the host
                 step_device_grads_to_host(&sd);
                 RANKS_OR_STOP(dist_allreduce_mean_f32(&d, t.m.grads, t.m.n_params, "the gradient all-reduce") ||
-                              dist_allreduce_sum_f64(&d, v, 7, "the loss all-reduce"));
+                              dist_allreduce_sum_f64(&d, v, 8, "the loss all-reduce"));
                 step_device_grads_from_host(&sd);
             }
             acc.loss = v[0] / d.world, acc.l1 = v[1] / d.world, acc.ssim = v[2] / d.world;
             if (with_lp) acc.lpips = v[3] / d.world;
+            if (with_mouth) acc.l1_mouth = v[7] / d.world;
             stop_all = v[4] > 0;
             drawn = v[5], dskipped = v[6]; // every rank counts the same totals, so all stop together
             t_comm = time_now_s() - tc0;
@@ -1028,6 +1068,7 @@ int train_run(const TrainRunOptions *o) {
             fprintf(logf, "{\"kind\":\"train\",\"step\":%ld", step);
             json_num(logf, "loss", acc.loss), json_num(logf, "l1", acc.l1), json_num(logf, "ssim", acc.ssim);
             json_num(logf, "lpips", acc.lpips), json_num(logf, "lr", lr), json_num(logf, "grad_norm", norm);
+            if (with_mouth) json_num(logf, "l1_mouth", acc.l1_mouth);
             json_num(logf, "step_s", dt), json_num(logf, "data_s", t_data);
             if (multi) json_num(logf, "comm_s", t_comm);
             json_num(logf, "samples_per_s", samples_per_step / dt);
@@ -1083,6 +1124,8 @@ int train_run(const TrainRunOptions *o) {
             json_num(logf, "psnr", vr.psnr), json_num(logf, "psnr_baseline", vr.psnr_baseline);
             json_num(logf, "l1", vr.l1), json_num(logf, "ssim", vr.ssim);
             json_num(logf, "psnr_expr", vr.psnr_expr), json_num(logf, "psnr_expr_fixed", vr.psnr_expr_fixed);
+            json_num(logf, "psnr_mouth", vr.psnr_mouth), json_num(logf, "psnr_expr_mouth", vr.psnr_expr_mouth);
+            json_num(logf, "psnr_expr_mouth_fixed", vr.psnr_expr_mouth_fixed);
             fprintf(logf, "}\n");
             LOG_FLUSH_OR_STOP();
             printf("val  %6ld | PSNR %.2f dB (baseline: input colours at input positions %.2f dB) | SSIM %.4f | "
@@ -1090,6 +1133,10 @@ int train_run(const TrainRunOptions *o) {
             if (!isnan(vr.psnr_expr))
                 printf("val  %6ld | expression sweep: PSNR %.2f dB with each frame's code, %.2f dB with one fixed code "
                        "| expr_%08ld.png\n", step, vr.psnr_expr, vr.psnr_expr_fixed, step);
+            if (!isnan(vr.psnr_expr_mouth))
+                printf("val  %6ld | mouth regions: PSNR %.2f dB on the validation targets; the sweep's %.2f dB with "
+                       "each frame's code, %.2f dB with one fixed code\n",
+                       step, vr.psnr_mouth, vr.psnr_expr_mouth, vr.psnr_expr_mouth_fixed);
             fflush(stdout);
         }
         if (multi ? stop_all : g_stop_signal != 0) {

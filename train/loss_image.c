@@ -21,8 +21,9 @@
 #define NBLK 256
 #define PAR_MIN 32768
 
-// Σ |a − b| (squared = 0) or Σ (a − b)² (squared = 1) over that partition, in double.
-static double R_(diff_sum)(const real *a, const real *b, size_t n, int squared) {
+// Σ |a − b| (squared = 0) or Σ (a − b)² (squared = 1) over that partition, in double; with a per-pixel
+// weight w (C elements a pixel; squared = 0 only), Σ w·|a − b|.
+static double R_(diff_sum)(const real *a, const real *b, const real *w, int C, size_t n, int squared) {
     double part[NBLK];
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int blk = 0; blk < NBLK; blk++) {
@@ -33,8 +34,10 @@ static double R_(diff_sum)(const real *a, const real *b, size_t n, int squared) 
                 double d = (double)a[i] - (double)b[i];
                 acc += d * d;
             }
+        else if (w)
+            for (size_t i = i0; i < i1; i++) acc += R_(l1w_term)(a[i], b[i], w[i / C]); // loss_math.h
         else
-            for (size_t i = i0; i < i1; i++) acc += R_(l1_term)(a[i], b[i]); // loss_math.h
+            for (size_t i = i0; i < i1; i++) acc += R_(l1_term)(a[i], b[i]);
         part[blk] = acc;
     }
     double sum = 0;
@@ -43,7 +46,7 @@ static double R_(diff_sum)(const real *a, const real *b, size_t n, int squared) 
 }
 
 double R_(l1_forward)(const real *pred, const real *gt, size_t n) {
-    return n ? R_(diff_sum)(pred, gt, n, 0) / (double)n : 0;
+    return n ? R_(diff_sum)(pred, gt, NULL, 1, n, 0) / (double)n : 0;
 }
 
 void R_(l1_backward)(real *dpred, const real *pred, const real *gt, size_t n, double scale) {
@@ -53,7 +56,21 @@ void R_(l1_backward)(real *dpred, const real *pred, const real *gt, size_t n, do
     for (size_t i = 0; i < n; i++) dpred[i] += R_(l1_grad)(pred[i], gt[i], k); // loss_math.h
 }
 
-double R_(mse)(const real *a, const real *b, size_t n) { return n ? R_(diff_sum)(a, b, n, 1) / (double)n : 0; }
+double R_(l1_weighted_forward)(const real *pred, const real *gt, const real *w, size_t npx, int C) {
+    size_t n = npx * (size_t)C;
+    return n ? R_(diff_sum)(pred, gt, w, C, n, 0) / (double)n : 0;
+}
+
+void R_(l1_weighted_backward)(real *dpred, const real *pred, const real *gt, const real *w, size_t npx, int C,
+                              double scale) {
+    size_t n = npx * (size_t)C;
+    if (n == 0) return;
+    const real k = R_(l1_grad_k)(scale, n);
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) dpred[i] += R_(l1w_grad)(pred[i], gt[i], w[i / C], k); // loss_math.h
+}
+
+double R_(mse)(const real *a, const real *b, size_t n) { return n ? R_(diff_sum)(a, b, NULL, 1, n, 1) / (double)n : 0; }
 
 // ----------------------------------------------------------------------------------------------
 // SSIM. Notation (per pixel and channel): μx = g*x, μy = g*y, Exx = g*x², Eyy = g*y², Exy = g*xy with

@@ -9,6 +9,13 @@ double R_(l1_forward)(const real *pred, const real *gt, size_t n);
 // dpred[n] += scale · sign(pred − gt) / n   (sign(0) = 0, as torch's abs backward)
 void R_(l1_backward)(real *dpred, const real *pred, const real *gt, size_t n, double scale);
 
+// Σ_i w[i / C]·|pred_i − gt_i| / (npx·C) over the npx·C elements: the L1 with a per-pixel weight w[npx]
+// (channel-last images, C channels share their pixel's weight). w = 1 everywhere gives l1_forward's value.
+double R_(l1_weighted_forward)(const real *pred, const real *gt, const real *w, size_t npx, int C);
+// dpred[i] += scale · w[i / C] · sign(pred_i − gt_i) / (npx·C)
+void R_(l1_weighted_backward)(real *dpred, const real *pred, const real *gt, const real *w, size_t npx, int C,
+                              double scale);
+
 // mean (a − b)² over n elements (double accumulation); PSNR = psnr_from_mse(mse) for [0, 1] images
 double R_(mse)(const real *a, const real *b, size_t n);
 

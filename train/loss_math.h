@@ -27,3 +27,8 @@ LOSS_FN real R_(l1_grad)(real pred, real gt, real k) {
     real d = pred - gt;
     return d > 0 ? k : (d < 0 ? -k : 0);
 }
+
+// The region-weighted L1 (docs/losses.md "Mouth term"): one term w·|pred − gt| in double, w the pixel's
+// weight (the mouth region's 0 or 1, or any non-negative float), and its gradient w·(±k).
+LOSS_FN double R_(l1w_term)(real pred, real gt, real w) { return (double)w * fabs((double)pred - (double)gt); }
+LOSS_FN real R_(l1w_grad)(real pred, real gt, real w, real k) { return w * R_(l1_grad)(pred, gt, k); }

@@ -112,10 +112,16 @@ LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale,
     t->n_nonfinite_gauss = t->r.n_nonfinite;
     double t2 = time_now_s();
     const float *img = t->r.image; // [B, Vt, H, W, 3]
-    LossTerms L = {0, 0, 0, NAN};
+    LossTerms L = {0, 0, 0, NAN, NAN};
     L.l1 = l1_forward(img, b->tgt_rgb, npx);
     L.ssim = ssim_forward(&t->ssim, img, b->tgt_rgb, NULL);
     L.loss = tc->w_l1 * L.l1 + tc->w_ssim * (1 - L.ssim);
+    // a batch without part labels has no mouth region: the term is 0 (and so is its gradient)
+    const int mouth = tc->w_mouth > 0;
+    if (mouth) {
+        L.l1_mouth = b->tgt_mouth ? l1_weighted_forward(img, b->tgt_rgb, b->tgt_mouth, npx / 3, 3) : 0;
+        L.loss += tc->w_mouth * L.l1_mouth;
+    }
     int lp = with_lpips && t->have_lpips && tc->w_lpips > 0;
     if (lp) {
         L.lpips = lpips_forward(&t->lp, img, b->tgt_rgb, NULL);
@@ -127,6 +133,8 @@ LossTerms trainer_micro_step(Trainer *t, const TrainBatch *b, double grad_scale,
     // dLoss/dimage, already multiplied by grad_scale
     memset(t->dimage, 0, sizeof(float) * npx);
     l1_backward(t->dimage, img, b->tgt_rgb, npx, grad_scale * tc->w_l1);
+    if (mouth && b->tgt_mouth)
+        l1_weighted_backward(t->dimage, img, b->tgt_rgb, b->tgt_mouth, npx / 3, 3, grad_scale * tc->w_mouth);
     ssim_backward(&t->ssim, t->dimage, img, b->tgt_rgb, -grad_scale * tc->w_ssim);
     if (lp) lpips_backward(&t->lp, t->dimage, grad_scale * tc->w_lpips);
     double t3 = time_now_s();

@@ -15,10 +15,12 @@ typedef struct {              // one micro-batch (pointers into a loader batch o
     const float *tgt_rgb;     // [B, Vt, H, W, 3] ground truth in [0,1]
     const float *tgt_w2c;     // [B, Vt, 3, 4] target cameras (head frame)
     const float *tgt_K;       // [B, Vt, 3, 3]
+    const float *tgt_mouth;   // [B, Vt, H, W] 1 inside each target's mouth region, else 0; NULL = none
 } TrainBatch;
 
 typedef struct {
     double loss, l1, ssim, lpips; // ssim is the mean SSIM (the loss term is 1 − ssim); lpips NaN when off
+    double l1_mouth;              // the mouth-region L1 (w_mouth's term); NaN when w_mouth = 0
 } LossTerms;
 
 typedef struct {

@@ -28,6 +28,7 @@ static const CfgKey train_keys[] = {
     K_FLT(w_l1, 0, 1e6, "0.8", "weight of the L1 term"),
     K_FLT(w_ssim, 0, 1e6, "0.2", "weight of the 1 - SSIM term"),
     K_FLT(w_lpips, 0, 1e6, "0.01", "weight of the LPIPS term"),
+    K_FLT(w_mouth, 0, 1e6, "0", "weight of the mouth-region L1 term (needs part labels in the shards; 0 = off)"),
     K_INT(lpips_start, -1, 1e9, "-1", "first step with LPIPS (-1 = 85% of steps)"),
     K_STR(lpips_net, "vgg", "LPIPS backbone: vgg or alex"),
     K_STR(lpips_weights, "", "LPIPS weights file (tools/convert_lpips.py); empty = no LPIPS term"),

@@ -15,7 +15,8 @@ typedef struct {
     int warmup_steps;           // linear warm-up from 0
     double beta1, beta2, adam_eps, weight_decay; // AdamW (decoupled decay; none on norms/biases/embeddings)
     double grad_clip;           // global L2 norm; 0 = off
-    double w_l1, w_ssim, w_lpips; // loss = w_l1·L1 + w_ssim·(1 − SSIM) + w_lpips·LPIPS
+    double w_l1, w_ssim, w_lpips; // loss = w_l1·L1 + w_ssim·(1 − SSIM) + w_lpips·LPIPS + w_mouth·L1_mouth
+    double w_mouth;             // L1_mouth: the L1 over the targets' mouth regions (docs/losses.md); 0 = off
     int lpips_start;            // first step with the LPIPS term; −1 = at 85% of `steps`
     char lpips_net[CFG_STR_MAX];     // "vgg" or "alex"
     char lpips_weights[CFG_STR_MAX]; // weights file (docs/lpips.md); "" = no LPIPS term

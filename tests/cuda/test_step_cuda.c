@@ -66,17 +66,23 @@ static ModelConfig small_config(void) {
 // two micro-batches of different samples (inputs and targets)
 typedef struct {
     RandomBatch rb;
-    float *tw, *tk, *trgb;
+    float *tw, *tk, *trgb, *mouth;
     TrainBatch tb;
 } Micro;
 static void micro_make(Micro *m, const ModelConfig *c, int B, uint64_t seed) {
     random_batch_make(&m->rb, c, B, seed);
     random_targets_make(c, B, seed + 100, &m->tw, &m->tk, &m->trgb);
-    m->tb = (TrainBatch){random_batch_f32(&m->rb), m->trgb, m->tw, m->tk};
+    // a mouth region (the w_mouth term) in each target view but the last, which has none
+    const int nv = B * c->views_target, H = c->img_h, W = c->img_w;
+    m->mouth = (float *)callocCheck((size_t)nv * H * W, sizeof(float));
+    for (int v = 0; v + 1 < nv; v++)
+        for (int y = H / 2; y < H / 2 + 4; y++)
+            for (int x = W / 3 + v; x < W / 3 + v + 6; x++) m->mouth[((size_t)v * H + y) * W + x] = 1;
+    m->tb = (TrainBatch){random_batch_f32(&m->rb), m->trgb, m->tw, m->tk, m->mouth};
 }
 static void micro_free(Micro *m) {
     random_batch_free(&m->rb);
-    free(m->tw), free(m->tk), free(m->trgb);
+    free(m->tw), free(m->tk), free(m->trgb), free(m->mouth);
 }
 
 // 7.: copies each reported gradient bucket aside (device to device, on the default stream)
@@ -116,7 +122,7 @@ int main(int argc, char **argv) {
     }
     const int B = argc > 1 ? 1 : 2; // a config file is a larger model: one sample per micro-batch keeps the CPU side short
     tc.micro_batch = B, tc.grad_accum = 2, tc.w_lpips = 0, tc.steps = STEPS, tc.warmup_steps = 3;
-    tc.lr = 1e-2, tc.grad_clip = 0.5, tc.weight_decay = 0.05, tc.w_lpips = 0.5;
+    tc.lr = 1e-2, tc.grad_clip = 0.5, tc.weight_decay = 0.05, tc.w_lpips = 0.5, tc.w_mouth = 0.5;
     LpipsWeights lw;
     lpips_weights_random(&lw, LPIPS_VGG, 17);
     printf("-- training step: views %d -> %d of %dx%d, width %d, layers %d, B %d x %d micro-batches, %d steps\n",
@@ -162,6 +168,8 @@ int main(int argc, char **argv) {
     LossTerms lg = trainer_cuda_micro_step(&gpu, &mb[0].tb, 0.5, 0);
     check(close_rel(lg.l1, lc.l1, TOL_MODEL), "first micro-step L1", lg.l1, lc.l1, TOL_MODEL);
     check(close_rel(lg.ssim, lc.ssim, TOL_MODEL), "first micro-step SSIM", lg.ssim, lc.ssim, TOL_MODEL);
+    check(close_rel(lg.l1_mouth, lc.l1_mouth, TOL_MODEL) && lc.l1_mouth > 0, "first micro-step mouth L1 (w_mouth 0.5)",
+          lg.l1_mouth, lc.l1_mouth, TOL_MODEL);
     check(close_rel(lg.loss, lc.loss, TOL_MODEL), "first micro-step loss", lg.loss, lc.loss, TOL_MODEL);
     ok = isnan(lg.lpips) && isnan(lc.lpips);
     printf("%s LPIPS off: lpips reported as NaN on both\n", ok ? "PASS" : "FAIL");

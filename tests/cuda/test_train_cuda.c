@@ -21,6 +21,9 @@
 //         tolerance 2γ(n + 1)·L1_cpu (≥ that bound for n² u < 1).
 //     These are worst-case bounds from the sum's magnitude, not fitted to measured differences; typical
 //     differences are ~√n·u. n = 0 and n = 1 must agree exactly. A NaN / Inf gradient must give NaN / Inf.
+//   The mouth term (l1_weighted_*_cuda vs l1_weighted_*): its terms w·|a − b| are the same double on both
+//     sides (train/loss_math.h) and non-negative, so the forward has L1's bound; the backward is
+//     bit-identical as L1's.
 //
 // Without a CUDA device it prints a SKIP line and exits 0.
 #include <cuda_runtime.h>
@@ -219,6 +222,43 @@ static void test_l1(size_t n, double *d_out, double *d_partial) {
     free(a), free(b), free(d), free(hd);
 }
 
+static void test_l1_weighted(size_t npx, double *d_out, double *d_partial) {
+    const int C = 3;
+    const size_t n = npx * C;
+    float *a = malloc(4 * n + 4), *b = malloc(4 * n + 4), *d = malloc(4 * n + 4), *hd = malloc(4 * n + 4);
+    float *w = malloc(4 * npx + 4);
+    Rng r = rng_make(711, npx);
+    for (size_t i = 0; i < n; i++) {
+        a[i] = (float)(rng_normal_at(&r, 3 * i) * (i % 3 == 1 ? 1e-3 : 1.0));
+        b[i] = i % 5 == 3 ? a[i] : rng_uniform_at(&r, 3 * i + 1);
+        d[i] = (float)rng_normal_at(&r, 3 * i + 2);
+    }
+    for (size_t p = 0; p < npx; p++) { // a region of 0 / 1 with a few fractional weights
+        double u = rng_uniform_at(&r, 3 * n + p);
+        w[p] = u < 0.6 ? 0.0f : u < 0.9 ? 1.0f : (float)u;
+    }
+    float *da = dput(a, 4 * n), *db = dput(b, 4 * n), *dd = dput(d, 4 * n), *dw = dput(w, 4 * npx);
+    double cpu = l1_weighted_forward(a, b, w, npx, C), g1;
+    l1_weighted_forward_cuda(d_out, da, db, dw, npx, C, d_partial);
+    CK(cudaMemcpy(&g1, d_out, 8, cudaMemcpyDeviceToHost));
+    double tol = 2 * gamma_k((double)n + 1) * cpu, diff = fabs(g1 - cpu);
+    check(n <= 3 ? g1 == cpu : diff <= tol, "weighted l1 forward npx = %zu: cpu %.17g gpu %.17g, |diff| %.2e <= tol %.2e",
+          npx, cpu, g1, diff, tol);
+    l1_weighted_backward(d, a, b, w, npx, C, 0.8), l1_weighted_backward(d, a, b, w, npx, C, 1.0 / 3.0);
+    l1_weighted_backward_cuda(dd, da, db, dw, npx, C, 0.8), l1_weighted_backward_cuda(dd, da, db, dw, npx, C, 1.0 / 3.0);
+    CK(cudaDeviceSynchronize());
+    dget(hd, dd, 4 * n);
+    uint64_t wu;
+    size_t bad = bit_diff(d, hd, n, &wu);
+    check(bad == 0, "weighted l1 backward npx = %zu (scale 0.8 then 1/3): %zu of %zu differ in their bits "
+          "(max %llu ulp); expected bit-identical", npx, bad, n, (unsigned long long)wu);
+    CK(cudaFree(da));
+    CK(cudaFree(db));
+    CK(cudaFree(dd));
+    CK(cudaFree(dw));
+    free(a), free(b), free(d), free(hd), free(w);
+}
+
 int main(void) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -252,6 +292,7 @@ int main(void) {
     static const size_t ns[] = {0, 1, 2, 255, 256, 257, 1000, 65536, 65537, 262145, 3000017};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) test_norm(ns[i], d_out, d_partial);
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) test_l1(ns[i], d_out, d_partial);
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) test_l1_weighted(ns[i] / 3, d_out, d_partial);
     CK(cudaFree(d_out));
     CK(cudaFree(d_partial));
     printf("CUDA training tests: %d of %d checks passed\n", n_pass, n_pass + n_fail);

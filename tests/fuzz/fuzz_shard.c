@@ -1,7 +1,7 @@
 // fuzz_shard.c — HDF5 shards through our reader (data/shard.c: shard_open, then every (frame, camera)
-// payload through shard_get_image / shard_get_mask / shard_get_aux into buffers of the sizes the shard
-// declares, as the loader does). libhdf5 itself parses the container: a crash inside it is reported as
-// a library finding (docs/robustness.md), not fixed here.
+// payload through shard_get_image / shard_get_mask / shard_get_parts / shard_get_aux into buffers of the
+// sizes the shard declares, as the loader does). libhdf5 itself parses the container: a crash inside it is
+// reported as a library finding (docs/robustness.md), not fixed here.
 // Seeds: a 2-frame x 2-camera 8x8 shard with every blob kind (tests/fuzz/seed_shard.c) and its prefixes.
 #include "fuzz_common.h"
 
@@ -27,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             for (int c = 0; c < s.m.n_cams; c++) {
                 (void)shard_get_image(&s, f, c, rgb, err, sizeof err);
                 (void)shard_get_mask(&s, f, c, gray, err, sizeof err);
+                (void)shard_get_parts(&s, f, c, gray, err, sizeof err);
                 (void)shard_get_aux(&s, SHARD_DUST3R, f, c, dust, err, sizeof err);
                 if (sp) (void)shard_get_aux(&s, SHARD_SAPIENS, f, c, sp, err, sizeof err);
             }

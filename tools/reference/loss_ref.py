@@ -10,9 +10,11 @@ padding, C1 = 0.01^2, C2 = 0.03^2, mean of the map over all pixels and channels.
   loss_ref.py compare  --in IN.atb --out OUT.atb [--dtype float64|float32] [--threads N]
   loss_ref.py selftest [--threads N]
 
-IN bundle: x [N,H,W,C] (prediction), y [N,H,W,C] (ground truth), any float dtype.
+IN bundle: x [N,H,W,C] (prediction), y [N,H,W,C] (ground truth), any float dtype; optional w [N,H,W], a
+per-pixel weight (the mouth region of docs/losses.md).
 OUT bundle (run dtype): l1 [1], ssim [1], ssim_per [N], ssim_map [N,H,W,C], mse [1], psnr [1],
-grad.l1 [N,H,W,C] = d(l1)/dx, grad.ssim [N,H,W,C] = d(mean SSIM)/dx (y fixed).
+grad.l1 [N,H,W,C] = d(l1)/dx, grad.ssim [N,H,W,C] = d(mean SSIM)/dx (y fixed); with w also
+l1w [1] = mean over all N*H*W*C elements of w*|x - y| (w broadcast over C) and grad.l1w = d(l1w)/dx.
 """
 import argparse
 import math
@@ -75,6 +77,11 @@ def l1(x, y):
     return (x - y).abs().mean()
 
 
+def l1_weighted(x, y, w):
+    """w [N,H,W]: each pixel's weight, shared by its channels; normalised by all elements, as l1."""
+    return (w.unsqueeze(-1) * (x - y).abs()).mean()
+
+
 def mse(x, y):
     return ((x - y) ** 2).mean()
 
@@ -106,11 +113,19 @@ def compare(args):
     def a(t):
         return np.asarray(t.detach().numpy(), dtype=npd)
 
-    atb.write_atb(args.out, [
+    out = [
         ("l1", a(v_l1).reshape(1)), ("ssim", a(v_ssim).reshape(1)), ("ssim_per", a(per)),
         ("ssim_map", a(m)), ("mse", a(v_mse).reshape(1)), ("psnr", np.array([psnr], npd)),
         ("grad.l1", a(g_l1)), ("grad.ssim", a(g_ssim)),
-    ])
+    ]
+    if "w" in b:
+        if b["w"].shape != b["x"].shape[:3]:
+            raise SystemExit("%s: w %s must be x's [N,H,W] %s" % (args.inp, b["w"].shape, b["x"].shape[:3]))
+        x3 = torch.tensor(b["x"], dtype=dt, requires_grad=True)
+        v_l1w = l1_weighted(x3, y, torch.tensor(b["w"], dtype=dt))
+        (g_l1w,) = torch.autograd.grad(v_l1w, x3)
+        out += [("l1w", a(v_l1w).reshape(1)), ("grad.l1w", a(g_l1w))]
+    atb.write_atb(args.out, out)
 
 
 # ----------------------------------------------------------------------------- self-tests
@@ -174,7 +189,8 @@ def selftest(args):
     # gradcheck of the three losses on tiny images (borders everywhere: 7x6 < 11x11)
     a = torch.rand(2, 7, 6, 2, dtype=F64, requires_grad=True)
     b = torch.rand(2, 7, 6, 2, dtype=F64)
-    for name, fn in (("ssim", ssim), ("l1", l1), ("mse", mse)):
+    wgt = torch.rand(2, 7, 6, dtype=F64)
+    for name, fn in (("ssim", ssim), ("l1", l1), ("mse", mse), ("l1w", lambda s, t: l1_weighted(s, t, wgt))):
         ok = torch.autograd.gradcheck(lambda t: fn(t, b), (a,), eps=1e-6, atol=1e-8, rtol=1e-6)
         report("gradcheck %s" % name, ok, "")
     # the compare verb end to end on a small bundle

@@ -7,7 +7,7 @@ only. Run with Debian's /usr/bin/python3 (torch 1.13).
   train_step_ref.py step      --ckpt MODEL.ckpt --batch BATCH.atb --hyper HYPER.atb --out OUT.atb
                               [--dtype float64|float32] [--threads N] [--margins]
   train_step_ref.py makebatch --ckpt MODEL.ckpt --out BATCH.atb [--B 2] [--seed 0]
-  train_step_ref.py makehyper --out HYPER.atb [--lr 1e-3 --w-l1 0.8 --w-ssim 0.2 --bg 1,1,1
+  train_step_ref.py makehyper --out HYPER.atb [--lr 1e-3 --w-l1 0.8 --w-ssim 0.2 --w-mouth 0 --bg 1,1,1
                               --beta1 0.9 --beta2 0.95 --eps 1e-8 --weight-decay 0.05 --grad-clip 1.0]
   train_step_ref.py selftest  [--threads N] [--keep DIR]
 
@@ -18,6 +18,8 @@ The step (B samples, everything in the run dtype, float64 by default):
   3. loss = w_l1 * mean|image - tgt_rgb| + w_ssim * (1 - SSIM(image, tgt_rgb)); SSIM: 11x11 Gaussian
      window (sigma 1.5, sum 1), F.conv2d with zero padding 5 per channel, C1 = 0.01^2, C2 = 0.03^2,
      mean over all N*C*H*W map values (N = B*Vt, x = prediction, y = ground truth). No LPIPS term.
+     With w_mouth > 0 also + w_mouth * mean(tgt_mouth[..., None] * |image - tgt_rgb|) over all B*Vt*H*W*3
+     elements (docs/losses.md "Mouth term"; tgt_mouth [B,Vt,H,W] from the batch, zeros when absent).
   4. autograd to the 39 parameter tensors of docs/model.md.
   5. grad_norm = global L2 norm of all gradients; if grad_clip > 0 and grad_norm > grad_clip every
      gradient is scaled by grad_clip / grad_norm (no +1e-6); then one torch.optim.AdamW step (t = 1,
@@ -31,8 +33,8 @@ BATCH bundle (any float dtype): the network inputs under avat3r_ref.py's / docs/
   tgt_K [B,Vt,3,3] (Vt must equal the config's views_target, as in the C trainer). Other tensors
   (e.g. avat3r_ref's test weights `w`) are ignored.
 HYPER bundle (any float dtype, one value each unless said): w_l1, w_ssim, bg [3], lr, beta1, beta2,
-  eps, weight_decay, grad_clip. `lr` is the rate of THIS step (the C loop's train_lr(tc, step)).
-OUT bundle (float64): loss [1], l1 [1], ssim [1] (mean SSIM), image [B,Vt,H,W,3],
+  eps, weight_decay, grad_clip; optional w_mouth (0 when absent). `lr` is the rate of THIS step (the C loop's train_lr(tc, step)).
+OUT bundle (float64): loss [1], l1 [1], ssim [1] (mean SSIM), l1_mouth [1] (when w_mouth > 0), image [B,Vt,H,W,3],
   gauss [B,V*H*W,14], grad_norm [1] (before clipping), clip_scale [1] (1 when not clipped),
   then per parameter tensor of non-zero size, in table order: grad.<name> [size] (unclipped
   dL/dparam, flat) and param.<name> [size] (after the AdamW step, flat); tensors of size 0 (a disabled
@@ -82,7 +84,12 @@ def forward_loss(cfg, P, batch, hyper):
     l1 = (image - tgt).abs().mean()
     s = ssim(image.reshape(-1, H, W, 3), tgt.reshape(-1, H, W, 3))
     loss = hyper["w_l1"] * l1 + hyper["w_ssim"] * (1 - s)
-    return dict(loss=loss, l1=l1, ssim=s, image=image, gauss=gauss, n_invalid=n_invalid)
+    out = dict(loss=loss, l1=l1, ssim=s, image=image, gauss=gauss, n_invalid=n_invalid)
+    if hyper["w_mouth"] > 0:
+        m = batch.get("tgt_mouth")
+        l1m = (m.unsqueeze(-1) * (image - tgt).abs()).mean() if m is not None else l1 * 0
+        out["loss"], out["l1_mouth"] = loss + hyper["w_mouth"] * l1m, l1m
+    return out
 
 
 # ----------------------------------------------------------------------------- optimizer
@@ -138,7 +145,7 @@ def read_hyper(path):
     missing = [k for k in HYPER_KEYS if k not in h]
     if missing:
         raise ValueError("%s: hyper bundle lacks %s" % (path, ", ".join(missing)))
-    out = {}
+    out = {"w_mouth": float(np.asarray(h["w_mouth"], dtype=np.float64).reshape(-1)[0]) if "w_mouth" in h else 0.0}
     for k in HYPER_KEYS:
         v = np.asarray(h[k], dtype=np.float64).reshape(-1)
         want = 3 if k == "bg" else 1
@@ -159,6 +166,8 @@ def load_inputs(ckpt, batch_path, hyper_path, dtype):
     if missing:
         raise ValueError("%s: batch lacks %s" % (batch_path, ", ".join(missing)))
     batch = {k: torch.as_tensor(np.asarray(b[k], dtype=np.float64)).to(dtype) for k in need}
+    if "tgt_mouth" in b:
+        batch["tgt_mouth"] = torch.as_tensor(np.asarray(b["tgt_mouth"], dtype=np.float64)).to(dtype)
     B, V, H, W = batch["rgb"].shape[:4]
     Vt, E = cfg["views_target"], cfg["expr_dim"]
     want = {"rgb": (B, V, H, W, 3), "w2c": (B, V, 3, 4), "K": (B, V, 3, 3), "expr": (B, E),
@@ -184,6 +193,8 @@ def out_bundle(out, margins=None):
              ("ssim", f64(out["ssim"]).reshape(1)), ("image", f64(out["image"])),
              ("gauss", f64(out["gauss"])), ("grad_norm", np.array([out["grad_norm"]])),
              ("clip_scale", np.array([out["clip_scale"]]))]
+    if "l1_mouth" in out:
+        items.append(("l1_mouth", f64(out["l1_mouth"]).reshape(1)))
     for k, g in out["grads"].items():
         if g.numel():
             items.append(("grad." + k, f64(g).reshape(-1)))
@@ -235,15 +246,22 @@ def make_train_batch(cfg, B, seed):
             tk[i, j] = [[f, 0, W / 2 + rng.uniform(-1, 1)], [0, f, H / 2 + rng.uniform(-1, 1)], [0, 0, 1]]
     b["tgt_rgb"] = rng.uniform(0, 1, (B, Vt, H, W, 3))
     b["tgt_w2c"], b["tgt_K"] = tw, tk
+    # a mouth region in every target view but the last (the w_mouth term)
+    b["tgt_mouth"] = np.zeros((B, Vt, H, W))
+    for i in range(B):
+        for j in range(Vt):
+            if (i, j) != (B - 1, Vt - 1):
+                y0, x0 = H // 2 + j, W // 3 + i
+                b["tgt_mouth"][i, j, y0:y0 + max(2, H // 4), x0:x0 + max(3, W // 3)] = 1
     return {k: np.asarray(v, dtype=np.float64) for k, v in b.items()}
 
 
 def hyper_bundle(lr=1e-3, w_l1=0.8, w_ssim=0.2, bg=(1.0, 1.0, 1.0), beta1=0.9, beta2=0.95, eps=1e-8,
-                 weight_decay=0.05, grad_clip=1.0):
+                 weight_decay=0.05, grad_clip=1.0, w_mouth=0.0):
     one = lambda v: np.array([v], dtype=np.float64)  # noqa: E731
     return [("w_l1", one(w_l1)), ("w_ssim", one(w_ssim)), ("bg", np.asarray(bg, dtype=np.float64)),
             ("lr", one(lr)), ("beta1", one(beta1)), ("beta2", one(beta2)), ("eps", one(eps)),
-            ("weight_decay", one(weight_decay)), ("grad_clip", one(grad_clip))]
+            ("weight_decay", one(weight_decay)), ("grad_clip", one(grad_clip)), ("w_mouth", one(w_mouth))]
 
 
 # ----------------------------------------------------------------------------- self-test
@@ -534,7 +552,7 @@ def cmd_makehyper(args):
     if len(bg) != 3:
         raise ValueError("--bg must be r,g,b")
     atb.write_atb(args.out, hyper_bundle(args.lr, args.w_l1, args.w_ssim, bg, args.beta1, args.beta2,
-                                         args.eps, args.weight_decay, args.grad_clip))
+                                         args.eps, args.weight_decay, args.grad_clip, args.w_mouth))
     print("wrote %s" % args.out)
 
 
@@ -567,6 +585,7 @@ def main(argv=None):
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--w-l1", type=float, default=0.8)
     s.add_argument("--w-ssim", type=float, default=0.2)
+    s.add_argument("--w-mouth", type=float, default=0.0)
     s.add_argument("--bg", default="1,1,1")
     s.add_argument("--beta1", type=float, default=0.9)
     s.add_argument("--beta2", type=float, default=0.95)

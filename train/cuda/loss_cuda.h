@@ -17,6 +17,13 @@ void l1_forward_cuda(double *d_out, const float *pred, const float *gt, size_t n
 // dpred[n] += scale · sign(pred − gt) / n, bitwise as l1_backward (train/loss_math.h). n = 0: nothing.
 void l1_backward_cuda(float *dpred, const float *pred, const float *gt, size_t n, double scale);
 
+// The mouth term: *d_out = Σ w[i / C]·|pred_i − gt_i| / (npx·C) (l1_weighted_forward's terms, this file's
+// order); w [npx] per pixel. dpred[i] += scale · w[i / C] · sign / (npx·C), bitwise as l1_weighted_backward.
+void l1_weighted_forward_cuda(double *d_out, const float *pred, const float *gt, const float *w, size_t npx, int C,
+                              double *d_partial);
+void l1_weighted_backward_cuda(float *dpred, const float *pred, const float *gt, const float *w, size_t npx, int C,
+                               double scale);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,17 +52,20 @@ __global__ static void merge_kernel(float *dgauss, const float *dmeans, const fl
 // floats per sample of each input, in inbuf's order (the model's NUM_INPUTS, then the targets); 0 where
 // the model does not read it
 typedef struct {
-    size_t rgb, pos, conf, sap, w2c, K, expr, tgt_rgb, tgt_w2c, tgt_K;
+    size_t rgb, pos, conf, sap, w2c, K, expr, tgt_rgb, tgt_w2c, tgt_K, tgt_mouth;
 } InSizes;
 static InSizes in_sizes(const TrainerCuda *t) {
     size_t n[NUM_INPUTS];
     mc_input_sizes(&t->mc, 1, n);
     InSizes s = {n[0], n[1], n[2], n[3], n[4], n[5], n[6],
-                 (size_t)t->Vt * t->H * t->W * 3, (size_t)t->Vt * 12, (size_t)t->Vt * 9};
+                 (size_t)t->Vt * t->H * t->W * 3, (size_t)t->Vt * 12, (size_t)t->Vt * 9,
+                 t->tc.w_mouth > 0 ? (size_t)t->Vt * t->H * t->W : 0};
     return s;
 }
 
-static const char *const IN_NAMES[10] = {"rgb", "pos", "conf", "sap", "w2c", "K", "expr", "tgt_rgb", "tgt_w2c", "tgt_K"};
+#define N_IN 11
+static const char *const IN_NAMES[N_IN] = {"rgb", "pos",     "conf",    "sap",  "w2c",     "K",
+                                           "expr", "tgt_rgb", "tgt_w2c", "tgt_K", "tgt_mouth"};
 
 // host → device for fields [first, first + count) of `per_sample` floats each (0 = not used) times B
 static void upload_fields(float *const dst[], const float *const src[], const size_t per_sample[], int first, int count,
@@ -78,10 +81,15 @@ static void upload_fields(float *const dst[], const float *const src[], const si
 static void pack_batch(const TrainerCuda *t, float *dst, const TrainBatch *b) {
     InSizes s = in_sizes(t);
     const size_t *f = &s.rgb;
-    const float *src[10] = {b->in.rgb, b->in.pos, b->in.conf, b->in.sap, b->in.w2c, b->in.K, b->in.expr,
-                            b->tgt_rgb, b->tgt_w2c, b->tgt_K};
-    for (int k = 0; k < 10; k++) {
+    const float *src[N_IN] = {b->in.rgb,  b->in.pos,  b->in.conf, b->in.sap, b->in.w2c,    b->in.K,
+                              b->in.expr, b->tgt_rgb, b->tgt_w2c, b->tgt_K,  b->tgt_mouth};
+    for (int k = 0; k < N_IN; k++) {
         if (!f[k]) continue;
+        if (!src[k] && k == N_IN - 1) { // a batch without a mouth region: as the CPU, the term is 0
+            memset(dst, 0, sizeof(float) * f[k] * t->B);
+            dst += f[k] * t->B;
+            continue;
+        }
         if (!src[k]) FATAL("cuda: the batch has no '%s' but the model config needs it", IN_NAMES[k]);
         memcpy(dst, src[k], sizeof(float) * f[k] * t->B);
         dst += f[k] * t->B;
@@ -92,10 +100,11 @@ static void pack_batch(const TrainerCuda *t, float *dst, const TrainBatch *b) {
 static void point_at(TrainerCuda *t, int slot) {
     InSizes s = in_sizes(t);
     const size_t *f = &s.rgb;
-    float *p = t->inbuf[slot], **dst[10] = {(float **)&t->in.rgb, (float **)&t->in.pos, (float **)&t->in.conf,
-                                            (float **)&t->in.sap, (float **)&t->in.w2c, (float **)&t->in.K,
-                                            (float **)&t->in.expr, &t->tgt_rgb, &t->tgt_w2c, &t->tgt_K};
-    for (int k = 0; k < 10; k++) *dst[k] = f[k] ? p : NULL, p += f[k] * t->B;
+    float *p = t->inbuf[slot], **dst[N_IN] = {(float **)&t->in.rgb, (float **)&t->in.pos, (float **)&t->in.conf,
+                                              (float **)&t->in.sap, (float **)&t->in.w2c, (float **)&t->in.K,
+                                              (float **)&t->in.expr, &t->tgt_rgb, &t->tgt_w2c, &t->tgt_K,
+                                              &t->tgt_mouth};
+    for (int k = 0; k < N_IN; k++) *dst[k] = f[k] ? p : NULL, p += f[k] * t->B;
 }
 
 static float *dalloc(size_t n) {
@@ -165,7 +174,7 @@ extern "C" void trainer_cuda_build(TrainerCuda *t, const ModelConfig *mc, const 
     for (int k = 0; k < 10; k++) *bufs[k] = dalloc(BG * widths[k % 5]);
     t->dimage = dalloc(n_img * t->H * t->W * 3);
     t->dgauss = dalloc(BG * GAUSS_DIM);
-    cudaCheck(cudaMalloc((void **)&t->scal, 2 * sizeof(double)));
+    cudaCheck(cudaMalloc((void **)&t->scal, 3 * sizeof(double))); // L1, the gradient norm², the mouth L1
     cudaCheck(cudaMalloc((void **)&t->partial, TRAIN_CUDA_PARTIALS * sizeof(double)));
     cudaCheck(cudaMalloc((void **)&t->n_bad, sizeof(unsigned long long)));
 }
@@ -272,12 +281,15 @@ extern "C" void trainer_cuda_micro_launch(TrainerCuda *t, double grad_scale, int
     forward_render(t, &t0, t->fault_inf_act);
     const float *img = t->r.image; // [B, Vt, H, W, 3]
     l1_forward_cuda(&t->scal[0], img, t->tgt_rgb, npx, t->partial);
+    const int mouth = tc->w_mouth > 0;
+    if (mouth) l1_weighted_forward_cuda(&t->scal[2], img, t->tgt_rgb, t->tgt_mouth, npx / 3, 3, t->partial);
     ssim_forward_cuda(&t->ssim, img, t->tgt_rgb, NULL);
     const int lp = with_lpips && t->have_lpips && tc->w_lpips > 0;
     if (lp) lpips_forward_cuda(&t->lp, img, t->tgt_rgb, NULL);
     // dLoss/dimage, already multiplied by grad_scale (the loss value is read back below, off this path)
     cudaCheck(cudaMemset(t->dimage, 0, sizeof(float) * npx));
     l1_backward_cuda(t->dimage, img, t->tgt_rgb, npx, grad_scale * tc->w_l1);
+    if (mouth) l1_weighted_backward_cuda(t->dimage, img, t->tgt_rgb, t->tgt_mouth, npx / 3, 3, grad_scale * tc->w_mouth);
     ssim_backward_cuda(&t->ssim, t->dimage, img, t->tgt_rgb, -grad_scale * tc->w_ssim);
     if (lp) lpips_backward_cuda(&t->lp, t->dimage, grad_scale * tc->w_lpips);
     t->t_loss += lap(t, &t0);
@@ -310,7 +322,11 @@ extern "C" LossTerms trainer_cuda_micro_finish(TrainerCuda *t) {
     cudaCheck(cudaMemcpy(&l1, &t->scal[0], sizeof l1, cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(&ssim, t->ssim.total, sizeof ssim, cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(&bad, t->n_bad, sizeof bad, cudaMemcpyDeviceToHost));
-    LossTerms L = {tc->w_l1 * l1 + tc->w_ssim * (1 - ssim), l1, ssim, NAN};
+    LossTerms L = {tc->w_l1 * l1 + tc->w_ssim * (1 - ssim), l1, ssim, NAN, NAN};
+    if (tc->w_mouth > 0) {
+        cudaCheck(cudaMemcpy(&L.l1_mouth, &t->scal[2], sizeof L.l1_mouth, cudaMemcpyDeviceToHost));
+        L.loss += tc->w_mouth * L.l1_mouth;
+    }
     if (lp) {
         cudaCheck(cudaMemcpy(&L.lpips, t->lp.total, sizeof L.lpips, cudaMemcpyDeviceToHost));
         L.loss += tc->w_lpips * L.lpips;

@@ -38,6 +38,7 @@ typedef struct {
     // while the kernels of this one run on the default stream
     Avat3rBatch in;           // points into the slot in use
     float *tgt_rgb, *tgt_w2c, *tgt_K; // [B, Vt, H, W, 3], [B, Vt, 12], [B, Vt, 9], same slot
+    float *tgt_mouth;         // [B, Vt, H, W] (w_mouth > 0), same slot
     float *inbuf[2];          // device: all inputs and targets of a micro-batch, fields back to back
     float *pinned[2];         // host, page-locked: each slot's staging copy (same layout)
     size_t in_floats;         // floats per slot
