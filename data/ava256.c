@@ -301,6 +301,21 @@ static void exclude(Ava256Capture *cap, const char *id, const char *reason) {
     snprintf(e->reason, sizeof e->reason, "%s", reason);
 }
 
+// An optional per-camera zip (foreground_masks/, segmentation_parts/: some cameras' zips are not in the
+// release): DIR/cam{id}.zip opened and indexed by frame when present (*z NULL when absent), *has set then.
+static int open_optional_zip(Ava256Capture *cap, const char *dir, const char *id, const char *ext, struct zip **z,
+                             int64_t **member, int *has, char *err, size_t errlen) {
+    char zpath[4400];
+    snprintf(zpath, sizeof zpath, "%s/cam%s.zip", dir, id);
+    if (ava_zip_open(zpath, z, err, errlen) == AVA256_ERROR) return AVA256_ERROR;
+    if (!*z) return AVA256_OK;
+    int cnt;
+    *member = mallocCheck(cap->n_frames * sizeof(int64_t));
+    if (index_frames(cap, *z, zpath, ext, *member, &cnt, err, errlen) != AVA256_OK) return AVA256_ERROR;
+    *has = 1;
+    return AVA256_OK;
+}
+
 static int open_cameras(Ava256Capture *cap, char *err, size_t errlen) {
     char path[4200];
     snprintf(path, sizeof path, "%s/camera_calibration.json", cap->dir);
@@ -352,39 +367,12 @@ static int open_cameras(Ava256Capture *cap, char *err, size_t errlen) {
             exclude(cap, calib[i].id, why);
             continue;
         }
-        if (masks_dir) {
-            snprintf(zpath, sizeof zpath, "%s/cam%s.zip", mdir, calib[i].id);
-            r = ava_zip_open(zpath, &c->mask, err, errlen);
-            if (r == AVA256_ERROR) {
-                free(calib);
-                return r;
-            }
-            if (c->mask) {
-                int cnt;
-                c->mask_member = mallocCheck(cap->n_frames * sizeof(int64_t));
-                if (index_frames(cap, c->mask, zpath, ".avif", c->mask_member, &cnt, err, errlen) != AVA256_OK) {
-                    free(calib);
-                    return AVA256_ERROR;
-                }
-                cap->has_masks = 1;
-            }
-        }
-        if (parts_dir) { // optional per camera, like the masks (some cameras' zips are not in the release)
-            snprintf(zpath, sizeof zpath, "%s/cam%s.zip", pdir, calib[i].id);
-            r = ava_zip_open(zpath, &c->parts, err, errlen);
-            if (r == AVA256_ERROR) {
-                free(calib);
-                return r;
-            }
-            if (c->parts) {
-                int cnt;
-                c->parts_member = mallocCheck(cap->n_frames * sizeof(int64_t));
-                if (index_frames(cap, c->parts, zpath, ".png", c->parts_member, &cnt, err, errlen) != AVA256_OK) {
-                    free(calib);
-                    return AVA256_ERROR;
-                }
-                cap->has_parts = 1;
-            }
+        if ((masks_dir && open_optional_zip(cap, mdir, calib[i].id, ".avif", &c->mask, &c->mask_member,
+                                            &cap->has_masks, err, errlen) != AVA256_OK) ||
+            (parts_dir && open_optional_zip(cap, pdir, calib[i].id, ".png", &c->parts, &c->parts_member,
+                                            &cap->has_parts, err, errlen) != AVA256_OK)) {
+            free(calib);
+            return AVA256_ERROR;
         }
     }
     free(calib);

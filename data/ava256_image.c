@@ -144,7 +144,10 @@ int ava256_decode_label_png(const uint8_t *data, size_t size, Ava256Image *out, 
     return AVA256_OK;
 }
 
-// Reads member idx of z and decodes it; names "zpath: member 'name'" in messages.
+#define MEMBER_LABELS 0 // decode_member's c for a part-label PNG
+
+// Reads member idx of z and decodes it: an AVIF to c = 3 or 1 channels, or (c = MEMBER_LABELS) a label PNG;
+// names "zpath: member 'name'" in messages.
 static int decode_member(Ava256Capture *cap, struct zip *z, const char *zpath, int64_t idx, int c, Ava256Image *out,
                          char *err, size_t errlen) {
     size_t len;
@@ -152,6 +155,7 @@ static int decode_member(Ava256Capture *cap, struct zip *z, const char *zpath, i
     if (r != AVA256_OK) return r;
     char what[4400];
     snprintf(what, sizeof what, "%s: member '%s'", zpath, ava_zip_name(z, idx));
+    if (c == MEMBER_LABELS) return ava256_decode_label_png(cap->buf, len, out, what, err, errlen);
     return ava256_decode_avif(cap->buf, len, c, out, what, err, errlen);
 }
 
@@ -281,12 +285,7 @@ int ava256_read_parts(Ava256Capture *cap, int cam, int frame, Ava256Image *out, 
     }
     char zpath[4200];
     snprintf(zpath, sizeof zpath, "%s/segmentation_parts/cam%s.zip", cap->dir, c->calib.id);
-    size_t len;
-    int r = ava_zip_read(c->parts, zpath, c->parts_member[frame], &cap->buf, &cap->buf_cap, &len, err, errlen);
-    if (r != AVA256_OK) return r;
-    char what[4400];
-    snprintf(what, sizeof what, "%s: member '%s'", zpath, ava_zip_name(c->parts, c->parts_member[frame]));
-    return ava256_decode_label_png(cap->buf, len, out, what, err, errlen);
+    return decode_member(cap, c->parts, zpath, c->parts_member[frame], MEMBER_LABELS, out, err, errlen);
 }
 
 int ava256_read_background(Ava256Capture *cap, int cam, Ava256Image *out, char *err, size_t errlen) {

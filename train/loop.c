@@ -451,18 +451,18 @@ static double val_pass(StepDevice *sd, ValSet *vs, Grid *grid, int baseline, dou
 // Expression sweep: the first validation sample's avatar (built from its inputs) driven by the expression
 // codes of other frames of the same capture, rendered into the first target camera at those frames.
 // Row 1: the ground truth of those frames; row 2: the avatar with each frame's code; row 3: what the code
-// changed, 0.5 + 4·(row 2 − the same camera with the first frame's code). Returns the mean PSNR of row 2
-// against row 1, and in *fixed the same with the first frame's code everywhere: the gap measures how much
-// of the expression the model takes from the code. mouth[2]: the same two over the frames' mouth regions
-// (pooled; NaN when the shard has no part labels), where the expression shows most.
-static double expr_sweep(StepDevice *sd, ValSet *vs, Grid *g, const char *path, double *fixed, double mouth[2]) {
+// changed, 0.5 + 4·(row 2 − the same camera with the first frame's code). r->psnr_expr: the mean PSNR of
+// row 2 against row 1; r->psnr_expr_fixed: the same with the first frame's code everywhere (the gap measures
+// how much of the expression the model takes from the code); r->psnr_expr_mouth / _fixed: the same two over
+// the frames' mouth regions (pooled; NaN when the shard has no part labels), where the expression shows most.
+static void expr_sweep(StepDevice *sd, ValSet *vs, Grid *g, const char *path, ValResult *r) {
     Trainer *t = sd->t;
     const int B = vs->B, E = vs->E, Vt = vs->Vt;
     const size_t HW3 = (size_t)vs->H * vs->W * 3;
     TrainBatch tb = vs_batch(vs, 0, &t->mc);
     memcpy(vs->w2c_swap, tb.tgt_w2c, sizeof(float) * B * Vt * 12);
     memcpy(vs->K_swap, tb.tgt_K, sizeof(float) * B * Vt * 9);
-    double p_code = 0, p_fixed = 0, se[2] = {0, 0}, n[2] = {0, 0};
+    double psnr[2] = {0, 0}, se[2] = {0, 0}, n[2] = {0, 0}; // [0]: the first frame's code, [1]: each frame's
     const size_t HW = HW3 / 3;
     for (int k = 0; k < vs->sweep_n; k++) {
         grid_put(g, 0, k, vs->sweep_gt + k * HW3);
@@ -475,19 +475,17 @@ static double expr_sweep(StepDevice *sd, ValSet *vs, Grid *g, const char *path, 
             const float *code = vs->sweep_expr + (size_t)(pass ? k : 0) * E;
             for (int b = 0; b < B; b++) memcpy(vs->expr_swap + (size_t)b * E, code, sizeof(float) * E);
             step_device_render(sd, &sw);
-            double p = psnr_capped(mse(t->r.image, vs->sweep_gt + k * HW3, HW3));
+            psnr[pass] += psnr_capped(mse(t->r.image, vs->sweep_gt + k * HW3, HW3));
             mse_region_acc(t->r.image, vs->sweep_gt + k * HW3, vs->sweep_mouth + k * HW, HW, 3, &se[pass], &n[pass]);
-            if (pass) p_code += p;
-            else p_fixed += p, memcpy(vs->sweep_fixed, t->r.image, sizeof(float) * HW3);
+            if (!pass) memcpy(vs->sweep_fixed, t->r.image, sizeof(float) * HW3);
         }
         grid_put(g, 1, k, t->r.image);
         for (size_t i = 0; i < HW3; i++) vs->sweep_diff[i] = 0.5f + 4 * (t->r.image[i] - vs->sweep_fixed[i]);
         grid_put(g, 2, k, vs->sweep_diff);
     }
     grid_write(g, path);
-    *fixed = p_fixed / vs->sweep_n;
-    mouth[0] = psnr_region(se[1], n[1]), mouth[1] = psnr_region(se[0], n[0]);
-    return p_code / vs->sweep_n;
+    r->psnr_expr = psnr[1] / vs->sweep_n, r->psnr_expr_fixed = psnr[0] / vs->sweep_n;
+    r->psnr_expr_mouth = psnr_region(se[1], n[1]), r->psnr_expr_mouth_fixed = psnr_region(se[0], n[0]);
 }
 
 // The baseline once per run (val_baseline.png beside the run's grids), then the model.
@@ -507,9 +505,7 @@ static ValResult validate(StepDevice *sd, ValSet *vs, Grid *grid, Grid *sweep, c
     r.psnr_expr = r.psnr_expr_fixed = r.psnr_expr_mouth = r.psnr_expr_mouth_fixed = NAN;
     if (sweep->cols > 1) {
         snprintf(png, sizeof png, "%s/expr_%08ld.png", dir, step);
-        double m[2];
-        r.psnr_expr = expr_sweep(sd, vs, sweep, png, &r.psnr_expr_fixed, m);
-        r.psnr_expr_mouth = m[0], r.psnr_expr_mouth_fixed = m[1];
+        expr_sweep(sd, vs, sweep, png, &r);
     }
     return r;
 }

@@ -37,7 +37,7 @@ static double R_(diff_sum)(const real *a, const real *b, const real *w, int C, s
         else if (w)
             for (size_t i = i0; i < i1; i++) acc += R_(l1w_term)(a[i], b[i], w[i / C]); // loss_math.h
         else
-            for (size_t i = i0; i < i1; i++) acc += R_(l1_term)(a[i], b[i]);
+            for (size_t i = i0; i < i1; i++) acc += R_(l1_term)(a[i], b[i]); // loss_math.h
         part[blk] = acc;
     }
     double sum = 0;

@@ -184,9 +184,16 @@ static void test_norm(size_t n, double *d_out, double *d_partial) {
     free(g);
 }
 
-static void test_l1(size_t n, double *d_out, double *d_partial) {
+// The L1 forward and backward (w_l1's term), or with weighted the mouth term's (a per-pixel weight over
+// C = 3 channels: a region of 0 / 1 with a few fractional weights; n rounded down to whole pixels).
+static void test_l1(size_t n, int weighted, double *d_out, double *d_partial) {
+    const int C = 3;
+    const size_t npx = n / C;
+    if (weighted) n = npx * C;
+    const char *nm = weighted ? "weighted l1" : "l1";
     float *a = malloc(4 * n + 4), *b = malloc(4 * n + 4), *d = malloc(4 * n + 4), *hd = malloc(4 * n + 4);
-    Rng r = rng_make(710, n);
+    float *w = weighted ? malloc(4 * npx + 4) : NULL;
+    Rng r = rng_make(710 + weighted, n);
     for (size_t i = 0; i < n; i++) {
         // predictions of varied magnitude (terms on no common grid, so the order of the sum matters),
         // targets in [0, 1), some exact ties (gradient 0)
@@ -194,68 +201,45 @@ static void test_l1(size_t n, double *d_out, double *d_partial) {
         b[i] = i % 5 == 3 ? a[i] : rng_uniform_at(&r, 3 * i + 1);
         d[i] = (float)rng_normal_at(&r, 3 * i + 2);               // backward accumulates into this
     }
-    float *da = dput(a, 4 * n), *db = dput(b, 4 * n), *dd = dput(d, 4 * n);
-    // forward
-    double cpu = l1_forward(a, b, n), g1, g2;
-    l1_forward_cuda(d_out, da, db, n, d_partial);
-    CK(cudaMemcpy(&g1, d_out, 8, cudaMemcpyDeviceToHost));
-    l1_forward_cuda(d_out, da, db, n, d_partial);
-    CK(cudaMemcpy(&g2, d_out, 8, cudaMemcpyDeviceToHost));
-    double tol = 2 * gamma_k((double)n + 1) * cpu, diff = fabs(g1 - cpu);
-    int repro = !memcmp(&g1, &g2, 8);
-    check(repro && (n <= 1 ? g1 == cpu : diff <= tol),
-          "l1 forward n = %zu: cpu %.17g gpu %.17g, |diff| %.2e (rel %.2e) <= tol %.2e (%s); two GPU runs %s", n, cpu,
-          g1, diff, cpu > 0 ? diff / cpu : 0.0, tol, n <= 1 ? "exact for n <= 1" : "2γ(n+1)·L1",
-          repro ? "bitwise equal" : "DIFFER");
-    // backward, twice (it accumulates)
-    l1_backward(d, a, b, n, 0.8), l1_backward(d, a, b, n, 1.0 / 3.0);
-    l1_backward_cuda(dd, da, db, n, 0.8), l1_backward_cuda(dd, da, db, n, 1.0 / 3.0);
-    CK(cudaDeviceSynchronize());
-    dget(hd, dd, 4 * n);
-    uint64_t w;
-    size_t bad = bit_diff(d, hd, n, &w);
-    check(bad == 0, "l1 backward n = %zu (scale 0.8 then 1/3, accumulated): %zu of %zu differ in their bits "
-          "(max %llu ulp); expected bit-identical", n, bad, n, (unsigned long long)w);
-    CK(cudaFree(da));
-    CK(cudaFree(db));
-    CK(cudaFree(dd));
-    free(a), free(b), free(d), free(hd);
-}
-
-static void test_l1_weighted(size_t npx, double *d_out, double *d_partial) {
-    const int C = 3;
-    const size_t n = npx * C;
-    float *a = malloc(4 * n + 4), *b = malloc(4 * n + 4), *d = malloc(4 * n + 4), *hd = malloc(4 * n + 4);
-    float *w = malloc(4 * npx + 4);
-    Rng r = rng_make(711, npx);
-    for (size_t i = 0; i < n; i++) {
-        a[i] = (float)(rng_normal_at(&r, 3 * i) * (i % 3 == 1 ? 1e-3 : 1.0));
-        b[i] = i % 5 == 3 ? a[i] : rng_uniform_at(&r, 3 * i + 1);
-        d[i] = (float)rng_normal_at(&r, 3 * i + 2);
-    }
-    for (size_t p = 0; p < npx; p++) { // a region of 0 / 1 with a few fractional weights
+    for (size_t p = 0; weighted && p < npx; p++) {
         double u = rng_uniform_at(&r, 3 * n + p);
         w[p] = u < 0.6 ? 0.0f : u < 0.9 ? 1.0f : (float)u;
     }
-    float *da = dput(a, 4 * n), *db = dput(b, 4 * n), *dd = dput(d, 4 * n), *dw = dput(w, 4 * npx);
-    double cpu = l1_weighted_forward(a, b, w, npx, C), g1;
-    l1_weighted_forward_cuda(d_out, da, db, dw, npx, C, d_partial);
-    CK(cudaMemcpy(&g1, d_out, 8, cudaMemcpyDeviceToHost));
-    double tol = 2 * gamma_k((double)n + 1) * cpu, diff = fabs(g1 - cpu);
-    check(n <= 3 ? g1 == cpu : diff <= tol, "weighted l1 forward npx = %zu: cpu %.17g gpu %.17g, |diff| %.2e <= tol %.2e",
-          npx, cpu, g1, diff, tol);
-    l1_weighted_backward(d, a, b, w, npx, C, 0.8), l1_weighted_backward(d, a, b, w, npx, C, 1.0 / 3.0);
-    l1_weighted_backward_cuda(dd, da, db, dw, npx, C, 0.8), l1_weighted_backward_cuda(dd, da, db, dw, npx, C, 1.0 / 3.0);
+    float *da = dput(a, 4 * n), *db = dput(b, 4 * n), *dd = dput(d, 4 * n), *dw = weighted ? dput(w, 4 * npx) : NULL;
+    // forward, twice on the GPU
+    double cpu = weighted ? l1_weighted_forward(a, b, w, npx, C) : l1_forward(a, b, n), g[2];
+    for (int k = 0; k < 2; k++) {
+        if (weighted) l1_weighted_forward_cuda(d_out, da, db, dw, npx, C, d_partial);
+        else l1_forward_cuda(d_out, da, db, n, d_partial);
+        CK(cudaMemcpy(&g[k], d_out, 8, cudaMemcpyDeviceToHost));
+    }
+    double tol = 2 * gamma_k((double)n + 1) * cpu, diff = fabs(g[0] - cpu);
+    int repro = !memcmp(&g[0], &g[1], 8);
+    check(repro && (n <= 1 ? g[0] == cpu : diff <= tol),
+          "%s forward n = %zu: cpu %.17g gpu %.17g, |diff| %.2e (rel %.2e) <= tol %.2e (%s); two GPU runs %s", nm, n,
+          cpu, g[0], diff, cpu > 0 ? diff / cpu : 0.0, tol, n <= 1 ? "exact for n <= 1" : "2γ(n+1)·L1",
+          repro ? "bitwise equal" : "DIFFER");
+    // backward, twice (it accumulates)
+    static const double scales[2] = {0.8, 1.0 / 3.0};
+    for (int k = 0; k < 2; k++) {
+        if (weighted) {
+            l1_weighted_backward(d, a, b, w, npx, C, scales[k]);
+            l1_weighted_backward_cuda(dd, da, db, dw, npx, C, scales[k]);
+        } else {
+            l1_backward(d, a, b, n, scales[k]);
+            l1_backward_cuda(dd, da, db, n, scales[k]);
+        }
+    }
     CK(cudaDeviceSynchronize());
     dget(hd, dd, 4 * n);
-    uint64_t wu;
-    size_t bad = bit_diff(d, hd, n, &wu);
-    check(bad == 0, "weighted l1 backward npx = %zu (scale 0.8 then 1/3): %zu of %zu differ in their bits "
-          "(max %llu ulp); expected bit-identical", npx, bad, n, (unsigned long long)wu);
+    uint64_t ulp;
+    size_t bad = bit_diff(d, hd, n, &ulp);
+    check(bad == 0, "%s backward n = %zu (scale 0.8 then 1/3, accumulated): %zu of %zu differ in their bits "
+          "(max %llu ulp); expected bit-identical", nm, n, bad, n, (unsigned long long)ulp);
     CK(cudaFree(da));
     CK(cudaFree(db));
     CK(cudaFree(dd));
-    CK(cudaFree(dw));
+    if (dw) CK(cudaFree(dw));
     free(a), free(b), free(d), free(hd), free(w);
 }
 
@@ -291,8 +275,8 @@ int main(void) {
     double *d_out = dput(NULL, 8), *d_partial = dput(NULL, 8 * TRAIN_CUDA_PARTIALS);
     static const size_t ns[] = {0, 1, 2, 255, 256, 257, 1000, 65536, 65537, 262145, 3000017};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) test_norm(ns[i], d_out, d_partial);
-    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) test_l1(ns[i], d_out, d_partial);
-    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) test_l1_weighted(ns[i] / 3, d_out, d_partial);
+    for (int weighted = 0; weighted < 2; weighted++)
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) test_l1(ns[i], weighted, d_out, d_partial);
     CK(cudaFree(d_out));
     CK(cudaFree(d_partial));
     printf("CUDA training tests: %d of %d checks passed\n", n_pass, n_pass + n_fail);
