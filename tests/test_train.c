@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <png.h>
+
 #include "../common/atb.h"
 #include "../common/rng.h"
 #include "batch_random.h"
@@ -846,6 +848,37 @@ static int test_mouth_term(void) {
              "print('    l1_mouth', [round(l['l1_mouth'],5) for l in t], 'psnr_mouth %%.2f, sweep %%.2f / %%.2f' %% "
              "(v['psnr_mouth'], v['psnr_expr_mouth'], v['psnr_expr_mouth_fixed']))\"", r);
     CHECK(test_system(cmd) == 0, "log.jsonl lacks the mouth term or its metrics (%s/log.jsonl)", r);
+    // the sweep grid's mouth close-up: rows 4 and 5 are rows 1 and 2 (ground truth, prediction) magnified by one
+    // whole factor z from one window of every frame
+    char png[1100];
+    snprintf(png, sizeof png, "%s/expr_00000004.png", r);
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    CHECK(png_image_begin_read_from_file(&im, png), "cannot read %s", png);
+    im.format = PNG_FORMAT_RGB;
+    uint8_t *px = malloc(PNG_IMAGE_SIZE(im));
+    if (!png_image_finish_read(&im, NULL, px, 0, NULL)) free(px), px = NULL;
+    CHECK(px, "cannot decode %s", png);
+    const int S = 32, cols = (int)im.width / S, stride = (int)im.width * 3; // the fixture's 32x32 shards
+    if (im.height != 5 * S || cols < 2 || (int)im.width != cols * S) free(px), px = NULL;
+    CHECK(px, "expr grid %ux%u: want 5 rows of %dx%d cells", im.width, im.height, S, S);
+#define PX(row, col, x, y) (px + (size_t)((row) * S + (y)) * stride + ((col) * S + (x)) * 3)
+    int found = 0;
+    for (int z = 8; z >= 2 && !found; z--)
+        for (int y0 = 0; y0 + S / z <= S && !found; y0++)
+            for (int x0 = 0; x0 + S / z <= S && !found; x0++) {
+                int ok = 1;
+                for (int k = 0; k < cols && ok; k++)
+                    for (int y = 0; y < S / z * z && ok; y++)
+                        for (int x = 0; x < S / z * z && ok; x++)
+                            ok = !memcmp(PX(3, k, x, y), PX(0, k, x0 + x / z, y0 + y / z), 3) &&
+                                 !memcmp(PX(4, k, x, y), PX(1, k, x0 + x / z, y0 + y / z), 3);
+                if (ok) printf("    expr grid: mouth close-up x%d from (%d, %d)\n", z, x0, y0), found = 1;
+            }
+#undef PX
+    free(px);
+    CHECK(found, "rows 4-5 of %s are not a magnified window of rows 1-2", png);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 // cmd_bench.c — `avat3r bench model`: forward+backward time of the C path against the PyTorch
 // reference of the same config, batch and thread count, run side by side from this process.
+#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <omp.h>
 #include <stdio.h>
@@ -48,6 +49,24 @@ double cli_reference_bench_ms(const char *args) {
     double v = cJSON_IsNumber(ms) ? ms->valuedouble : -1;
     cJSON_Delete(j);
     return v;
+}
+
+// The machine's matmul roof: OpenBLAS sgemm on 1024³ (large enough to run at the kernel's peak), the median
+// GFLOP/s of 5 after a warm-up, on the threads the bench uses. The model's matmuls are far smaller; this says
+// how much of the step's time is left above the hardware's float32 throughput.
+static double sgemm_peak_gflops(void) {
+    const int n = 1024;
+    float *a = (float *)mallocCheck(sizeof(float) * n * n), *b = (float *)mallocCheck(sizeof(float) * n * n);
+    float *c = (float *)mallocCheck(sizeof(float) * n * n);
+    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
+    double t[6];
+    for (int r = 0; r < 6; r++) {
+        double t0 = time_now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t[r] = time_now_s() - t0;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * n * n / median(t + 1, 5) / 1e9;
 }
 
 // The network reference's bench verb on the checkpoint and batch in dir.
@@ -122,6 +141,12 @@ int cmd_bench(int argc, char **argv) {
         double ms_f = median(tf, iters), ms_fb = median(tfb, iters);
         printf("C (float32, %d threads, batch %d): forward %.2f ms, forward+backward %.2f ms (median of %d), %.2f "
                "GFLOP/s\n", threads, B, ms_f, ms_fb, iters, 3 * fl * B / (ms_fb * 1e-3) / 1e9);
+        if (r == 0) {
+            double peak = sgemm_peak_gflops();
+            printf("roof: OpenBLAS sgemm 1024^3 on this machine %.1f GFLOP/s (%d threads); the C step is at %.0f %% of it "
+                   "(a step at the roof: %.2f ms)\n", peak, threads, 100 * 3 * fl * B / (ms_fb * 1e-3) / 1e9 / peak,
+                   3 * fl * B / peak / 1e6);
+        }
         if (o.no_ref) break;
         double ref = reference_ms(dir, iters, threads);
         if (ref <= 0) {

@@ -29,7 +29,9 @@ if [ ! -f "$OUT/captures/.done" ]; then
     touch "$OUT/captures/.done"
 fi
 echo "== 2/4 pack to 64x64 shards ($OUT/shards)"
-"$BIN" pack --ava256 "$OUT/captures" --out "$OUT/shards" --size 64 --crop "$CROP" --sapiens-size 16x16 --threads "$THREADS" --quiet
+"$BIN" pack --ava256 "$OUT/captures" --out "$OUT/shards" --size 64 --crop "$CROP" --sapiens-size 16x16 --threads "$THREADS" \
+    --quiet > "$OUT/pack.log" 2>&1 || { tail -n 20 "$OUT/pack.log" >&2; exit 1; }
+tail -n 1 "$OUT/pack.log" # the totals; per capture in pack.log
 
 # the last HELD identities never enter training
 HELD_LIST=$(ls "$OUT/shards" | grep '\.h5$' | sed 's/\.h5$//' | tail -n "$HELD" | paste -sd, -)

@@ -190,6 +190,7 @@ typedef struct {
     float *sweep_gt, *sweep_expr, *sweep_w2c, *sweep_K; // [n, H, W, 3], [n, E], [n, 12], [n, 9]
     float *sweep_mouth;                                  // [n, H, W] each frame's mouth region (0: none)
     float *sweep_fixed, *sweep_diff;                     // [H, W, 3] scratch
+    int zoom, zx0, zy0;                                  // mouth close-up: factor (0: none), window corner
     char from[64];    // "held-out identities" or "training identities"
 } ValSet;
 #define SWEEP 8
@@ -287,6 +288,30 @@ static int check_loader_dims(const Loader *L, const ModelConfig *mc, const char 
     return 0;
 }
 
+// The mouth close-up of the sweep grid: one window for all frames (so that the rows compare like with like)
+// around the union of the frames' mouth regions, magnified by the largest whole factor (2..8) at which the
+// window, W/zoom × H/zoom pixels, still holds the union. zoom = 0 when no frame has a mouth region.
+static void sweep_zoom_window(ValSet *v) {
+    const int W = v->W, H = v->H;
+    int x0 = W, y0 = H, x1 = -1, y1 = -1;
+    for (int k = 0; k < v->sweep_n; k++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                if (v->sweep_mouth[((size_t)k * H + y) * W + x] > 0) {
+                    x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
+                    y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+                }
+    v->zoom = 0;
+    if (x1 < 0) return;
+    int zoom = 8;
+    while (zoom > 2 && (W / zoom < x1 - x0 + 1 || H / zoom < y1 - y0 + 1)) zoom--;
+    int ww = W / zoom, wh = H / zoom, cx = (x0 + x1 + 1) / 2, cy = (y0 + y1 + 1) / 2;
+    v->zx0 = cx - ww / 2, v->zy0 = cy - wh / 2; // centred, then moved inside the image
+    v->zx0 = v->zx0 < 0 ? 0 : v->zx0 + ww > W ? W - ww : v->zx0;
+    v->zy0 = v->zy0 < 0 ? 0 : v->zy0 + wh > H ? H - wh : v->zy0;
+    v->zoom = zoom;
+}
+
 // The sweep's ground truth: SWEEP frames spread over the first sample's capture, seen from its first target
 // camera, with their expression codes and cameras. Frames without that image are skipped.
 static void sweep_load(ValSet *v, Loader *L, const Sample *smp) {
@@ -314,6 +339,7 @@ static void sweep_load(ValSet *v, Loader *L, const Sample *smp) {
             loader_mouth_region(rgb, v->W, v->H, v->sweep_mouth + (size_t)n * HW);
     }
     free(rgb);
+    sweep_zoom_window(v);
 }
 
 static int valset_build(ValSet *v, char **shards, int n_shards, const char **held, int n_held, const RunConfig *rc,
@@ -392,6 +418,22 @@ static void grid_put(Grid *g, int row, int col, const float *img) {
         rgb8_from_unit(img + (size_t)y * W * 3, (size_t)W * 3, g->px + (size_t)(row * H + y) * stride + (size_t)col * W * 3);
 }
 
+// The window at (x0, y0) of img [H, W, 3], magnified zoom times by repeating pixels, into a cell; what the
+// magnified window leaves of the cell (W not a multiple of zoom) stays mid-grey.
+static void grid_put_zoom(Grid *g, int row, int col, const float *img, int x0, int y0, int zoom) {
+    const int W = g->W, H = g->H, stride = g->cols * W * 3;
+    for (int y = 0; y < H; y++) {
+        uint8_t *dst = g->px + (size_t)(row * H + y) * stride + (size_t)col * W * 3;
+        for (int x = 0; x < W; x++) {
+            if (y / zoom >= H / zoom || x / zoom >= W / zoom) {
+                dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = 128;
+                continue;
+            }
+            rgb8_from_unit(img + ((size_t)(y0 + y / zoom) * W + x0 + x / zoom) * 3, 3, dst + 3 * x);
+        }
+    }
+}
+
 static void grid_write(const Grid *g, const char *path) { png_write_rgb8(path, g->px, g->cols * g->W, g->rows * g->H); }
 
 typedef struct {
@@ -451,7 +493,8 @@ static double val_pass(StepDevice *sd, ValSet *vs, Grid *grid, int baseline, dou
 // Expression sweep: the first validation sample's avatar (built from its inputs) driven by the expression
 // codes of other frames of the same capture, rendered into the first target camera at those frames.
 // Row 1: the ground truth of those frames; row 2: the avatar with each frame's code; row 3: what the code
-// changed, 0.5 + 4·(row 2 − the same camera with the first frame's code). r->psnr_expr: the mean PSNR of
+// changed, 0.5 + 4·(row 2 − the same camera with the first frame's code); with part labels, rows 4 and 5:
+// rows 1 and 2 magnified around the mouth (sweep_zoom_window). r->psnr_expr: the mean PSNR of
 // row 2 against row 1; r->psnr_expr_fixed: the same with the first frame's code everywhere (the gap measures
 // how much of the expression the model takes from the code); r->psnr_expr_mouth / _fixed: the same two over
 // the frames' mouth regions (pooled; NaN when the shard has no part labels), where the expression shows most.
@@ -480,6 +523,10 @@ static void expr_sweep(StepDevice *sd, ValSet *vs, Grid *g, const char *path, Va
             if (!pass) memcpy(vs->sweep_fixed, t->r.image, sizeof(float) * HW3);
         }
         grid_put(g, 1, k, t->r.image);
+        if (g->rows >= 5 && vs->zoom) {
+            grid_put_zoom(g, 3, k, vs->sweep_gt + k * HW3, vs->zx0, vs->zy0, vs->zoom);
+            grid_put_zoom(g, 4, k, t->r.image, vs->zx0, vs->zy0, vs->zoom);
+        }
         for (size_t i = 0; i < HW3; i++) vs->sweep_diff[i] = 0.5f + 4 * (t->r.image[i] - vs->sweep_fixed[i]);
         grid_put(g, 2, k, vs->sweep_diff);
     }
@@ -902,8 +949,8 @@ int train_run(const TrainRunOptions *o) {
     }
     grid = (Grid){vs.n * vs.B < 4 ? vs.n * vs.B : 4, mc->views_in + 2 * mc->views_target, mc->img_w, mc->img_h, NULL};
     grid.px = (uint8_t *)callocCheck((size_t)(grid.rows ? grid.rows : 1) * grid.H * grid.cols * grid.W * 3, 1);
-    sweep = (Grid){3, vs.sweep_n, mc->img_w, mc->img_h, NULL};
-    sweep.px = (uint8_t *)callocCheck((size_t)3 * sweep.H * (sweep.cols ? sweep.cols : 1) * sweep.W * 3, 1);
+    sweep = (Grid){vs.zoom ? 5 : 3, vs.sweep_n, mc->img_w, mc->img_h, NULL};
+    sweep.px = (uint8_t *)callocCheck((size_t)sweep.rows * sweep.H * (sweep.cols ? sweep.cols : 1) * sweep.W * 3, 1);
     double baseline = NAN;
 
     struct sigaction sa;
