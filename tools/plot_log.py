@@ -11,7 +11,8 @@ last line) are skipped; a step logged twice (a resumed run repeats steps) keeps 
 
 The figure: loss and each loss term against step (log y; raw values faint, an exponential moving
 average solid), the learning rate, validation PSNR (the baseline dashed when present), and validation
-SSIM / LPIPS when present, the expression sweep (psnr_expr, psnr_expr_fixed) beside the PSNR, and per
+SSIM / LPIPS when present, the expression sweep (psnr_expr, psnr_expr_fixed) and the mouth regions
+(psnr_mouth, psnr_expr_mouth, psnr_expr_mouth_fixed) beside the PSNR, and per
 parameter group ("groups" on every log_every-th train line) the gradient RMS and AdamW's step share. Needs Debian's python3-matplotlib (Agg backend, no display).
 """
 import argparse
@@ -160,6 +161,14 @@ def plot(run_dir, out, smooth=0.9, title=None):
             ex, ey = series(val, key)
             if ex:
                 ax_psnr.plot(ex, ey, linestyle=style, color=colors[1], marker=".", label="%s (last %.2f)" % (what, ey[-1]))
+        # over the mouth regions of the part labels (null without them): the sweep's two lines part where the
+        # expression code moves the mouth
+        for key, style, what in (("psnr_mouth", "-", "mouth regions, validation targets"),
+                                 ("psnr_expr_mouth", "--", "mouth, sweep with own codes"),
+                                 ("psnr_expr_mouth_fixed", ":", "mouth, sweep with one fixed code")):
+            ex, ey = series(val, key)
+            if ex:
+                ax_psnr.plot(ex, ey, linestyle=style, color=colors[2], marker=".", label="%s (last %.2f)" % (what, ey[-1]))
         ax_psnr.legend(fontsize=8)
     else:
         ax_psnr.text(0.5, 0.5, "no validation PSNR", ha="center", va="center", transform=ax_psnr.transAxes)
@@ -237,7 +246,9 @@ def selftest():
             lines.append(json.dumps(rec))
             if step % 50 == 0:
                 lines.append(json.dumps({"kind": "val", "step": step, "psnr": 14 + 6 * (1 - math.exp(-step / 100)),
-                                         "psnr_baseline": 13.5, "ssim": 0.5 + step / 1000, "lpips": 0.4 - step / 2000}))
+                                         "psnr_baseline": 13.5, "ssim": 0.5 + step / 1000, "lpips": 0.4 - step / 2000,
+                                         "psnr_mouth": 12 + step / 50, "psnr_expr_mouth": None if step == 0 else 13 + step / 40,
+                                         "psnr_expr_mouth_fixed": 13 + step / 45}))
         lines.append(json.dumps({"kind": "train", "step": 100, "loss": 0.25, "l1": 0.2, "ssim": 0.2, "lr": 3e-4}))
         lines.append("this is not json")
         lines.append(json.dumps({"kind": "train", "step": 305, "loss": float("nan"), "lr": 3e-4}))  # NaN: dropped
@@ -255,6 +266,8 @@ def selftest():
         gs = group_series(train, "step_frac")
         check("parse: per-group series", sorted(gs) == ["blocks", "expression"] and len(gs["expression"][0]) == 11  # 0, 25, ..., 275 less step 100, whose line is replaced
               and gs["expression"][1][0] == 0.1, str({k: len(v[0]) for k, v in gs.items()}))
+        check("parse: mouth series, null dropped", series(val, "psnr_expr_mouth")[0] == [50, 100, 150, 200, 250] and
+              len(series(val, "psnr_mouth")[0]) == 6)
         check("parse: NaN and null are dropped", series(train, "loss")[0][-1] == 295 and
               series(train, "lpips")[0][0] == 150)
 
