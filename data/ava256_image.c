@@ -264,28 +264,31 @@ int ava256_image_size(Ava256Capture *cap, const int *cams, int n_cams, char *err
     return AVA256_MISSING; // not reached
 }
 
-int ava256_read_mask(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen) {
-    check_index(cap, cam, frame, "ava256_read_mask");
-    const Ava256Camera *c = &cap->cams[cam];
-    if (!c->mask || c->mask_member[frame] < 0) {
-        cap->n_skipped_masks++;
+// Frame `frame` of camera `cam` from one of its optional per-camera zips (DIR/cam{id}.zip: z and member, NULL
+// when the camera has none), decoded as decode_member's c; MISSING (counted in *skipped) when absent.
+static int read_optional(Ava256Capture *cap, int cam, int frame, const char *dir, struct zip *z, const int64_t *member,
+                         int c, int64_t *skipped, Ava256Image *out, char *err, size_t errlen) {
+    if (!z || member[frame] < 0) {
+        (*skipped)++;
         return AVA256_MISSING;
     }
     char zpath[4200];
-    snprintf(zpath, sizeof zpath, "%s/foreground_masks/cam%s.zip", cap->dir, c->calib.id);
-    return decode_member(cap, c->mask, zpath, c->mask_member[frame], 1, out, err, errlen);
+    snprintf(zpath, sizeof zpath, "%s/%s/cam%s.zip", cap->dir, dir, cap->cams[cam].calib.id);
+    return decode_member(cap, z, zpath, member[frame], c, out, err, errlen);
+}
+
+int ava256_read_mask(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen) {
+    check_index(cap, cam, frame, "ava256_read_mask");
+    const Ava256Camera *c = &cap->cams[cam];
+    return read_optional(cap, cam, frame, "foreground_masks", c->mask, c->mask_member, 1, &cap->n_skipped_masks, out,
+                         err, errlen);
 }
 
 int ava256_read_parts(Ava256Capture *cap, int cam, int frame, Ava256Image *out, char *err, size_t errlen) {
     check_index(cap, cam, frame, "ava256_read_parts");
     const Ava256Camera *c = &cap->cams[cam];
-    if (!c->parts || c->parts_member[frame] < 0) {
-        cap->n_skipped_parts++;
-        return AVA256_MISSING;
-    }
-    char zpath[4200];
-    snprintf(zpath, sizeof zpath, "%s/segmentation_parts/cam%s.zip", cap->dir, c->calib.id);
-    return decode_member(cap, c->parts, zpath, c->parts_member[frame], MEMBER_LABELS, out, err, errlen);
+    return read_optional(cap, cam, frame, "segmentation_parts", c->parts, c->parts_member, MEMBER_LABELS,
+                         &cap->n_skipped_parts, out, err, errlen);
 }
 
 int ava256_read_background(Ava256Capture *cap, int cam, Ava256Image *out, char *err, size_t errlen) {

@@ -46,6 +46,11 @@ int test_flip_shard_payload(const char *path, int blob, int f, int c, long at, c
 // Flips one byte of the first occurrence of the `n` bytes `what` in the file at `path`. 0, or −1 if absent.
 int test_flip_file_bytes(const char *path, const void *what, size_t n);
 
+// Edits member `name` of the zip at `path` (libzip rewrites the archive), the new member STORED and `size`
+// bytes copied from `data`. add = 0: the member must exist; it is replaced, or deleted when data is NULL.
+// add = 1: the zip is created when absent and the member added or replaced. 0, or −1 with a message.
+int test_zip_edit(const char *path, const char *name, const void *data, size_t size, int add);
+
 // The micro model the training tests run: 32×32 inputs, patch 4, width 32, 2 layers; 16 Sapiens channels
 // are what `avat3r synth` writes (docs/formats.md "Aux maps"). TEST_MICRO_SETS adds one loader thread, 2
 // OpenMP threads and 2 validation samples. `--set` options for `avat3r train` on test_micro_shards' shards.

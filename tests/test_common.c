@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zip.h>
+
 #include "config.h"
 #include "log.h"
 #include "rng.h"
@@ -832,3 +834,30 @@ const TestCase common_tests[] = {
     {"common/config_help", test_config_help},
     {NULL, NULL},
 };
+
+int test_zip_edit(const char *path, const char *name, const void *data, size_t size, int add) {
+    int e = 0;
+    zip_t *z = zip_open(path, add ? ZIP_CREATE : 0, &e);
+    if (!z) return fprintf(stderr, "    %s: zip_open failed (libzip error %d)\n", path, e), -1;
+    zip_int64_t i = zip_name_locate(z, name, 0);
+    int ok = add || i >= 0;
+    if (ok && data) { // zip_file_add with OVERWRITE replaces an existing member in place
+        void *copy = malloc(size ? size : 1);
+        memcpy(copy, data, size);
+        zip_source_t *src = zip_source_buffer(z, copy, size, 1);
+        i = src ? zip_file_add(z, name, src, ZIP_FL_OVERWRITE) : -1;
+        ok = i >= 0;
+        if (!ok && src) zip_source_free(src);
+        if (!src) free(copy);
+        ok = ok && zip_set_file_compression(z, (zip_uint64_t)i, ZIP_CM_STORE, 0) == 0;
+    } else if (ok) {
+        ok = i >= 0 && zip_delete(z, (zip_uint64_t)i) == 0;
+    }
+    if (!ok || zip_close(z) != 0) {
+        fprintf(stderr, "    %s: cannot %s member '%s': %s\n", path, data ? (add ? "add" : "replace") : "delete", name,
+                zip_strerror(z));
+        zip_discard(z);
+        return -1;
+    }
+    return 0;
+}

@@ -527,33 +527,6 @@ static int test_pack_corrupt_over_limit(void) {
     return 0;
 }
 
-// Replaces member `name` of the zip at `path` with `size` bytes of `data` (STORED), or deletes it when data is
-// NULL; libzip rewrites the archive. Returns 0, or -1 with a message.
-static int zip_edit(const char *path, const char *name, const void *data, size_t size) {
-    int e = 0;
-    zip_t *z = zip_open(path, 0, &e);
-    if (!z) return fprintf(stderr, "    %s: zip_open failed (libzip error %d)\n", path, e), -1;
-    zip_int64_t i = zip_name_locate(z, name, 0);
-    int ok = i >= 0;
-    if (ok && data) {
-        void *copy = malloc(size);
-        memcpy(copy, data, size);
-        zip_source_t *src = zip_source_buffer(z, copy, size, 1);
-        ok = src && zip_file_replace(z, (zip_uint64_t)i, src, 0) == 0;
-        if (!ok && src) zip_source_free(src);
-        if (!src) free(copy);
-        ok = ok && zip_set_file_compression(z, (zip_uint64_t)i, ZIP_CM_STORE, 0) == 0;
-    } else if (ok) {
-        ok = zip_delete(z, (zip_uint64_t)i) == 0;
-    }
-    if (!ok || zip_close(z) != 0) {
-        fprintf(stderr, "    %s: cannot %s member '%s': %s\n", path, data ? "replace" : "delete", name, zip_strerror(z));
-        zip_discard(z);
-        return -1;
-    }
-    return 0;
-}
-
 // A valid lossless AVIF of w×h (a smooth pattern), malloc'd.
 static uint8_t *avif_of_size(int w, int h, size_t *n) {
     uint8_t *rgb = malloc((size_t)w * h * 3);
@@ -588,7 +561,7 @@ static int test_pack_first_image_wrong_size(void) {
     size_t n;
     uint8_t *avif = avif_of_size(24, 36, &n);
     if (member_of(dir, 0, 0, 0, zip, sizeof zip, member, sizeof member)) return 1;
-    int rz = zip_edit(zip, member, avif, n);
+    int rz = test_zip_edit(zip, member, avif, n, 0);
     CHECK(rz == 0, "could not replace %s in %s", member, zip);
     snprintf(named, sizeof named, "skipped (corrupt image): %s: member '%s': image is 24x36, the capture's images are 32x48",
              zip, member);
@@ -612,7 +585,7 @@ static int test_pack_first_image_wrong_size(void) {
     for (int c = 0; c < 2; c++)
         for (int f = 0; f < 5; f++) {
             if (member_of(dir, f, c, 0, zip, sizeof zip, member, sizeof member)) return 1;
-            rz = zip_edit(zip, member, avif, n);
+            rz = test_zip_edit(zip, member, avif, n, 0);
             CHECK(rz == 0, "could not replace %s in %s", member, zip);
         }
     free(avif);
@@ -652,14 +625,14 @@ static int test_pack_missing_mask_member(void) {
     ava256_close(&cap);
     // (frame 2, camera 1): no mask member
     if (member_of(dir, 2, 1, 1, zip, sizeof zip, member, sizeof member)) return 1;
-    rz = zip_edit(zip, member, NULL, 0);
+    rz = test_zip_edit(zip, member, NULL, 0, 0);
     CHECK(rz == 0, "could not delete %s from %s", member, zip);
     snprintf(named, sizeof named, "warning: %s: frame %lld camera %s: skipped (no mask): %s: no member for frame %lld", name,
              fid, cid, zip, fid);
     bad[2 * 4 + 1] = 1;
     // (frame 4, camera 3): a dropped image; (frame 0, camera 2): a corrupt one
     if (member_of(dir, 4, 3, 0, zip, sizeof zip, member, sizeof member)) return 1;
-    rz = zip_edit(zip, member, NULL, 0);
+    rz = test_zip_edit(zip, member, NULL, 0, 0);
     CHECK(rz == 0, "could not delete %s from %s", member, zip);
     bad[4 * 4 + 3] = 1;
     if (member_of(dir, 0, 2, 0, zip, sizeof zip, member, sizeof member)) return 1;
@@ -719,13 +692,13 @@ static int test_pack_part_labels(void) {
         for (int x = 0; x < IW; x++) lab[y * IW + x] = (uint8_t)((x * 73 + y * 151 + x * y * 17) >> 1);
     size_t n;
     uint8_t *png = avw_png_gray8(lab, IW, IH, &n);
-    CHECK(zip_edit(zip[0], member[0][0], png, n) == 0, "replace %s", member[0][0]);
+    CHECK(test_zip_edit(zip[0], member[0][0], png, n, 0) == 0, "replace %s", member[0][0]);
     free(png);
     png = avw_png_gray8(lab, 16, 24, &n); // (frame 1, camera 0): labels of another size
-    CHECK(zip_edit(zip[0], member[1][0], png, n) == 0, "replace %s", member[1][0]);
+    CHECK(test_zip_edit(zip[0], member[1][0], png, n, 0) == 0, "replace %s", member[1][0]);
     free(png);
     png = avw_png_gray8(lab, IW, IH, &n); // (frame 2, camera 1): cut in half
-    CHECK(zip_edit(zip[1], member[2][1], png, n / 2) == 0, "replace %s", member[2][1]);
+    CHECK(test_zip_edit(zip[1], member[2][1], png, n / 2, 0) == 0, "replace %s", member[2][1]);
     free(png);
     snprintf(log, sizeof log, "%s/pack.log", base);
     snprintf(args, sizeof args, "--ava256 '%s' --out '%s/shards' --size 16 --crop 0.75 --quiet --threads 2", dir, base);

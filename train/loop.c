@@ -472,7 +472,7 @@ static double val_pass(StepDevice *sd, ValSet *vs, Grid *grid, int baseline, dou
         if (baseline) trainer_render_baseline(t, &tb);
         else step_device_render(sd, &tb);
         for (int k = 0; k < B * Vt; k++) psnr += psnr_capped(mse(t->r.image + k * HW3, tb.tgt_rgb + k * HW3, HW3));
-        mse_region_acc(t->r.image, tb.tgt_rgb, tb.tgt_mouth, (size_t)B * Vt * HW3 / 3, 3, &mse_m, &n_m);
+        if (psnr_mouth) mse_region_acc(t->r.image, tb.tgt_rgb, tb.tgt_mouth, (size_t)B * Vt * HW3 / 3, 3, &mse_m, &n_m);
         sl1 += l1_forward(t->r.image, tb.tgt_rgb, B * Vt * HW3) * B * Vt;
         sssim += ssim_forward(&t->ssim, t->r.image, tb.tgt_rgb, NULL) * B * Vt;
         n_img += B * Vt;
